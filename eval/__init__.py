@@ -1,0 +1,1 @@
+"""Evaluation of spiking diffusion models: image losses, KID, benchmark tables."""

@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Forward-pass time of the converted default UNet against the original (CPU by default).
+
+Median of ``--repeats`` timed forward passes after warm-up, batch ``--batch``, K ``--K``,
+for the FS model's exact lookup path (its eval mode) and for the spike simulation.
+Writes eval/results/unet_speed.json:
+``{"K", "batch", "ann_seconds", "snn_seconds", "ratio", "simulate_seconds", "simulate_ratio", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fs_neurons.files import atomic_write_text  # noqa: E402
+from spiking_ddim import convert_unet, fs_activations, load_model  # noqa: E402
+from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(model, x, t, repeats: int) -> float:
+    with torch.no_grad():
+        for _ in range(2):
+            model(x, t)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x, t)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model directory (default: embedded)")
+    p.add_argument("--K", type=int, default=16, help="time steps (default: %(default)s)")
+    p.add_argument("--method", default="ours", help="bank entry (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes per model (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="device (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=RESULTS / "unet_speed.json", help="results file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    args = p.parse_args(argv)
+    if args.out.exists() and not args.overwrite:
+        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    unet = load_model(args.model).to(args.device).eval()
+    fs = copy.deepcopy(unet)
+    convert_unet(fs, K=args.K, method=args.method)
+    fs.eval()
+    cfg = unet.config
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g).to(args.device)
+    t = torch.full((args.batch,), 500, device=args.device)
+    ann = timed(unet, x, t, args.repeats)
+    lookup = timed(fs, x, t, args.repeats)
+    for _, act in fs_activations(fs):
+        for n in act.neurons:
+            n.mode = "simulate"
+    simulate = timed(fs, x, t, max(3, args.repeats // 3))
+    row = {"K": args.K, "batch": args.batch, "ann_seconds": ann, "snn_seconds": lookup, "ratio": lookup / ann,
+           "simulate_seconds": simulate, "simulate_ratio": simulate / ann, "method": args.method,
+           "device": args.device, "threads": torch.get_num_threads(), "repeats": args.repeats}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(row, indent=1) + "\n")
+    print(json.dumps(row, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Command-line front end of ``python train.py fs`` and ``python train.py bank``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .bank import BankEntry, BankError, bank_path, load_bank, write_bank
+from .distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
+from .files import atomic_write_text
+from .methods import BASELINES, METHODS, FSFit, OursConfig, fit_baselines, fit_ours
+from .neuron import check_K
+from .plots import plot_approximation, plot_losses, plot_tendency, stage_curves
+from .targets import ACTIVATIONS, resolve_activation
+from .tendency import TENDENCIES
+
+# The paper's neuron-level table (MSE x 100, swish, 100,000 points on [-8, 12]).
+PAPER_TABLE = {
+    "random": {4: 3.8797, 8: 0.9776, 12: 0.1521, 16: 0.1425},
+    "gaussian": {4: 3.8796, 8: 0.8968, 12: 0.1517, 16: 0.1249},
+    "tbpi": {4: 3.8795, 8: 0.6295, 12: 0.1413, 16: 0.1246},
+}
+
+
+def prepare_output_dir(path: Path, overwrite: bool) -> Path:
+    """Create ``path``; refuse a non-empty one unless ``overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"error: output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise SystemExit(f"error: output directory {path} is not empty; pass --overwrite to replace its files")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def add_distribution_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input distribution (default: the paper's uniform grid)")
+    g.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"), default=list(PAPER_RANGE),
+                   help="uniform inputs on [LO, HI] (default: %(default)s)")
+    g.add_argument("--points", type=int, default=PAPER_POINTS, help="number of evenly spaced points (default: %(default)s)")
+    g.add_argument("--gaussian", nargs=2, type=float, metavar=("MEAN", "STD"),
+                   help="fit to N(MEAN, STD^2) inputs instead of a uniform range")
+    g.add_argument("--samples", type=Path, metavar="FILE",
+                   help="fit to recorded inputs: a .pt (tensor) or .npy file of samples")
+
+
+def distribution_from_args(args: argparse.Namespace) -> InputDistribution:
+    if args.gaussian and args.samples:
+        raise SystemExit("error: --gaussian and --samples are mutually exclusive")
+    try:
+        if args.gaussian:
+            return InputDistribution.gaussian(*args.gaussian)
+        if args.samples:
+            return InputDistribution.from_samples(load_samples(args.samples))
+        return InputDistribution.uniform(*args.range, args.points)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def load_samples(path: Path) -> torch.Tensor:
+    if not path.is_file():
+        raise SystemExit(f"error: samples file not found: {path}")
+    try:
+        if path.suffix == ".npy":
+            import numpy as np
+
+            return torch.from_numpy(np.load(path))
+        return torch.as_tensor(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
+        raise SystemExit(f"error: cannot read samples from {path}: {e}") from None
+
+
+def add_fs_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fs", help="fit an FS neuron to an activation (TBPI, its baselines, ours)",
+        description="Fit a few-spikes neuron to an activation function, write its parameters, "
+                    "loss curves and plots, and print its MSE (x100) beside the paper's.",
+    )
+    p.add_argument("--activation", default="swish", help=f"target: {', '.join(sorted(ACTIVATIONS))} (default: %(default)s)")
+    p.add_argument("--K", type=int, default=8, help="time steps per neuron (default: %(default)s)")
+    p.add_argument("--method", choices=[*METHODS, "all"], default="all",
+                   help="random / gaussian / tbpi (the paper's), ours (exact-gradient search), or all (default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=20_000, help="surrogate-training epochs per stage (paper: 20000)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of surrogate training (default: %(default)s)")
+    p.add_argument("--tendency", choices=["auto", *TENDENCIES], default="auto",
+                   help="TBPI curve family; auto picks the smallest leave-one-out error (default: %(default)s)")
+    p.add_argument("--noise-std", type=float, default=0.1, help="std of the gaussian baseline's noise (default: %(default)s)")
+    p.add_argument("--pool", type=int, default=OursConfig.pool,
+                   help="ours: starting neurons refined with exact gradients (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=OursConfig.rounds, help="ours: mutation rounds (default: %(default)s)")
+    p.add_argument("--time-budget", type=float, default=OursConfig.time_budget,
+                   help="ours: seconds after which no new mutation round starts (default: %(default)s)")
+    add_distribution_args(p)
+    p.add_argument("--out", type=Path, help="output directory (default: runs/fs-<activation>-K<K>-<method>)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
+    p.set_defaults(run=run_fs)
+
+
+def fit_to_json(fit: FSFit) -> dict:
+    out = asdict(fit)
+    if fit.tendency is not None:
+        out["tendency"] = {k: {**asdict(v), "formula": v.formula()} for k, v in fit.tendency.items()}
+    return out
+
+
+def _bar(desc: str, total: int) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="ep", dynamic_ncols=True, mininterval=0.5)
+
+
+def run_fs(args: argparse.Namespace) -> int:
+    try:
+        check_K(args.K)
+        name, _ = resolve_activation(args.activation)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    dist = distribution_from_args(args)
+    out = prepare_output_dir(args.out or Path("runs") / f"fs-{name}-K{args.K}-{args.method}", args.overwrite)
+    methods = METHODS if args.method == "all" else (args.method,)
+    fits: dict[str, FSFit] = {}
+    if any(m in BASELINES for m in methods):
+        bars: dict[str, tqdm] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar = bars.setdefault(stage, _bar(stage, total))
+            bar.update(done - bar.n)
+
+        res = fit_baselines(name, args.K, [args.seed], dist, args.epochs, args.lr, args.tendency, args.noise_std,
+                            progress=progress)
+        for bar in bars.values():
+            bar.close()
+        fits.update({m: res[(m, args.seed)] for m in BASELINES if m in methods})
+    if "ours" in methods:
+        config = OursConfig(pool=args.pool, rounds=args.rounds, time_budget=args.time_budget)
+        bar = tqdm(total=config.restarts + config.rounds + 1, desc="ours (search phases)", unit="phase", dynamic_ncols=True)
+        fits["ours"] = fit_ours(name, args.K, dist, args.seed, config, progress=lambda _s, done, _t: bar.update(done - bar.n))
+        bar.close()
+
+    atomic_write_text(out / "fits.json", json.dumps([fit_to_json(f) for f in fits.values()], indent=1) + "\n")
+    plot_approximation(list(fits.values()), out / "approximation.png", dist)
+    curves = {}
+    for f in fits.values():
+        curves.update(stage_curves(f))
+    if curves:
+        plot_losses(curves, out / "losses.png")
+    if "tbpi" in fits:
+        plot_tendency(fits["tbpi"], out / "tendency.png")
+    if "ours" in fits:
+        phases = fits["ours"].curves["search"]
+        plot_losses({"ours (best after each phase)": (list(range(len(phases))), phases)}, out / "ours_search.png",
+                    xlabel="search phase (pools, mutation rounds, polish)")
+
+    paper_protocol = name == "swish" and dist.description == InputDistribution.uniform().description
+    print(f"\n{name}, K={args.K}, inputs: {dist.description}")
+    print(f"{'method':<10} {'MSE x100':>10} {'paper':>8} {'seconds':>8}")
+    for m, f in fits.items():
+        ref = PAPER_TABLE.get(m, {}).get(args.K) if paper_protocol else None
+        print(f"{m:<10} {100 * f.mse:>10.4f} {ref if ref is not None else '-':>8} {f.seconds:>8.1f}")
+    print(f"wrote {out}/fits.json and plots")
+    return 0
+
+
+def add_bank_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bank", help="build a parameter bank file from fitted results",
+        description="Build fs_neurons/bank/<activation>.json on the paper's range [-8, 12]: the best fit per "
+                    "(K, method) found in --from files (eval/fs_table.py results), and ours for every K = 2..K-max.",
+    )
+    p.add_argument("--activation", default="swish", help="target activation (default: %(default)s)")
+    p.add_argument("--K-max", type=int, default=16,
+                   help="ours entries for K = 2..K-max; K values not in --from files are fitted now (default: %(default)s)")
+    p.add_argument("--from", dest="source", type=Path, action="append", default=[],
+                   help="fits JSON (eval/results/fs_table_fits.json, a train.py fs fits.json) or an existing "
+                        "bank file; the best fit per (K, method) wins; repeatable")
+    p.add_argument("--seed", type=int, default=0, help="seed of ours fits made here (default: %(default)s)")
+    p.add_argument("--time-budget", type=float, default=OursConfig.time_budget,
+                   help="ours fits made here: seconds after which no new search round starts (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="bank file to write (default: the shipped bank of the activation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bank file")
+    p.set_defaults(run=run_bank)
+
+
+def _read_fits(src: Path, activation: str) -> list[dict]:
+    """Fits of ``activation`` on the paper's range from a fits JSON list or a bank file."""
+    if not src.is_file():
+        raise SystemExit(f"error: fits file not found: {src}")
+    try:
+        data = json.loads(src.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"error: {src} is not valid JSON: {e}") from None
+    if isinstance(data, dict):  # a bank file
+        try:
+            entries = load_bank(activation, src)
+        except BankError as e:
+            raise SystemExit(f"error: {e}") from None
+        if resolve_activation(data["activation"])[0] != activation:
+            return []
+        return [{"method": e.method, "K": e.K, "h": e.h, "d": e.d, "T": e.T, "mse": e.mse}
+                for e in entries if e.range == PAPER_RANGE]
+    return [f for f in data if f.get("activation") == activation and f.get("distribution", "") ==
+            InputDistribution.uniform().description]
+
+
+def run_bank(args: argparse.Namespace) -> int:
+    try:
+        name, _ = resolve_activation(args.activation)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    out = args.out or bank_path(name)
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
+    best: dict[tuple[str, int], dict] = {}
+    for src in args.source:
+        for f in _read_fits(src, name):
+            key = (f["method"], f["K"])
+            if key not in best or f["mse"] < best[key]["mse"]:
+                best[key] = f
+    missing = [K for K in range(2, args.K_max + 1) if ("ours", K) not in best]
+    config = OursConfig(time_budget=args.time_budget)
+    for K in tqdm(missing, desc="ours for missing K", unit="K", dynamic_ncols=True):
+        best[("ours", K)] = asdict(fit_ours(name, K, seed=args.seed, config=config))
+    entries = []
+    for (method, K), f in sorted(best.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
+        entry = BankEntry(K, method, PAPER_RANGE, tuple(f["h"]), tuple(f["d"]), tuple(f["T"]), 0.0)
+        entries.append(replace(entry, mse=entry.recompute_mse(name)))
+    write_bank(out, name, entries)
+    print(f"wrote {len(entries)} entries to {out}", file=sys.stderr)
+    return 0

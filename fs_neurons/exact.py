@@ -1,0 +1,366 @@
+"""Exact, differentiable fitting error of FS neurons, and the ``ours`` optimiser built on it.
+
+An FS neuron's output is piecewise constant in x. Following the spike loop, the input
+interval splits at most once per time step: a piece whose spikes so far subtracted c
+from the membrane splits at x = T[t] + c. So every breakpoint is *linear* in (h, T),
+every level is linear in d, and the weighted MSE over an :class:`InputDistribution`
+is a sum over pieces of closed-form cell sums (:class:`CumulativeMoments`). That gives
+
+* the exact error (no surrogate, no sampling) and its gradient w.r.t. h and T, and
+* the optimal d for given h and T as a K x K least-squares solve.
+
+A split point outside its piece is clamped to the piece's end; the clamp passes the
+one-sided gradient through when moving the split inward would lower the error, so dead
+pieces can come back. Everything here is batched over B candidate neurons, parameters
+of shape (B, K), float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .distribution import CumulativeMoments, InputDistribution
+from .targets import Activation
+
+
+class _InwardClamp(torch.autograd.Function):
+    """clamp(s, lo, hi), whose backward also reaches an out-of-range s when the gradient
+    points inward and the piece has nonzero width."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(s, lo, hi)
+        return torch.minimum(torch.maximum(s, lo), hi)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        s, lo, hi = ctx.saved_tensors
+        below, above = s < lo, s > hi
+        inward = (hi > lo) & ((below & (g < 0)) | (above & (g > 0)))
+        return g * (~(below | above) | inward), g * below, g * above
+
+
+@dataclass
+class Pieces:
+    """The pieces of B neurons on [lo, hi]: piece i belongs to candidate ``cand[i]``, spans
+    [``lo[i]``, ``hi[i]``], has spike pattern ``code[i]`` (bit t set: spike at step t) and
+    output ``level[i]`` (zero when no d was given). Zero-width pieces stand for the piece
+    that would open if a clamped split moved inward."""
+
+    cand: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    code: torch.Tensor
+    level: torch.Tensor
+
+    def spikes(self, K: int) -> torch.Tensor:
+        """Spike patterns as a float64 matrix, shape (n_pieces, K)."""
+        bits = torch.arange(K, device=self.code.device)
+        return ((self.code.unsqueeze(1) >> bits) & 1).to(torch.float64)
+
+
+def pieces(h: torch.Tensor, T: torch.Tensor, lo: float, hi: float, d: Optional[torch.Tensor] = None) -> Pieces:
+    """Pieces of the neurons (h, T) of shape (B, K) on [lo, hi], differentiable in h and T;
+    with output weights ``d`` (B, K) each piece's level is accumulated too."""
+    B, K = h.shape
+    cand = torch.arange(B)
+    plo = torch.full((B,), lo, dtype=torch.float64)
+    phi = torch.full((B,), hi, dtype=torch.float64)
+    c = torch.zeros(B, dtype=torch.float64)
+    level = torch.zeros(B, dtype=torch.float64)
+    d = torch.zeros_like(h) if d is None else d.detach()
+    code = torch.zeros(B, dtype=torch.long)
+    degenerate = torch.zeros(B, dtype=torch.bool)
+    for t in range(K):
+        split = T[cand, t] + c
+        step, out = h[cand, t], d[cand, t]
+        o = (~degenerate).nonzero().squeeze(1)
+        g = degenerate.nonzero().squeeze(1)
+        s = _InwardClamp.apply(split[o], plo[o], phi[o])
+        # A zero-width piece follows the path its right-neighbourhood would take.
+        zg = plo[g].detach() > split[g].detach()
+        cand = torch.cat([cand[o], cand[o], cand[g]])
+        plo, phi = torch.cat([plo[o], s, plo[g]]), torch.cat([s, phi[o], phi[g]])
+        c = torch.cat([c[o], c[o] + step[o], c[g] + step[g] * zg])
+        level = torch.cat([level[o], level[o] + out[o], level[g] + out[g] * zg])
+        code = torch.cat([code[o], code[o] | (1 << t), code[g] | (zg.long() << t)])
+        degenerate = (phi - plo).detach() <= 0
+    return Pieces(cand, plo, phi, code, level)
+
+
+def _piece_sums(p: Pieces, moments: CumulativeMoments) -> torch.Tensor:
+    """(sum w, sum w f, sum w f^2) over each piece, shape (n_pieces, 3)."""
+    return moments.at(p.hi) - moments.at(p.lo)
+
+
+def optimal_d(p: Pieces, sums: torch.Tensor, B: int, K: int, ridge: float = 1e-12) -> torch.Tensor:
+    """Least-squares output weights d (B, K) for fixed pieces: minimises the sum over pieces
+    of sum w (f - z.d)^2. ``ridge`` (relative to the mean weight per candidate) keeps steps
+    that never spike at d = 0."""
+    Z = p.spikes(K)
+    n = sums[:, 0].detach()
+    order = torch.argsort(p.cand, stable=True)
+    counts = torch.bincount(p.cand, minlength=B)
+    start = torch.cumsum(counts, 0) - counts
+    rows = p.cand[order]
+    slot = torch.arange(p.cand.numel()) - start[rows]
+    padded = torch.zeros(B, int(counts.max()), K, dtype=torch.float64)
+    padded[rows, slot] = Z[order]
+    weight = torch.zeros(B, int(counts.max()), 1, dtype=torch.float64)
+    weight[rows, slot, 0] = n[order]
+    A = (padded * weight).transpose(1, 2) @ padded
+    r = torch.zeros(B, K, dtype=torch.float64).index_add_(0, p.cand, Z * sums[:, 1].detach().unsqueeze(1))
+    scale = ridge * float(n.sum() / B) + 1e-300
+    return torch.linalg.solve(A + scale * torch.eye(K, dtype=torch.float64), r)
+
+
+def exact_mse(
+    h: torch.Tensor, d: Optional[torch.Tensor], T: torch.Tensor, moments: CumulativeMoments
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted MSE of each candidate (B,) and the d used (B, K); differentiable in h and T.
+
+    With ``d=None`` the least-squares optimal d for these (h, T) is used and returned.
+    """
+    B, K = h.shape
+    if d is None:
+        with torch.no_grad():
+            p = pieces(h, T, moments.lo, moments.hi)
+            d = optimal_d(p, _piece_sums(p, moments), B, K)
+    p = pieces(h, T, moments.lo, moments.hi, d)
+    sums = _piece_sums(p, moments)
+    per_piece = sums[:, 2] - 2 * p.level * sums[:, 1] + p.level * p.level * sums[:, 0]
+    total = torch.zeros(B, dtype=torch.float64).index_add(0, p.cand, per_piece)
+    return total / moments.total_weight, d
+
+
+@dataclass
+class Candidates:
+    """B candidate neurons with their exact errors: h, d, T of shape (B, K), mse (B,)."""
+
+    h: torch.Tensor
+    d: torch.Tensor
+    T: torch.Tensor
+    mse: torch.Tensor
+
+    def best(self, n: int = 1) -> "Candidates":
+        i = torch.argsort(self.mse)[:n]
+        return Candidates(self.h[i], self.d[i], self.T[i], self.mse[i])
+
+
+def refine(
+    h: torch.Tensor,
+    T: torch.Tensor,
+    moments: CumulativeMoments,
+    iters: int = 300,
+    lr: float = 0.02,
+    cull_at: float = 1.0,
+    keep: float = 1.0,
+    on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+) -> Candidates:
+    """Adam on (h, T) of B candidates against their exact error (d solved exactly at every
+    step), cosine learning-rate decay. After ``cull_at * iters`` steps only the best
+    ``keep`` fraction of the candidates continues. Returns the survivors with their errors."""
+    h = h.detach().clone().to(torch.float64)
+    T = T.detach().clone().to(torch.float64)
+    m = torch.zeros(2, *h.shape, dtype=torch.float64)
+    v = torch.zeros_like(m)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    cull_step = int(cull_at * iters) if keep < 1.0 else -1
+    for i in range(iters):
+        h.requires_grad_(True)
+        T.requires_grad_(True)
+        mse, _ = exact_mse(h, None, T, moments)
+        # The last step's h never matters (the membrane is not read after step K).
+        gh, gT = torch.autograd.grad(mse.sum(), (h, T), allow_unused=True, materialize_grads=True)
+        with torch.no_grad():
+            if i == cull_step:
+                survivors = torch.argsort(mse)[: max(1, round(keep * h.shape[0]))]
+                h, T, m, v = h[survivors], T[survivors], m[:, survivors], v[:, survivors]
+                gh, gT = gh[survivors], gT[survivors]
+            grad = torch.stack([gh, gT])
+            m.mul_(beta1).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            rate = 0.5 * lr * (1 + math.cos(math.pi * i / iters))
+            step = rate / (1 - beta1 ** (i + 1)) * m / ((v / (1 - beta2 ** (i + 1))).sqrt() + eps)
+            h, T = h.detach() - step[0], T.detach() - step[1]
+        if on_step is not None:
+            on_step(i, mse.detach())
+    with torch.no_grad():
+        mse, d = exact_mse(h, None, T, moments)
+    return Candidates(h, d, T, mse)
+
+
+def _curvature_points(dist: InputDistribution, target: Activation, n: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid over the distribution's range and weights |f''| x input mass (where a piecewise
+    constant fit needs its pieces); falls back to the input mass for a linear target."""
+    x = torch.linspace(dist.lo, dist.hi, n, dtype=torch.float64)
+    step = (dist.hi - dist.lo) * 1e-3
+    curv = (target(x + step) - 2 * target(x) + target(x - step)).abs() / step**2
+    cum = torch.cumsum(dist.w, 0)
+    mass = torch.diff(cum[torch.searchsorted(dist.x, x).clamp(max=dist.x.numel() - 1)], prepend=cum[:1] * 0)
+    weight = curv * mass
+    return x, (weight if float(weight.sum()) > 0 else mass + 1e-12)
+
+
+@dataclass(frozen=True)
+class OursConfig:
+    """Effort of :func:`search`. Scales are fractions of the input span (swish-tuned)."""
+
+    pool: int = 2048  # structured and random starting neurons per restart
+    restarts: int = 2  # independent pools whose elites are merged
+    random_share: float = 0.125  # share of the pool with unstructured random starts
+    iters: int = 300  # exact-gradient steps for the pool
+    lr: float = 0.03
+    cull_at: float = 0.2  # the pool is cut to `keep` after this share of its steps
+    keep: float = 0.15
+    elite: int = 8  # best neurons carried between phases
+    elite_iters: int = 600  # refinement of the elite right after the pool
+    elite_lr: float = 0.01
+    rounds: int = 3  # mutation rounds after the pools
+    mutants: int = 512  # children per round
+    round_iters: int = 200
+    round_lr: float = 0.01
+    polish_iters: int = 1000  # final refinement of the best neuron
+    polish_lr: float = 0.005
+    time_budget: float = 240.0  # seconds; later rounds are skipped once it is spent
+
+
+class _Sampler:
+    """Random starting neurons and mutations for :func:`search`, on the scale of an input
+    distribution."""
+
+    def __init__(self, dist: InputDistribution, target: Activation, K: int, g: torch.Generator):
+        self.K, self.g = K, g
+        lo = float(dist.x[torch.searchsorted(torch.cumsum(dist.w, 0), 0.001 * dist.w.sum()).clamp(max=dist.x.numel() - 1)])
+        hi = float(dist.x[torch.searchsorted(torch.cumsum(dist.w, 0), 0.999 * dist.w.sum()).clamp(max=dist.x.numel() - 1)])
+        self.lo, self.span = lo, max(hi - lo, 1e-12)
+        self.dist = dist
+        self.curve_x, self.curve_w = _curvature_points(dist, target)
+
+    def _u(self, a: float, b: float, n: int = 1) -> torch.Tensor:
+        return a + (b - a) * torch.rand(n, generator=self.g, dtype=torch.float64)
+
+    def _int(self, a: int, b: int) -> int:
+        return int(torch.randint(a, b + 1, (1,), generator=self.g))
+
+    def _at(self, a: float, b: float, n: int) -> torch.Tensor:
+        """n positions, uniform on [lo + a span, lo + b span]."""
+        return self.lo + self.span * self._u(a, b, n)
+
+    def _bend(self, n: int) -> torch.Tensor:
+        """n positions drawn where the target bends."""
+        if n == 0:
+            return self.curve_x[:0]
+        return self.curve_x[torch.multinomial(self.curve_w, n, replacement=True, generator=self.g)]
+
+    def template(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """coarse steps | a binary-ADC block (h halving, T tracking h) | small corrections."""
+        K, s = self.K, self.span
+        a = self._int(min(3, K), min(8, K))
+        c = self._int(0, min(2, K - a))
+        m = K - a - c
+        adc = float(self._u(0.15, 0.35)) * s * 2.0 ** -torch.arange(1, a + 1, dtype=torch.float64)
+        adc = adc * (1 + 0.05 * torch.randn(a, generator=self.g, dtype=torch.float64))
+        coarse_T = self._at(0.1, 0.6, m) if self._int(0, 1) else self._bend(m)
+        h = torch.cat([self._u(-0.05, 0.15, m) * s, adc, self._u(-0.015, 0.015, c) * s])
+        T = torch.cat([coarse_T, adc * float(self._u(0.85, 1.0)), self._bend(c)])
+        return h, T
+
+    def random(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """|N(0, 1)|-like resets scaled to the span, thresholds drawn from the inputs."""
+        h = torch.randn(self.K, generator=self.g, dtype=torch.float64).abs() * 0.1 * self.span
+        idx = torch.multinomial(self.dist.w, self.K, replacement=True, generator=self.g)
+        return h, self.dist.x[idx].clone()
+
+    def mutate(self, h: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Redraw one step, move one step, swap two neighbours, or jitter every parameter."""
+        K, h, T = self.K, h.clone(), T.clone()
+        kind = self._int(0, 3 if K > 1 else 0)
+        if kind == 0:
+            p = self._int(0, K - 1)
+            h[p] = float(self._u(-0.05, 0.1)) * self.span * 0.5 ** self._int(0, 4)
+            T[p] = float(self._bend(1)) if self._int(0, 1) else float(self._at(0.0, 1.0, 1))
+        elif kind == 1:
+            p, q = self._int(0, K - 1), self._int(0, K - 1)
+            order = [i for i in range(K) if i != p]
+            order.insert(q, p)
+            h, T = h[order], T[order]
+        elif kind == 2:
+            p = self._int(0, K - 2)
+            h[[p, p + 1]], T[[p, p + 1]] = h[[p + 1, p]], T[[p + 1, p]]
+        else:
+            scale = float(self._u(0.0005, 0.01)) * self.span
+            h = h + scale * torch.randn(K, generator=self.g, dtype=torch.float64)
+            T = T + scale * torch.randn(K, generator=self.g, dtype=torch.float64)
+        return h, T
+
+
+def _merge(a: Candidates, b: Candidates) -> Candidates:
+    return Candidates(*(torch.cat([getattr(a, k), getattr(b, k)]) for k in ("h", "d", "T", "mse")))
+
+
+def search(
+    dist: InputDistribution,
+    target: Activation,
+    K: int,
+    config: OursConfig = OursConfig(),
+    generator: Optional[torch.Generator] = None,
+    start: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    on_round: Optional[Callable[[int, float], None]] = None,
+) -> tuple[Candidates, list[float]]:
+    """The ``ours`` search for one K.
+
+    For each of ``restarts`` pools of starting neurons (structured templates and random
+    ones, plus ``start`` = (h, T) if given): exact-gradient refinement with successive
+    halving, then a longer refinement of its elite. Then rounds of mutations of the merged
+    elite, then a polish of the best. The time budget only skips phases that would start
+    after it is spent. Returns the elite (best first) and the best error after each phase.
+    """
+    import time
+
+    if K < 1:
+        raise ValueError(f"K must be >= 1, got {K}")
+    t0 = time.perf_counter()
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    moments = dist.moments(target)
+    sampler = _Sampler(dist, target, K, g)
+    n_random = round(config.random_share * config.pool)
+    elite, history = None, []
+    if start is not None:  # the start itself (with its best d) stays a candidate throughout
+        h0, T0 = (torch.as_tensor(v, dtype=torch.float64).reshape(1, K) for v in start)
+        with torch.no_grad():
+            mse0, d0 = exact_mse(h0, None, T0, moments)
+        elite = Candidates(h0, d0, T0, mse0)
+    for restart in range(config.restarts):
+        if restart > 0 and time.perf_counter() - t0 > config.time_budget / 2:
+            break
+        starts = [sampler.random() for _ in range(n_random)] + [sampler.template() for _ in range(config.pool - n_random)]
+        if start is not None and restart == 0:
+            starts.append(tuple(torch.as_tensor(v, dtype=torch.float64) for v in start))  # refined too
+        h, T = (torch.stack(v) for v in zip(*starts))
+        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep).best(config.elite)
+        if config.elite_iters > 0:
+            found = _merge(found, refine(found.h, found.T, moments, config.elite_iters, config.elite_lr)).best(config.elite)
+        elite = found if elite is None else _merge(elite, found).best(config.elite)
+        history.append(float(elite.mse[0]))
+        if on_round is not None:
+            on_round(len(history), history[-1])
+    for _ in range(config.rounds):
+        if time.perf_counter() - t0 > config.time_budget:
+            break
+        kids = [sampler.mutate(elite.h[i % elite.h.shape[0]], elite.T[i % elite.h.shape[0]]) for i in range(config.mutants)]
+        kh, kT = (torch.stack(v) for v in zip(*kids))
+        pop = refine(kh, kT, moments, config.round_iters, config.round_lr, config.cull_at, config.keep)
+        elite = _merge(elite, pop).best(config.elite)
+        history.append(float(elite.mse[0]))
+        if on_round is not None:
+            on_round(len(history), history[-1])
+    if config.polish_iters > 0:
+        polished = refine(elite.h[:1], elite.T[:1], moments, config.polish_iters, config.polish_lr)
+        elite = _merge(polished, elite).best(config.elite)
+        history.append(float(elite.mse[0]))
+    return elite, history

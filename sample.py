@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Sample a diffusion model and its spiking (FS) conversion from identical noise.
+
+With no arguments: load the embedded default (a small DDIM trained on digits), convert
+every Swish to FS neurons, sample images from both models with a DDIM scheduler, save
+PNGs and a side-by-side grid, and print the FS model's image loss against the original
+(MSE, PSNR), its spike statistics, and KID of both against held-out real images.
+
+Several processes split the images and write exactly what one process would:
+    torchrun --nproc_per_node 2 sample.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402 - the embedded digits DDIM
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from fs_neurons.methods import METHODS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="hub id or local diffusers model/pipeline directory (default: the embedded digits DDIM)")
+    p.add_argument("--K", type=int, default=16, help="FS time steps per neuron (default: %(default)s)")
+    p.add_argument("--method", choices=METHODS, default="ours", help="bank entry to initialise FS neurons (default: %(default)s)")
+    p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs before sampling")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, 0 = deterministic (default: %(default)s)")
+    p.add_argument("--num-images", type=int, default=64, help="images per model (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--real", help="real images for KID: a folder, or 'digits' (the held-out digits; default for "
+                                  "the embedded model); 'none' skips KID")
+    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
+                   help="KID features; auto = Inception if its weights are available locally, else digits")
+    p.add_argument("--inception-weights", help="Inception weights file for offline KID")
+    p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/sample-<date>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list, gather_object
+    from tqdm import tqdm
+
+    from eval.image_loss import compare
+    from fs_neurons.cli import prepare_output_dir
+    from fs_neurons.files import atomic_write_text
+    from fs_neurons.neuron import check_K
+    from spiking_ddim import convert_unet, load_model
+    from spiking_ddim.calibrate import calibrate
+    from spiking_ddim.data import save_png, to_uint8
+    from spiking_ddim.diffusion import load_scheduler
+    from spiking_ddim.modeling import resolve_model_dir
+    from spiking_ddim.sampling import SpikeTotals, plan_batches, sample_pairs
+
+    try:
+        check_K(args.K)
+        for name in ("steps", "num_images", "batch_size"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
+    accelerator = Accelerator(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
+    device = accelerator.device if args.device in ("auto", "cpu") else torch.device(args.device)
+    main_process = accelerator.is_main_process
+    if args.out is None:  # one timestamped directory, chosen by the main process
+        import time
+
+        args.out = Path(broadcast_object_list([time.strftime("runs/sample-%Y%m%d-%H%M%S")])[0])
+    if main_process:
+        prepare_output_dir(args.out, args.overwrite)
+        for sub in ("original", "fs"):
+            (args.out / sub).mkdir(exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    try:
+        model_dir = resolve_model_dir(args.model)
+        unet = load_model(model_dir).to(device).eval()
+        scheduler = load_scheduler(model_dir)
+        fs_unet = copy.deepcopy(unet)
+        report = convert_unet(fs_unet, K=args.K, method=args.method)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    fs_unet.eval()
+    if main_process:
+        print(report.summary(), file=sys.stderr)
+    if args.calibrate:
+        state = [None]
+        if main_process:
+            bar = tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True)
+            sites = calibrate(fs_unet, scheduler, progress=lambda done, total: (setattr(bar, "total", total), bar.update(1)))
+            bar.close()
+            gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
+            atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
+            print(f"calibrated {len(sites)} sites: summed MSE of the neurons on their own inputs down {gain:.2f}x "
+                  f"(per site: {args.out / 'calibration.json'})", file=sys.stderr)
+            state = [{k: v.cpu() for k, v in fs_unet.state_dict().items()}]
+        state = broadcast_object_list(state)
+        fs_unet.load_state_dict(state[0])
+
+    batches = plan_batches(args.num_images, args.batch_size, accelerator.process_index, accelerator.num_processes)
+    bar = tqdm(total=sum(len(b) for b in batches), desc="sample (original + FS)", unit="img",
+               dynamic_ncols=True, disable=not main_process)
+    per_image = []
+
+    def save(idx, a, b):
+        for i, x, y in zip(idx, to_uint8(a), to_uint8(b)):
+            save_png(x, args.out / "original" / f"{i:05d}.png")
+            save_png(y, args.out / "fs" / f"{i:05d}.png")
+        m = compare(a, b)
+        per_image.extend({"index": i, "mse": m["mse"][k], "psnr": m["psnr"][k]} for k, i in enumerate(idx))
+        bar.update(len(idx))
+
+    spikes = sample_pairs(unet, fs_unet, scheduler, batches, args.seed, args.steps, args.eta, save)
+    bar.close()
+    rows = gather_object(per_image)
+    totals = gather_object([spikes])
+    accelerator.wait_for_everyone()
+    if not main_process:
+        return 0
+    rows.sort(key=lambda r: r["index"])
+    total = sum(totals, SpikeTotals())
+    mean_mse = sum(r["mse"] for r in rows) / len(rows)
+    psnr = math.inf if mean_mse == 0 else 10 * math.log10(1 / mean_mse)
+    kids = _kid_rows(args)
+    metrics = {
+        "model": str(args.model), "K": args.K, "method": args.method, "calibrated": args.calibrate,
+        "steps": args.steps, "eta": args.eta, "num_images": args.num_images, "seed": args.seed,
+        "processes": accelerator.num_processes, "sites": len(report.sites),
+        "mse": mean_mse, "psnr": psnr,
+        "spikes_per_neuron_per_call": total.per_activation,
+        "spikes_per_image": total.spikes / args.num_images,
+        "kid": kids,
+        "per_image": rows,
+    }
+    atomic_write_text(args.out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    _write_comparison(args.out, args.num_images)
+    print(f"\nFS (K={args.K}, {args.method}{', calibrated' if args.calibrate else ''}) vs original, "
+          f"{args.num_images} images, {args.steps} DDIM steps:")
+    print(f"  image loss   MSE {mean_mse:.6f}   PSNR {psnr:.2f} dB")
+    print(f"  spikes       {total.per_activation:.3f} per neuron per call (of at most {args.K}), "
+          f"{total.spikes / args.num_images:.4g} per image")
+    for name, r in kids.items():
+        print(f"  {r['label']:<22} {name:<9} {r['mean']:.5f} +- {r['std']:.5f}  (vs {r['n_real']} real images)")
+    print(f"wrote {args.out}/original, {args.out}/fs, {args.out}/comparison.png, {args.out}/metrics.json")
+    return 0
+
+
+def _kid_rows(args: argparse.Namespace) -> dict:
+    """KID of the original and the FS samples against real images (skipped without them)."""
+    from eval.kid import kid
+
+    real = args.real or ("digits" if Path(args.model).resolve() == DEFAULT_MODEL else None)
+    if real is None or real == "none":
+        return {}
+    out = {}
+    for name in ("original", "fs"):
+        try:
+            r = kid(real, args.out / name, args.feature_extractor, args.inception_weights, args.kid_subset_size)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"error: KID: {e}") from None
+        out[name] = {**asdict(r), "label": r.label}
+    return out
+
+
+def _write_comparison(out: Path, n: int, pairs: int = 32) -> None:
+    """comparison.png: original and FS image of each index side by side, 8 pairs a row."""
+    import numpy as np
+    from PIL import Image
+
+    from spiking_ddim.data import grid, save_png
+
+    tiles = []
+    for i in range(min(n, pairs)):
+        for sub in ("original", "fs"):
+            a = np.asarray(Image.open(out / sub / f"{i:05d}.png"))
+            tiles.append(a[..., None] if a.ndim == 2 else a)
+    save_png(grid(np.stack(tiles), cols=16), out / "comparison.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

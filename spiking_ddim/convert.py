@@ -1,0 +1,312 @@
+"""Convert a diffusers model's Swish (and optionally GELU) activations to FS neurons.
+
+``convert_unet`` walks any ``nn.Module`` (diffusers' UNet2DModel and UNet2DConditionModel
+first), finds every Swish module (``nn.SiLU``, diffusers' ``FP32SiLU``, whatever
+``get_activation("silu")`` returns) and, on request, GELU modules (``nn.GELU``, diffusers'
+``GELU`` and ``GEGLU``), traces one forward pass to learn how many places call each of
+them, and replaces each with an :class:`FSActivation` holding one FS neuron per call site,
+initialised from the shipped bank. A second traced pass checks that no Swish is left,
+including Swish computed functionally (``F.silu``) outside any module.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.activations import GEGLU, GELU, FP32SiLU
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from fs_neurons.neuron import FSNeuron, check_K
+
+from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
+
+SWISH_TYPES: tuple[type, ...] = (nn.SiLU, FP32SiLU)
+GELU_TYPES: tuple[type, ...] = (nn.GELU, GELU, GEGLU)
+BANK_ACTIVATION = {"swish": "swish", "gelu": "gelu", "gelu_tanh": "gelu"}
+
+
+@dataclass
+class SiteReport:
+    """One converted call site; errors are MSE of the neuron on the site's own inputs."""
+
+    name: str
+    activation: str
+    signature: list[int]
+    mse_before: Optional[float] = None
+    mse_after: Optional[float] = None
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion changed and what it could not."""
+
+    K: int
+    method: str
+    modules: list[str] = field(default_factory=list)
+    sites: list[SiteReport] = field(default_factory=list)
+    functional_calls: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when no Swish (module or functional) is left in the traced forward pass."""
+        return not self.functional_calls and not self.remaining
+
+    def summary(self) -> str:
+        lines = [f"converted {len(self.modules)} modules, {len(self.sites)} call sites to FS neurons "
+                 f"(K={self.K}, method={self.method})"]
+        if self.remaining:
+            lines.append(f"NOT converted (Swish modules left): {', '.join(self.remaining)}")
+        if self.functional_calls:
+            lines.append(f"Swish computed functionally (F.silu), not converted: {', '.join(sorted(set(self.functional_calls)))}")
+        return "\n".join(lines)
+
+
+class _ProjectedFS(nn.Module):
+    """diffusers ``GELU``: proj, then the activation (now an FSActivation)."""
+
+    def __init__(self, proj: nn.Module, act: FSActivation):
+        super().__init__()
+        self.proj, self.act = proj, act
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.act(self.proj(x))
+
+
+class _GatedFS(nn.Module):
+    """diffusers ``GEGLU``: proj, split into value and gate, value * act(gate)."""
+
+    def __init__(self, proj: nn.Module, act: FSActivation):
+        super().__init__()
+        self.proj, self.act = proj, act
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * self.act(gate)
+
+
+def _activation_name(module: nn.Module) -> str:
+    if isinstance(module, SWISH_TYPES):
+        return "swish"
+    approximate = getattr(module, "approximate", "none")
+    return "gelu_tanh" if approximate == "tanh" else "gelu"
+
+
+def _kind(module: nn.Module) -> str:
+    """How a module is replaced: itself (``module``), or its activation behind a projection."""
+    if isinstance(module, GEGLU):
+        return "geglu"
+    return "projected" if isinstance(module, GELU) else "module"
+
+
+@dataclass
+class _Found:
+    path: str
+    owner: nn.Module
+    attr: str
+    module: nn.Module
+
+
+def find_activations(model: nn.Module, types: tuple[type, ...]) -> list[_Found]:
+    """Every registration of a module of ``types`` as a child of some module in ``model``."""
+    found = []
+    for owner_path, owner in model.named_modules():
+        for attr, child in owner.named_children():
+            if isinstance(child, types):
+                found.append(_Found(f"{owner_path}.{attr}" if owner_path else attr, owner, attr, child))
+    return found
+
+
+def default_example_inputs(model: nn.Module) -> tuple[tuple, dict]:
+    """A small batch a diffusers UNet accepts: (args, kwargs) for ``model(*args, **kwargs)``."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or not hasattr(cfg, "in_channels"):
+        raise ValueError("cannot build example inputs for this model; pass example_inputs=(args, kwargs)")
+    size = cfg.get("sample_size", None) or 32
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    try:
+        p = next(model.parameters())
+        device, dtype = p.device, p.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    g = torch.Generator().manual_seed(0)
+    sample = torch.randn(1, cfg.in_channels, *size, generator=g).to(device, dtype)
+    kwargs: dict[str, Any] = {}
+    if cfg.get("cross_attention_dim", None) is not None:
+        dim = cfg.cross_attention_dim
+        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+        kwargs["encoder_hidden_states"] = torch.randn(1, 4, dim, generator=g).to(device, dtype)
+    if cfg.get("num_class_embeds", None) is not None or cfg.get("class_embed_type", None) is not None:
+        kwargs["class_labels"] = torch.zeros(1, dtype=torch.long, device=device)
+    return (sample, torch.tensor([10], device=device)), kwargs
+
+
+class _FunctionalSpy(TorchFunctionMode):
+    """Records calls of the watched functionals made outside the watched modules."""
+
+    def __init__(self, functions: tuple[Callable, ...], inside: Callable[[], Optional[str]], current: Callable[[], str]):
+        super().__init__()
+        self.functions, self.inside, self.current = functions, inside, current
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.functions and self.inside() is None:
+            self.calls.append(self.current() or "<model>")
+        return func(*args, **(kwargs or {}))
+
+
+def trace(model: nn.Module, watched: list[_Found], example_inputs: Optional[tuple[tuple, dict]] = None,
+          functions: tuple[Callable, ...] = (F.silu,)) -> tuple[dict[int, list[SiteSignature]], list[str]]:
+    """Run one forward pass; returns, per watched module (by id), the input signature of each
+    call site, and the places that called a watched functional outside watched modules."""
+    args, kwargs = example_inputs if example_inputs is not None else default_example_inputs(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    stack: list[str] = []
+    active: list[int] = []
+    calls: dict[int, list[SiteSignature]] = defaultdict(list)
+    owner_calls: dict[int, int] = defaultdict(int)
+    watched_ids = {id(f.module) for f in watched}
+    owner_of = {id(f.module): id(f.owner) for f in watched}
+    owners = set(owner_of.values())
+
+    def pre(module, inputs):
+        stack.append(names.get(id(module), type(module).__name__))
+        if id(module) in owners:
+            owner_calls[id(module)] += 1
+        if id(module) in watched_ids:
+            active.append(id(module))
+            x = inputs[0] if inputs else None
+            if isinstance(x, torch.Tensor):
+                calls[id(module)].append(SiteSignature.of(x))
+
+    def post(module, inputs, output):
+        stack.pop()
+        if active and active[-1] == id(module):
+            active.pop()
+
+    handles = [nn.modules.module.register_module_forward_pre_hook(pre),
+               nn.modules.module.register_module_forward_hook(post)]
+    spy = _FunctionalSpy(functions, lambda: active[-1] if active else None, lambda: stack[-1] if stack else "")
+    try:
+        with torch.no_grad(), spy:
+            model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    sites = {}
+    for mid, sigs in calls.items():
+        per_owner = max(owner_calls[owner_of[mid]], 1)
+        n = len(sigs) // per_owner
+        consistent = n > 0 and len(sigs) == n * per_owner and all(
+            sigs[k * n:(k + 1) * n] == sigs[:n] for k in range(per_owner))
+        sites[mid] = sigs[:n] if consistent else sigs[:1]
+    return sites, spy.calls
+
+
+def convert_unet(
+    model: nn.Module,
+    K: int = 8,
+    method: str = "ours",
+    per_site: bool = True,
+    convert_gelu: bool = False,
+    example_inputs: Optional[tuple[tuple, dict]] = None,
+    bank_path: Optional[str] = None,
+) -> ConversionReport:
+    """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
+    FS neurons from the bank entry (activation, K, method); one neuron per call site unless
+    ``per_site=False``. Returns a :class:`ConversionReport`.
+
+    Raises ``ValueError`` for a bad K, an unknown bank entry, or a model with nothing to convert.
+    """
+    check_K(K)
+    types = SWISH_TYPES + (GELU_TYPES if convert_gelu else ())
+    found = find_activations(model, types)
+    if not found:
+        what = "Swish (SiLU)" + (" or GELU" if convert_gelu else "")
+        raise ValueError(f"the model has no {what} activation modules to convert")
+    sites, _ = trace(model, found, example_inputs)
+    report = ConversionReport(K, method)
+    spec = []
+    for f in found:
+        sigs = sites.get(id(f.module))
+        if not sigs:
+            report.remaining.append(f"{f.path} (never called in the traced forward pass)")
+            continue
+        if not per_site:
+            sigs = sigs[:1]
+        spec.append({"path": f.path, "kind": _kind(f.module), "activation": _activation_name(f.module),
+                     "signatures": [s.to_json() for s in sigs]})
+    apply_structure(model, spec, K, method, bank_path)
+    report.modules = [s["path"] for s in spec]
+    report.sites = [SiteReport(f"{s['path']}[{i}]", s["activation"], sig)
+                    for s in spec for i, sig in enumerate(s["signatures"])]
+    left = find_activations(model, SWISH_TYPES)
+    _, functional = trace(model, left, example_inputs)
+    report.remaining += [f.path for f in left]
+    report.functional_calls = functional
+    model.fs_conversion = {"K": K, "method": method, "per_site": per_site, "calibrated": False, "modules": spec}
+    from .modeling import mark_converted  # a converted model saves and loads as Spiking<Base>
+
+    mark_converted(model)
+    return report
+
+
+def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, bank_path: Optional[str] = None,
+                    from_bank: bool = True) -> None:
+    """Install FSActivation modules described by ``spec`` (as recorded in
+    ``model.fs_conversion["modules"]``); neurons come from the bank entry (activation, K,
+    method), or are placeholders (``from_bank=False``) for weights loaded afterwards."""
+    modules = dict(model.named_modules())
+    for s in spec:
+        owner_path, _, attr = s["path"].rpartition(".")
+        owner = modules[owner_path] if owner_path else model
+        old = getattr(owner, attr)
+        sigs = [SiteSignature(*sig) for sig in s["signatures"]]
+        if from_bank:
+            neurons = make_neurons(BANK_ACTIVATION[s["activation"]], K, method, len(sigs), bank_path)
+        else:
+            neurons = [FSNeuron(K) for _ in sigs]
+        act = FSActivation(s["activation"], neurons, sigs)
+        new = act if s["kind"] == "module" else (_GatedFS if s["kind"] == "geglu" else _ProjectedFS)(old.proj, act)
+        new.__dict__["_replaced"] = old  # kept for revert_unet, outside the module tree
+        new.train(old.training)  # an eval-mode model gets eval-mode (lookup) neurons
+        setattr(owner, attr, new)
+        act._remove_counter = attach_site_counter(owner if new is act else new, act)
+
+
+def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:
+    """All FSActivation modules of a converted model with their paths."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, FSActivation)]
+
+
+def set_mode(model: nn.Module, mode: str) -> None:
+    """Switch every FSActivation of ``model`` to ``fs``, ``ann`` or ``record``."""
+    if mode not in ("fs", "ann", "record"):
+        raise ValueError(f"mode must be fs, ann or record, got {mode!r}")
+    for _, m in fs_activations(model):
+        m.mode = mode
+
+
+def revert_unet(model: nn.Module) -> nn.Module:
+    """Undo :func:`convert_unet` in place: every FS site gets back the module it replaced."""
+    spec = getattr(model, "fs_conversion", None)
+    if spec is None:
+        raise ValueError("this model was not converted by convert_unet")
+    modules = dict(model.named_modules())
+    for s in spec["modules"]:
+        owner_path, _, attr = s["path"].rpartition(".")
+        owner = modules[owner_path] if owner_path else model
+        current = getattr(owner, attr)
+        (current if isinstance(current, FSActivation) else current.act)._remove_counter()
+        setattr(owner, attr, current.__dict__["_replaced"])
+    del model.fs_conversion
+    from .modeling import SpikingModelMixin
+
+    if isinstance(model, SpikingModelMixin):
+        model.__class__ = type(model).__mro__[2]
+    return model

@@ -1,0 +1,128 @@
+"""``FSActivation``: the module a converted model calls where it used to call Swish or GELU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from fs_neurons import FSNeuron
+from fs_neurons.targets import resolve_activation
+
+RECORD_LIMIT = 200_000  # input samples kept per site while recording
+
+
+@dataclass(frozen=True)
+class SiteSignature:
+    """What a call site's input looks like: number of dims and size of dim 1 (channels)."""
+
+    ndim: int
+    channels: int
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> "SiteSignature":
+        return cls(x.ndim, x.shape[1] if x.ndim > 1 else 1)
+
+    def to_json(self) -> list[int]:
+        return [self.ndim, self.channels]
+
+
+class FSActivation(nn.Module):
+    """Replaces one activation module (Swish, GELU) of a network.
+
+    A module a block calls at several places (diffusers' ResnetBlock2D calls its one
+    ``nonlinearity`` after norm1, on the time embedding and after norm2) gets one FS neuron
+    per call site: the n-th call within one forward of the owning block uses neuron n. The
+    owner resets the count with a forward pre-hook (see :func:`attach_site_counter`), and
+    each site checks its input's signature so a changed call order fails loudly.
+
+    ``mode``: ``"fs"`` runs the FS neurons; ``"ann"`` runs the original activation;
+    ``"record"`` runs the original activation and keeps a sample of each site's inputs
+    (for calibration).
+    """
+
+    def __init__(self, activation: str, neurons: list[FSNeuron], signatures: list[SiteSignature]):
+        super().__init__()
+        if len(neurons) != len(signatures) or not neurons:
+            raise ValueError("need one signature per neuron and at least one neuron")
+        self.activation, self._target = resolve_activation(activation)
+        self.neurons = nn.ModuleList(neurons)
+        self.signatures = list(signatures)
+        self.mode = "fs"
+        self.calls = 0
+        self.clear_records()
+
+    @property
+    def num_sites(self) -> int:
+        return len(self.neurons)
+
+    def reset_calls(self) -> None:
+        self.calls = 0
+
+    def _site(self, x: torch.Tensor) -> int:
+        i = self.calls if self.num_sites > 1 else 0
+        self.calls += 1
+        if i >= self.num_sites:
+            raise RuntimeError(
+                f"FSActivation called {self.calls} times in one forward of its owner but was converted with "
+                f"{self.num_sites} call sites; convert the model again with the inputs it is used with"
+            )
+        sig = SiteSignature.of(x)
+        if self.num_sites > 1 and sig != self.signatures[i]:
+            raise RuntimeError(
+                f"call site {i} expected input with ndim={self.signatures[i].ndim}, channels="
+                f"{self.signatures[i].channels} but got ndim={sig.ndim}, channels={sig.channels}; "
+                "the owner's call order differs from conversion time"
+            )
+        return i
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = self._site(x)
+        if self.mode == "fs":
+            return self.neurons[i](x)
+        if self.mode == "record":
+            self._record(i, x)
+        return self._target(x.float()).to(x.dtype) if x.dtype in (torch.float16, torch.bfloat16) else self._target(x)
+
+    def _record(self, i: int, x: torch.Tensor) -> None:
+        """Keep a random sample (seeded, reproducible) of at most RECORD_LIMIT inputs."""
+        flat = x.detach().reshape(-1)
+        if flat.numel() > RECORD_LIMIT // 8:
+            idx = torch.randint(0, flat.numel(), (RECORD_LIMIT // 8,), generator=self._rng)
+            flat = flat[idx.to(flat.device)]
+        self.recorded[i].append(flat.float().cpu())
+        if sum(t.numel() for t in self.recorded[i]) > RECORD_LIMIT:
+            joined = torch.cat(self.recorded[i])
+            self.recorded[i] = [joined[torch.randperm(joined.numel(), generator=self._rng)[:RECORD_LIMIT]]]
+
+    def site_samples(self, i: int) -> torch.Tensor:
+        """The recorded inputs of site ``i`` (1-D float32)."""
+        if not self.recorded[i]:
+            raise RuntimeError(f"site {i} recorded no inputs; run the model in mode 'record' first")
+        return torch.cat(self.recorded[i])
+
+    def clear_records(self) -> None:
+        """Forget recorded inputs and restart the sampling generator."""
+        self.recorded: list[list[torch.Tensor]] = [[] for _ in self.neurons]
+        self._rng = torch.Generator().manual_seed(0)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}, mode={self.mode!r}"
+
+
+def attach_site_counter(owner: nn.Module, activation: FSActivation) -> Callable[[], None]:
+    """Reset ``activation``'s call count whenever ``owner`` starts a forward pass.
+
+    Returns a function that removes the hook."""
+    handle = owner.register_forward_pre_hook(lambda _m, _a: activation.reset_calls())
+    return handle.remove
+
+
+def make_neurons(activation: str, K: int, method: str, n: int, bank_path: Optional[str] = None) -> list[FSNeuron]:
+    """``n`` independent neurons initialised from the bank entry (activation, K, method)."""
+    from fs_neurons.bank import load_entry
+
+    e = load_entry(activation, K, method, path=bank_path)
+    return [FSNeuron.from_params(e.h, e.d, e.T) for _ in range(n)]

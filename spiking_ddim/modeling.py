@@ -1,0 +1,133 @@
+"""Saving and loading converted models the diffusers way.
+
+A converted model's class becomes ``Spiking<Base>`` (e.g. ``SpikingUNet2DModel``), a
+subclass of its diffusers class whose ``save_pretrained`` also writes
+``spiking_config.json`` (the conversion: sites, K, method) beside diffusers' ``config.json``
+and safetensors weights, which include every FS neuron's h, d and T. ``load_model`` (and
+``Spiking<Base>.from_pretrained``) rebuilds the base model from its config, reinstalls the
+FS sites and loads the weights strictly, so outputs are identical after a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import diffusers
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from fs_neurons.files import atomic_directory, atomic_write_text
+
+from .convert import apply_structure
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedded digits DDIM
+SPIKING_CONFIG_NAME = "spiking_config.json"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+FORMAT_VERSION = 1
+_CLASSES: dict[type, type] = {}
+
+
+class SpikingModelMixin:
+    """Behaviour shared by every ``Spiking<Base>`` class."""
+
+    fs_conversion: dict
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs) -> None:
+        """diffusers' save_pretrained (safetensors), plus ``spiking_config.json``; atomic."""
+        kwargs.setdefault("safe_serialization", True)
+        with atomic_directory(save_directory) as tmp:
+            super().save_pretrained(tmp, **kwargs)
+            spec = {"format": FORMAT_VERSION, "base_class": type(self).__mro__[2].__name__, **self.fs_conversion}
+            atomic_write_text(tmp / SPIKING_CONFIG_NAME, json.dumps(spec, indent=1) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> nn.Module:
+        return load_model(pretrained_model_name_or_path, **kwargs)
+
+
+def spiking_class(base: type) -> type:
+    """The ``Spiking<Base>`` subclass of a diffusers model class (created once)."""
+    if issubclass(base, SpikingModelMixin):
+        return base
+    if base not in _CLASSES:
+        _CLASSES[base] = type(f"Spiking{base.__name__}", (SpikingModelMixin, base), {})
+    return _CLASSES[base]
+
+
+def mark_converted(model: nn.Module) -> nn.Module:
+    """Give a model converted in place its ``Spiking<Base>`` class."""
+    model.__class__ = spiking_class(type(model))
+    return model
+
+
+def resolve_model_dir(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None) -> Path:
+    """A local model directory: ``name_or_path`` itself, or a hub snapshot of it.
+
+    Raises ``FileNotFoundError`` for a missing local path and ``OSError`` naming the repo
+    when a hub id cannot be fetched (offline, unknown repo)."""
+    path = Path(name_or_path)
+    if path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
+        path = path.expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory not found: {path}")
+    else:
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(str(name_or_path)))
+        except Exception as e:  # noqa: BLE001 - offline, unknown repo, auth: one message
+            raise OSError(
+                f"cannot fetch model {name_or_path!r} from the Hugging Face hub "
+                f"({type(e).__name__}: {' '.join(str(e).split())}). "
+                "Offline? Pass a local diffusers model directory instead."
+            ) from None
+    if subfolder:
+        path = path / subfolder
+    if (path / "model_index.json").is_file() and (path / "unet").is_dir():
+        path = path / "unet"  # a pipeline: take its UNet
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a diffusers model directory (no config.json)")
+    return path
+
+
+def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,
+               device: Union[str, torch.device, None] = None) -> nn.Module:
+    """Load a diffusers model, converted (``spiking_config.json`` present) or plain."""
+    path = resolve_model_dir(name_or_path, subfolder)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"corrupt model config {path / 'config.json'}: {e}") from None
+    spiking = path / SPIKING_CONFIG_NAME
+    if not spiking.is_file():
+        cls = getattr(diffusers, config.get("_class_name", ""), None)
+        if cls is None:
+            raise ValueError(f"{path}: unknown diffusers model class {config.get('_class_name')!r}")
+        model = cls.from_pretrained(path)
+        return model.to(device) if device is not None else model
+    spec = json.loads(spiking.read_text())
+    if spec.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{spiking}: unsupported format {spec.get('format')!r} (expected {FORMAT_VERSION})")
+    base = getattr(diffusers, spec["base_class"], None)
+    if base is None:
+        raise ValueError(f"{spiking}: unknown base class {spec['base_class']!r}")
+    model = base.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    apply_structure(model, spec["modules"], spec["K"], spec["method"], from_bank=False)
+    model.fs_conversion = {k: v for k, v in spec.items() if k not in ("format", "base_class")}
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights not found: {weights}")
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise ValueError(f"corrupt weights file {weights}: {e}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match the converted model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    mark_converted(model)
+    model.eval()
+    return model.to(device) if device is not None else model

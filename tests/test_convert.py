@@ -1,0 +1,215 @@
+"""Converting diffusers UNets: every Swish site replaced, fine neurons track the original,
+round trips through save_pretrained, revert, GELU sites, bad input."""
+
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel, UNet2DModel
+from torch import nn
+
+from fs_neurons import FSNeuron
+from fs_neurons.bank import BankEntry, write_bank
+from spiking_ddim import FSActivation, convert_unet, fs_activations, load_model, revert_unet, set_mode
+from spiking_ddim.convert import SWISH_TYPES, find_activations
+from spiking_ddim.fs_activation import SiteSignature
+
+
+def tiny_unet(seed=0):
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4)
+
+
+def tiny_cond_unet(seed=0):
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                layers_per_block=1, cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+
+
+def inputs(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 1, 8, 8, generator=g), torch.tensor([10, 700])
+
+
+def fine_bank(tmp_path, activation="swish", K=20, lo=-5.0, hi=5.0):
+    """A bank whose only entry is an 'ours' neuron fitted finely to ``activation`` on [lo, hi]."""
+    from fs_neurons import InputDistribution, fit_ours
+    from fs_neurons.exact import OursConfig
+
+    fit = fit_ours(activation, K, InputDistribution.uniform(lo, hi, 20_000),
+                   config=OursConfig(pool=64, restarts=1, iters=150, rounds=0, polish_iters=500))
+    e = BankEntry(K, "ours", (lo, hi), tuple(fit.h), tuple(fit.d), tuple(fit.T), fit.mse)
+    path = tmp_path / f"{activation}.json"
+    write_bank(path, activation, [e])
+    return str(path), fit.mse
+
+
+def test_every_swish_site_is_converted_and_reported():
+    unet = tiny_unet()
+    n_resnets = sum(1 for n, m in unet.named_modules() if type(m).__name__ == "ResnetBlock2D")
+    report = convert_unet(unet, K=8, method="ours")
+    assert not find_activations(unet, SWISH_TYPES)
+    assert report.complete and not report.functional_calls and not report.remaining
+    # each ResnetBlock2D: norm1, time embedding, norm2; plus time_embedding.act and conv_act
+    assert len(report.sites) == 3 * n_resnets + 2
+    assert len(report.modules) == n_resnets + 2
+    resnet_sites = [s for s in report.sites if s.name.startswith("down_blocks.0.resnets.0.nonlinearity")]
+    assert [s.signature for s in resnet_sites] == [[4, 8], [2, 32], [4, 8]]
+    assert type(unet).__name__ == "SpikingUNet2DModel"
+    assert "converted" in report.summary()
+
+
+def test_fine_neurons_reproduce_the_original_closely(tmp_path):
+    bank, mse = fine_bank(tmp_path)
+    unet = tiny_unet().eval()
+    x, t = inputs()
+    with torch.no_grad():
+        ref = unet(x, t).sample
+    convert_unet(unet, K=20, method="ours", bank_path=bank)
+    unet.eval()
+    with torch.no_grad():
+        out = unet(x, t).sample
+    coarse = tiny_unet().eval()
+    convert_unet(coarse, K=20, method="ours", bank_path=bank)
+    for _, act in fs_activations(coarse):  # a deliberately poor neuron: one step
+        for n in act.neurons:
+            with torch.no_grad():
+                n.d.zero_()
+                n.d[0] = 1.0
+    with torch.no_grad():
+        bad = coarse(x, t).sample
+    err, bad_err = (out - ref).abs().mean(), (bad - ref).abs().mean()
+    assert mse < 2e-4
+    assert err < 0.1 * ref.abs().mean()
+    assert err < 0.2 * bad_err
+
+
+def test_ann_mode_equals_the_original_and_lookup_equals_simulation():
+    unet = tiny_unet().eval()
+    x, t = inputs()
+    with torch.no_grad():
+        ref = unet(x, t).sample
+    convert_unet(unet, K=8, method="ours")
+    unet.eval()
+    with torch.no_grad():
+        set_mode(unet, "ann")
+        torch.testing.assert_close(unet(x, t).sample, ref, atol=1e-5, rtol=1e-5)
+        set_mode(unet, "fs")
+        fast = unet(x, t).sample
+        for _, act in fs_activations(unet):
+            for n in act.neurons:
+                n.mode = "simulate"
+        sim = unet(x, t).sample
+    torch.testing.assert_close(fast, sim, atol=1e-4, rtol=1e-4)
+
+
+def test_save_pretrained_round_trip_is_identical(tmp_path):
+    unet = tiny_unet()
+    convert_unet(unet, K=8, method="tbpi")
+    with torch.no_grad():  # make every site distinct, so a mixed-up site would show
+        for i, (_, act) in enumerate(fs_activations(unet)):
+            for j, n in enumerate(act.neurons):
+                n.T.add_(0.01 * (i + j))
+    unet.eval()
+    x, t = inputs()
+    with torch.no_grad():
+        out = unet(x, t).sample
+    unet.save_pretrained(tmp_path / "m")
+    spec = json.loads((tmp_path / "m" / "spiking_config.json").read_text())
+    assert spec["K"] == 8 and spec["method"] == "tbpi" and spec["base_class"] == "UNet2DModel"
+    loaded = load_model(tmp_path / "m")
+    assert type(loaded).__name__ == "SpikingUNet2DModel"
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t).sample, out)
+    again = type(loaded).from_pretrained(tmp_path / "m")  # the diffusers-style entry point
+    with torch.no_grad():
+        assert torch.equal(again(x, t).sample, out)
+
+
+def test_revert_restores_the_original_model():
+    unet = tiny_unet().eval()
+    x, t = inputs()
+    with torch.no_grad():
+        ref = unet(x, t).sample
+    convert_unet(unet, K=4, method="ours")
+    revert_unet(unet)
+    unet.eval()
+    assert type(unet) is UNet2DModel and not fs_activations(unet)
+    assert len(find_activations(unet, SWISH_TYPES)) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, t).sample, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_conditional_unet_and_gelu_sites(tmp_path):
+    unet = tiny_cond_unet().eval()
+    report = convert_unet(unet, K=8, method="ours", convert_gelu=True)
+    kinds = {s.activation for s in report.sites}
+    assert kinds == {"swish", "gelu"} and report.complete
+    assert any("ff.net.0" in m for m in report.modules)  # the transformer's GEGLU
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(1, 1, 8, 8, generator=g), torch.tensor([5])
+    cond = torch.randn(1, 4, 8, generator=g)
+    with torch.no_grad():
+        out = unet(x, t, encoder_hidden_states=cond).sample
+    unet.save_pretrained(tmp_path / "c")
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "c")(x, t, encoder_hidden_states=cond).sample, out)
+
+
+def test_functional_swish_is_reported():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.act = nn.SiLU()
+
+        def forward(self, x):
+            return torch.nn.functional.silu(self.lin(self.act(x)))
+
+    net = Net()
+    report = convert_unet(net, K=4, example_inputs=((torch.randn(2, 4),), {}))
+    assert report.modules == ["act"]
+    assert report.functional_calls == ["lin"] or report.functional_calls == ["<model>"]
+    assert not report.complete and "F.silu" in report.summary()
+
+
+def test_site_order_is_checked():
+    act = FSActivation("swish", [FSNeuron(2), FSNeuron(2)], [SiteSignature(4, 8), SiteSignature(2, 32)])
+    act(torch.randn(1, 8, 2, 2))
+    with pytest.raises(RuntimeError, match="call site 1 expected"):
+        act(torch.randn(1, 8, 2, 2))
+    act.reset_calls()
+    act(torch.randn(1, 8, 2, 2))
+    act(torch.randn(1, 32))
+    with pytest.raises(RuntimeError, match="called 3 times"):
+        act(torch.randn(1, 8, 2, 2))
+
+
+def test_bad_conversions(tmp_path):
+    with pytest.raises(ValueError, match="no Swish"):
+        convert_unet(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), example_inputs=((torch.randn(1, 2),), {}))
+    with pytest.raises(ValueError, match="K"):
+        convert_unet(tiny_unet(), K=0)
+    with pytest.raises(ValueError, match="no bank entry"):
+        convert_unet(tiny_unet(), K=7, method="tbpi")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_model(tmp_path / "empty")
+    unet = tiny_unet()
+    convert_unet(unet, K=4)
+    unet.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt weights"):
+        load_model(tmp_path / "m")
+
+
+def test_hub_id_while_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="cannot fetch model 'some-org/some-ddim'.*Offline"):
+        load_model("some-org/some-ddim")

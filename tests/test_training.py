@@ -1,0 +1,143 @@
+"""``train.py ann`` and ``train.py snn``: loss goes down, processes agree, resume is exact,
+checkpoints survive a kill, bad flags fail clearly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8", "--attention-level", "-1",
+        "--batch-size", "8", "--K", "4"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def train(*args, torchrun=False, **kw):
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun
+           else [sys.executable]) + [str(ROOT / "train.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV, **kw)
+
+
+def weights(out):
+    return load_file(str(out / "model" / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path):
+    out = tmp_path / "ann"
+    r = train("ann", "--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8",
+              "--attention-level", "-1", "--batch-size", "8", "--steps", "3", "--samples", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    from diffusers import DDIMPipeline
+
+    pipe = DDIMPipeline.from_pretrained(out / "model")  # loads with plain diffusers
+    assert pipe.unet.config.sample_size == 8 and (out / "samples.png").is_file()
+    assert len(list((out / "checkpoints").iterdir())) >= 1
+
+
+def test_short_fine_tune_lowers_the_training_loss(tmp_path):
+    out = tmp_path / "ft"
+    r = train("snn", "--K", "8", "--steps", "24", "--batch-size", "8", "--log-every", "4", "--lr", "3e-3",
+              "--checkpoint-every", "100", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    losses = [row["loss"] for row in log(out)]
+    assert losses[-1] < 0.8 * losses[0], losses
+    from spiking_ddim import load_model
+
+    model = load_model(out / "model")
+    assert model.fs_conversion["finetuned"] and model.fs_conversion["K"] == 8
+
+
+def test_two_processes_keep_parameters_identical(tmp_path):
+    out = tmp_path / "ddp"
+    r = train("snn", "--from-scratch", *TINY, "--steps", "4", "--checkpoint-every", "100", "--out", str(out),
+              torchrun=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sums = json.loads((out / "param_checksums.json").read_text())
+    assert sums["processes"] == 2 and len(sums["checksums"]) == 2
+    assert sums["checksums"][0] == sums["checksums"][1]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    common = ["snn", "--from-scratch", *TINY, "--checkpoint-every", "3", "--log-every", "3", "--seed", "3"]
+    assert train(*common, "--steps", "6", "--out", str(full)).returncode == 0
+    assert train(*common, "--steps", "3", "--out", str(part)).returncode == 0
+    r = train(*common, "--steps", "6", "--resume", "latest", "--out", str(part))
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [row["step"] for row in log(part)] == [row["step"] for row in log(full)]
+
+
+def test_a_kill_while_checkpointing_leaves_the_previous_checkpoint_loadable(tmp_path):
+    from accelerate import Accelerator
+
+    from spiking_ddim.training import checkpoints, save_checkpoint
+
+    acc = Accelerator(cpu=True)
+    model = acc.prepare(torch.nn.Linear(2, 2))
+    root = tmp_path / "ckpt"
+    save_checkpoint(acc, root, 1, keep=2)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def killed(output_dir, **_kw):  # writes half a checkpoint, then the process "dies"
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    original = acc.save_state
+    acc.save_state = killed
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(acc, root, 2, keep=2)
+    acc.save_state = original
+    assert [p.name for p in checkpoints(root)] == ["step_00000001"]
+    acc.load_state(str(checkpoints(root)[-1]))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k])
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, str(ROOT / "train.py"), "snn", "--from-scratch", *TINY, "--steps", "400",
+            "--checkpoint-every", "2", "--out", str(out)]
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "step_00000004").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = train("snn", "--from-scratch", *TINY, "--steps", "8", "--checkpoint-every", "2", "--resume", "latest",
+              "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "model" / "unet" / "spiking_config.json").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["snn", "--model", "/nonexistent", "--out", "{tmp}/a"], "model directory not found"),
+    (["snn", "--data", "/nonexistent/images", "--out", "{tmp}/b"], "image folder not found"),
+    (["snn", "--K", "0", "--out", "{tmp}/c"], "K (time steps) must be an integer >= 1"),
+    (["snn", "--from-scratch", "--loss", "distill", "--out", "{tmp}/d"], "conflicting flags"),
+    (["snn", "--from-scratch", "--model", "x", "--out", "{tmp}/e"], "conflicting flags"),
+    (["snn", "--steps", "0", "--out", "{tmp}/f"], "steps must be >= 1"),
+    (["ann", "--mixed-precision", "fp8", "--steps", "1", "--out", "{tmp}/g"], "invalid choice: 'fp8'"),
+    (["ann", "--resume", "{tmp}/no-checkpoint", "--out", "{tmp}/h"], "checkpoint not found"),
+])
+def test_bad_training_flags(tmp_path, args, message):
+    r = train(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
