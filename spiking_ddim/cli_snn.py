@@ -5,7 +5,8 @@ Modes:
   calibrated with --calibrate; or an already converted one) and train every site's FS
   parameters through the surrogate gradient, the UNet weights too with --train-unet.
   Losses: ``denoise`` (noise prediction on data), ``distill`` (match the original network's
-  noise prediction at the same noisy input and timestep) or ``both``.
+  noise prediction at the same noisy input and timestep) or ``both``. Distillation runs on
+  the original network's own DDIM trajectories by default (``--distill-on``).
 * --from-scratch: the paper's setting, a fresh UNet with FS activations in place, all
   weights trained on the denoising loss.
 """
@@ -26,9 +27,10 @@ from fs_neurons.neuron import check_K
 from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, save_pipeline, train_config
 from .convert import convert_unet, fs_activations, set_mode
 from .data import load_images
-from .diffusion import TRAIN_SCHEDULER, load_scheduler, noisy_batch, train_scheduler
+from .diffusion import TRAIN_SCHEDULER, ddim_noise_gain, ddim_trajectories, load_scheduler, noisy_batch, train_scheduler
 from .training import TrainConfig, config_json, train
 
+TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
 DEFAULTS = TrainConfig(steps=600, batch_size=32, lr=1e-3, weight_decay=0.0, ema_decay=0.99, checkpoint_every=100)
 
 
@@ -45,6 +47,14 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=["denoise", "distill", "both"],
                    help="denoise: noise-prediction loss on data; distill: match the original network's noise "
                         "prediction; both (default: distill, or denoise with --from-scratch)")
+    p.add_argument("--distill-on", choices=["data", "trajectories"], default="trajectories",
+                   help="inputs of the distillation loss: data = noised training images at random timesteps; "
+                        "trajectories = the original network's own DDIM trajectories (--trajectories runs of "
+                        "--sampling-steps steps, computed once), the inputs it sees when sampling, each step's "
+                        "error weighted by how far it moves that step's output (default: %(default)s)")
+    p.add_argument("--trajectories", type=int, default=256, help="DDIM runs for --distill-on trajectories "
+                                                                     "(default: %(default)s)")
+    p.add_argument("--sampling-steps", type=int, default=20, help="DDIM steps of those runs (default: %(default)s)")
     p.add_argument("--train-unet", action="store_true", help="train the UNet weights too, not only the FS parameters")
     p.add_argument("--from-scratch", action="store_true",
                    help="the paper's setting: a fresh UNet with FS activations, all weights trained (denoise loss)")
@@ -66,6 +76,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         if args.calibrate:
             raise SystemExit("error: conflicting flags: --calibrate needs a trained model, not --from-scratch")
     args.loss = args.loss or ("denoise" if args.from_scratch else "distill")
+    for flag in ("trajectories", "sampling_steps"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"error: --{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.K is not None:
         try:
             check_K(args.K)
@@ -131,12 +144,20 @@ def run_snn(args: argparse.Namespace) -> int:
         images = load_images(args.data, args.image_size if args.from_scratch else _model_size(args), "train")
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    unet, teacher, _ = _prepare_models(args, images)
+    unet, teacher, scheduler = _prepare_models(args, images)
     params = trainable(unet, args.train_unet or args.from_scratch)
-    unet.train()
     noise_scheduler = train_scheduler()
     if teacher is not None:
         teacher.to(accelerator.device)
+    runs = None
+    if args.loss in ("distill", "both") and args.distill_on == "trajectories":
+        # the same seeds on every process; far from the seeds sample.py and eval/ use
+        seeds = range(TRAJECTORY_SEED, TRAJECTORY_SEED + args.trajectories)
+        x, t, eps = ddim_trajectories(teacher, scheduler, seeds, args.sampling_steps)
+        # weight each step by its noise gain squared: the loss is the error of the step's output
+        weight = ddim_noise_gain(scheduler, t) ** 2
+        runs = (x, t, eps, weight / weight.mean())
+    unet.train()
     if accelerator.is_main_process:
         atomic_write_text(args.out / "train_config.json", json.dumps(
             {"command": "snn", **{k: v for k, v in vars(args).items() if k != "run"}, "train": config_json(cfg),
@@ -145,14 +166,19 @@ def run_snn(args: argparse.Namespace) -> int:
     def loss_fn(model, g, _step):
         device = accelerator.device
         _, noise, t, xt = noisy_batch(images, noise_scheduler, cfg.batch_size, g, device)
-        pred = model(xt, t).sample.float()
-        loss = pred.new_zeros(())
+        loss = torch.zeros((), device=device)
         if args.loss in ("denoise", "both"):
-            loss = loss + F.mse_loss(pred, noise.float())
+            loss = loss + F.mse_loss(model(xt, t).sample.float(), noise.float())
         if args.loss in ("distill", "both"):
-            with torch.no_grad():
-                target = teacher(xt, t).sample.float()
-            loss = loss + F.mse_loss(pred, target)
+            if runs is not None:
+                idx = torch.randint(0, runs[0].shape[0], (cfg.batch_size,), generator=g)
+                xt, t, target, weight = (r[idx].to(device) for r in runs)
+            else:
+                with torch.no_grad():
+                    target = teacher(xt, t).sample.float()
+                weight = torch.ones(cfg.batch_size, device=device)
+            err = (model(xt, t).sample.float() - target).pow(2).mean(dim=(1, 2, 3))
+            loss = loss + (weight * err).mean()
         return loss
 
     unet, ema, records = train(accelerator, unet, params, loss_fn, cfg, args.out, resume)

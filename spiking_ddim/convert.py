@@ -276,7 +276,7 @@ def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, ban
         new.__dict__["_replaced"] = old  # kept for revert_unet, outside the module tree
         new.train(old.training)  # an eval-mode model gets eval-mode (lookup) neurons
         setattr(owner, attr, new)
-        act._remove_counter = attach_site_counter(owner if new is act else new, act)
+        act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
 
 
 def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:

@@ -112,11 +112,13 @@ class FSActivation(nn.Module):
         return f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}, mode={self.mode!r}"
 
 
-def attach_site_counter(owner: nn.Module, activation: FSActivation) -> Callable[[], None]:
-    """Reset ``activation``'s call count whenever ``owner`` starts a forward pass.
+def attach_site_counter(owner: nn.Module, name: str) -> Callable[[], None]:
+    """Reset the call count of ``owner``'s FSActivation submodule ``name`` whenever
+    ``owner`` starts a forward pass.
 
-    Returns a function that removes the hook."""
-    handle = owner.register_forward_pre_hook(lambda _m, _a: activation.reset_calls())
+    The hook looks the activation up on the module it runs on, so a ``copy.deepcopy`` of
+    the model counts its own calls. Returns a function that removes the hook."""
+    handle = owner.register_forward_pre_hook(lambda module, _args: module.get_submodule(name).reset_calls())
     return handle.remove
 
 

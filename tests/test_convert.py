@@ -1,6 +1,7 @@
 """Converting diffusers UNets: every Swish site replaced, fine neurons track the original,
 round trips through save_pretrained, revert, GELU sites, bad input."""
 
+import copy
 import json
 
 import pytest
@@ -142,6 +143,28 @@ def test_revert_restores_the_original_model():
     assert len(find_activations(unet, SWISH_TYPES)) > 0
     with torch.no_grad():
         torch.testing.assert_close(unet(x, t).sample, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_a_deep_copy_of_a_converted_model_counts_its_own_call_sites():
+    # a teacher copied from a converted student (train.py snn --model <converted>) runs
+    # alternately with it; each must reset its own site counters
+    original = tiny_unet()
+    x, t = inputs()
+    with torch.no_grad():
+        want = original(x, t).sample
+    student = tiny_unet()
+    convert_unet(student, K=8, method="ours")
+    teacher = copy.deepcopy(student)
+    set_mode(teacher, "ann")
+    with torch.no_grad():
+        fs_first = student(x, t).sample
+        for _ in range(3):
+            assert torch.allclose(teacher(x, t).sample, want, atol=1e-5)
+            assert torch.equal(student(x, t).sample, fs_first)
+    revert_unet(teacher)
+    with torch.no_grad():
+        assert torch.allclose(teacher(x, t).sample, want, atol=1e-5)
+        assert torch.equal(student(x, t).sample, fs_first)
 
 
 def test_conditional_unet_and_gelu_sites(tmp_path):

@@ -45,9 +45,11 @@ def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path):
     assert len(list((out / "checkpoints").iterdir())) >= 1
 
 
-def test_short_fine_tune_lowers_the_training_loss(tmp_path):
+@pytest.mark.parametrize("inputs", [["--distill-on", "data"],
+                                    ["--distill-on", "trajectories", "--trajectories", "8", "--sampling-steps", "5"]])
+def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     out = tmp_path / "ft"
-    r = train("snn", "--K", "8", "--steps", "24", "--batch-size", "8", "--log-every", "4", "--lr", "3e-3",
+    r = train("snn", "--K", "8", *inputs, "--steps", "24", "--batch-size", "8", "--log-every", "4", "--lr", "3e-3",
               "--checkpoint-every", "100", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     losses = [row["loss"] for row in log(out)]
@@ -56,6 +58,35 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path):
 
     model = load_model(out / "model")
     assert model.fs_conversion["finetuned"] and model.fs_conversion["K"] == 8
+
+
+def test_ddim_trajectories_are_the_sampler_s_own_steps():
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    from spiking_ddim.diffusion import TRAIN_SCHEDULER, ddim_noise_gain, ddim_sample, ddim_trajectories
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4).eval()
+    scheduler = DDIMScheduler(**TRAIN_SCHEDULER)
+    x, t, eps = ddim_trajectories(unet, scheduler, range(5, 8), steps=4, batch_size=2)
+    assert x.shape == eps.shape == (12, 1, 8, 8) and t.shape == (12,)
+    # batch of seeds 5, 6 then seed 7, each batch step by step from the highest timestep
+    assert t.tolist() == [int(v) for v in scheduler.timesteps for _ in range(2)] + [int(v) for v in scheduler.timesteps]
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, t).sample, eps, atol=1e-5, rtol=1e-5)
+    start = torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(x[8], start)
+    # d x_prev / d eps of DDIM (eta 0): sqrt(1 - a_prev) - sqrt(a_prev) * sqrt(1 - a_t) / sqrt(a_t)
+    gain = ddim_noise_gain(scheduler, t)
+    a = scheduler.alphas_cumprod.double()
+    prev = [a[v - 250] if v >= 250 else torch.tensor(1.0, dtype=torch.double) for v in t.tolist()]
+    want = [float((1 - p).sqrt() - p.sqrt() * (1 - a[v]).sqrt() / a[v].sqrt()) for p, v in zip(prev, t.tolist())]
+    assert gain.tolist() == pytest.approx(want, rel=1e-3, abs=1e-4)
+    final = ddim_sample(unet, scheduler, [7], steps=4)[0]
+    last = scheduler.step(eps[11:12], int(t[11]), x[11:12]).prev_sample[0]
+    torch.testing.assert_close(last, final, atol=1e-5, rtol=1e-5)
 
 
 def test_two_processes_keep_parameters_identical(tmp_path):
@@ -134,6 +165,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     (["snn", "--from-scratch", "--loss", "distill", "--out", "{tmp}/d"], "conflicting flags"),
     (["snn", "--from-scratch", "--model", "x", "--out", "{tmp}/e"], "conflicting flags"),
     (["snn", "--steps", "0", "--out", "{tmp}/f"], "steps must be >= 1"),
+    (["snn", "--trajectories", "0", "--out", "{tmp}/i"], "--trajectories must be >= 1"),
     (["ann", "--mixed-precision", "fp8", "--steps", "1", "--out", "{tmp}/g"], "invalid choice: 'fp8'"),
     (["ann", "--resume", "{tmp}/no-checkpoint", "--out", "{tmp}/h"], "checkpoint not found"),
 ])
