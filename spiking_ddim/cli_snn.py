@@ -19,6 +19,7 @@ import json
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from fs_neurons.files import atomic_write_text
 from fs_neurons.methods import METHODS
@@ -86,7 +87,7 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise SystemExit(f"error: {e}") from None
 
 
-def _prepare_models(args: argparse.Namespace, images: torch.Tensor):
+def _prepare_models(args: argparse.Namespace, images: torch.Tensor, show_progress: bool):
     """(student, teacher or None, scheduler for sampling) according to the flags."""
     from .modeling import DEFAULT_MODEL, load_model, resolve_model_dir
 
@@ -123,7 +124,10 @@ def _prepare_models(args: argparse.Namespace, images: torch.Tensor):
         from .calibrate import calibrate
 
         unet.eval()
-        calibrate(unet, scheduler, seed=args.seed)
+        bar = tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True, disable=not show_progress)
+        calibrate(unet, scheduler, seed=args.seed, progress=lambda _done, total: (setattr(bar, "total", total),
+                                                                                  bar.update(1)))
+        bar.close()
     return unet, teacher, scheduler
 
 
@@ -144,7 +148,7 @@ def run_snn(args: argparse.Namespace) -> int:
         images = load_images(args.data, args.image_size if args.from_scratch else _model_size(args), "train")
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    unet, teacher, scheduler = _prepare_models(args, images)
+    unet, teacher, scheduler = _prepare_models(args, images, accelerator.is_main_process)
     params = trainable(unet, args.train_unet or args.from_scratch)
     noise_scheduler = train_scheduler()
     if teacher is not None:
