@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from eval.image_loss import compare
-    from fs_neurons.cli import prepare_output_dir
+    from fs_neurons.cli import prepare_output_dir, require_positive, tqdm_progress
     from fs_neurons.files import atomic_write_text
     from fs_neurons.neuron import check_K
     from spiking_ddim import convert_unet, load_model
@@ -70,11 +70,9 @@ def main(argv=None) -> int:
 
     try:
         check_K(args.K)
-        for name in ("steps", "num_images", "batch_size"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    require_positive(args, "steps", "num_images", "batch_size")
     # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
     accelerator = Accelerator(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
     device = accelerator.device if args.device in ("auto", "cpu") else torch.device(args.device)
@@ -103,9 +101,8 @@ def main(argv=None) -> int:
     if args.calibrate:
         state = [None]
         if main_process:
-            bar = tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True)
-            sites = calibrate(fs_unet, scheduler, progress=lambda done, total: (setattr(bar, "total", total), bar.update(1)))
-            bar.close()
+            with tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True) as bar:
+                sites = calibrate(fs_unet, scheduler, progress=tqdm_progress(bar))
             gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
             atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
             print(f"calibrated {len(sites)} sites: summed MSE of the neurons on their own inputs down {gain:.2f}x "

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -36,6 +37,21 @@ def prepare_output_dir(path: Path, overwrite: bool) -> Path:
         raise SystemExit(f"error: output directory {path} is not empty; pass --overwrite to replace its files")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def require_positive(args: argparse.Namespace, *names: str) -> None:
+    """Exit with a clear error when an integer flag among ``names`` (argparse dests) is < 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
+def tqdm_progress(bar: tqdm) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that drives ``bar``."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return update
 
 
 def add_distribution_args(p: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fs_neurons.cli import require_positive, tqdm_progress
 from fs_neurons.files import atomic_write_text
 from fs_neurons.methods import METHODS
 from fs_neurons.neuron import check_K
@@ -77,9 +78,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         if args.calibrate:
             raise SystemExit("error: conflicting flags: --calibrate needs a trained model, not --from-scratch")
     args.loss = args.loss or ("denoise" if args.from_scratch else "distill")
-    for flag in ("trajectories", "sampling_steps"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"error: --{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    require_positive(args, "trajectories", "sampling_steps")
     if args.K is not None:
         try:
             check_K(args.K)
@@ -124,10 +123,8 @@ def _prepare_models(args: argparse.Namespace, images: torch.Tensor, show_progres
         from .calibrate import calibrate
 
         unet.eval()
-        bar = tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True, disable=not show_progress)
-        calibrate(unet, scheduler, seed=args.seed, progress=lambda _done, total: (setattr(bar, "total", total),
-                                                                                  bar.update(1)))
-        bar.close()
+        with tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True, disable=not show_progress) as bar:
+            calibrate(unet, scheduler, seed=args.seed, progress=tqdm_progress(bar))
     return unet, teacher, scheduler
 
 
