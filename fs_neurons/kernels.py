@@ -46,6 +46,13 @@ if numba is not None:
                 count[i] = spikes[idx]
 
 
+    # The same kernel compiled without threads, for single-thread processes: a parallel kernel
+    # starts OpenMP workers that spin between calls, taking half a core from a neighbouring
+    # process (two torchrun workers on two cores). Not cached: a second dispatcher of one
+    # function would share the parallel kernel's cache entry.
+    _grid_lookup_serial = njit(cache=False)(_grid_lookup.py_func)
+
+
 def available() -> bool:
     return numba is not None
 
@@ -53,10 +60,12 @@ def available() -> bool:
 def grid_lookup(x: torch.Tensor, grid, levels: torch.Tensor, spikes: torch.Tensor, want_count: bool):
     """Output and spike count of a 1-D contiguous CPU float tensor through one neuron's grid
     (``levels``/``spikes``/``grid.padded`` in ``x``'s dtype)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if threads > 1:
+        numba.set_num_threads(threads)
     xn = x.numpy()
     out = np.empty_like(xn)
     count = np.empty_like(xn) if want_count else np.empty(0, dtype=xn.dtype)
-    _grid_lookup(xn, grid.lo, grid.inv_width, grid.cells, grid.first.numpy(), grid.padded.numpy(), grid.m,
+    (_grid_lookup if threads > 1 else _grid_lookup_serial)(xn, grid.lo, grid.inv_width, grid.cells, grid.first.numpy(), grid.padded.numpy(), grid.m,
                  levels.numpy(), spikes.numpy(), out, count, want_count)
     return torch.from_numpy(out), (torch.from_numpy(count) if want_count else None)

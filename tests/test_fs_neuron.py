@@ -1,9 +1,15 @@
 """The FS neuron: spike loop, surrogate gradients, exact lookup path, shapes and dtypes."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from fs_neurons import FSNeuron, Sigmoid, fs_piecewise, fs_simulate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Spike(torch.autograd.Function):
@@ -200,3 +206,25 @@ def test_bad_neuron_arguments():
         FSNeuron(2)(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="neurons"):
         FSNeuron(2, num_neurons=3)(torch.randn(4, 5))
+
+
+def test_lookup_kernel_gives_the_same_result_on_one_thread_and_starts_no_workers():
+    n = FSNeuron.from_bank("swish", K=8, method="ours").eval()
+    x = torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 4
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = n(x)
+        torch.set_num_threads(2)
+        two = n(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    # A single-thread process (e.g. each torchrun worker) runs the serial kernel: no OpenMP
+    # workers spinning on a core another process needs.
+    code = ("import torch, numba; from fs_neurons import FSNeuron; torch.set_num_threads(1); "
+            "n = FSNeuron.from_bank('swish', K=8, method='ours').eval(); n(torch.randn(10000)); "
+            "from fs_neurons import kernels; assert kernels.available()\n"
+            "try:\n    numba.threading_layer(); print('workers')\nexcept ValueError:\n    print('none')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "none", r.stderr[-2000:]
