@@ -2,9 +2,13 @@
 """Sample a diffusion model and its spiking (FS) conversion from identical noise.
 
 With no arguments: load the embedded default (a small DDIM trained on digits), convert
-every Swish to FS neurons, sample images from both models with a DDIM scheduler, save
-PNGs and a side-by-side grid, and print the FS model's image loss against the original
-(MSE, PSNR), its spike statistics, and KID of both against held-out real images.
+every Swish to FS neurons, sample 1000 images from both models with a DDIM scheduler,
+save PNGs and a side-by-side grid, and print the FS model's image loss against the
+original (MSE, PSNR), FID, KID and IS of both against held-out real images, and the
+energy of both per image: ANN MACs against the SNN's accumulates (ACs, one per spike per
+output it reaches) and remaining MACs, priced at 4.6 pJ / MAC and 0.9 pJ / AC (45 nm,
+Horowitz 2014). metrics.json holds every figure, per FS site and per layer too;
+firing_rates.png and energy.png plot them.
 
 Several processes split the images and write exactly what one process would:
     torchrun --nproc_per_node 2 sample.py ...
@@ -34,18 +38,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--K", type=int, default=16, help="FS time steps per neuron (default: %(default)s)")
     p.add_argument("--method", choices=METHODS, default="ours", help="bank entry to initialise FS neurons (default: %(default)s)")
     p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs before sampling")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, 0 = deterministic (default: %(default)s)")
-    p.add_argument("--num-images", type=int, default=64, help="images per model (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: %(default)s)")
+    p.add_argument("--num-images", type=int, default=1000,
+                   help="images per model; KID and FID need several hundred to be more than noise (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="images per batch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
-    p.add_argument("--real", help="real images for KID: a folder, or 'digits' (the held-out digits; default for "
-                                  "the embedded model); 'none' skips KID")
+    p.add_argument("--real", help="real images for FID / KID / IS: a folder, or 'digits' (the held-out digits; "
+                                  "default for the embedded model); 'none' skips these metrics")
+    p.add_argument("--metrics", nargs="+", choices=["fid", "kid", "isc", "prc"], default=["fid", "kid", "isc"],
+                   help="generation metrics: fid, kid, isc (Inception Score, or the digits classifier's), prc "
+                        "(precision / recall) (default: fid kid isc)")
     p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
-                   help="KID features; auto = Inception if its weights are available locally, else digits")
-    p.add_argument("--inception-weights", help="Inception weights file for offline KID")
+                   help="feature space of the metrics; auto = Inception if its weights are available locally, else digits")
+    p.add_argument("--inception-weights", help="Inception weights file for offline metrics")
     p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
+    p.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
+                   help="energy per operation in picojoules, replacing the 45 nm default (mac=4.6, ac=0.9); "
+                        "repeatable, e.g. --energy mac=3.1 --energy ac=0.1")
     p.add_argument("--out", type=Path, help="output directory (default: runs/sample-<date>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
     return p.parse_args(argv)
@@ -65,11 +76,14 @@ def main(argv=None) -> int:
     from spiking_ddim.calibrate import calibrate
     from spiking_ddim.data import save_png, to_uint8
     from spiking_ddim.diffusion import load_scheduler
+    from spiking_ddim.energy import CostReport, EnergyConstants, measure_cost
     from spiking_ddim.modeling import resolve_model_dir
-    from spiking_ddim.sampling import SpikeTotals, plan_batches, sample_pairs
+    from spiking_ddim.plots import plot_energy_split, plot_firing_rates
+    from spiking_ddim.sampling import plan_batches, sample_pairs
 
     try:
         check_K(args.K)
+        constants = EnergyConstants.parse(args.energy)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     require_positive(args, "steps", "num_images", "batch_size")
@@ -124,55 +138,83 @@ def main(argv=None) -> int:
         per_image.extend({"index": i, "mse": m["mse"][k], "psnr": m["psnr"][k]} for k, i in enumerate(idx))
         bar.update(len(idx))
 
-    spikes = sample_pairs(unet, fs_unet, scheduler, batches, args.seed, args.steps, args.eta, save)
+    with measure_cost(fs_unet) as meter:
+        sample_pairs(unet, fs_unet, scheduler, batches, args.seed, args.steps, args.eta, save)
     bar.close()
     rows = gather_object(per_image)
-    totals = gather_object([spikes])
+    costs = gather_object([meter.report()])
     accelerator.wait_for_everyone()
     if not main_process:
         return 0
     rows.sort(key=lambda r: r["index"])
-    total = sum(totals, SpikeTotals())
+    energy = sum(costs, CostReport()).energy(args.num_images, constants)
     mean_mse = sum(r["mse"] for r in rows) / len(rows)
     psnr = math.inf if mean_mse == 0 else 10 * math.log10(1 / mean_mse)
-    kids = _kid_rows(args)
+    scores = _generation_metrics(args)
     metrics = {
         "model": str(args.model), "K": args.K, "method": args.method, "calibrated": args.calibrate,
         "steps": args.steps, "eta": args.eta, "num_images": args.num_images, "seed": args.seed,
         "processes": accelerator.num_processes, "sites": len(report.sites),
         "mse": mean_mse, "psnr": psnr,
-        "spikes_per_neuron_per_call": total.per_activation,
-        "spikes_per_image": total.spikes / args.num_images,
-        "kid": kids,
+        "spikes_per_neuron_per_call": energy.spikes_per_neuron,
+        "spikes_per_image": energy.spikes_per_image,
+        **_metric_entries(scores),
+        "energy": energy.to_json(),
         "per_image": rows,
     }
     atomic_write_text(args.out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     _write_comparison(args.out, args.num_images)
+    run = f"FS K={args.K} {args.method}{'+cal' if args.calibrate else ''}"
+    plot_firing_rates({run: energy.firing_rates}, args.out / "firing_rates.png", K=args.K,
+                      break_even=constants.break_even, title=f"{run}: spikes per neuron per call, per site")
+    plot_energy_split({run: energy.by_kind}, energy.constants, args.out / "energy.png")
     print(f"\nFS (K={args.K}, {args.method}{', calibrated' if args.calibrate else ''}) vs original, "
           f"{args.num_images} images, {args.steps} DDIM steps:")
     print(f"  image loss   MSE {mean_mse:.6f}   PSNR {psnr:.2f} dB")
-    print(f"  spikes       {total.per_activation:.3f} per neuron per call (of at most {args.K}), "
-          f"{total.spikes / args.num_images:.4g} per image")
-    for name, r in kids.items():
-        print(f"  {r['label']:<22} {name:<9} {r['mean']:.5f} +- {r['std']:.5f}  (vs {r['n_real']} real images)")
-    print(f"wrote {args.out}/original, {args.out}/fs, {args.out}/comparison.png, {args.out}/metrics.json")
+    print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {args.K}), "
+          f"{energy.spikes_per_image:.4g} per image")
+    print(f"  energy       {energy.summary()}")
+    if not scores:
+        print("  FID / KID    skipped (no real images: pass --real DIR)")
+    for name, r in scores.items():
+        print(f"  {name:<9} vs {r.n_real} real: " + "   ".join(r.lines()))
+        for note in r.notes:
+            print(f"  {name:<9} note: {note}")
+    print(f"wrote {args.out}/original, {args.out}/fs, comparison.png, firing_rates.png, energy.png, metrics.json")
     return 0
 
 
-def _kid_rows(args: argparse.Namespace) -> dict:
-    """KID of the original and the FS samples against real images (skipped without them)."""
-    from eval.kid import kid
+def _generation_metrics(args: argparse.Namespace) -> dict:
+    """FID, KID, IS of the original and the FS samples against real images (none without them)."""
+    from eval.metrics import extract_features, generation_metrics
 
     real = args.real or ("digits" if Path(args.model).resolve() == DEFAULT_MODEL else None)
     if real is None or real == "none":
         return {}
-    out = {}
-    for name in ("original", "fs"):
-        try:
-            r = kid(real, args.out / name, args.feature_extractor, args.inception_weights, args.kid_subset_size)
-        except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"error: KID: {e}") from None
-        out[name] = {**asdict(r), "label": r.label}
+    try:
+        feats = extract_features(real, args.feature_extractor, args.inception_weights, args.metrics, what="real")
+        return {name: generation_metrics(feats, args.out / name, args.feature_extractor, args.inception_weights,
+                                         args.metrics, args.kid_subset_size)
+                for name in ("original", "fs")}
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: generation metrics: {e}") from None
+
+
+def _metric_entries(scores: dict) -> dict:
+    """metrics.json entries ``fid``, ``kid``, ``is`` (and ``precision_recall``), each
+    {model: figures with their label}, and ``metric_notes`` {model: [unreliable figures]}."""
+    out: dict = {"fid": {}, "kid": {}, "is": {}}
+    for name, r in scores.items():
+        if r.fid is not None:
+            out["fid"][name] = {"value": r.fid, "label": r.label("FID")}
+        if r.kid_mean is not None:
+            out["kid"][name] = {"mean": r.kid_mean, "std": r.kid_std, "subset_size": r.kid_subset_size,
+                                "subsets": r.kid_subsets, "n_real": r.n_real, "label": r.label("KID")}
+        if r.isc_mean is not None:
+            out["is"][name] = {"mean": r.isc_mean, "std": r.isc_std, "label": r.label("IS")}
+        if r.precision is not None:
+            out.setdefault("precision_recall", {})[name] = {"precision": r.precision, "recall": r.recall}
+    out["metric_notes"] = {name: r.notes for name, r in scores.items()}
     return out
 
 

@@ -8,10 +8,18 @@ each site's inputs) the FS model's
 * image loss (a) against the original from identical noise: ``mse``, ``psnr`` (dB);
 * image loss (b), the paper's: ``mae_x0`` between held-out images and the predicted
   clean image at random timesteps;
-* KID against held-out real images (``kid_mean``, ``kid_std``, ``feature_extractor``);
-* ``spikes_per_neuron`` (mean spikes per neuron per call) and ``sample_seconds``.
+* FID and KID against held-out real images (``fid``, ``kid_mean``, ``kid_std``,
+  ``feature_extractor``);
+* cost per generated image from :mod:`spiking_ddim.energy`: ``spikes_per_neuron`` (mean
+  spikes per neuron per call), ``acs_per_image`` and ``macs_per_image`` (the SNN's
+  accumulates and remaining MACs), ``ann_macs_per_image``, ``snn_joules_per_image``,
+  ``ann_joules_per_image`` and ``energy_ratio`` (SNN / ANN, 4.6 pJ per MAC and 0.9 pJ per AC
+  unless ``--energy`` says otherwise);
+* ``sample_seconds``, with the cost accounting running.
 
-Writes eval/results/ddim_table.{json,md,png}. ``--finetuned DIR`` adds rows for fine-tuned
+Writes eval/results/ddim_table.{json,md,png}, ddim_frontier.png (PSNR and KID against
+SNN energy per image, one curve per method), ddim_firing_rates.png and ddim_energy.png
+(firing rate per site and energy by operation type of ours+cal at every K). ``--finetuned DIR`` adds rows for fine-tuned
 converted models (``train.py snn`` outputs).
 """
 
@@ -34,9 +42,11 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from eval.image_loss import compare, x0_mae  # noqa: E402
-from eval.kid import kid  # noqa: E402
-from fs_neurons.files import atomic_write, atomic_write_text  # noqa: E402
+from eval.metrics import extract_features  # noqa: E402
+from fs_neurons.files import atomic_write_text  # noqa: E402
+from spiking_ddim.energy import EnergyConstants  # noqa: E402
 from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
+from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["random", "gaussian", "tbpi", "ours", "ours+cal"]
@@ -57,8 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
     p.add_argument("--real", default="digits", help="held-out real images: 'digits' or a folder (default: %(default)s)")
-    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto", help="KID features")
-    p.add_argument("--inception-weights", help="Inception weights file for offline KID")
+    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
+                   help="feature space of FID and KID (default: %(default)s)")
+    p.add_argument("--inception-weights", help="Inception weights file for offline FID / KID")
+    p.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
+                   help="energy per operation in picojoules (default mac=4.6, ac=0.9); repeatable")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default: eval/results)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     return p.parse_args(argv)
@@ -73,19 +86,25 @@ def sample_all(unet, scheduler, n, steps, batch, seed):
     return out, time.perf_counter() - t0
 
 
-def evaluate(name, unet, scheduler, reference, held_out, args, K=None, calibrated=False, finetuned=False) -> dict:
-    """One table row for ``unet`` (original or converted)."""
-    from spiking_ddim.sampling import record_spikes, spike_totals
+def evaluate(name, unet, scheduler, reference, held_out, real, args, K=None, calibrated=False,
+             finetuned=False) -> tuple[dict, torch.Tensor]:
+    """One table row for ``unet`` (original or converted); ``real``: the real images' features."""
+    from eval.metrics import generation_metrics
+    from spiking_ddim.energy import measure_cost
 
-    record_spikes(unet, True)
-    images, seconds = sample_all(unet, scheduler, args.num_images, args.steps, args.batch_size, args.seed)
-    spikes = spike_totals(unet)
-    record_spikes(unet, False)
-    r = kid(args.real, images, args.feature_extractor, args.inception_weights)
+    with measure_cost(unet) as meter:
+        images, seconds = sample_all(unet, scheduler, args.num_images, args.steps, args.batch_size, args.seed)
+    energy = meter.report().energy(args.num_images, args.energy_constants)
+    r = generation_metrics(real, images, args.feature_extractor, args.inception_weights, ("fid", "kid"))
     row = {"K": K, "method": name, "calibrated": calibrated, "finetuned": finetuned,
            "mae_x0": x0_mae(unet, scheduler, held_out, seed=args.seed),
-           "kid_mean": r.mean, "kid_std": r.std, "feature_extractor": r.feature_extractor, "kid_label": r.label,
-           "spikes_per_neuron": spikes.per_activation if K is not None else None,
+           "fid": r.fid, "kid_mean": r.kid_mean, "kid_std": r.kid_std, "feature_extractor": r.feature_extractor,
+           "kid_label": r.label("KID"), "fid_label": r.label("FID"),
+           "spikes_per_neuron": energy.spikes_per_neuron if K is not None else None,
+           "acs_per_image": energy.snn_acs_per_image, "macs_per_image": energy.snn_macs_per_image,
+           "ann_macs_per_image": energy.ann_macs_per_image, "snn_joules_per_image": energy.snn_joules_per_image,
+           "ann_joules_per_image": energy.ann_joules_per_image, "energy_ratio": energy.ratio,
+           "energy_by_kind": energy.by_kind, "site_firing_rates": energy.firing_rates,
            "sample_seconds": round(seconds, 1), "num_images": args.num_images, "steps": args.steps}
     if reference is None:
         row.update(psnr=None, mse=0.0)
@@ -103,22 +122,32 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     return sorted([r for r in old if key(r) not in fresh] + new, key=key)
 
 
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    return "-" if value is None else ("inf" if isinstance(value, float) and math.isinf(value) else format(value, fmt))
+
+
 def markdown(rows: list[dict], args) -> str:
-    label = rows[0]["kid_label"]
+    kid_label, fid_label = rows[0]["kid_label"], rows[0].get("fid_label", "FID")
     lines = ["# Spiking DDIM: FS neurons in the embedded digits DDIM",
              "",
              f"{args.num_images} samples per row, {args.steps} DDIM steps (eta 0), same seeds for every row. "
              f"PSNR / MSE: FS samples vs the original's from identical noise; x0-MAE: the paper's image loss on "
-             f"held-out images; {label} against held-out real images. Written by `python eval/ddim_table.py`.",
+             f"held-out images; {fid_label} and {kid_label} against held-out real images. Cost per generated image "
+             f"({args.steps} forward passes): ACs and MACs of the SNN, energy ratio SNN / ANN at "
+             f"{args.energy_constants.mac_pj} pJ per MAC and {args.energy_constants.ac_pj} pJ per AC "
+             f"(the ANN: {rows[0]['ann_macs_per_image']:.4g} MACs, {rows[0]['ann_joules_per_image'] * 1e3:.3g} mJ). "
+             "Written by `python eval/ddim_table.py`.",
              "",
-             f"| K | method | fine-tuned | PSNR (dB) | MSE | x0-MAE | {label} | spikes/neuron | sample s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"| K | method | fine-tuned | PSNR (dB) | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
+             "ACs/image | MACs/image | energy SNN/ANN | sample s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        psnr = "-" if r["psnr"] is None else ("inf" if math.isinf(r["psnr"]) else f"{r['psnr']:.2f}")
-        spikes = "-" if r["spikes_per_neuron"] is None else f"{r['spikes_per_neuron']:.3f}"
-        lines.append(f"| {r['K'] or '-'} | {r['method']} | {'yes' if r['finetuned'] else 'no'} | {psnr} | "
-                     f"{r['mse']:.2e} | {r['mae_x0']:.4f} | {r['kid_mean']:.5f} +- {r['kid_std']:.5f} | "
-                     f"{spikes} | {r['sample_seconds']} |")
+        lines.append(f"| {r['K'] or '-'} | {r['method']} | {'yes' if r['finetuned'] else 'no'} | "
+                     f"{_cell(r, 'psnr', '.2f')} | {r['mse']:.2e} | {r['mae_x0']:.4f} | {_cell(r, 'fid', '.3f')} | "
+                     f"{r['kid_mean']:.5f} +- {r['kid_std']:.5f} | {_cell(r, 'spikes_per_neuron', '.3f')} | "
+                     f"{_cell(r, 'acs_per_image', '.3e')} | {_cell(r, 'macs_per_image', '.3e')} | "
+                     f"{_cell(r, 'energy_ratio', '.3f')} | {r['sample_seconds']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,9 +170,51 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def plot_costs(rows: list[dict], firing_path: Path, energy_path: Path, constants: EnergyConstants) -> None:
+    """Firing rate per site and energy by operation type of one method at every K
+    (ours+cal where the table has it)."""
+    have = [r for r in rows if r.get("site_firing_rates") and not r["finetuned"]]
+    if not have:
+        return
+    method = "ours+cal" if any(r["method"] == "ours+cal" for r in have) else have[-1]["method"]
+    chosen = sorted((r for r in have if r["method"] == method), key=lambda r: r["K"])
+    plot_firing_rates({f"K={r['K']}": r["site_firing_rates"] for r in chosen}, firing_path,
+                      break_even=constants.break_even, title=f"{method}: spikes per neuron per call, per site")
+    plot_energy_split({f"K={r['K']} {method}": r["energy_by_kind"] for r in chosen},
+                      {"mac_pj": constants.mac_pj, "ac_pj": constants.ac_pj}, energy_path)
+
+
+def plot_frontier(rows: list[dict], path: Path) -> None:
+    """PSNR and KID against SNN energy per image: one curve per method, one point per K."""
+    original = next(r for r in rows if r["method"] == "original")
+    rows = [r for r in rows if r.get("snn_joules_per_image") is not None and r["method"] != "original"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    for ax, key, title in zip(axes, ("psnr", "kid_mean"), ("PSNR vs original (dB)", original["kid_label"])):
+        for m in METHODS:
+            pts = sorted((r["snn_joules_per_image"] * 1e3, r[key], r["K"]) for r in rows
+                         if r["method"] == m and not r["finetuned"])
+            if pts:
+                line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=m)
+                for x, y, K in pts:
+                    ax.annotate(f"K={K}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                                color=line.get_color())
+        tuned = [r for r in rows if r["finetuned"]]
+        if tuned:
+            ax.plot([r["snn_joules_per_image"] * 1e3 for r in tuned], [r[key] for r in tuned], "k*", markersize=12,
+                    label="fine-tuned")
+        ax.axvline(original["ann_joules_per_image"] * 1e3, color="gray", ls="--", label="ANN energy")
+        if key == "kid_mean":
+            ax.axhline(original[key], color="gray", ls=":", label="ANN KID")
+            ax.set_yscale("log")
+        ax.set_xlabel("SNN energy per image (mJ)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("quality per energy: better is up-left for PSNR, down-left for KID", fontsize=10)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
@@ -154,7 +225,13 @@ def main(argv=None) -> int:
     from spiking_ddim.diffusion import load_scheduler
     from spiking_ddim.modeling import resolve_model_dir
 
-    files = [args.out / f"ddim_table.{ext}" for ext in ("json", "md", "png")]
+    try:
+        args.energy_constants = EnergyConstants.parse(args.energy)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    files = [args.out / f"ddim_{name}" for name in ("table.json", "table.md", "table.png", "frontier.png",
+                                                      "firing_rates.png", "energy.png")]
     if any(f.exists() for f in files) and not (args.overwrite or args.update):
         print(f"error: results exist in {args.out}; pass --overwrite to replace them or --update to add rows",
               file=sys.stderr)
@@ -166,9 +243,10 @@ def main(argv=None) -> int:
     unet = load_model(model_dir).eval()
     scheduler = load_scheduler(model_dir)
     held_out = load_images(args.real, unet.config.sample_size, "test")
+    real = extract_features(args.real, args.feature_extractor, args.inception_weights, ("fid", "kid"), what="real")
     jobs = [(K, m) for K in args.K for m in args.methods]
     bar = tqdm(total=1 + len(jobs) + len(args.finetuned), desc="ddim_table", unit="row", dynamic_ncols=True)
-    row, reference = evaluate("original", unet, scheduler, None, held_out, args)
+    row, reference = evaluate("original", unet, scheduler, None, held_out, real, args)
     new_rows = [row]
     bar.update()
     for K, method in jobs:
@@ -178,14 +256,14 @@ def main(argv=None) -> int:
         fs.eval()
         if method.endswith("+cal"):
             calibrate(fs, scheduler, seed=args.seed)
-        new_rows.append(evaluate(method, fs, scheduler, reference, held_out, args, K,
+        new_rows.append(evaluate(method, fs, scheduler, reference, held_out, real, args, K,
                                  calibrated=method.endswith("+cal"))[0])
         bar.update()
     for path in args.finetuned:
         tuned = load_model(path).eval()
         spec = tuned.fs_conversion
         name = spec["method"] + ("+cal" if spec.get("calibrated") else "")
-        new_rows.append(evaluate(name, tuned, scheduler, reference, held_out, args, spec["K"],
+        new_rows.append(evaluate(name, tuned, scheduler, reference, held_out, real, args, spec["K"],
                                  calibrated=bool(spec.get("calibrated")), finetuned=True)[0])
         bar.update()
     bar.close()
@@ -195,6 +273,8 @@ def main(argv=None) -> int:
     md = markdown(rows, args)
     atomic_write_text(files[1], md)
     plot(rows, files[2])
+    plot_frontier(rows, files[3])
+    plot_costs(rows, files[4], files[5], args.energy_constants)
     print(md)
     return 0
 

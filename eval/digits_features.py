@@ -3,8 +3,10 @@
 ``DigitsCNN`` is trained by ``python -m eval.digits_features`` on the train split of
 scikit-learn's digits (upscaled to 16x16) and shipped as ``eval/assets/digits_cnn.safetensors``.
 ``DigitsFeatureExtractor`` wraps it for torch-fidelity under the name ``digits-cnn``:
-uint8 images of any size and channel count are converted to 16x16 grayscale, and the
-128-d penultimate activations, scaled to norm sqrt(128), are the features. The scaling
+uint8 images of any size and channel count are converted to 16x16 grayscale; feature
+``128`` (FID, KID, precision / recall) is the 128-d penultimate activations scaled to norm
+sqrt(128), and feature ``logits`` (the Inception Score's class probabilities) the 10 digit
+logits. The scaling
 keeps KID's polynomial kernel (x.y / d + 1)^3 in the range it has on Inception features;
 the raw ReLU activations are large enough to make KID values of several hundred.
 """
@@ -23,6 +25,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 WEIGHTS = Path(__file__).resolve().parent / "assets" / "digits_cnn.safetensors"
 NAME = "digits-cnn"
 FEATURE = "128"
+LOGITS = "logits"
 SIZE = 16
 
 
@@ -67,7 +70,7 @@ def to_digit_input(x: torch.Tensor) -> torch.Tensor:
 
 
 class DigitsFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity feature extractor ``digits-cnn`` (feature ``128``)."""
+    """torch-fidelity feature extractor ``digits-cnn`` (features ``128`` and ``logits``)."""
 
     def __init__(self, name, features_list, **kwargs):
         super().__init__(name, features_list)
@@ -75,11 +78,11 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
 
     @staticmethod
     def get_provided_features_list():
-        return (FEATURE,)
+        return (FEATURE, LOGITS)
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
-        return FEATURE
+        return LOGITS if metric == "isc" else FEATURE
 
     @staticmethod
     def can_be_compiled():
@@ -90,8 +93,10 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
         return torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8)
 
     def forward(self, x):
+        """The requested features, in ``features_list`` order."""
         f = self.net.features(to_digit_input(x))
-        return (F.normalize(f, dim=1) * f.shape[1] ** 0.5,)
+        out = {FEATURE: F.normalize(f, dim=1) * f.shape[1] ** 0.5, LOGITS: self.net.head(f)}
+        return tuple(out[name] for name in self.features_list)
 
 
 def accuracy(net: DigitsCNN, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -1,10 +1,14 @@
 #!/usr/bin/env python
-"""Forward-pass time of the converted default UNet against the original (CPU by default).
+"""Forward-pass time of the converted default UNet against the original (CPU by default),
+and what the spike and energy accounting adds to a sampling run.
 
 Median of ``--repeats`` timed forward passes after warm-up, batch ``--batch``, K ``--K``,
-for the FS model's exact lookup path (its eval mode) and for the spike simulation.
+for the FS model's exact lookup path (its eval mode) and for the spike simulation; then
+``--sample-repeats`` DDIM sampling runs of the FS model (``--batch`` images,
+``--sample-steps`` steps), alternately plain and inside ``measure_cost``.
 Writes eval/results/unet_speed.json:
-``{"K", "batch", "ann_seconds", "snn_seconds", "ratio", "simulate_seconds", "simulate_ratio", ...}``.
+``{"K", "batch", "ann_seconds", "snn_seconds", "ratio", "simulate_seconds", "simulate_ratio",
+"sample_seconds", "sample_metered_seconds", "metering_overhead", ...}``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
 from spiking_ddim import convert_unet, fs_activations, load_model  # noqa: E402
-from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
+from spiking_ddim.diffusion import ddim_sample, load_scheduler  # noqa: E402
+from spiking_ddim.energy import measure_cost  # noqa: E402
+from spiking_ddim.modeling import DEFAULT_MODEL, resolve_model_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,6 +46,23 @@ def timed(model, x, t, repeats: int) -> float:
     return statistics.median(times)
 
 
+def sampling_overhead(model, scheduler, batch: int, steps: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of a DDIM sampling run, plain and inside ``measure_cost``, run alternately."""
+    seeds = range(batch)
+    plain, metered = [], []
+    ddim_sample(model, scheduler, seeds, steps)  # warm-up
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ddim_sample(model, scheduler, seeds, steps)
+        t1 = time.perf_counter()
+        with measure_cost(model):
+            ddim_sample(model, scheduler, seeds, steps)
+        t2 = time.perf_counter()
+        plain.append(t1 - t0)
+        metered.append(t2 - t1)
+    return statistics.median(plain), statistics.median(metered)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model directory (default: embedded)")
@@ -47,6 +70,9 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="ours", help="bank entry (default: %(default)s)")
     p.add_argument("--batch", type=int, default=64, help="batch size (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=10, help="timed passes per model (default: %(default)s)")
+    p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps of the timed sampling runs (default: %(default)s)")
+    p.add_argument("--sample-repeats", type=int, default=5,
+                   help="sampling runs with and without cost accounting (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="device (default: %(default)s)")
     p.add_argument("--out", type=Path, default=RESULTS / "unet_speed.json", help="results file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
@@ -55,6 +81,7 @@ def main(argv=None) -> int:
         print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     unet = load_model(args.model).to(args.device).eval()
+    scheduler = load_scheduler(resolve_model_dir(args.model))
     fs = copy.deepcopy(unet)
     convert_unet(fs, K=args.K, method=args.method)
     fs.eval()
@@ -64,12 +91,15 @@ def main(argv=None) -> int:
     t = torch.full((args.batch,), 500, device=args.device)
     ann = timed(unet, x, t, args.repeats)
     lookup = timed(fs, x, t, args.repeats)
+    plain, metered = sampling_overhead(fs, scheduler, args.batch, args.sample_steps, args.sample_repeats)
     for _, act in fs_activations(fs):
         for n in act.neurons:
             n.mode = "simulate"
     simulate = timed(fs, x, t, max(3, args.repeats // 3))
     row = {"K": args.K, "batch": args.batch, "ann_seconds": ann, "snn_seconds": lookup, "ratio": lookup / ann,
            "simulate_seconds": simulate, "simulate_ratio": simulate / ann, "method": args.method,
+           "sample_seconds": plain, "sample_metered_seconds": metered, "metering_overhead": metered / plain - 1,
+           "sample_steps": args.sample_steps, "sample_repeats": args.sample_repeats,
            "device": args.device, "threads": torch.get_num_threads(), "repeats": args.repeats}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(row, indent=1) + "\n")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .piecewise import PiecewiseFS, fs_piecewise
 from .simulate import fs_simulate
@@ -14,6 +16,7 @@ from .surrogate import Surrogate, get_surrogate
 
 MODES = ("auto", "simulate", "lookup")
 ParamLike = Union[torch.Tensor, Sequence[float], Sequence[Sequence[float]]]
+SpikeHook = Callable[["FSNeuron", torch.Tensor, torch.Tensor], None]
 
 
 def check_K(K: int) -> int:
@@ -47,7 +50,8 @@ class FSNeuron(nn.Module):
     Forward: any input shape and floating dtype. Modes: ``simulate`` runs the spike loop
     (surrogate gradients); ``lookup`` evaluates the exact piecewise-constant table (fast,
     no gradients); ``auto`` (default) simulates in training mode and looks up in eval mode.
-    With ``record_spikes = True`` the module accumulates :class:`SpikeStats`.
+    With ``record_spikes = True`` the module accumulates :class:`SpikeStats`; a hook added
+    with :meth:`register_spike_hook` sees every call's output and per-element spike counts.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class FSNeuron(nn.Module):
         self.mode = mode
         self.record_spikes = False
         self.stats = SpikeStats()
+        self._spike_hooks: OrderedDict[int, SpikeHook] = OrderedDict()
         self._table: Optional[tuple[tuple, PiecewiseFS]] = None
 
     @classmethod
@@ -135,17 +140,28 @@ class FSNeuron(nn.Module):
                 f"input has {x.shape[self.neuron_dim]} entries along dim {self.neuron_dim}, "
                 f"but this FSNeuron holds {self.num_neurons} neurons"
             )
+        want_count = self.record_spikes or bool(self._spike_hooks)
         if self.mode == "lookup" or (self.mode == "auto" and not self.training):
             dim = None if self.num_neurons is None else self.neuron_dim
-            out, count = self.table().evaluate(x, dim, want_count=self.record_spikes)
+            out, count = self.table().evaluate(x, dim, want_count=want_count)
         else:
             params = (self._param_view(p, x.ndim) for p in (self.h, self.d, self.T))
-            out, count = fs_simulate(x, *params, surrogate=self.surrogate, count_spikes=self.record_spikes)
+            out, count = fs_simulate(x, *params, surrogate=self.surrogate, count_spikes=want_count)
         if self.record_spikes:
             self.stats.spikes += float(count.sum(dtype=torch.float64))
             self.stats.elements += x.numel()
             self.stats.calls += 1
+        for hook in list(self._spike_hooks.values()):
+            hook(self, out, count)
         return out
+
+    def register_spike_hook(self, hook: SpikeHook) -> RemovableHandle:
+        """Call ``hook(neuron, output, spike_count)`` after every forward; ``spike_count`` has
+        the output's shape and holds each element's number of spikes (0..K). Returns a handle
+        whose ``remove()`` takes the hook off."""
+        handle = RemovableHandle(self._spike_hooks)
+        self._spike_hooks[handle.id] = hook
+        return handle
 
     def reset_stats(self) -> None:
         self.stats = SpikeStats()

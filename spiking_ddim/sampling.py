@@ -3,13 +3,11 @@ split across processes so that every image is computed exactly as a single proce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .convert import fs_activations
 from .diffusion import ddim_sample
 
 
@@ -22,38 +20,6 @@ def plan_batches(num_images: int, batch_size: int, process_index: int = 0, num_p
     return [range(s, min(s + batch_size, num_images)) for b, s in enumerate(starts) if b % num_processes == process_index]
 
 
-@dataclass
-class SpikeTotals:
-    """Spikes emitted and neuron activations (elements through FS neurons) of a model."""
-
-    spikes: float = 0.0
-    activations: int = 0
-
-    def __add__(self, other: "SpikeTotals") -> "SpikeTotals":
-        return SpikeTotals(self.spikes + other.spikes, self.activations + other.activations)
-
-    @property
-    def per_activation(self) -> float:
-        """Mean spikes per neuron per call."""
-        return self.spikes / self.activations if self.activations else 0.0
-
-
-def record_spikes(model: nn.Module, on: bool) -> None:
-    """Turn spike counting of every FS neuron of ``model`` on (resetting counts) or off."""
-    for _, act in fs_activations(model):
-        for neuron in act.neurons:
-            neuron.record_spikes = on
-            neuron.reset_stats()
-
-
-def spike_totals(model: nn.Module) -> SpikeTotals:
-    total = SpikeTotals()
-    for _, act in fs_activations(model):
-        for neuron in act.neurons:
-            total += SpikeTotals(neuron.stats.spikes, neuron.stats.elements)
-    return total
-
-
 def sample_pairs(
     original: nn.Module,
     converted: nn.Module,
@@ -62,19 +28,11 @@ def sample_pairs(
     seed: int,
     steps: int,
     eta: float,
-    on_batch: Optional[Callable[[range, torch.Tensor, torch.Tensor], None]] = None,
-) -> SpikeTotals:
+    on_batch: Callable[[range, torch.Tensor, torch.Tensor], None],
+) -> None:
     """Sample each batch from ``original`` and ``converted`` with the same per-image seeds
-    (``seed + index``); ``on_batch(indices, original_images, fs_images)`` gets the results.
-    Returns the FS model's spike totals over all batches."""
-    record_spikes(converted, True)
-    try:
-        for idx in batches:
-            seeds = [seed + i for i in idx]
-            a = ddim_sample(original, scheduler, seeds, steps, eta)
-            b = ddim_sample(converted, scheduler, seeds, steps, eta)
-            if on_batch is not None:
-                on_batch(idx, a, b)
-        return spike_totals(converted)
-    finally:
-        record_spikes(converted, False)
+    (``seed + index``); ``on_batch(indices, original_images, fs_images)`` gets the results."""
+    for idx in batches:
+        seeds = [seed + i for i in idx]
+        on_batch(idx, ddim_sample(original, scheduler, seeds, steps, eta),
+                 ddim_sample(converted, scheduler, seeds, steps, eta))

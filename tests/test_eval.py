@@ -1,5 +1,6 @@
-"""Image losses and KID: hand-made tensors, feature spaces, bad inputs, offline Inception."""
+"""Image losses, FID / KID / IS: hand-made tensors, feature spaces, bad inputs, offline Inception."""
 
+import json
 import math
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 from eval.image_loss import compare, psnr_from_mse
-from eval.kid import INCEPTION_ENV, kid, resolve_extractor
+from eval.metrics import INCEPTION_ENV, extract_features, generation_metrics, resolve_extractor
 from spiking_ddim.data import digits
 
 
@@ -30,17 +31,33 @@ def test_compare_rejects_bad_batches():
         compare(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), float("nan")))
 
 
-def test_kid_of_a_set_with_itself_is_near_zero_and_grows_for_different_sets():
+def test_fid_kid_and_is_separate_a_set_from_itself_its_twin_and_noise():
     real = digits(16, "test")
     same = digits(16, "train")[:300]  # same distribution, other images
     blobs = torch.rand(300, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    r_same = kid(real, same, "digits", subset_size=200, subsets=20)
-    r_self = kid(real, real, "digits", subset_size=200, subsets=20)
-    r_noise = kid(real, blobs, "digits", subset_size=200, subsets=20)
+    feats = extract_features(real, "digits", metrics=("fid", "kid", "isc", "prc"))
+    kw = dict(metrics=("fid", "kid", "isc", "prc"), kid_subset_size=200, kid_subsets=20)
+    r_self = generation_metrics(feats, real, "digits", **kw)
+    r_same = generation_metrics(feats, same, "digits", **kw)
+    r_noise = generation_metrics(feats, blobs, "digits", **kw)
+    assert abs(r_self.fid) < 1e-6 and r_self.precision == r_self.recall == 1.0
+    assert 0.3 < r_same.fid < 5 and r_noise.fid > 10 * r_same.fid
     # X vs X draws overlapping subsets, which biases the unbiased estimator slightly negative
-    assert abs(r_self.mean) < 5e-2 and abs(r_same.mean) < 2e-2
-    assert r_noise.mean > 0.5 and r_noise.mean > 20 * max(abs(r_same.mean), abs(r_self.mean))
-    assert r_noise.label == "KID (digits features)" and r_noise.feature_extractor == "digits-cnn"
+    assert abs(r_self.kid_mean) < 5e-2 and abs(r_same.kid_mean) < 2e-2
+    assert r_noise.kid_mean > 0.5 and r_noise.kid_mean > 20 * max(abs(r_same.kid_mean), abs(r_self.kid_mean))
+    assert r_same.isc_mean > 7 and r_noise.isc_mean < 4  # ten clear classes vs noise (at most 10)
+    assert r_noise.precision < 0.2 < 0.7 < r_same.precision
+    assert r_noise.feature_extractor == "digits-cnn" and r_noise.n_real == 359 and r_noise.n_fake == 300
+    assert [r_noise.label(m) for m in ("FID", "KID", "IS")] == [
+        "FID (digits features)", "KID (digits features)", "IS (digits classifier)"]
+    assert not r_noise.notes and any("KID unreliable" in n for n in r_same.notes)  # KID ~0 is noise
+
+
+def test_few_images_are_flagged_unreliable():
+    r = generation_metrics("digits", digits(16, "train")[:40], "digits")
+    assert r.kid_subset_size == 40 and r.isc_mean is not None and r.precision is None
+    assert any(n.startswith("FID unreliable: 40 images per set are not more than the 128 feature dims")
+               for n in r.notes)
 
 
 def test_digits_cnn_reaches_97_percent_on_held_out_digits():
@@ -58,23 +75,29 @@ def write_images(folder, n, size=(16, 16), seed=0):
     return folder
 
 
-def test_kid_bad_inputs(tmp_path):
+def test_metrics_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="contains no images"):
-        kid(tmp_path / "empty", tmp_path / "empty", "digits")
+        generation_metrics(tmp_path / "empty", tmp_path / "empty", "digits")
     with pytest.raises(FileNotFoundError, match="not found"):
-        kid(tmp_path / "missing", "digits", "digits")
+        generation_metrics(tmp_path / "missing", "digits", "digits")
+    with pytest.raises(ValueError, match="NaN"):
+        generation_metrics("digits", torch.full((4, 1, 16, 16), float("nan")), "digits")
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['lpips'\]"):
+        generation_metrics("digits", "digits", "digits", metrics=("fid", "lpips"))
+    with pytest.raises(ValueError, match="lack layer 'logits', which isc needs"):
+        generation_metrics("digits", extract_features("digits", "digits", metrics=("kid",)), "digits", metrics=("isc",))
     mixed = write_images(tmp_path / "mixed", 3)
     Image.fromarray(np.zeros((20, 20), dtype=np.uint8)).save(mixed / "big.png")
     with pytest.raises(ValueError, match="mixed sizes"):
-        kid(mixed, "digits", "digits")
+        generation_metrics(mixed, "digits", "digits")
     few = write_images(tmp_path / "few", 5)
     with pytest.raises(ValueError, match="subset size 50 is larger than the number of images"):
-        kid("digits", few, "digits", subset_size=50)
+        generation_metrics("digits", few, "digits", kid_subset_size=50)
     broken = write_images(tmp_path / "broken", 3)
     (broken / "003.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read image .*003.png"):
-        kid("digits", broken, "digits")
+        generation_metrics("digits", broken, "digits")
 
 
 def test_missing_inception_weights_name_the_file_and_the_fix(tmp_path, monkeypatch):
@@ -107,7 +130,28 @@ def test_random_weight_inception_through_torch_fidelity(tmp_path, monkeypatch):
     torch.save(net.state_dict(), weights)
     monkeypatch.setenv(INCEPTION_ENV, str(weights))
     real = digits(16, "test")[:12]
-    r_self = kid(real, real, "auto", subset_size=10, subsets=5)
-    r_noise = kid(real, torch.rand(12, 3, 16, 16) * 2 - 1, "auto", subset_size=10, subsets=5)
-    assert r_self.feature_extractor == "inception-v3-compat" and r_self.label == "KID (Inception)"
-    assert math.isfinite(r_noise.mean) and r_noise.mean > r_self.mean
+    r_self = generation_metrics(real, real, "auto", kid_subset_size=10, kid_subsets=5)
+    r_noise = generation_metrics(real, torch.rand(12, 3, 16, 16) * 2 - 1, "auto", kid_subset_size=10, kid_subsets=5)
+    assert r_self.feature_extractor == "inception-v3-compat" and r_self.label("KID") == "KID (Inception)"
+    assert math.isfinite(r_noise.kid_mean) and r_noise.kid_mean > r_self.kid_mean
+    assert abs(r_self.fid) < 1e-3 < r_noise.fid and r_noise.label("IS") == "IS (Inception)"
+    assert 1 <= r_noise.isc_mean <= 1008  # softmax over Inception's 1008 logits
+
+
+def test_metrics_command_scores_each_fake_folder(tmp_path, capsys):
+    from eval.metrics import main
+    from spiking_ddim.data import save_png, to_uint8
+
+    for name, images in (("digits", digits(16, "train")[:60]),
+                         ("noise", torch.rand(60, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1)):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(to_uint8(images)):
+            save_png(img, tmp_path / name / f"{i:03d}.png")
+    assert main(["--real", "digits", "--fake", str(tmp_path / "digits"), str(tmp_path / "noise"),
+                 "--feature-extractor", "digits", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    good, bad = out[str(tmp_path / "digits")], out[str(tmp_path / "noise")]
+    assert good["fid"] < bad["fid"] and good["kid_mean"] < bad["kid_mean"] and good["isc_mean"] > bad["isc_mean"]
+    assert good["space"] == "digits features" and good["n_fake"] == 60 and good["precision"] is None
+    assert main(["--real", "digits", "--fake", str(tmp_path / "nowhere"), "--feature-extractor", "digits"]) == 2
+    assert "error: " in capsys.readouterr().err

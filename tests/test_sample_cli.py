@@ -27,8 +27,26 @@ def test_default_main_job_end_to_end(tmp_path):
     assert (out / "comparison.png").stat().st_size > 500
     assert m["K"] == 8 and m["sites"] > 0 and 0 < m["spikes_per_neuron_per_call"] <= 8
     assert m["psnr"] > 5 and m["mse"] > 0
-    assert set(m["kid"]) == {"original", "fs"} and m["kid"]["fs"]["label"].startswith("KID (")
-    assert "PSNR" in r.stdout and "KID (" in r.stdout and "spikes" in r.stdout
+    for key in ("fid", "kid", "is"):
+        assert set(m[key]) == {"original", "fs"} and m[key]["fs"]["label"].startswith(key.upper() + " (")
+    assert m["fid"]["fs"]["value"] > 0 and m["kid"]["fs"]["subset_size"] == 6
+    assert any("FID unreliable" in n for n in m["metric_notes"]["fs"])  # 6 images
+    e = m["energy"]
+    for key in ("ann_macs_per_image", "snn_macs_per_image", "snn_acs_per_image", "neuron_updates_per_image",
+                "ann_joules_per_image", "snn_joules_per_image", "ratio"):
+        assert e[key] > 0, key
+    assert e["constants"] == {"mac_pj": 4.6, "ac_pj": 0.9, "source": "45 nm, 32-bit float (Horowitz, ISSCC 2014)"}
+    assert e["forwards_per_image"] == 3 and len(e["sites"]) == m["sites"]
+    assert e["snn_joules_per_image"] == pytest.approx(
+        (e["snn_macs_per_image"] * 4.6 + e["snn_acs_per_image"] * 0.9) * 1e-12)
+    assert e["ratio"] == pytest.approx(e["snn_joules_per_image"] / e["ann_joules_per_image"])
+    assert e["spikes_per_image"] == pytest.approx(m["spikes_per_image"])
+    assert {s["part"] for s in e["sites"]} >= {"time", "down", "mid", "up", "out"}
+    for png in ("comparison.png", "firing_rates.png", "energy.png"):
+        assert (out / png).stat().st_size > 500, png
+    for text in ("PSNR", "FID (digits features)", "KID (digits features)", "IS (digits classifier)", "spikes",
+                 "J/image", "ratio"):
+        assert text in r.stdout, text
 
     again = run(*SMALL, "--out", str(out))
     assert again.returncode != 0 and "--overwrite" in again.stderr
@@ -49,6 +67,11 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert m2["processes"] == 2 and m1["per_image"] == m2["per_image"]
     assert m1["spikes_per_image"] == pytest.approx(m2["spikes_per_image"], rel=1e-9)
+    e1, e2 = m1["energy"], m2["energy"]
+    assert [s["name"] for s in e1["sites"]] == [s["name"] for s in e2["sites"]]
+    for key in ("ann_macs_per_image", "snn_macs_per_image", "snn_acs_per_image", "neuron_updates_per_image"):
+        assert e1[key] == pytest.approx(e2[key], rel=1e-12), key
+    assert m1["fid"] == m2["fid"] == {}  # --real none: no generation metrics
 
 
 @pytest.mark.parametrize("args,message", [
@@ -56,6 +79,8 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     (["--K", "0"], "K (time steps) must be an integer >= 1"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--model", "someone/ddim-offline-test"], "cannot fetch model"),
+    (["--energy", "sram=5"], "unknown energy constant 'sram=5'"),
+    (["--energy", "ac=-1"], "energy constant ac must be a finite number of picojoules >= 0"),
 ])
 def test_clear_errors(tmp_path, args, message):
     r = subprocess.run([sys.executable, str(ROOT / "sample.py"), *args, "--out", str(tmp_path / "x")],

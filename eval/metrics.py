@@ -1,0 +1,324 @@
+"""Generation metrics through torch-fidelity, from one feature pass per image set:
+FID, KID (mean +- std over random subsets), IS and, on request, precision / recall.
+
+    python -m eval.metrics --real DIR|digits --fake DIR [DIR ...] [--feature-extractor auto|inception|digits]
+
+Features come from torch-fidelity's ``inception-v3-compat`` extractor (2048-d pool
+features; IS from its logits) or, offline, from the project's digits CNN (``digits-cnn``,
+128-d features; IS from its 10 digit logits, see :mod:`eval.digits_features`). Inception
+weights come from ``--inception-weights``, the ``SPIKING_DDIM_INCEPTION_WEIGHTS``
+environment variable, torch's hub cache, or a download; offline without them ``auto``
+takes the digits CNN, and every result names its feature space, e.g. "FID (digits
+features)". The metric arithmetic is torch-fidelity's: FID from feature means and
+covariances; KID the unbiased MMD^2 with kernel (x.y/d + 1)^3 on random subsets; IS
+exp(E KL(p(y|x) || p(y))) over 10 splits; precision / recall by k-NN manifolds (k = 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch.utils.data import Dataset
+
+INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"
+LABELS = {"inception-v3-compat": "Inception", "digits-cnn": "digits features"}
+ImagesLike = Union[str, Path, torch.Tensor]
+
+
+class _UInt8Images(Dataset):
+    """What torch-fidelity consumes: uint8 (3, H, W) tensors."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def as_uint8_rgb(images: ImagesLike, what: str) -> torch.Tensor:
+    """A folder, ``digits`` (the held-out digits), or (N, C, H, W) tensor (float in [-1, 1]
+    or uint8) as uint8 (N, 3, H, W)."""
+    from spiking_ddim.data import digits, load_image_folder
+
+    if isinstance(images, (str, Path)):
+        images = digits(16, "test") if str(images) == "digits" else load_image_folder(images)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"{what} images must be a non-empty (N, C, H, W) batch")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"{what} images must have 1 or 3 channels, got {images.shape[1]}")
+    if images.dtype != torch.uint8:
+        if not torch.isfinite(images).all():
+            raise ValueError(f"{what} images contain NaN or infinite values")
+        images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images.contiguous()
+
+
+def _inception_url() -> str:
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
+
+
+def find_inception_weights(path: Optional[Union[str, Path]] = None) -> Optional[Path]:
+    """Local Inception weights: ``path``, then $SPIKING_DDIM_INCEPTION_WEIGHTS, then torch's
+    hub cache. A given path that does not exist is an error."""
+    for source, p in (("--inception-weights", path), (INCEPTION_ENV, os.environ.get(INCEPTION_ENV))):
+        if p:
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"Inception weights given by {source} not found: {p}")
+            return Path(p)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(_inception_url()).name
+    return cached if cached.is_file() else None
+
+
+def inception_weights_or_download(path: Optional[Union[str, Path]] = None) -> Path:
+    """Local Inception weights, downloading them to the hub cache if needed; a clear error
+    naming the file and how to supply it when that fails."""
+    found = find_inception_weights(path)
+    if found is not None:
+        return found
+    url = _inception_url()
+    try:
+        torch.hub.load_state_dict_from_url(url, progress=False)
+    except Exception as e:  # noqa: BLE001 - offline shows up as many exception types
+        raise FileNotFoundError(
+            f"Inception weights {Path(url).name} are not available and could not be downloaded from {url} "
+            f"({type(e).__name__}). Download that file elsewhere and pass --inception-weights PATH or set "
+            f"{INCEPTION_ENV}=PATH, or use --feature-extractor digits for digit images."
+        ) from None
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _register_digits() -> None:
+    import torch_fidelity
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    from .digits_features import NAME, DigitsFeatureExtractor
+
+    if NAME not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(NAME, DigitsFeatureExtractor)
+
+
+def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]] = None) -> tuple[str, dict]:
+    """(torch-fidelity extractor name, its kwargs) for ``auto``, ``inception`` or ``digits``."""
+    if choice not in ("auto", "inception", "digits"):
+        raise ValueError(f"feature extractor must be auto, inception or digits, got {choice!r}")
+    if choice == "auto":
+        choice = "inception" if find_inception_weights(inception_weights) is not None else "digits"
+    if choice == "inception":
+        return "inception-v3-compat", {"feature_extractor_weights_path": str(inception_weights_or_download(inception_weights))}
+    _register_digits()
+    return "digits-cnn", {}
+
+
+METRICS = ("fid", "kid", "isc", "prc")
+
+
+@dataclass
+class Features:
+    """One image set in one feature space: torch-fidelity's features dict (layer name ->
+    (N, D) float32 CPU tensor), computed once and reused by every metric and comparison."""
+
+    extractor: str
+    layers: dict[str, torch.Tensor]
+
+    @property
+    def n(self) -> int:
+        return next(iter(self.layers.values())).shape[0]
+
+    def layer_for(self, metric: str) -> torch.Tensor:
+        from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+        layer = FEATURE_EXTRACTORS_REGISTRY[self.extractor].get_default_feature_layer_for_metric(metric)
+        if layer not in self.layers:
+            raise ValueError(f"these features lack layer {layer!r}, which {metric} needs; extract them with "
+                             f"metrics including {metric!r}")
+        return self.layers[layer]
+
+
+def extract_features(
+    images: Union[ImagesLike, Features],
+    feature_extractor: str = "auto",
+    inception_weights: Optional[Union[str, Path]] = None,
+    metrics: Sequence[str] = ("fid", "kid", "isc"),
+    device: Union[str, torch.device] = "cpu",
+    batch_size: int = 64,
+    what: str = "images",
+) -> Features:
+    """Features of ``images`` (a folder, ``digits``, an (N, C, H, W) tensor) for ``metrics``,
+    in one pass through the extractor (``images`` already a :class:`Features`: returned as is)."""
+    if isinstance(images, Features):
+        return images
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
+    data = as_uint8_rgb(images, what)
+    name, kwargs = resolve_extractor(feature_extractor, inception_weights)
+    cls = FEATURE_EXTRACTORS_REGISTRY[name]
+    layers = sorted({cls.get_default_feature_layer_for_metric(m) for m in metrics})
+    cuda = torch.device(device).type == "cuda"
+    net = create_feature_extractor(name, layers, cuda=cuda, verbose=False, feature_extractor_compile=False, **kwargs)
+    feats = get_featuresdict_from_dataset(_UInt8Images(data), net, batch_size, cuda, save_cpu_ram=True, verbose=False)
+    return Features(name, {k: v.float() for k, v in feats.items()})
+
+
+@dataclass
+class GenerationMetrics:
+    """Metrics of a generated set against a real one; None where not computed. ``notes``
+    says which figures are unreliable and why."""
+
+    feature_extractor: str
+    n_real: int
+    n_fake: int
+    fid: Optional[float] = None
+    kid_mean: Optional[float] = None
+    kid_std: Optional[float] = None
+    kid_subset_size: Optional[int] = None
+    kid_subsets: Optional[int] = None
+    isc_mean: Optional[float] = None
+    isc_std: Optional[float] = None
+    precision: Optional[float] = None
+    recall: Optional[float] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def space(self) -> str:
+        """The feature space in words: ``Inception`` or ``digits features``."""
+        return LABELS.get(self.feature_extractor, self.feature_extractor)
+
+    def label(self, metric: str) -> str:
+        """e.g. ``KID (digits features)``, ``IS (digits classifier)``: what every printed figure is called."""
+        space = "digits classifier" if metric == "IS" and self.feature_extractor == "digits-cnn" else self.space
+        return f"{metric} ({space})"
+
+    def lines(self) -> list[str]:
+        """One printable line per computed metric."""
+        out = []
+        if self.fid is not None:
+            out.append(f"{self.label('FID')} {self.fid:.4f}")
+        if self.kid_mean is not None:
+            out.append(f"{self.label('KID')} {self.kid_mean:.5f} +- {self.kid_std:.5f}")
+        if self.isc_mean is not None:
+            out.append(f"{self.label('IS')} {self.isc_mean:.3f} +- {self.isc_std:.3f}")
+        if self.precision is not None:
+            out.append(f"{self.label('precision / recall')} {self.precision:.4f} / {self.recall:.4f}")
+        return out
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "space": self.space}
+
+
+def generation_metrics(
+    real: Union[ImagesLike, Features],
+    fake: Union[ImagesLike, Features],
+    feature_extractor: str = "auto",
+    inception_weights: Optional[Union[str, Path]] = None,
+    metrics: Sequence[str] = ("fid", "kid", "isc"),
+    kid_subset_size: Optional[int] = None,
+    kid_subsets: int = 100,
+    seed: int = 0,
+    device: Union[str, torch.device] = "cpu",
+    batch_size: int = 64,
+) -> GenerationMetrics:
+    """``metrics`` (of fid, kid, isc, prc) of ``fake`` against ``real``: folders, ``digits``,
+    (N, C, H, W) tensors, or :class:`Features` from :func:`extract_features` (so one real
+    set's features serve several fake sets). IS is of the fake set alone.
+
+    ``kid_subset_size`` defaults to min(1000, n_real, n_fake); a larger one is an error.
+    """
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    args = (feature_extractor, inception_weights, metrics, device, batch_size)
+    a, b = extract_features(real, *args, what="real"), extract_features(fake, *args, what="fake")
+    if a.extractor != b.extractor:
+        raise ValueError(f"real and fake features come from different extractors: {a.extractor} vs {b.extractor}")
+    n = min(a.n, b.n)
+    if n < 2:
+        raise ValueError(f"generation metrics need at least 2 images per set, got real: {a.n}, fake: {b.n}")
+    out = GenerationMetrics(a.extractor, a.n, b.n)
+    if "fid" in metrics:
+        fa, fb = a.layer_for("fid"), b.layer_for("fid")
+        out.fid = fid_statistics_to_metric(fid_features_to_statistics(fb), fid_features_to_statistics(fa),
+                                           False)["frechet_inception_distance"]
+        if n <= fa.shape[1]:
+            out.notes.append(f"FID unreliable: {n} images per set are not more than the {fa.shape[1]} feature dims")
+    if "kid" in metrics:
+        size = min(1000, n) if kid_subset_size is None else kid_subset_size
+        if size > n:
+            raise ValueError(f"KID subset size {size} is larger than the number of images "
+                             f"(real: {a.n}, fake: {b.n}); pass a smaller subset size")
+        if size < 2:
+            raise ValueError(f"KID subset size must be >= 2, got {size}")
+        r = kid_features_to_metric(b.layer_for("kid"), a.layer_for("kid"), kid_subsets=kid_subsets,
+                                   kid_subset_size=size, rng_seed=seed, verbose=False)
+        out.kid_mean, out.kid_std = r["kernel_inception_distance_mean"], r["kernel_inception_distance_std"]
+        out.kid_subset_size, out.kid_subsets = size, kid_subsets
+        if out.kid_std >= abs(out.kid_mean):
+            out.notes.append(f"KID unreliable: its std over subsets ({out.kid_std:.4f}) is not below its mean; "
+                             f"sample more images (subsets of {size})")
+    if "isc" in metrics:
+        r = isc_features_to_metric(b.layer_for("isc"), splits=min(10, b.n), shuffle=True, rng_seed=seed)
+        out.isc_mean, out.isc_std = r["inception_score_mean"], r["inception_score_std"]
+    if "prc" in metrics:
+        if n <= 3:
+            raise ValueError(f"precision / recall need more than 3 images per set, got real: {a.n}, fake: {b.n}")
+        r = prc_features_to_metric(b.layer_for("prc"), a.layer_for("prc"), prc_neighborhood=3,
+                                   prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+        out.precision, out.recall = r["precision"], r["recall"]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.metrics", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--real", required=True, help="folder of real images, or 'digits' (the held-out digits)")
+    p.add_argument("--fake", required=True, nargs="+", help="folder(s) of generated images, each scored against --real")
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid", "kid", "isc"],
+                   help="fid, kid, isc (Inception Score, or the digits classifier's), prc (precision / recall) "
+                        "(default: fid kid isc)")
+    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
+                   help="auto: Inception when its weights are available locally, else digits (default: %(default)s)")
+    p.add_argument("--inception-weights", help=f"Inception weights file (or set {INCEPTION_ENV})")
+    p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
+    p.add_argument("--kid-subsets", type=int, default=100, help="number of random KID subsets (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and IS splits (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = p.parse_args(argv)
+    try:
+        real = extract_features(args.real, args.feature_extractor, args.inception_weights, args.metrics,
+                                args.device, what="real")
+        results = {str(f): generation_metrics(real, f, args.feature_extractor, args.inception_weights, args.metrics,
+                                              args.kid_subset_size, args.kid_subsets, args.seed, args.device)
+                   for f in args.fake}
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: r.to_json() for k, r in results.items()}, indent=1))
+        return 0
+    for name, r in results.items():
+        print(f"{name} ({r.n_fake} images vs {r.n_real} real):")
+        for line in r.lines() + [f"note: {n}" for n in r.notes]:
+            print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""PNG plots of spiking models' cost: firing rate per FS site, energy by operation type.
+
+Both take several runs (e.g. one per K) as plain mappings, so a benchmark can plot rows it
+stored: firing rates as {run: {site name: spikes per neuron per call}} in network order,
+energy as {run: EnergyReport.by_kind}.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Optional, Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fs_neurons.files import atomic_write  # noqa: E402
+
+from .energy import network_part  # noqa: E402
+
+PART_COLOURS = {"time": "tab:gray", "in": "tab:cyan", "down": "tab:blue", "mid": "tab:purple", "up": "tab:orange",
+                "out": "tab:green", "other": "tab:brown"}
+KIND_NAMES = {"conv": "conv", "linear": "linear", "matmul": "attention matmul"}
+PathLike = Union[str, Path]
+
+
+def save_figure(fig, path: PathLike, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    path = Path(path)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_firing_rates(runs: Mapping[str, Mapping[str, float]], path: PathLike, K: Optional[int] = None,
+                      break_even: Optional[float] = None, title: str = "") -> Path:
+    """Spikes per neuron per call of every FS site, one line per run, sites in network order
+    (the first run's) on a background shaded by where they sit (time embedding, down, mid,
+    up, output). Optional lines: ``K`` (the most a neuron can fire) and ``break_even``
+    (E_MAC / E_AC: above it a site's spikes cost more than the MACs they replace)."""
+    runs = {label: rates for label, rates in runs.items() if rates}
+    if not runs:
+        raise ValueError("no FS site spiked in these runs; is the model converted and in mode 'fs'?")
+    names = list(next(iter(runs.values())))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.16 * len(names) + 3), 4.0))
+    start = 0
+    for i, name in enumerate(names + [None]):
+        part = network_part(names[start])
+        if name is None or network_part(name) != part:
+            ax.axvspan(start - 0.5, i - 0.5, color=PART_COLOURS.get(part, "tab:brown"), alpha=0.12, lw=0)
+            ax.text((start + i - 1) / 2, 1.0, part, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    fontsize=8, color=PART_COLOURS.get(part, "tab:brown"))
+            start = i
+    for label, rates in runs.items():
+        ax.plot(range(len(names)), [rates.get(n, float("nan")) for n in names], "o-", ms=3, lw=1, label=label)
+    if K is not None:
+        ax.axhline(K, color="black", lw=0.8, ls=":", label=f"K = {K} (at most)")
+    if break_even is not None and math.isfinite(break_even):
+        ax.axhline(break_even, color="red", lw=0.8, ls="--", label=f"break-even E_MAC / E_AC = {break_even:.2f}")
+    ax.set_xlabel("FS site, in network order")
+    ax.set_ylabel("spikes per neuron per call")
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or "firing rate per FS site", pad=14)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], constants: Mapping[str, float],
+                      path: PathLike, title: str = "") -> Path:
+    """Energy per image, stacked by operation (dense MACs of conv, linear and attention-matmul
+    layers; ACs of spike-fed conv and linear layers): one bar for the ANN (from the first
+    run's MACs), one per SNN run. ``constants``: ``mac_pj`` and ``ac_pj``."""
+    if not runs:
+        raise ValueError("no runs to plot")
+    mac, ac = constants["mac_pj"] * 1e-9, constants["ac_pj"] * 1e-9  # mJ per operation
+    first = next(iter(runs.values()))
+    bars = {"ANN": {(k, "MACs"): v["ann_macs"] * mac for k, v in first.items()}}
+    for label, kinds in runs.items():
+        bars[label] = {**{(k, "MACs"): v["snn_macs"] * mac for k, v in kinds.items()},
+                       **{(k, "ACs"): v["snn_acs"] * ac for k, v in kinds.items() if v["snn_acs"]}}
+    segments = list(dict.fromkeys(seg for bar in bars.values() for seg in bar))
+    segments.sort(key=lambda seg: (seg[1] == "ACs", list(KIND_NAMES).index(seg[0]) if seg[0] in KIND_NAMES else 9))
+    fig, ax = plt.subplots(figsize=(4.5 + 0.9 * len(bars), 4.4))
+    colours = plt.get_cmap("tab10").colors
+    bottom = [0.0] * len(bars)
+    for i, seg in enumerate(segments):
+        heights = [bar.get(seg, 0.0) for bar in bars.values()]
+        ax.bar(range(len(bars)), heights, bottom=bottom, label=f"{KIND_NAMES.get(seg[0], seg[0])} {seg[1]}",
+               color=colours[i % 10], hatch="//" if seg[1] == "ACs" else None, edgecolor="white")
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    ax.set_xticks(range(len(bars)), [f"{label}\n{total:.3g} mJ" for label, total in zip(bars, bottom)], fontsize=8)
+    ax.set_ylabel("energy per image (mJ)")
+    ax.set_title(title or f"energy per image ({constants['mac_pj']} pJ/MAC, {constants['ac_pj']} pJ/AC)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)

@@ -1,0 +1,218 @@
+"""Spike and energy accounting: hand counts of ACs and MACs, FS sites, energy arithmetic, bad input."""
+
+import copy
+import math
+
+import pytest
+import torch
+from test_convert import tiny_unet
+from torch import nn
+
+from fs_neurons import FSNeuron, fs_simulate
+from spiking_ddim import convert_unet
+from spiking_ddim.energy import CostReport, EnergyConstants, LayerCost, SiteCost, layer_acs, measure_cost
+
+
+def ones_layer_sum(layer: nn.Module, count: torch.Tensor) -> float:
+    """The definition: the layer with every weight 1 and no bias, applied to the count map, summed."""
+    ones = copy.deepcopy(layer).double()
+    with torch.no_grad():
+        ones.weight.fill_(1.0)
+        if ones.bias is not None:
+            ones.bias.zero_()
+        return float(ones(count.double()).sum())
+
+
+def test_conv_acs_equal_a_hand_count_with_padding_and_stride():
+    conv = nn.Conv2d(1, 2, 3, stride=2, padding=1)  # 4x4 input -> 2x2 output, rows/cols read: out 0 <- in -1..1,
+    count = torch.zeros(1, 1, 4, 4)                  # out 1 <- in 1..3 (in -1 is padding)
+    count[0, 0, 0, 0] = 3  # read by output row 0 only (tap 1) and output col 0 only: 1 x 1 position
+    count[0, 0, 1, 1] = 2  # row 1 is read by output rows 0 (tap 2) and 1 (tap 0), same for col 1: 2 x 2
+    count[0, 0, 3, 2] = 1  # row 3: output row 1 (tap 2); col 2: output col 1 (tap 1): 1 x 1
+    hand = 2 * (3 * 1 + 2 * 4 + 1 * 1)  # x 2 output channels
+    assert float(layer_acs(conv, count)) == hand == ones_layer_sum(conv, count)
+    assert float(layer_acs(conv, count.sum(0))) == hand  # a count map already summed over the batch
+
+
+@pytest.mark.parametrize("layer", [
+    nn.Conv2d(6, 8, 3, stride=2, padding=1, groups=2),
+    nn.Conv2d(4, 4, (3, 5), stride=(1, 2), padding=(2, 1), dilation=(2, 1)),
+    nn.Conv2d(3, 6, 3, padding=1, padding_mode="reflect"),
+    nn.Conv2d(3, 6, 3, padding=1, padding_mode="circular"),
+    nn.Conv2d(4, 4, 3, padding="same", groups=4),
+    nn.Conv1d(4, 2, 5, stride=3, padding=2),
+    nn.Conv3d(2, 4, 3, padding=1, stride=2),
+    nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=2),
+    nn.ConvTranspose1d(3, 2, 3, stride=2, padding=1, output_padding=1),
+], ids=lambda layer: repr(layer))
+def test_conv_acs_follow_the_definition_for_any_geometry(layer):
+    count = torch.randint(0, 5, (2, layer.in_channels, *([7] * len(layer.kernel_size))),
+                          generator=torch.Generator().manual_seed(0)).float()
+    assert float(layer_acs(layer, count)) == ones_layer_sum(layer, count)
+
+
+def bank_neuron(K=4):
+    return FSNeuron.from_bank("swish", K=K, method="ours")
+
+
+def test_a_linear_after_an_fs_site_costs_one_ac_per_spike_per_output():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), bank_neuron(), nn.Dropout(0.0), nn.Linear(6, 3)).eval()
+    x = torch.randn(5, 4) * 3
+    with measure_cost(model) as meter, torch.no_grad():
+        model(x)
+    report = meter.report()
+    hidden = model[0](x).detach()
+    neuron = model[1]
+    _, count = fs_simulate(hidden, neuron.h.detach(), neuron.d.detach(), neuron.T.detach(), count_spikes=True)
+    spikes = float(count.sum())
+    assert spikes > 0
+    (site,) = report.sites
+    assert site.name == "1" and site.K == 4 and site.calls == 1 and site.neurons == 5 * 6
+    assert site.spikes == spikes and site.firing_rate == pytest.approx(spikes / 30)
+    first, second = report.layers
+    assert (first.name, first.kind, first.spike_calls) == ("0", "linear", 0)
+    assert first.ann_macs == first.snn_macs == 5 * 6 * 4 and first.snn_acs == 0
+    assert (second.name, second.spike_calls) == ("3", 1)
+    assert second.ann_macs == 5 * 3 * 6 and second.snn_macs == 0 and second.snn_acs == spikes * 3
+    assert report.samples == 5 and report.forwards == 1
+
+
+def test_an_fs_output_changed_on_its_way_is_not_counted_as_spikes():
+    model = nn.Sequential(bank_neuron(), nn.Linear(3, 2))
+    scaled = nn.Sequential(bank_neuron(), nn.Hardtanh(), nn.Linear(3, 2))  # any other op: analog again
+    x = torch.randn(4, 3) * 3
+    for net, acs in ((model, True), (scaled, False)):
+        with measure_cost(net.eval()) as meter, torch.no_grad():
+            net(x)
+        layer = meter.report().layers[0]
+        assert (layer.snn_acs > 0) == acs and (layer.snn_macs == 0) == acs
+
+
+def test_zero_spikes_give_zero_acs():
+    silent = FSNeuron.from_params([1.0] * 4, [1.0] * 4, [1e6] * 4)  # thresholds no input reaches
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), silent, nn.Conv2d(4, 2, 3, padding=1)).eval()
+    with measure_cost(model) as meter, torch.no_grad():
+        model(torch.randn(3, 1, 6, 6))
+    report = meter.report()
+    assert report.spikes == 0 and report.sites[0].firing_rate == 0
+    assert report.layers[1].spike_calls == 1 and report.layers[1].snn_acs == 0 and report.layers[1].snn_macs == 0
+    e = report.energy(3)
+    assert e.snn_acs_per_image == 0 and e.activation_sparsity == 1.0
+    assert e.snn_joules_per_image == pytest.approx(report.layers[0].ann_macs / 3 * 4.6e-12)
+
+
+# Every conv / linear of tests.test_convert.tiny_unet (8x8 input, widths 8 and 16, attention at 4x4 with
+# two heads of 8), as (output pixels, in channels, out channels, kernel taps); attention: tokens and width.
+TINY_UNET_LAYERS = {
+    "time_embedding.linear_1": (1, 8, 32, 1), "time_embedding.linear_2": (1, 32, 32, 1),
+    "conv_in": (64, 1, 8, 9),
+    "down_blocks.0.resnets.0.conv1": (64, 8, 8, 9), "down_blocks.0.resnets.0.time_emb_proj": (1, 32, 8, 1),
+    "down_blocks.0.resnets.0.conv2": (64, 8, 8, 9), "down_blocks.0.downsamplers.0.conv": (16, 8, 8, 9),
+    "down_blocks.1.resnets.0.conv1": (16, 8, 16, 9), "down_blocks.1.resnets.0.time_emb_proj": (1, 32, 16, 1),
+    "down_blocks.1.resnets.0.conv2": (16, 16, 16, 9), "down_blocks.1.resnets.0.conv_shortcut": (16, 8, 16, 1),
+    "mid_block.resnets.0.conv1": (16, 16, 16, 9), "mid_block.resnets.0.time_emb_proj": (1, 32, 16, 1),
+    "mid_block.resnets.0.conv2": (16, 16, 16, 9),
+    "mid_block.resnets.1.conv1": (16, 16, 16, 9), "mid_block.resnets.1.time_emb_proj": (1, 32, 16, 1),
+    "mid_block.resnets.1.conv2": (16, 16, 16, 9),
+    "up_blocks.0.resnets.0.conv1": (16, 32, 16, 9), "up_blocks.0.resnets.0.time_emb_proj": (1, 32, 16, 1),
+    "up_blocks.0.resnets.0.conv2": (16, 16, 16, 9), "up_blocks.0.resnets.0.conv_shortcut": (16, 32, 16, 1),
+    "up_blocks.0.resnets.1.conv1": (16, 24, 16, 9), "up_blocks.0.resnets.1.time_emb_proj": (1, 32, 16, 1),
+    "up_blocks.0.resnets.1.conv2": (16, 16, 16, 9), "up_blocks.0.resnets.1.conv_shortcut": (16, 24, 16, 1),
+    "up_blocks.0.upsamplers.0.conv": (64, 16, 16, 9),
+    "up_blocks.1.resnets.0.conv1": (64, 24, 8, 9), "up_blocks.1.resnets.0.time_emb_proj": (1, 32, 8, 1),
+    "up_blocks.1.resnets.0.conv2": (64, 8, 8, 9), "up_blocks.1.resnets.0.conv_shortcut": (64, 24, 8, 1),
+    "up_blocks.1.resnets.1.conv1": (64, 16, 8, 9), "up_blocks.1.resnets.1.time_emb_proj": (1, 32, 8, 1),
+    "up_blocks.1.resnets.1.conv2": (64, 8, 8, 9), "up_blocks.1.resnets.1.conv_shortcut": (64, 16, 8, 1),
+    "conv_out": (64, 8, 1, 9),
+}
+TINY_UNET_ATTENTION = ["down_blocks.1.attentions.0", "mid_block.attentions.0", "up_blocks.0.attentions.0",
+                       "up_blocks.0.attentions.1"]
+
+
+def test_ann_macs_of_a_tiny_unet_equal_a_hand_count_from_its_layer_shapes():
+    hand = {name: px * cin * cout * taps for name, (px, cin, cout, taps) in TINY_UNET_LAYERS.items()}
+    tokens, width = 16, 16
+    for a in TINY_UNET_ATTENTION:
+        hand.update({f"{a}.to_{p}": tokens * width * width for p in ("q", "k", "v")})
+        hand[f"{a}.to_out.0"] = tokens * width * width
+        hand[f"{a}:matmul"] = 2 * tokens * tokens * width  # q k^T and (scores) v over both heads
+    unet = tiny_unet().eval()
+    fs = copy.deepcopy(unet)
+    convert_unet(fs, K=4, method="ours")
+    fs.eval()
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([10, 200, 900])
+    reports = []
+    for model in (unet, fs):
+        with measure_cost(model) as meter, torch.no_grad():
+            model(x, t)
+        reports.append(meter.report())
+    for report in reports:
+        counted = {(lay.name if lay.kind != "matmul" else f"{lay.name}:matmul"): lay.ann_macs / 3 for lay in report.layers}
+        assert counted == hand
+    ann, snn = reports
+    assert not ann.sites and all(lay.snn_acs == 0 and lay.snn_macs == lay.ann_macs for lay in ann.layers)
+    # In the SNN, exactly the layers right after a Swish take spikes.
+    fed = {lay.name for lay in snn.layers if lay.spike_calls}
+    assert fed == {n for n in TINY_UNET_LAYERS if n.endswith(("conv1", "conv2", "time_emb_proj"))
+                   or n in ("time_embedding.linear_2", "conv_out")}
+    assert len(snn.sites) == 3 * 8 + 2 and snn.samples == 3  # 8 ResnetBlock2D x 3 sites, time embedding, conv_act
+    assert sum(lay.snn_macs for lay in snn.layers) == sum(hand[n] for n in hand if n.split(":")[0] not in fed) * 3
+
+
+def test_site_spikes_match_the_simulated_spike_loop_on_the_site_inputs():
+    fs = tiny_unet()
+    convert_unet(fs, K=4, method="ours")
+    fs.eval()
+    seen = []
+    act = fs.down_blocks[0].resnets[0].nonlinearity
+    handle = act.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    with measure_cost(fs) as meter, torch.no_grad():
+        fs(torch.randn(2, 1, 8, 8), torch.tensor([5, 500]))
+    handle.remove()
+    sites = {s.name: s for s in meter.report().sites}
+    for i, x in enumerate(seen):
+        n = act.neurons[i]
+        _, count = fs_simulate(x, n.h.detach(), n.d.detach(), n.T.detach(), count_spikes=True)
+        site = sites[f"down_blocks.0.resnets.0.nonlinearity[{i}]"]
+        assert site.spikes == float(count.sum()) and site.neurons == x.numel()
+
+
+def test_energy_arithmetic_and_runs_added_up():
+    a = CostReport(samples=20, forwards=2, sites=[SiteCost("s[0]", K=8, calls=2, neurons=100, spikes=250.0)],
+                   layers=[LayerCost("conv1", "conv", 2, 2, ann_macs=1000, snn_macs=0, snn_acs=2200.0),
+                           LayerCost("conv_in", "conv", 2, 0, ann_macs=300, snn_macs=300, snn_acs=0.0)])
+    both = a + a
+    assert both.samples == 40 and both.sites[0].spikes == 500 and both.layers[0].snn_acs == 4400
+    e = both.energy(num_images=4, constants=EnergyConstants(mac_pj=4.0, ac_pj=1.0))
+    assert e.forwards_per_image == 10
+    assert e.ann_macs_per_image == 2600 / 4 and e.snn_macs_per_image == 600 / 4 and e.snn_acs_per_image == 4400 / 4
+    assert e.ann_joules_per_image == pytest.approx(2600 * 4e-12 / 4)
+    assert e.snn_joules_per_image == pytest.approx((600 * 4 + 4400 * 1) * 1e-12 / 4)
+    assert e.ratio == pytest.approx((600 * 4 + 4400) / (2600 * 4))
+    assert e.snn_joules_per_step == pytest.approx(e.snn_joules_per_image / 10)
+    assert e.neuron_updates_per_image == 8 * 200 / 4 and e.activation_sparsity == pytest.approx(1 - 500 / 1600)
+    assert e.neurobench["Dense"] == 2600 / 40 and e.neurobench["Eff_ACs"] == 4400 / 40
+    assert e.sites[0]["firing_rate"] == 2.5 and e.layers[0]["input"] == "spikes" and e.layers[1]["input"] == "analog"
+    assert e.constants["mac_pj"] == 4.0
+    default = both.energy(4)
+    assert default.constants["mac_pj"] == 4.6 and default.constants["ac_pj"] == 0.9
+
+
+def test_energy_constants_parse_and_reject_bad_values():
+    c = EnergyConstants.parse(["mac=3.1", "ac=0.1"])
+    assert (c.mac_pj, c.ac_pj) == (3.1, 0.1) and c.source == "user-given"
+    assert EnergyConstants.parse([]) == EnergyConstants()
+    with pytest.raises(ValueError, match=r"unknown energy constant 'add=1'.*mac, ac"):
+        EnergyConstants.parse(["add=1"])
+    with pytest.raises(ValueError, match="unknown energy constant"):
+        EnergyConstants.parse(["mac"])
+    with pytest.raises(ValueError, match="energy constant mac must be a number of picojoules, got 'fast'"):
+        EnergyConstants.parse(["mac=fast"])
+    for bad in (-0.9, math.inf, math.nan):
+        with pytest.raises(ValueError, match="energy constant ac must be a finite number of picojoules >= 0"):
+            EnergyConstants(ac_pj=bad)
+    with pytest.raises(ValueError, match="no forward pass"):
+        CostReport().energy(1)
+    with pytest.raises(ValueError, match="num_images must be >= 1"):
+        CostReport(samples=1).energy(0)
