@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     run = f"FS K={args.K} {args.method}{'+cal' if args.calibrate else ''}"
     plot_firing_rates({run: energy.firing_rates}, args.out / "firing_rates.png", K=args.K,
                       break_even=constants.break_even, title=f"{run}: spikes per neuron per call, per site")
-    plot_energy_split({run: energy.by_kind}, energy.constants, args.out / "energy.png")
+    plot_energy_split({run: energy.by_kind}, constants, args.out / "energy.png")
     print(f"\nFS (K={args.K}, {args.method}{', calibrated' if args.calibrate else ''}) vs original, "
           f"{args.num_images} images, {args.steps} DDIM steps:")
     print(f"  image loss   MSE {mean_mse:.6f}   PSNR {psnr:.2f} dB")

@@ -183,8 +183,7 @@ def plot_costs(rows: list[dict], firing_path: Path, energy_path: Path, constants
     chosen = sorted((r for r in have if r["method"] == method), key=lambda r: r["K"])
     plot_firing_rates({f"K={r['K']}": r["site_firing_rates"] for r in chosen}, firing_path,
                       break_even=constants.break_even, title=f"{method}: spikes per neuron per call, per site")
-    plot_energy_split({f"K={r['K']} {method}": r["energy_by_kind"] for r in chosen},
-                      {"mac_pj": constants.mac_pj, "ac_pj": constants.ac_pj}, energy_path)
+    plot_energy_split({f"K={r['K']} {method}": r["energy_by_kind"] for r in chosen}, constants, energy_path)
 
 
 def plot_frontier(rows: list[dict], path: Path) -> None:

@@ -66,6 +66,7 @@ def grid_lookup(x: torch.Tensor, grid, levels: torch.Tensor, spikes: torch.Tenso
     xn = x.numpy()
     out = np.empty_like(xn)
     count = np.empty_like(xn) if want_count else np.empty(0, dtype=xn.dtype)
-    (_grid_lookup if threads > 1 else _grid_lookup_serial)(xn, grid.lo, grid.inv_width, grid.cells, grid.first.numpy(), grid.padded.numpy(), grid.m,
-                 levels.numpy(), spikes.numpy(), out, count, want_count)
+    kernel = _grid_lookup if threads > 1 else _grid_lookup_serial
+    kernel(xn, grid.lo, grid.inv_width, grid.cells, grid.first.numpy(), grid.padded.numpy(), grid.m,
+           levels.numpy(), spikes.numpy(), out, count, want_count)
     return torch.from_numpy(out), (torch.from_numpy(count) if want_count else None)

@@ -40,7 +40,7 @@ import functools
 import math
 import re
 import weakref
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -455,9 +455,8 @@ class CostMeter:
             cost.snn_macs += macs
             return
         cost.spike_calls += 1
-        acs = layer_acs(layer, count)
         key = (path, cost.kind)
-        self._layer_acs[key] = self._layer_acs[key] + acs if key in self._layer_acs else acs
+        self._layer_acs[key] = self._layer_acs.get(key, 0.0) + layer_acs(layer, count)
 
     def _pass_through(self, module: nn.Module, args: tuple, out: Any) -> None:
         count = self._spike_count_of(args[0]) if args else None
@@ -472,10 +471,8 @@ class CostMeter:
 
     def report(self) -> CostReport:
         """The totals so far (a copy; the meter goes on counting while open)."""
-        sites = [SiteCost(s.name, s.K, s.calls, s.neurons, float(self._site_spikes[s.name]))
-                 for s in self._sites.values()]
-        layers = [LayerCost(lay.name, lay.kind, lay.calls, lay.spike_calls, lay.ann_macs, lay.snn_macs,
-                            float(self._layer_acs.get(key, 0.0))) for key, lay in self._layers.items()]
+        sites = [replace(s, spikes=float(self._site_spikes[s.name])) for s in self._sites.values()]
+        layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0))) for key, lay in self._layers.items()]
         return CostReport(self._samples, self._forwards, sites, layers)
 
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fs_neurons.files import atomic_write  # noqa: E402
 
-from .energy import network_part  # noqa: E402
+from .energy import EnergyConstants, network_part  # noqa: E402
 
 PART_COLOURS = {"time": "tab:gray", "in": "tab:cyan", "down": "tab:blue", "mid": "tab:purple", "up": "tab:orange",
                 "out": "tab:green", "other": "tab:brown"}
@@ -70,14 +70,14 @@ def plot_firing_rates(runs: Mapping[str, Mapping[str, float]], path: PathLike, K
     return save_figure(fig, path)
 
 
-def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], constants: Mapping[str, float],
+def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], constants: EnergyConstants,
                       path: PathLike, title: str = "") -> Path:
     """Energy per image, stacked by operation (dense MACs of conv, linear and attention-matmul
     layers; ACs of spike-fed conv and linear layers): one bar for the ANN (from the first
-    run's MACs), one per SNN run. ``constants``: ``mac_pj`` and ``ac_pj``."""
+    run's MACs), one per SNN run."""
     if not runs:
         raise ValueError("no runs to plot")
-    mac, ac = constants["mac_pj"] * 1e-9, constants["ac_pj"] * 1e-9  # mJ per operation
+    mac, ac = constants.mac_pj * 1e-9, constants.ac_pj * 1e-9  # mJ per operation
     first = next(iter(runs.values()))
     bars = {"ANN": {(k, "MACs"): v["ann_macs"] * mac for k, v in first.items()}}
     for label, kinds in runs.items():
@@ -95,7 +95,7 @@ def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], con
         bottom = [b + h for b, h in zip(bottom, heights)]
     ax.set_xticks(range(len(bars)), [f"{label}\n{total:.3g} mJ" for label, total in zip(bars, bottom)], fontsize=8)
     ax.set_ylabel("energy per image (mJ)")
-    ax.set_title(title or f"energy per image ({constants['mac_pj']} pJ/MAC, {constants['ac_pj']} pJ/AC)", fontsize=9)
+    ax.set_title(title or f"energy per image ({constants.mac_pj} pJ/MAC, {constants.ac_pj} pJ/AC)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)
