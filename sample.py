@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""Sample a diffusion model and its spiking (FS) conversion from identical noise.
+"""Sample a diffusion pipeline and its spiking (FS) conversion from identical noise.
+
+--model takes any diffusers pipeline with a UNet (DDPM, DDIM, latent diffusion, Stable
+Diffusion; hub id or local directory) or a bare UNet directory. Both pipelines sample
+through the pipeline's own __call__ (latents decoded, prompts and guidance applied), every
+image from its own generator, so the original and the FS pipeline see identical noise.
 
 With no arguments: load the embedded default (a small DDIM trained on digits), convert
 every Swish to FS neurons, sample 1000 images from both models with a DDIM scheduler,
@@ -34,11 +39,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="hub id or local diffusers model/pipeline directory (default: the embedded digits DDIM)")
+                   help="hub id or local diffusers pipeline (or UNet) directory, plain or already converted by this "
+                        "package (then the original is the same weights with Swish) (default: the embedded digits DDIM)")
+    p.add_argument("--convert", default="unet", metavar="NAMES",
+                   help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
+                        "(default: %(default)s)")
+    p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
+                   help="ddim: a DDIMScheduler with the pipeline's scheduler configuration; pipeline: its own "
+                        "(default: %(default)s)")
+    p.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="text-conditional pipelines: a prompt (repeatable); image i gets prompt i mod the number "
+                        "of prompts (default: a few built-in prompts)")
+    p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
+    p.add_argument("--guidance-scale", type=float,
+                   help="classifier-free guidance scale, >= 1 (1 = none) (default: the pipeline's)")
     p.add_argument("--K", type=int, default=16, help="FS time steps per neuron (default: %(default)s)")
     p.add_argument("--method", choices=METHODS, default="ours", help="bank entry to initialise FS neurons (default: %(default)s)")
     p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs before sampling")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps (default: %(default)s)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, 0 = deterministic (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000,
                    help="images per model; KID and FID need several hundred to be more than noise (default: %(default)s)")
@@ -72,12 +90,11 @@ def main(argv=None) -> int:
     from fs_neurons.cli import prepare_output_dir, require_positive, tqdm_progress
     from fs_neurons.files import atomic_write_text
     from fs_neurons.neuron import check_K
-    from spiking_ddim import convert_unet, load_model
+    from spiking_ddim import fs_activations
     from spiking_ddim.calibrate import calibrate
     from spiking_ddim.data import save_png, to_uint8
-    from spiking_ddim.diffusion import load_scheduler
     from spiking_ddim.energy import CostReport, EnergyConstants, measure_cost
-    from spiking_ddim.modeling import resolve_model_dir
+    from spiking_ddim.pipelines import converted_components
     from spiking_ddim.plots import plot_energy_split, plot_firing_rates
     from spiking_ddim.sampling import plan_batches, sample_pairs
 
@@ -101,29 +118,24 @@ def main(argv=None) -> int:
             (args.out / sub).mkdir(exist_ok=True)
     accelerator.wait_for_everyone()
 
-    try:
-        model_dir = resolve_model_dir(args.model)
-        unet = load_model(model_dir).to(device).eval()
-        scheduler = load_scheduler(model_dir)
-        fs_unet = copy.deepcopy(unet)
-        report = convert_unet(fs_unet, K=args.K, method=args.method)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    fs_unet.eval()
+    original, fs_pipe, options, summary = _pipelines(args, device)
+    components = converted_components(fs_pipe)
+    K, method = (next(iter(components.values())).fs_conversion[k] for k in ("K", "method"))
     if main_process:
-        print(report.summary(), file=sys.stderr)
+        print(summary, file=sys.stderr)
     if args.calibrate:
         state = [None]
         if main_process:
             with tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True) as bar:
-                sites = calibrate(fs_unet, scheduler, progress=tqdm_progress(bar))
+                sites = calibrate(fs_pipe, options, progress=tqdm_progress(bar))
             gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
             atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
             print(f"calibrated {len(sites)} sites: summed MSE of the neurons on their own inputs down {gain:.2f}x "
                   f"(per site: {args.out / 'calibration.json'})", file=sys.stderr)
-            state = [{k: v.cpu() for k, v in fs_unet.state_dict().items()}]
+            state = [{n: {k: v.cpu() for k, v in m.state_dict().items()} for n, m in components.items()}]
         state = broadcast_object_list(state)
-        fs_unet.load_state_dict(state[0])
+        for n, m in components.items():
+            m.load_state_dict(state[0][n])
 
     batches = plan_batches(args.num_images, args.batch_size, accelerator.process_index, accelerator.num_processes)
     bar = tqdm(total=sum(len(b) for b in batches), desc="sample (original + FS)", unit="img",
@@ -138,8 +150,8 @@ def main(argv=None) -> int:
         per_image.extend({"index": i, "mse": m["mse"][k], "psnr": m["psnr"][k]} for k, i in enumerate(idx))
         bar.update(len(idx))
 
-    with measure_cost(fs_unet) as meter:
-        sample_pairs(unet, fs_unet, scheduler, batches, args.seed, args.steps, args.eta, save)
+    with measure_cost(fs_pipe) as meter:
+        sample_pairs(original, fs_pipe, batches, options, args.seed, save)
     bar.close()
     rows = gather_object(per_image)
     costs = gather_object([meter.report()])
@@ -152,9 +164,12 @@ def main(argv=None) -> int:
     psnr = math.inf if mean_mse == 0 else 10 * math.log10(1 / mean_mse)
     scores = _generation_metrics(args)
     metrics = {
-        "model": str(args.model), "K": args.K, "method": args.method, "calibrated": args.calibrate,
-        "steps": args.steps, "eta": args.eta, "num_images": args.num_images, "seed": args.seed,
-        "processes": accelerator.num_processes, "sites": len(report.sites),
+        "model": str(args.model), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
+        "K": K, "method": method, "calibrated": args.calibrate,
+        "steps": args.steps, "eta": args.eta, "prompts": list(options.prompts or []),
+        "guidance_scale": options.guidance_scale, "num_images": args.num_images, "seed": args.seed,
+        "processes": accelerator.num_processes,
+        "sites": sum(a.num_sites for m in components.values() for _, a in fs_activations(m)),
         "mse": mean_mse, "psnr": psnr,
         "spikes_per_neuron_per_call": energy.spikes_per_neuron,
         "spikes_per_image": energy.spikes_per_image,
@@ -164,14 +179,14 @@ def main(argv=None) -> int:
     }
     atomic_write_text(args.out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     _write_comparison(args.out, args.num_images)
-    run = f"FS K={args.K} {args.method}{'+cal' if args.calibrate else ''}"
-    plot_firing_rates({run: energy.firing_rates}, args.out / "firing_rates.png", K=args.K,
+    run = f"FS K={K} {method}{'+cal' if args.calibrate else ''}"
+    plot_firing_rates({run: energy.firing_rates}, args.out / "firing_rates.png", K=K,
                       break_even=constants.break_even, title=f"{run}: spikes per neuron per call, per site")
     plot_energy_split({run: energy.by_kind}, constants, args.out / "energy.png")
-    print(f"\nFS (K={args.K}, {args.method}{', calibrated' if args.calibrate else ''}) vs original, "
-          f"{args.num_images} images, {args.steps} DDIM steps:")
+    print(f"\nFS (K={K}, {method}{', calibrated' if args.calibrate else ''}; {', '.join(sorted(components))}) "
+          f"vs original {type(fs_pipe).__name__}, {args.num_images} images, {args.steps} steps:")
     print(f"  image loss   MSE {mean_mse:.6f}   PSNR {psnr:.2f} dB")
-    print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {args.K}), "
+    print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {K}), "
           f"{energy.spikes_per_image:.4g} per image")
     print(f"  energy       {energy.summary()}")
     if not scores:
@@ -182,6 +197,37 @@ def main(argv=None) -> int:
             print(f"  {name:<9} note: {note}")
     print(f"wrote {args.out}/original, {args.out}/fs, comparison.png, firing_rates.png, energy.png, metrics.json")
     return 0
+
+
+def _pipelines(args: argparse.Namespace, device: torch.device):
+    """(original pipeline, FS pipeline, resolved sampling options, conversion summary) for the flags."""
+    from spiking_ddim import set_mode
+    from spiking_ddim.pipelines import (
+        SamplingOptions,
+        convert_pipeline,
+        converted_components,
+        load_pipeline,
+        read_prompts,
+    )
+
+    try:
+        prompts = list(args.prompt or []) + (list(read_prompts(args.prompts)) if args.prompts else [])
+        pipe = load_pipeline(args.model, scheduler=args.scheduler).to(device)
+        options = SamplingOptions(args.steps, args.eta, tuple(prompts) or None, args.guidance_scale).resolve(pipe)
+        fs_pipe = copy.deepcopy(pipe)
+        done = converted_components(fs_pipe)
+        if done:  # already converted: the original is the same weights with the original activations
+            for m in converted_components(pipe).values():
+                set_mode(m, "ann")
+            summary = "\n".join(f"{n}: already converted (K={m.fs_conversion['K']}, method={m.fs_conversion['method']})"
+                                for n, m in done.items())
+        else:
+            names = [c.strip() for c in args.convert.split(",") if c.strip()]
+            reports = convert_pipeline(fs_pipe, K=args.K, method=args.method, components=names)
+            summary = "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    return pipe, fs_pipe.to(device), options, summary
 
 
 def _generation_metrics(args: argparse.Namespace) -> dict:

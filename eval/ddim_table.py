@@ -1,15 +1,16 @@
 #!/usr/bin/env python
-"""Network-level benchmark: a DDIM with its Swish replaced by FS neurons, per K and method.
+"""Network-level benchmark: a diffusion pipeline with its Swish replaced by FS neurons, per K and method.
 
-For the embedded digits DDIM (or ``--model``): the original network's row, then for each
+For the embedded digits DDIM (or ``--model``, any pipeline ``sample.py`` takes, with
+``--convert``, ``--prompts`` and ``--guidance-scale`` as there): the original network's row, then for each
 K and method (random, gaussian, tbpi, ours from the bank; ours+cal = ours calibrated to
 each site's inputs) the FS model's
 
 * image loss (a) against the original from identical noise: ``mse``, ``psnr`` (dB);
 * image loss (b), the paper's: ``mae_x0`` between held-out images and the predicted
-  clean image at random timesteps;
+  clean image at random timesteps (pixel-space models with real images only);
 * FID and KID against held-out real images (``fid``, ``kid_mean``, ``kid_std``,
-  ``feature_extractor``);
+  ``feature_extractor``; none without ``--real``, which defaults to digits for the embedded model);
 * cost per generated image from :mod:`spiking_ddim.energy`: ``spikes_per_neuron`` (mean
   spikes per neuron per call), ``acs_per_image`` and ``macs_per_image`` (the SNN's
   accumulates and remaining MACs), ``ann_macs_per_image``, ``snn_joules_per_image``,
@@ -54,7 +55,13 @@ METHODS = ["random", "gaussian", "tbpi", "ours", "ours+cal"]
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="diffusers model directory or hub id (default: embedded)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="diffusers pipeline or UNet directory, or hub id (default: the embedded digits DDIM)")
+    p.add_argument("--convert", default="unet", metavar="NAMES",
+                   help="comma-separated components to convert: unet, vae / vqvae (default: %(default)s)")
+    p.add_argument("--prompts", type=Path, metavar="FILE",
+                   help="text-conditional pipelines: prompts, one per line (default: built-in prompts)")
+    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale >= 1 (default: the pipeline's)")
     p.add_argument("--K", type=int, nargs="+", default=[4, 8, 12, 16], help="time steps (default: %(default)s)")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=METHODS, help="FS methods (default: all)")
     p.add_argument("--finetuned", type=Path, nargs="*", default=[],
@@ -66,7 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
-    p.add_argument("--real", default="digits", help="held-out real images: 'digits' or a folder (default: %(default)s)")
+    p.add_argument("--real", help="held-out real images: 'digits' or a folder (default: digits for the embedded "
+                                  "model, none otherwise: no FID, KID or x0-MAE)")
     p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
                    help="feature space of FID and KID (default: %(default)s)")
     p.add_argument("--inception-weights", help="Inception weights file for offline FID / KID")
@@ -77,35 +85,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def sample_all(unet, scheduler, n, steps, batch, seed):
-    from spiking_ddim.diffusion import ddim_sample
+def sample_all(pipe, options, n, batch, seed):
+    from spiking_ddim.pipelines import generate
 
     t0 = time.perf_counter()
-    out = torch.cat([ddim_sample(unet, scheduler, range(seed + s, seed + min(s + batch, n)), steps)
-                     for s in range(0, n, batch)])
+    out = torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
     return out, time.perf_counter() - t0
 
 
-def evaluate(name, unet, scheduler, reference, held_out, real, args, K=None, calibrated=False,
+def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=False,
              finetuned=False) -> tuple[dict, torch.Tensor]:
-    """One table row for ``unet`` (original or converted); ``real``: the real images' features."""
+    """One table row for ``pipe`` (original or converted); ``real``: the real images' features
+    (None: no FID / KID); ``held_out``: real images for x0-MAE (None: none)."""
     from eval.metrics import generation_metrics
     from spiking_ddim.energy import measure_cost
 
-    with measure_cost(unet) as meter:
-        images, seconds = sample_all(unet, scheduler, args.num_images, args.steps, args.batch_size, args.seed)
+    with measure_cost(pipe) as meter:
+        images, seconds = sample_all(pipe, args.options, args.num_images, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images, args.energy_constants)
-    r = generation_metrics(real, images, args.feature_extractor, args.inception_weights, ("fid", "kid"))
     row = {"K": K, "method": name, "calibrated": calibrated, "finetuned": finetuned,
-           "mae_x0": x0_mae(unet, scheduler, held_out, seed=args.seed),
-           "fid": r.fid, "kid_mean": r.kid_mean, "kid_std": r.kid_std, "feature_extractor": r.feature_extractor,
-           "kid_label": r.label("KID"), "fid_label": r.label("FID"),
+           "mae_x0": None if held_out is None else x0_mae(pipe.unet, pipe.scheduler, held_out, seed=args.seed),
+           "fid": None, "kid_mean": None, "kid_std": None, "feature_extractor": None, "kid_label": "KID",
+           "fid_label": "FID",
            "spikes_per_neuron": energy.spikes_per_neuron if K is not None else None,
            "acs_per_image": energy.snn_acs_per_image, "macs_per_image": energy.snn_macs_per_image,
            "ann_macs_per_image": energy.ann_macs_per_image, "snn_joules_per_image": energy.snn_joules_per_image,
            "ann_joules_per_image": energy.ann_joules_per_image, "energy_ratio": energy.ratio,
            "energy_by_kind": energy.by_kind, "site_firing_rates": energy.firing_rates,
            "sample_seconds": round(seconds, 1), "num_images": args.num_images, "steps": args.steps}
+    if real is not None:
+        r = generation_metrics(real, images, args.feature_extractor, args.inception_weights, ("fid", "kid"))
+        row.update(fid=r.fid, kid_mean=r.kid_mean, kid_std=r.kid_std, feature_extractor=r.feature_extractor,
+                   kid_label=r.label("KID"), fid_label=r.label("FID"))
     if reference is None:
         row.update(psnr=None, mse=0.0)
     else:
@@ -127,9 +138,14 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     return "-" if value is None else ("inf" if isinstance(value, float) and math.isinf(value) else format(value, fmt))
 
 
+def _kid_cell(row: dict) -> str:
+    return "-" if row.get("kid_mean") is None else f"{row['kid_mean']:.5f} +- {row['kid_std']:.5f}"
+
+
 def markdown(rows: list[dict], args) -> str:
     kid_label, fid_label = rows[0]["kid_label"], rows[0].get("fid_label", "FID")
-    lines = ["# Spiking DDIM: FS neurons in the embedded digits DDIM",
+    model = "the embedded digits DDIM" if Path(args.model).resolve() == DEFAULT_MODEL else f"`{args.model}`"
+    lines = [f"# Spiking diffusion: FS neurons in {model} ({args.pipeline}, converted: {args.convert})",
              "",
              f"{args.num_images} samples per row, {args.steps} DDIM steps (eta 0), same seeds for every row. "
              f"PSNR / MSE: FS samples vs the original's from identical noise; x0-MAE: the paper's image loss on "
@@ -144,8 +160,8 @@ def markdown(rows: list[dict], args) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['K'] or '-'} | {r['method']} | {'yes' if r['finetuned'] else 'no'} | "
-                     f"{_cell(r, 'psnr', '.2f')} | {r['mse']:.2e} | {r['mae_x0']:.4f} | {_cell(r, 'fid', '.3f')} | "
-                     f"{r['kid_mean']:.5f} +- {r['kid_std']:.5f} | {_cell(r, 'spikes_per_neuron', '.3f')} | "
+                     f"{_cell(r, 'psnr', '.2f')} | {r['mse']:.2e} | {_cell(r, 'mae_x0', '.4f')} | "
+                     f"{_cell(r, 'fid', '.3f')} | {_kid_cell(r)} | {_cell(r, 'spikes_per_neuron', '.3f')} | "
                      f"{_cell(r, 'acs_per_image', '.3e')} | {_cell(r, 'macs_per_image', '.3e')} | "
                      f"{_cell(r, 'energy_ratio', '.3f')} | {r['sample_seconds']} |")
     return "\n".join(lines) + "\n"
@@ -157,10 +173,11 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax, key, title in zip(axes, ("kid_mean", "mae_x0", "psnr"),
                               (original["kid_label"], "image loss (x0-MAE)", "PSNR vs original (dB)")):
         for m in METHODS:
-            pts = sorted((r["K"], r[key]) for r in rows if r["method"] == m and not r["finetuned"])
+            pts = sorted((r["K"], r[key]) for r in rows if r["method"] == m and not r["finetuned"]
+                         and r[key] is not None)
             if pts:
                 ax.plot(*zip(*pts), "o-", label=m)
-        tuned = sorted((r["K"], r[key]) for r in rows if r["finetuned"])
+        tuned = sorted((r["K"], r[key]) for r in rows if r["finetuned"] and r[key] is not None)
         if tuned:
             ax.plot(*zip(*tuned), "k*", markersize=12, label="fine-tuned")
         if original[key] is not None:
@@ -194,18 +211,18 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
     for ax, key, title in zip(axes, ("psnr", "kid_mean"), ("PSNR vs original (dB)", original["kid_label"])):
         for m in METHODS:
             pts = sorted((r["snn_joules_per_image"] * 1e3, r[key], r["K"]) for r in rows
-                         if r["method"] == m and not r["finetuned"])
+                         if r["method"] == m and not r["finetuned"] and r[key] is not None)
             if pts:
                 line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=m)
                 for x, y, K in pts:
                     ax.annotate(f"K={K}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
                                 color=line.get_color())
-        tuned = [r for r in rows if r["finetuned"]]
+        tuned = [r for r in rows if r["finetuned"] and r[key] is not None]
         if tuned:
             ax.plot([r["snn_joules_per_image"] * 1e3 for r in tuned], [r[key] for r in tuned], "k*", markersize=12,
                     label="fine-tuned")
         ax.axvline(original["ann_joules_per_image"] * 1e3, color="gray", ls="--", label="ANN energy")
-        if key == "kid_mean":
+        if key == "kid_mean" and original[key] is not None:
             ax.axhline(original[key], color="gray", ls=":", label="ANN KID")
             ax.set_yscale("log")
         ax.set_xlabel("SNN energy per image (mJ)")
@@ -218,17 +235,28 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from spiking_ddim import convert_unet, load_model
     from spiking_ddim.calibrate import calibrate
     from spiking_ddim.data import load_images
-    from spiking_ddim.diffusion import load_scheduler
-    from spiking_ddim.modeling import resolve_model_dir
+    from spiking_ddim.pipelines import (
+        SamplingOptions,
+        check_components,
+        convert_pipeline,
+        decoder,
+        load_pipeline,
+        read_prompts,
+    )
 
     try:
         args.energy_constants = EnergyConstants.parse(args.energy)
-    except ValueError as e:
+        pipe = load_pipeline(args.model)
+        prompts = read_prompts(args.prompts) if args.prompts else None
+        args.options = SamplingOptions(args.steps, 0.0, prompts, args.guidance_scale).resolve(pipe)
+        components = [c.strip() for c in args.convert.split(",") if c.strip()]
+        check_components(pipe, components)
+    except (FileNotFoundError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    args.pipeline = type(pipe).__name__
     files = [args.out / f"ddim_{name}" for name in ("table.json", "table.md", "table.png", "frontier.png",
                                                       "firing_rates.png", "energy.png")]
     if any(f.exists() for f in files) and not (args.overwrite or args.update):
@@ -238,31 +266,30 @@ def main(argv=None) -> int:
     if args.update and not files[0].is_file():
         print(f"error: --update needs an existing {files[0]}", file=sys.stderr)
         return 2
-    model_dir = resolve_model_dir(args.model)
-    unet = load_model(model_dir).eval()
-    scheduler = load_scheduler(model_dir)
-    held_out = load_images(args.real, unet.config.sample_size, "test")
-    real = extract_features(args.real, args.feature_extractor, args.inception_weights, ("fid", "kid"), what="real")
+    real_name = args.real or ("digits" if Path(args.model).resolve() == DEFAULT_MODEL else None)
+    real = held_out = None
+    if real_name is not None:
+        real = extract_features(real_name, args.feature_extractor, args.inception_weights, ("fid", "kid"), what="real")
+        if decoder(pipe) is None:  # x0-MAE needs clean images in the UNet's own space
+            held_out = load_images(real_name, pipe.unet.config.sample_size, "test")
     jobs = [(K, m) for K in args.K for m in args.methods]
     bar = tqdm(total=1 + len(jobs) + len(args.finetuned), desc="ddim_table", unit="row", dynamic_ncols=True)
-    row, reference = evaluate("original", unet, scheduler, None, held_out, real, args)
+    row, reference = evaluate("original", pipe, None, held_out, real, args)
     new_rows = [row]
     bar.update()
     for K, method in jobs:
         bar.set_postfix_str(f"K={K} {method}")
-        fs = copy.deepcopy(unet)
-        convert_unet(fs, K=K, method=method.replace("+cal", ""))
-        fs.eval()
+        fs = copy.deepcopy(pipe)
+        convert_pipeline(fs, K=K, method=method.replace("+cal", ""), components=components)
         if method.endswith("+cal"):
-            calibrate(fs, scheduler, seed=args.seed)
-        new_rows.append(evaluate(method, fs, scheduler, reference, held_out, real, args, K,
-                                 calibrated=method.endswith("+cal"))[0])
+            calibrate(fs, args.options, seed=args.seed)
+        new_rows.append(evaluate(method, fs, reference, held_out, real, args, K, calibrated=method.endswith("+cal"))[0])
         bar.update()
     for path in args.finetuned:
-        tuned = load_model(path).eval()
-        spec = tuned.fs_conversion
+        tuned = load_pipeline(path)
+        spec = tuned.unet.fs_conversion
         name = spec["method"] + ("+cal" if spec.get("calibrated") else "")
-        new_rows.append(evaluate(name, tuned, scheduler, reference, held_out, real, args, spec["K"],
+        new_rows.append(evaluate(name, tuned, reference, held_out, real, args, spec["K"],
                                  calibrated=bool(spec.get("calibrated")), finetuned=True)[0])
         bar.update()
     bar.close()

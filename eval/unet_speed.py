@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim import convert_unet, fs_activations, load_model  # noqa: E402
-from spiking_ddim.diffusion import ddim_sample, load_scheduler  # noqa: E402
+from spiking_ddim import fs_activations  # noqa: E402
 from spiking_ddim.energy import measure_cost  # noqa: E402
-from spiking_ddim.modeling import DEFAULT_MODEL, resolve_model_dir  # noqa: E402
+from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,17 +46,17 @@ def timed(model, x, t, repeats: int) -> float:
     return statistics.median(times)
 
 
-def sampling_overhead(model, scheduler, batch: int, steps: int, repeats: int) -> tuple[float, float]:
+def sampling_overhead(pipe, batch: int, steps: int, repeats: int) -> tuple[float, float]:
     """Median seconds of a DDIM sampling run, plain and inside ``measure_cost``, run alternately."""
-    seeds = range(batch)
+    images, options = range(batch), SamplingOptions(steps=steps)
     plain, metered = [], []
-    ddim_sample(model, scheduler, seeds, steps)  # warm-up
+    generate(pipe, images, options)  # warm-up
     for _ in range(repeats):
         t0 = time.perf_counter()
-        ddim_sample(model, scheduler, seeds, steps)
+        generate(pipe, images, options)
         t1 = time.perf_counter()
-        with measure_cost(model):
-            ddim_sample(model, scheduler, seeds, steps)
+        with measure_cost(pipe):
+            generate(pipe, images, options)
         t2 = time.perf_counter()
         plain.append(t1 - t0)
         metered.append(t2 - t1)
@@ -80,18 +80,17 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
-    unet = load_model(args.model).to(args.device).eval()
-    scheduler = load_scheduler(resolve_model_dir(args.model))
-    fs = copy.deepcopy(unet)
-    convert_unet(fs, K=args.K, method=args.method)
-    fs.eval()
+    pipe = load_pipeline(args.model).to(args.device)
+    fs_pipe = copy.deepcopy(pipe)
+    convert_pipeline(fs_pipe, K=args.K, method=args.method)
+    unet, fs = pipe.unet, fs_pipe.unet
     cfg = unet.config
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g).to(args.device)
     t = torch.full((args.batch,), 500, device=args.device)
     ann = timed(unet, x, t, args.repeats)
     lookup = timed(fs, x, t, args.repeats)
-    plain, metered = sampling_overhead(fs, scheduler, args.batch, args.sample_steps, args.sample_repeats)
+    plain, metered = sampling_overhead(fs_pipe, args.batch, args.sample_steps, args.sample_repeats)
     for _, act in fs_activations(fs):
         for n in act.neurons:
             n.mode = "simulate"

@@ -1,9 +1,10 @@
 """Calibration: fit every FS site to the inputs that site actually sees.
 
-The converted model samples with its original activations (FSActivation mode
-``record``) along real DDIM trajectories, keeping a sample of each site's inputs; each
-site's neuron is then refitted to that input distribution with the exact-gradient search
-of ``fs_neurons``, starting from its current (bank) parameters, so no site gets worse.
+The converted pipeline samples with its original activations (FSActivation mode
+``record``) through its own ``__call__``, so latents, prompts and classifier-free guidance
+are those of real use, keeping a sample of each site's inputs; each site's neuron is then
+refitted to that input distribution with the exact-gradient search of ``fs_neurons``,
+starting from its current (bank) parameters, so no site gets worse.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from torch import nn
+from diffusers import DiffusionPipeline
 
 from fs_neurons import InputDistribution, fs_mse
 from fs_neurons.exact import OursConfig
 from fs_neurons.methods import fit_ours
 
 from .convert import SiteReport, fs_activations, set_mode
-from .diffusion import ddim_sample
+from .pipelines import SamplingOptions, converted_components, generate
 
 # A light search: the bank entry is already good; calibration adapts it to one site.
 CALIBRATION_SEARCH = OursConfig(pool=32, restarts=1, iters=120, elite=4, elite_iters=200, rounds=1, mutants=32,
@@ -26,36 +27,42 @@ CALIBRATION_SEARCH = OursConfig(pool=32, restarts=1, iters=120, elite=4, elite_i
 
 
 @torch.no_grad()
-def record_site_inputs(model: nn.Module, scheduler, num_images: int = 16, steps: int = 20,
+def record_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = SamplingOptions(), num_images: int = 16,
                        batch_size: int = 16, seed: int = 10_000) -> None:
-    """Sample ``num_images`` DDIM trajectories with the original activations, recording
-    each site's inputs (kept in its FSActivation)."""
-    for _, act in fs_activations(model):
-        act.clear_records()
-    set_mode(model, "record")
+    """Sample ``num_images`` images through ``pipe`` with the original activations in every FS
+    component, recording each site's inputs (kept in its FSActivation)."""
+    components = converted_components(pipe)
+    if not components:
+        raise ValueError(f"{type(pipe).__name__} has no FS components to calibrate; convert it first")
+    for model in components.values():
+        for _, act in fs_activations(model):
+            act.clear_records()
+        set_mode(model, "record")
     try:
         for start in range(0, num_images, batch_size):
-            seeds = range(seed + start, seed + min(start + batch_size, num_images))
-            ddim_sample(model, scheduler, seeds, steps=steps)
+            generate(pipe, range(start, min(start + batch_size, num_images)), options, seed)
     finally:
-        set_mode(model, "fs")
+        for model in components.values():
+            set_mode(model, "fs")
 
 
 def calibrate(
-    model: nn.Module,
-    scheduler,
+    pipe: DiffusionPipeline,
+    options: SamplingOptions = SamplingOptions(),
     num_images: int = 16,
-    steps: int = 20,
     seed: int = 0,
     search: OursConfig = CALIBRATION_SEARCH,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> list[SiteReport]:
-    """Refit every FS site of a converted model to its recorded inputs, in place.
+    """Refit every FS site of a converted pipeline (all its FS components) to the inputs it
+    sees when the pipeline samples with ``options`` (prompts and guidance included), in place.
 
-    Returns one report per site with the neuron's MSE on the site's inputs before and after.
+    Returns one report per site (named ``path[i]`` in the UNet, ``component.path[i]``
+    elsewhere) with the neuron's MSE on the site's inputs before and after.
     """
-    record_site_inputs(model, scheduler, num_images, steps, seed=seed + 10_000)
-    acts = fs_activations(model)
+    record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
+    acts = [(path if name == "unet" else f"{name}.{path}", act)
+            for name, model in converted_components(pipe).items() for path, act in fs_activations(model)]
     total = sum(a.num_sites for _, a in acts)
     reports, done = [], 0
     for path, act in acts:
@@ -74,5 +81,6 @@ def calibrate(
             if progress is not None:
                 progress(done, total)
         act.clear_records()
-    model.fs_conversion["calibrated"] = True
+    for model in converted_components(pipe).values():
+        model.fs_conversion["calibrated"] = True
     return reports

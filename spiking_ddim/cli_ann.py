@@ -11,10 +11,10 @@ from accelerate import Accelerator
 from diffusers import DDIMPipeline, UNet2DModel
 
 from fs_neurons.cli import prepare_output_dir
-from fs_neurons.files import atomic_directory, atomic_write_text
+from fs_neurons.files import atomic_write_text
 
 from .data import grid, load_images, save_png, to_uint8
-from .diffusion import TRAIN_SCHEDULER, ddim_sample, denoising_loss, train_scheduler
+from .diffusion import TRAIN_SCHEDULER, denoising_loss, train_scheduler
 from .training import TrainConfig, checkpoints, config_json, train
 
 MODEL_DIR = "model"
@@ -108,9 +108,9 @@ def save_pipeline(unet: UNet2DModel, path: Path, scheduler_config: dict) -> None
     """``DDIMPipeline(unet, DDIM scheduler).save_pretrained(path)``, atomically."""
     from diffusers import DDIMScheduler
 
-    pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**scheduler_config))
-    with atomic_directory(path) as tmp:
-        pipe.save_pretrained(tmp, safe_serialization=True)
+    from .pipelines import save_pipeline as save
+
+    save(DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**scheduler_config)), path)
 
 
 def run_ann(args: argparse.Namespace) -> int:
@@ -137,9 +137,9 @@ def run_ann(args: argparse.Namespace) -> int:
         unet = unet.to("cpu").eval()
         save_pipeline(unet, args.out / MODEL_DIR, TRAIN_SCHEDULER)
         if args.samples > 0:
-            from .diffusion import load_scheduler
+            from .pipelines import SamplingOptions, generate, load_pipeline
 
-            x = ddim_sample(unet, load_scheduler(args.out / MODEL_DIR), range(args.samples), steps=50)
+            x = generate(load_pipeline(args.out / MODEL_DIR), range(args.samples), SamplingOptions(steps=50))
             save_png(grid(to_uint8(x)), args.out / "samples.png")
         print(f"wrote {args.out / MODEL_DIR} (diffusers DDIMPipeline layout) and {args.out / 'samples.png'}")
     accelerator.wait_for_everyone()

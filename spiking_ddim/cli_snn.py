@@ -1,12 +1,15 @@
 """``python train.py snn``: fine-tune a spiking (FS) UNet with Accelerate.
 
 Modes:
-* fine-tune: start from a diffusers model (plain: converted here with --K/--method, and
-  calibrated with --calibrate; or an already converted one) and train every site's FS
-  parameters through the surrogate gradient, the UNet weights too with --train-unet.
-  Losses: ``denoise`` (noise prediction on data), ``distill`` (match the original network's
-  noise prediction at the same noisy input and timestep) or ``both``. Distillation runs on
-  the original network's own DDIM trajectories by default (``--distill-on``).
+* fine-tune: start from a diffusers pipeline or UNet (plain: converted here with --K /
+  --method / --convert, and calibrated with --calibrate; or an already converted one) and
+  train the UNet's FS parameters through the surrogate gradient, its weights too with
+  --train-unet (a converted decoder keeps its neurons). Losses: ``denoise`` (noise
+  prediction on data), ``distill`` (match the original network's noise prediction at the
+  same input) or ``both``. Distillation runs by default on the inputs the UNet sees when
+  the original pipeline samples (``--distill-on trajectories``): latents for latent
+  models, text embeddings of --prompts and classifier-free guidance for text models.
+  Latent models take only that loss.
 * --from-scratch: the paper's setting, a fresh UNet with FS activations in place, all
   weights trained on the denoising loss.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +30,10 @@ from fs_neurons.files import atomic_write_text
 from fs_neurons.methods import METHODS
 from fs_neurons.neuron import check_K
 
-from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, save_pipeline, train_config
+from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, train_config
 from .convert import convert_unet, fs_activations, set_mode
 from .data import load_images
-from .diffusion import TRAIN_SCHEDULER, ddim_noise_gain, ddim_trajectories, load_scheduler, noisy_batch, train_scheduler
+from .diffusion import TRAIN_SCHEDULER, ddim_noise_gain, noisy_batch, train_scheduler
 from .training import TrainConfig, config_json, train
 
 TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
@@ -41,8 +45,15 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
         "snn", help="fine-tune a converted (FS) UNet, or train one from scratch",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="diffusers model directory or hub id: plain (converted here) or already converted "
-                                   "(default: the embedded digits DDIM; not with --from-scratch)")
+    p.add_argument("--model", help="diffusers pipeline or UNet directory, or hub id: plain (converted here) or already "
+                                   "converted (default: the embedded digits DDIM; not with --from-scratch)")
+    p.add_argument("--convert", default="unet", metavar="NAMES",
+                   help="components to convert when converting here: unet, vae / vqvae (default: %(default)s)")
+    p.add_argument("--prompts", type=Path, metavar="FILE",
+                   help="text-conditional pipelines: prompts for calibration and trajectories, one per line "
+                        "(default: built-in prompts)")
+    p.add_argument("--guidance-scale", type=float,
+                   help="classifier-free guidance scale >= 1 of those runs (default: the pipeline's)")
     p.add_argument("--K", type=int, help="FS time steps when converting here (default: 8)")
     p.add_argument("--method", choices=METHODS, help="bank entry for the FS neurons when converting here (default: ours)")
     p.add_argument("--calibrate", action="store_true", help="calibrate every site before training (when converting here)")
@@ -51,16 +62,17 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
                         "prediction; both (default: distill, or denoise with --from-scratch)")
     p.add_argument("--distill-on", choices=["data", "trajectories"], default="trajectories",
                    help="inputs of the distillation loss: data = noised training images at random timesteps; "
-                        "trajectories = the original network's own DDIM trajectories (--trajectories runs of "
-                        "--sampling-steps steps, computed once), the inputs it sees when sampling, each step's "
-                        "error weighted by how far it moves that step's output (default: %(default)s)")
-    p.add_argument("--trajectories", type=int, default=256, help="DDIM runs for --distill-on trajectories "
+                        "trajectories = the UNet's inputs when the original pipeline samples (--trajectories "
+                        "images of --sampling-steps steps, computed once), each step's error weighted by how far "
+                        "it moves that step's output (default: %(default)s)")
+    p.add_argument("--trajectories", type=int, default=256, help="images sampled for --distill-on trajectories "
                                                                      "(default: %(default)s)")
     p.add_argument("--sampling-steps", type=int, default=20, help="DDIM steps of those runs (default: %(default)s)")
     p.add_argument("--train-unet", action="store_true", help="train the UNet weights too, not only the FS parameters")
     p.add_argument("--from-scratch", action="store_true",
                    help="the paper's setting: a fresh UNet with FS activations, all weights trained (denoise loss)")
-    p.add_argument("--data", default="digits", help="'digits' or an image folder (default: %(default)s)")
+    p.add_argument("--data", help="training images for --loss denoise / both, --distill-on data and --from-scratch: "
+                                  "'digits' or an image folder (default: digits)")
     p.add_argument("--image-size", type=int, default=16, help="with --from-scratch: resolution (default: %(default)s)")
     p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64], help="with --from-scratch: UNet widths")
     p.add_argument("--layers-per-block", type=int, default=2, help="with --from-scratch: resnets per level")
@@ -78,6 +90,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         if args.calibrate:
             raise SystemExit("error: conflicting flags: --calibrate needs a trained model, not --from-scratch")
     args.loss = args.loss or ("denoise" if args.from_scratch else "distill")
+    if args.data is not None and not (args.from_scratch or args.loss != "distill" or args.distill_on == "data"):
+        raise SystemExit("error: conflicting flags: --data is used only with --loss denoise / both, --distill-on data "
+                         "or --from-scratch")
+    args.data = args.data or "digits"
     require_positive(args, "trajectories", "sampling_steps")
     if args.K is not None:
         try:
@@ -86,46 +102,52 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise SystemExit(f"error: {e}") from None
 
 
-def _prepare_models(args: argparse.Namespace, images: torch.Tensor, show_progress: bool):
-    """(student, teacher or None, scheduler for sampling) according to the flags."""
-    from .modeling import DEFAULT_MODEL, load_model, resolve_model_dir
+def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
+    """(student pipeline, teacher pipeline, sampling options) for fine-tuning, per the flags."""
+    from .modeling import DEFAULT_MODEL
+    from .pipelines import SamplingOptions, convert_pipeline, converted_components, load_pipeline, read_prompts
 
-    K, method = args.K or 8, args.method or "ours"
-    if args.from_scratch:
-        torch.manual_seed(args.seed)
-        args.image_size = images.shape[-1]
-        unet = build_unet(args, images.shape[1])
-        convert_unet(unet, K=K, method=method)
-        return unet, None, None
     try:
-        model_dir = resolve_model_dir(args.model or DEFAULT_MODEL)
-        unet = load_model(model_dir)
+        teacher = load_pipeline(args.model or DEFAULT_MODEL)
+        prompts = read_prompts(args.prompts) if args.prompts else None
+        options = SamplingOptions(args.sampling_steps, 0.0, prompts, args.guidance_scale).resolve(teacher)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    scheduler = load_scheduler(model_dir)
-    spec = getattr(unet, "fs_conversion", None)
-    if spec is not None:
+    student = copy.deepcopy(teacher)
+    done = converted_components(teacher)
+    if done:
+        spec = teacher.unet.fs_conversion if "unet" in done else next(iter(done.values())).fs_conversion
         for flag, have in (("K", spec["K"]), ("method", spec["method"])):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
-                raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {model_dir} is already "
+                raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
         if args.calibrate:
-            raise SystemExit(f"error: conflicting flags: --calibrate but {model_dir} is already converted")
-        teacher = copy.deepcopy(unet)
-        set_mode(teacher, "ann")  # the same weights with the original activations
-        return unet, teacher.eval().requires_grad_(False), scheduler
-    teacher = copy.deepcopy(unet).eval().requires_grad_(False)
+            raise SystemExit(f"error: conflicting flags: --calibrate but {args.model} is already converted")
+        for m in done.values():
+            set_mode(m, "ann")  # the same weights with the original activations
+        return student, teacher, options
     try:
-        convert_unet(unet, K=K, method=method)
+        names = [c.strip() for c in args.convert.split(",") if c.strip()]
+        convert_pipeline(student, K=args.K or 8, method=args.method or "ours", components=names)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:
         from .calibrate import calibrate
 
-        unet.eval()
         with tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True, disable=not show_progress) as bar:
-            calibrate(unet, scheduler, seed=args.seed, progress=tqdm_progress(bar))
-    return unet, teacher, scheduler
+            calibrate(student, options, seed=args.seed, progress=tqdm_progress(bar))
+    return student, teacher, options
+
+
+def _from_scratch(args: argparse.Namespace, images: torch.Tensor):
+    """The paper's setting: a fresh UNet with FS activations, in a DDIMPipeline."""
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    torch.manual_seed(args.seed)
+    args.image_size = images.shape[-1]
+    unet = build_unet(args, images.shape[1])
+    convert_unet(unet, K=args.K or 8, method=args.method or "ours")
+    return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 
 
 def trainable(unet: torch.nn.Module, train_unet: bool) -> list[torch.nn.Parameter]:
@@ -137,27 +159,35 @@ def trainable(unet: torch.nn.Module, train_unet: bool) -> list[torch.nn.Paramete
 
 
 def run_snn(args: argparse.Namespace) -> int:
+    from .pipelines import decoder, record_denoiser_calls, save_pipeline
+
     _check_flags(args)
     cfg = train_config(args)
     resume = resume_path(args)
     accelerator = make_accelerator(args.mixed_precision, cfg.grad_accum)
-    try:
-        images = load_images(args.data, args.image_size if args.from_scratch else _model_size(args), "train")
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    unet, teacher, scheduler = _prepare_models(args, images, accelerator.is_main_process)
+    needs_data = args.loss in ("denoise", "both") or args.distill_on == "data"
+    if args.from_scratch:
+        images = _load_images(args.data, args.image_size)
+        student, teacher, options = _from_scratch(args, images), None, None
+    else:
+        student, teacher, options = _prepare_pipelines(args, accelerator.is_main_process)
+        if needs_data and decoder(teacher) is not None:
+            raise SystemExit(f"error: {type(teacher).__name__} is a latent model: --loss denoise / both and "
+                             "--distill-on data need training images in the UNet's space; use --loss distill "
+                             "--distill-on trajectories")
+        images = _load_images(args.data, teacher.unet.config.sample_size) if needs_data else None
+    unet = student.unet
     params = trainable(unet, args.train_unet or args.from_scratch)
     noise_scheduler = train_scheduler()
+    calls = weights = None
     if teacher is not None:
         teacher.to(accelerator.device)
-    runs = None
-    if args.loss in ("distill", "both") and args.distill_on == "trajectories":
-        # the same seeds on every process; far from the seeds sample.py and eval/ use
-        seeds = range(TRAJECTORY_SEED, TRAJECTORY_SEED + args.trajectories)
-        x, t, eps = ddim_trajectories(teacher, scheduler, seeds, args.sampling_steps)
-        # weight each step by its noise gain squared: the loss is the error of the step's output
-        weight = ddim_noise_gain(scheduler, t) ** 2
-        runs = (x, t, eps, weight / weight.mean())
+        if args.loss in ("distill", "both") and args.distill_on == "trajectories":
+            # the same images on every process; far from the seeds sample.py and eval/ use
+            calls = record_denoiser_calls(teacher, range(args.trajectories), options, seed=TRAJECTORY_SEED)
+            # weight each call by its step's noise gain squared: the loss is the error of the step's output
+            weight = ddim_noise_gain(teacher.scheduler, calls.timestep) ** 2
+            weights = weight / weight.mean()
     unet.train()
     if accelerator.is_main_process:
         atomic_write_text(args.out / "train_config.json", json.dumps(
@@ -166,28 +196,31 @@ def run_snn(args: argparse.Namespace) -> int:
 
     def loss_fn(model, g, _step):
         device = accelerator.device
-        _, noise, t, xt = noisy_batch(images, noise_scheduler, cfg.batch_size, g, device)
         loss = torch.zeros((), device=device)
+        if images is not None:
+            _, noise, t, xt = noisy_batch(images, noise_scheduler, cfg.batch_size, g, device)
         if args.loss in ("denoise", "both"):
             loss = loss + F.mse_loss(model(xt, t).sample.float(), noise.float())
         if args.loss in ("distill", "both"):
-            if runs is not None:
-                idx = torch.randint(0, runs[0].shape[0], (cfg.batch_size,), generator=g)
-                xt, t, target, weight = (r[idx].to(device) for r in runs)
+            if calls is not None:
+                idx = torch.randint(0, len(calls), (cfg.batch_size,), generator=g)
+                batch = calls.rows(idx).to(device)
+                pred, target, weight = batch.run(model), batch.output, weights[idx].to(device)
             else:
                 with torch.no_grad():
-                    target = teacher(xt, t).sample.float()
-                weight = torch.ones(cfg.batch_size, device=device)
-            err = (model(xt, t).sample.float() - target).pow(2).mean(dim=(1, 2, 3))
+                    target = teacher.unet(xt, t).sample.float()
+                pred, weight = model(xt, t).sample, torch.ones(cfg.batch_size, device=device)
+            err = (pred.float() - target).pow(2).flatten(1).mean(dim=1)
             loss = loss + (weight * err).mean()
         return loss
 
     unet, ema, records = train(accelerator, unet, params, loss_fn, cfg, args.out, resume)
     if accelerator.is_main_process:
         ema.copy_to(params)
-        unet = unet.to("cpu").eval()
+        student.to("cpu")
+        unet.eval()
         unet.fs_conversion["finetuned"] = True
-        save_pipeline(unet, args.out / MODEL_DIR, TRAIN_SCHEDULER)
+        save_pipeline(student, args.out / MODEL_DIR)
         first, last = records[0]["loss"], records[-1]["loss"]
         print(f"training loss {first:.5f} -> {last:.5f}; wrote {args.out / MODEL_DIR} (loads in sample.py --model)")
     accelerator.wait_for_everyone()
@@ -195,15 +228,8 @@ def run_snn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_size(args: argparse.Namespace) -> int:
-    """Resolution of the model to fine-tune (its config's sample_size)."""
-    from .modeling import DEFAULT_MODEL, resolve_model_dir
-
+def _load_images(data: str, size: int) -> torch.Tensor:
     try:
-        cfg = json.loads((resolve_model_dir(args.model or DEFAULT_MODEL) / "config.json").read_text())
-    except (FileNotFoundError, OSError, ValueError) as e:
+        return load_images(data, size, "train")
+    except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    size = cfg.get("sample_size") or 32
-    return size[0] if isinstance(size, list) else size
-
-

@@ -122,19 +122,34 @@ def find_activations(model: nn.Module, types: tuple[type, ...]) -> list[_Found]:
     return found
 
 
-def default_example_inputs(model: nn.Module) -> tuple[tuple, dict]:
-    """A small batch a diffusers UNet accepts: (args, kwargs) for ``model(*args, **kwargs)``."""
+def is_autoencoder(model: nn.Module) -> bool:
+    """A diffusers autoencoder (AutoencoderKL, VQModel): sampling runs only its ``decode``."""
+    cfg = getattr(model, "config", None)
+    return hasattr(model, "decode") and hasattr(model, "decoder") and cfg is not None and "latent_channels" in cfg
+
+
+def example_call(model: nn.Module, example_inputs: Optional[tuple[tuple, dict]] = None) -> Callable[[], Any]:
+    """One small forward pass of the part of ``model`` that sampling runs: ``model(*args,
+    **kwargs)`` for given ``example_inputs``; a UNet on one noisy sample (with text
+    embeddings and class labels when its config asks for them); an autoencoder's ``decode``
+    of one 8x8 latent. Tensors go to the model's device and dtype."""
+    if example_inputs is not None:
+        args, kwargs = example_inputs
+        return lambda: model(*args, **kwargs)
     cfg = getattr(model, "config", None)
     if cfg is None or not hasattr(cfg, "in_channels"):
         raise ValueError("cannot build example inputs for this model; pass example_inputs=(args, kwargs)")
-    size = cfg.get("sample_size", None) or 32
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     try:
         p = next(model.parameters())
         device, dtype = p.device, p.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     g = torch.Generator().manual_seed(0)
+    if is_autoencoder(model):
+        z = torch.randn(1, cfg.get("vq_embed_dim", None) or cfg.latent_channels, 8, 8, generator=g).to(device, dtype)
+        return lambda: model.decode(z)
+    size = cfg.get("sample_size", None) or 32
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     sample = torch.randn(1, cfg.in_channels, *size, generator=g).to(device, dtype)
     kwargs: dict[str, Any] = {}
     if cfg.get("cross_attention_dim", None) is not None:
@@ -143,7 +158,8 @@ def default_example_inputs(model: nn.Module) -> tuple[tuple, dict]:
         kwargs["encoder_hidden_states"] = torch.randn(1, 4, dim, generator=g).to(device, dtype)
     if cfg.get("num_class_embeds", None) is not None or cfg.get("class_embed_type", None) is not None:
         kwargs["class_labels"] = torch.zeros(1, dtype=torch.long, device=device)
-    return (sample, torch.tensor([10], device=device)), kwargs
+    timestep = torch.tensor([10], device=device)
+    return lambda: model(sample, timestep, **kwargs)
 
 
 class _FunctionalSpy(TorchFunctionMode):
@@ -160,11 +176,11 @@ class _FunctionalSpy(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def trace(model: nn.Module, watched: list[_Found], example_inputs: Optional[tuple[tuple, dict]] = None,
+def trace(model: nn.Module, watched: list[_Found], run: Callable[[], Any],
           functions: tuple[Callable, ...] = (F.silu,)) -> tuple[dict[int, list[SiteSignature]], list[str]]:
-    """Run one forward pass; returns, per watched module (by id), the input signature of each
-    call site, and the places that called a watched functional outside watched modules."""
-    args, kwargs = example_inputs if example_inputs is not None else default_example_inputs(model)
+    """Run ``run()`` (a forward pass of ``model``); returns, per watched module (by id), the
+    input signature of each call site, and the places that called a watched functional
+    outside watched modules."""
     names = {id(m): n for n, m in model.named_modules()}
     stack: list[str] = []
     active: list[int] = []
@@ -194,7 +210,7 @@ def trace(model: nn.Module, watched: list[_Found], example_inputs: Optional[tupl
     spy = _FunctionalSpy(functions, lambda: active[-1] if active else None, lambda: stack[-1] if stack else "")
     try:
         with torch.no_grad(), spy:
-            model(*args, **kwargs)
+            run()
     finally:
         for h in handles:
             h.remove()
@@ -216,20 +232,29 @@ def convert_unet(
     convert_gelu: bool = False,
     example_inputs: Optional[tuple[tuple, dict]] = None,
     bank_path: Optional[str] = None,
+    scope: Optional[str] = None,
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
     FS neurons from the bank entry (activation, K, method); one neuron per call site unless
-    ``per_site=False``. Returns a :class:`ConversionReport`.
+    ``per_site=False``. ``scope`` limits the conversion to one submodule (a dotted path);
+    an autoencoder (AutoencoderKL, VQModel) is converted in its ``decoder`` by default, the
+    part that sampling runs. Returns a :class:`ConversionReport`.
 
-    Raises ``ValueError`` for a bad K, an unknown bank entry, or a model with nothing to convert.
+    Raises ``ValueError`` for a bad K, an unknown bank entry or scope, or nothing to convert.
     """
     check_K(K)
+    if scope is None and is_autoencoder(model):
+        scope = "decoder"
+    if scope is not None and scope not in dict(model.named_modules()):
+        raise ValueError(f"{type(model).__name__} has no submodule {scope!r} to convert")
     types = SWISH_TYPES + (GELU_TYPES if convert_gelu else ())
-    found = find_activations(model, types)
+    found = _in_scope(find_activations(model, types), scope)
     if not found:
         what = "Swish (SiLU)" + (" or GELU" if convert_gelu else "")
-        raise ValueError(f"the model has no {what} activation modules to convert")
-    sites, _ = trace(model, found, example_inputs)
+        where = f" under {scope!r}" if scope else ""
+        raise ValueError(f"{type(model).__name__} has no {what} activation modules{where} to convert")
+    run = example_call(model, example_inputs)
+    sites, _ = trace(model, found, run)
     report = ConversionReport(K, method)
     spec = []
     for f in found:
@@ -246,14 +271,22 @@ def convert_unet(
     report.sites = [SiteReport(f"{s['path']}[{i}]", s["activation"], sig)
                     for s in spec for i, sig in enumerate(s["signatures"])]
     left = find_activations(model, SWISH_TYPES)
-    _, functional = trace(model, left, example_inputs)
-    report.remaining += [f.path for f in left]
-    report.functional_calls = functional
+    _, functional = trace(model, left, run)
+    report.remaining += [f.path for f in _in_scope(left, scope)]
+    report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
     model.fs_conversion = {"K": K, "method": method, "per_site": per_site, "calibrated": False, "modules": spec}
     from .modeling import mark_converted  # a converted model saves and loads as Spiking<Base>
 
     mark_converted(model)
     return report
+
+
+def _under(path: str, scope: str) -> bool:
+    return path == scope or path.startswith(scope + ".")
+
+
+def _in_scope(found: list[_Found], scope: Optional[str]) -> list[_Found]:
+    return found if scope is None else [f for f in found if _under(f.path, scope)]
 
 
 def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, bank_path: Optional[str] = None,

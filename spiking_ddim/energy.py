@@ -2,7 +2,9 @@
 
 ``with measure_cost(model) as meter: <run the model>`` counts every forward pass of
 ``model``; ``meter.report()`` gives a :class:`CostReport` and ``report.energy(num_images)``
-an :class:`EnergyReport` per image. What is counted:
+an :class:`EnergyReport` per image. ``measure_cost(pipeline)`` counts a diffusers
+pipeline's UNet (whose passes are the samples) and every other model component that runs
+(decoder, text encoder), named ``<component>.<path>``. What is counted:
 
 * FS sites (every :class:`~fs_neurons.FSNeuron`; inside an ``FSActivation`` each call site
   is one, named ``<path>[i]``): calls, neurons (input elements, summed over calls) and
@@ -41,7 +43,7 @@ import math
 import re
 import weakref
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from fs_neurons import FSNeuron
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 HOROWITZ_45NM = "45 nm, 32-bit float (Horowitz, ISSCC 2014)"
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -260,8 +265,11 @@ class EnergyReport:
 
 def network_part(name: str) -> str:
     """Where a site or layer sits in a diffusers UNet: ``time`` (time / class embedding),
-    ``in``, ``down``, ``mid``, ``up``, ``out`` or ``other``."""
+    ``in``, ``down``, ``mid``, ``up``, ``out`` or ``other``; or the pipeline component
+    (``vae``, ``vqvae``, ``text_encoder``) it belongs to."""
     head = name.split(".", 1)[0].split("[", 1)[0]
+    if head in ("vae", "vqvae") or head.startswith("text_encoder"):
+        return head
     if head.startswith(("time_", "class_", "add_")):
         return "time"
     parts = {"conv_in": "in", "down_blocks": "down", "mid_block": "mid", "up_blocks": "up",
@@ -358,10 +366,11 @@ def site_name(path: str) -> str:
 
 class CostMeter:
     """Counts spikes and operations of every forward pass of ``model`` while open (see
-    the module docstring); ``report()`` returns the totals so far."""
+    the module docstring); ``report()`` returns the totals so far. ``others`` are further
+    modules by name prefix, whose operations count but whose passes are not samples."""
 
-    def __init__(self, model: nn.Module):
-        self.model = model
+    def __init__(self, model: nn.Module, others: Optional[dict[str, nn.Module]] = None):
+        self.parts = [("", model, True)] + [(f"{name}.", m, False) for name, m in (others or {}).items()]
         self._sites: dict[str, SiteCost] = {}
         self._site_spikes: dict[str, torch.Tensor] = {}
         self._layers: dict[tuple[str, str], LayerCost] = {}
@@ -376,17 +385,21 @@ class CostMeter:
     def __enter__(self) -> "CostMeter":
         if self._handles:
             raise RuntimeError("this CostMeter is already counting")
-        for path, module in self.model.named_modules():
-            self._handles.append(module.register_forward_pre_hook(functools.partial(self._enter, path),
-                                                                  with_kwargs=True))
-            self._handles.append(module.register_forward_hook(functools.partial(self._exit, path), always_call=True))
-            if isinstance(module, FSNeuron):
-                self._handles.append(module.register_spike_hook(functools.partial(self._on_spikes, site_name(path))))
-            elif isinstance(module, LAYER_TYPES):
-                self._handles.append(module.register_forward_hook(functools.partial(self._on_layer, path)))
-            elif isinstance(module, PASS_THROUGH):
-                self._handles.append(module.register_forward_hook(self._pass_through))
+        for prefix, model, samples in self.parts:
+            for path, module in model.named_modules():
+                self._watch(prefix + path, module, samples)
         return self
+
+    def _watch(self, path: str, module: nn.Module, samples: bool) -> None:
+        self._handles.append(module.register_forward_pre_hook(functools.partial(self._enter, path, samples),
+                                                              with_kwargs=True))
+        self._handles.append(module.register_forward_hook(functools.partial(self._exit, path), always_call=True))
+        if isinstance(module, FSNeuron):
+            self._handles.append(module.register_spike_hook(functools.partial(self._on_spikes, site_name(path))))
+        elif isinstance(module, LAYER_TYPES):
+            self._handles.append(module.register_forward_hook(functools.partial(self._on_layer, path)))
+        elif isinstance(module, PASS_THROUGH):
+            self._handles.append(module.register_forward_hook(self._pass_through))
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
@@ -396,11 +409,12 @@ class CostMeter:
         self._spiking.clear()
 
     # module stack: the first module entered is the model; the matmul spy is on while inside it
-    def _enter(self, path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _enter(self, path: str, samples: bool, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not self._stack:
-            self._forwards += 1
-            first = next((t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
-            self._samples += first.shape[0] if first is not None and first.ndim > 0 else 1
+            if samples:
+                self._forwards += 1
+                first = next((t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
+                self._samples += first.shape[0] if first is not None and first.ndim > 0 else 1
             self._spy.__enter__()
         self._stack.append(path)
 
@@ -476,11 +490,17 @@ class CostMeter:
         return CostReport(self._samples, self._forwards, sites, layers)
 
 
-def measure_cost(model: nn.Module) -> CostMeter:
-    """A context manager counting spikes and operations of ``model``'s forward passes::
+def measure_cost(model: Union[nn.Module, "DiffusionPipeline"]) -> CostMeter:
+    """A context manager counting spikes and operations of ``model``'s forward passes, or
+    of a pipeline's UNet passes and its other model components::
 
-        with measure_cost(fs_unet) as meter:
-            images = ddim_sample(fs_unet, scheduler, seeds, steps=20)
-        print(meter.report().energy(len(seeds)).summary())
+        with measure_cost(fs_pipe) as meter:
+            images = generate(fs_pipe, range(16), SamplingOptions(steps=20))
+        print(meter.report().energy(16).summary())
     """
-    return CostMeter(model)
+    if isinstance(model, nn.Module):
+        return CostMeter(model)
+    from .pipelines import denoiser
+
+    unet = denoiser(model)
+    return CostMeter(unet, {n: m for n, m in model.components.items() if isinstance(m, nn.Module) and m is not unet})

@@ -6,6 +6,16 @@ subclass of its diffusers class whose ``save_pretrained`` also writes
 and safetensors weights, which include every FS neuron's h, d and T. ``load_model`` (and
 ``Spiking<Base>.from_pretrained``) rebuilds the base model from its config, reinstalls the
 FS sites and loads the weights strictly, so outputs are identical after a round trip.
+
+Plain diffusers never silently loads the Swish network from such a directory:
+
+* a pipeline's ``model_index.json`` names the component ``["spiking_ddim.modeling",
+  "SpikingUNet2DModel"]``; ``DiffusionPipeline.from_pretrained`` loads it through this
+  module (FS neurons included) once ``spiking_ddim`` is imported, and otherwise stops with
+  diffusers' error naming ``spiking_ddim.modeling`` and asking to import it;
+* a model's ``config.json`` carries ``quantization_config = {"quant_method": QUANT_METHOD}``,
+  so ``UNet2DModel.from_pretrained(dir)`` stops with "Unknown quantization type, got
+  spiking_ddim ..." naming the loader to use.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import Optional, Union
 
 import diffusers
 import torch
+from diffusers import ModelMixin  # also looked up here by diffusers' pipeline loader, to find from_pretrained
 from safetensors.torch import load_file
 from torch import nn
 
@@ -28,6 +39,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedde
 SPIKING_CONFIG_NAME = "spiking_config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 FORMAT_VERSION = 1
+# diffusers prints this in its "Unknown quantization type" error when plain diffusers opens a converted model
+QUANT_METHOD = "spiking_ddim (a model converted to FS neurons: load it with spiking_ddim.load_model(path))"
 _CLASSES: dict[type, type] = {}
 
 
@@ -41,21 +54,50 @@ class SpikingModelMixin:
         kwargs.setdefault("safe_serialization", True)
         with atomic_directory(save_directory) as tmp:
             super().save_pretrained(tmp, **kwargs)
+            config = json.loads((tmp / "config.json").read_text())
+            config["quantization_config"] = {"quant_method": QUANT_METHOD}
+            atomic_write_text(tmp / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
             spec = {"format": FORMAT_VERSION, "base_class": type(self).__mro__[2].__name__, **self.fs_conversion}
             atomic_write_text(tmp / SPIKING_CONFIG_NAME, json.dumps(spec, indent=1) + "\n")
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> nn.Module:
-        return load_model(pretrained_model_name_or_path, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,
+                        torch_dtype: Optional[torch.dtype] = None, **kwargs) -> nn.Module:
+        """:func:`load_model`; what ``DiffusionPipeline.from_pretrained`` calls for an FS
+        component. Loading options this loader cannot honour (device_map, variant,
+        quantization_config, ...) raise instead of being dropped."""
+        torch_dtype = torch_dtype or kwargs.pop("dtype", None)
+        unsupported = sorted(k for k, v in kwargs.items()
+                             if v is not None and v is not False and k not in _IGNORED_LOAD_KWARGS)
+        if unsupported:
+            raise ValueError(f"{cls.__name__}.from_pretrained does not support {', '.join(unsupported)}; "
+                             "load the model with defaults and move it with .to()")
+        model = load_model(pretrained_model_name_or_path, subfolder)
+        return model.to(torch_dtype) if torch_dtype is not None else model
+
+
+# harmless options diffusers' pipeline loader passes to every component
+_IGNORED_LOAD_KWARGS = {"low_cpu_mem_usage", "cache_dir", "local_files_only", "force_download", "proxies", "token",
+                        "revision", "provider", "provider_options", "sess_options", "disable_mmap", "use_safetensors", "output_loading_info"}
 
 
 def spiking_class(base: type) -> type:
-    """The ``Spiking<Base>`` subclass of a diffusers model class (created once)."""
+    """The ``Spiking<Base>`` subclass of a diffusers model class (created once), defined in
+    this module, so that a pipeline's ``model_index.json`` points here."""
     if issubclass(base, SpikingModelMixin):
         return base
     if base not in _CLASSES:
-        _CLASSES[base] = type(f"Spiking{base.__name__}", (SpikingModelMixin, base), {})
+        _CLASSES[base] = type(f"Spiking{base.__name__}", (SpikingModelMixin, base), {"__module__": __name__})
     return _CLASSES[base]
+
+
+def __getattr__(name: str) -> type:
+    """``Spiking<Base>`` for any diffusers model class, as diffusers' pipeline loader looks
+    classes up by the name ``model_index.json`` gives (PEP 562)."""
+    base = getattr(diffusers, name[len("Spiking"):], None) if name.startswith("Spiking") else None
+    if isinstance(base, type) and issubclass(base, ModelMixin):
+        return spiking_class(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def mark_converted(model: nn.Module) -> nn.Module:
@@ -115,7 +157,7 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
     base = getattr(diffusers, spec["base_class"], None)
     if base is None:
         raise ValueError(f"{spiking}: unknown base class {spec['base_class']!r}")
-    model = base.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    model = base.from_config({k: v for k, v in config.items() if not k.startswith("_") and k != "quantization_config"})
     apply_structure(model, spec["modules"], spec["K"], spec["method"], from_bank=False)
     model.fs_conversion = {k: v for k, v in spec.items() if k not in ("format", "base_class")}
     weights = path / WEIGHTS_NAME

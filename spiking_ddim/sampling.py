@@ -1,4 +1,4 @@
-"""Sampling an original model and its FS conversion from identical noise, batch by batch,
+"""Sampling an original pipeline and its FS conversion from identical noise, batch by batch,
 split across processes so that every image is computed exactly as a single process would."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
+from diffusers import DiffusionPipeline
 
-from .diffusion import ddim_sample
+from .pipelines import SamplingOptions, generate
 
 
 def plan_batches(num_images: int, batch_size: int, process_index: int = 0, num_processes: int = 1) -> list[range]:
@@ -21,18 +21,15 @@ def plan_batches(num_images: int, batch_size: int, process_index: int = 0, num_p
 
 
 def sample_pairs(
-    original: nn.Module,
-    converted: nn.Module,
-    scheduler,
+    original: DiffusionPipeline,
+    converted: DiffusionPipeline,
     batches: list[range],
+    options: SamplingOptions,
     seed: int,
-    steps: int,
-    eta: float,
     on_batch: Callable[[range, torch.Tensor, torch.Tensor], None],
 ) -> None:
-    """Sample each batch from ``original`` and ``converted`` with the same per-image seeds
-    (``seed + index``); ``on_batch(indices, original_images, fs_images)`` gets the results."""
+    """Sample each batch through ``original`` and ``converted`` with the same per-image
+    generators (``seed + index``) and prompts; ``on_batch(indices, original_images,
+    fs_images)`` gets the results, (N, C, H, W) in [-1, 1]."""
     for idx in batches:
-        seeds = [seed + i for i in idx]
-        on_batch(idx, ddim_sample(original, scheduler, seeds, steps, eta),
-                 ddim_sample(converted, scheduler, seeds, steps, eta))
+        on_batch(idx, generate(original, idx, options, seed), generate(converted, idx, options, seed))

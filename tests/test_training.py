@@ -60,32 +60,37 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     assert model.fs_conversion["finetuned"] and model.fs_conversion["K"] == 8
 
 
-def test_ddim_trajectories_are_the_sampler_s_own_steps():
-    from diffusers import DDIMScheduler, UNet2DModel
+def test_recorded_denoiser_calls_are_the_pipeline_s_own_steps():
+    from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
-    from spiking_ddim.diffusion import TRAIN_SCHEDULER, ddim_noise_gain, ddim_sample, ddim_trajectories
+    from spiking_ddim.diffusion import TRAIN_SCHEDULER, ddim_noise_gain
+    from spiking_ddim.pipelines import SamplingOptions, generate, record_denoiser_calls
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
                        norm_num_groups=4).eval()
-    scheduler = DDIMScheduler(**TRAIN_SCHEDULER)
-    x, t, eps = ddim_trajectories(unet, scheduler, range(5, 8), steps=4, batch_size=2)
-    assert x.shape == eps.shape == (12, 1, 8, 8) and t.shape == (12,)
-    # batch of seeds 5, 6 then seed 7, each batch step by step from the highest timestep
-    assert t.tolist() == [int(v) for v in scheduler.timesteps for _ in range(2)] + [int(v) for v in scheduler.timesteps]
+    pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
+    options = SamplingOptions(steps=4)
+    calls = record_denoiser_calls(pipe, range(3), options, seed=5, batch_size=2)
+    x, t, eps = calls.sample, calls.timestep, calls.output
+    assert x.shape == eps.shape == (12, 1, 8, 8) and t.shape == (12,) and calls.encoder_hidden_states is None
+    # batch of images 0, 1 (seeds 5, 6) then image 2 (seed 7), each step by step from the highest timestep
+    timesteps = pipe.scheduler.timesteps
+    assert t.tolist() == [int(v) for v in timesteps for _ in range(2)] + [int(v) for v in timesteps]
     with torch.no_grad():
         torch.testing.assert_close(unet(x, t).sample, eps, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(calls.rows(torch.tensor([3, 9])).run(unet), eps[[3, 9]], atol=1e-5, rtol=1e-5)
     start = torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(x[8], start)
     # d x_prev / d eps of DDIM (eta 0): sqrt(1 - a_prev) - sqrt(a_prev) * sqrt(1 - a_t) / sqrt(a_t)
-    gain = ddim_noise_gain(scheduler, t)
-    a = scheduler.alphas_cumprod.double()
+    gain = ddim_noise_gain(pipe.scheduler, t)
+    a = pipe.scheduler.alphas_cumprod.double()
     prev = [a[v - 250] if v >= 250 else torch.tensor(1.0, dtype=torch.double) for v in t.tolist()]
     want = [float((1 - p).sqrt() - p.sqrt() * (1 - a[v]).sqrt() / a[v].sqrt()) for p, v in zip(prev, t.tolist())]
     assert gain.tolist() == pytest.approx(want, rel=1e-3, abs=1e-4)
-    final = ddim_sample(unet, scheduler, [7], steps=4)[0]
-    last = scheduler.step(eps[11:12], int(t[11]), x[11:12]).prev_sample[0]
+    final = generate(pipe, [2], options, seed=5)[0]
+    last = pipe.scheduler.step(eps[11:12], int(t[11]), x[11:12]).prev_sample[0].clamp(-1, 1)
     torch.testing.assert_close(last, final, atol=1e-5, rtol=1e-5)
 
 
@@ -160,7 +165,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["snn", "--model", "/nonexistent", "--out", "{tmp}/a"], "model directory not found"),
-    (["snn", "--data", "/nonexistent/images", "--out", "{tmp}/b"], "image folder not found"),
+    (["snn", "--distill-on", "data", "--data", "/nonexistent/images", "--out", "{tmp}/b"], "image folder not found"),
+    (["snn", "--data", "digits", "--out", "{tmp}/j"], "--data is used only with"),
     (["snn", "--K", "0", "--out", "{tmp}/c"], "K (time steps) must be an integer >= 1"),
     (["snn", "--from-scratch", "--loss", "distill", "--out", "{tmp}/d"], "conflicting flags"),
     (["snn", "--from-scratch", "--model", "x", "--out", "{tmp}/e"], "conflicting flags"),

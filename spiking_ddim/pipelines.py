@@ -1,0 +1,280 @@
+"""Diffusers pipelines with FS neurons: load, convert, sample and record them.
+
+A pipeline (DDPMPipeline, DDIMPipeline, LDMPipeline, StableDiffusionPipeline, ...) is
+converted component by component: its UNet by default, the decoder of its VAE / VQ-VAE on
+request, never its text encoder. It then keeps working through its own ``__call__``, so
+latents are decoded, prompts encoded and classifier-free guidance applied as the pipeline
+does it. :func:`generate` calls it with one generator per image, seeded by the image's
+index, so an image gets the same noise in any batch or process and an original pipeline
+and its FS copy run from identical noise. Images come back as float32 (N, C, H, W) tensors
+in [-1, 1] on the CPU. :func:`record_denoiser_calls` keeps the UNet's inputs and outputs
+of such runs (for distillation).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
+from torch import nn
+
+from fs_neurons.files import atomic_directory
+
+from .convert import ConversionReport, convert_unet
+
+DECODERS = ("vae", "vqvae")  # autoencoder components whose decoder can be converted
+CONVERTIBLE = ("unet",) + DECODERS
+# prompts for calibration and distillation of a text-conditional model when none are given
+DEFAULT_PROMPTS = ("a photograph of a cat sitting on a wooden table", "a red sports car on a mountain road",
+                   "a portrait of an old man with a beard, studio lighting", "a bowl of fruit, oil painting",
+                   "a lighthouse on a rocky coast at sunset", "a city street at night in the rain")
+# pipelines that hand their generators to scheduler.step, so that eta > 0 noise is per image
+ETA_FROM_GENERATORS = ("DDIMPipeline", "StableDiffusionPipeline")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to call a pipeline: denoising steps, DDIM eta, prompts (image i gets
+    ``prompts[i % len(prompts)]``) and classifier-free guidance scale (None: the pipeline's default)."""
+
+    steps: int = 20
+    eta: float = 0.0
+    prompts: Optional[tuple[str, ...]] = None
+    guidance_scale: Optional[float] = None
+
+    def resolve(self, pipe: DiffusionPipeline) -> "SamplingOptions":
+        """These options checked against ``pipe``; a text model with no prompts gets
+        :data:`DEFAULT_PROMPTS`. Raises ``ValueError`` naming the flag that does not fit."""
+        name, params = type(pipe).__name__, _call_parameters(pipe)
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not (self.eta >= 0):
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if self.eta > 0 and ("eta" not in params or name not in ETA_FROM_GENERATORS):
+            raise ValueError(f"eta > 0 needs a pipeline that draws the step noise from the per-image generators "
+                             f"({', '.join(ETA_FROM_GENERATORS)}); {name} does not: use eta 0")
+        conditional = "prompt" in params
+        if self.prompts is not None and not conditional:
+            raise ValueError(f"{name} is unconditional: it takes no prompt (drop --prompt / --prompts)")
+        if self.prompts is not None and (not self.prompts or any(not p.strip() for p in self.prompts)):
+            raise ValueError("prompts must be non-empty strings")
+        if self.guidance_scale is not None:
+            if "guidance_scale" not in params:
+                raise ValueError(f"{name} has no classifier-free guidance (drop --guidance-scale)")
+            if not (1.0 <= self.guidance_scale < float("inf")):
+                raise ValueError(f"guidance scale must be a finite number >= 1 (1 = no guidance), "
+                                 f"got {self.guidance_scale}")
+        prompts = self.prompts or (DEFAULT_PROMPTS if conditional else None)
+        return replace(self, prompts=tuple(prompts) if prompts else None)
+
+
+def read_prompts(path: Union[str, os.PathLike]) -> tuple[str, ...]:
+    """Prompts from a text file, one per line (blank lines and lines starting with # skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file not found: {path}")
+    prompts = tuple(line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    if not prompts:
+        raise ValueError(f"prompts file {path} has no prompts (one per line)")
+    return prompts
+
+
+def _call_parameters(pipe: DiffusionPipeline) -> set[str]:
+    return set(inspect.signature(pipe.__call__).parameters)
+
+
+def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim") -> DiffusionPipeline:
+    """A diffusers pipeline from a local directory or hub id, FS components included; a bare
+    UNet directory becomes a DDIMPipeline. ``scheduler="ddim"`` swaps the pipeline's scheduler
+    for a DDIMScheduler of the same configuration; ``"pipeline"`` keeps it. A safety checker
+    is not loaded (it would blank images, not change the model under test).
+
+    Raises ``FileNotFoundError`` for a missing or non-diffusers directory and ``OSError``
+    when a hub id cannot be fetched."""
+    from . import modeling  # registers the Spiking<Base> classes that model_index.json files name
+
+    if scheduler not in ("ddim", "pipeline"):
+        raise ValueError(f"scheduler must be 'ddim' or 'pipeline', got {scheduler!r}")
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory not found: {path}")
+        if (path / "model_index.json").is_file():
+            pipe = _from_pretrained(path, path / "model_index.json")
+        elif (path / "config.json").is_file():
+            from .diffusion import load_scheduler
+
+            pipe = DDIMPipeline(unet=modeling.load_model(path), scheduler=load_scheduler(path))
+        else:
+            raise FileNotFoundError(f"{path} is not a diffusers pipeline (model_index.json) or model (config.json)")
+    else:
+        try:
+            pipe = _from_pretrained(text, DiffusionPipeline.load_config(text))
+        except Exception as e:  # noqa: BLE001 - offline, unknown repo, auth: one message
+            raise OSError(f"cannot fetch model {text!r} (a pipeline) from the Hugging Face hub ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:300]}). Offline? Pass a local diffusers directory instead.") from None
+    if scheduler == "ddim" and not isinstance(pipe.scheduler, DDIMScheduler):
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    return pipe
+
+
+def _from_pretrained(source: Union[str, Path], index: Union[Path, dict]) -> DiffusionPipeline:
+    import json
+
+    if isinstance(index, Path):
+        try:
+            index = json.loads(index.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"corrupt pipeline index {index}: {e}") from None
+    kwargs = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
+    return DiffusionPipeline.from_pretrained(str(source), **kwargs)
+
+
+def denoiser(pipe: DiffusionPipeline) -> nn.Module:
+    """The pipeline's UNet; ``ValueError`` for a pipeline without one."""
+    unet = getattr(pipe, "unet", None)
+    if not isinstance(unet, nn.Module):
+        raise ValueError(f"{type(pipe).__name__} has no UNet (components: {', '.join(pipe.components)}); "
+                         "spiking-ddim converts pipelines whose denoiser is a diffusers UNet")
+    return unet
+
+
+def decoder(pipe: DiffusionPipeline) -> Optional[str]:
+    """The name of the pipeline's autoencoder component (``vae``, ``vqvae``), or None for a pixel-space model."""
+    return next((n for n in DECODERS if isinstance(getattr(pipe, n, None), nn.Module)), None)
+
+
+def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
+    """Components of ``pipe`` that hold FS neurons, by name."""
+    return {n: m for n, m in pipe.components.items() if isinstance(m, nn.Module) and hasattr(m, "fs_conversion")}
+
+
+def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = "ours", components: Sequence[str] = ("unet",),
+                     bank_path: Optional[str] = None) -> dict[str, ConversionReport]:
+    """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
+    decoder) and return one report per component. Raises ``ValueError`` for a pipeline
+    without a UNet, a component it does not have or that cannot be converted, one already
+    converted, or a component with no Swish."""
+    check_components(pipe, components)
+    reports = {name: convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path)
+               for name in dict.fromkeys(components)}
+    # re-register: model_index.json then names the Spiking<Base> classes (see modeling)
+    pipe.register_modules(**{name: pipe.components[name] for name in reports})
+    return reports
+
+
+def check_components(pipe: DiffusionPipeline, components: Sequence[str]) -> None:
+    """``ValueError`` unless :func:`convert_pipeline` can convert ``components`` of ``pipe``."""
+    denoiser(pipe)
+    if not components:
+        raise ValueError("name at least one component to convert")
+    for name in components:
+        if name not in pipe.components or pipe.components[name] is None:
+            have = ", ".join(n for n in CONVERTIBLE if isinstance(getattr(pipe, n, None), nn.Module))
+            raise ValueError(f"{type(pipe).__name__} has no component {name!r} (it can convert: {have})")
+        if name not in CONVERTIBLE:
+            raise ValueError(f"component {name!r} is not converted: spiking-ddim converts {', '.join(CONVERTIBLE)} "
+                             "(text encoders stay as they are)")
+        if hasattr(pipe.components[name], "fs_conversion"):
+            raise ValueError(f"component {name!r} is already converted")
+
+
+def save_pipeline(pipe: DiffusionPipeline, path: Union[str, os.PathLike]) -> None:
+    """``pipe.save_pretrained(path)`` (safetensors), written atomically; FS components save
+    with their conversion and load back with :func:`load_pipeline`."""
+    with atomic_directory(path) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+
+
+@torch.no_grad()
+def generate(pipe: DiffusionPipeline, indices: Sequence[int], options: SamplingOptions, seed: int = 0) -> torch.Tensor:
+    """Images ``indices`` from ``pipe.__call__``: image i from ``torch.Generator().manual_seed(seed + i)``
+    with prompt ``prompts[i % len(prompts)]``; float32 (len(indices), C, H, W) in [-1, 1] on the CPU.
+    Turns the pipeline's own progress bar off."""
+    options = options.resolve(pipe)
+    params = _call_parameters(pipe)
+    kwargs: dict = {"generator": [torch.Generator().manual_seed(seed + int(i)) for i in indices],
+                    "num_inference_steps": options.steps, "output_type": "np"}
+    if options.prompts is not None:
+        kwargs["prompt"] = [options.prompts[int(i) % len(options.prompts)] for i in indices]
+    else:
+        kwargs["batch_size"] = len(indices)
+    if "eta" in params:
+        kwargs["eta"] = options.eta
+    if options.guidance_scale is not None:
+        kwargs["guidance_scale"] = options.guidance_scale
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(**kwargs).images
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() * 2 - 1
+
+
+@dataclass
+class DenoiserCalls:
+    """The UNet's calls during sampling, one row per batch element (CFG halves included), on the
+    CPU: ``sample`` (N, C, H, W), ``timestep`` (N,), ``encoder_hidden_states`` (N, L, D) or None,
+    ``output`` (N, C, H, W)."""
+
+    sample: torch.Tensor
+    timestep: torch.Tensor
+    encoder_hidden_states: Optional[torch.Tensor]
+    output: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.sample.shape[0]
+
+    def rows(self, idx: torch.Tensor) -> "DenoiserCalls":
+        ehs = self.encoder_hidden_states
+        return DenoiserCalls(self.sample[idx], self.timestep[idx], None if ehs is None else ehs[idx], self.output[idx])
+
+    def to(self, device: torch.device) -> "DenoiserCalls":
+        ehs = self.encoder_hidden_states
+        return DenoiserCalls(self.sample.to(device), self.timestep.to(device),
+                             None if ehs is None else ehs.to(device), self.output.to(device))
+
+    def run(self, unet: nn.Module) -> torch.Tensor:
+        """``unet`` on these inputs: its prediction (N, C, H, W)."""
+        dtype = next(unet.parameters()).dtype
+        kwargs = {} if self.encoder_hidden_states is None else {"encoder_hidden_states": self.encoder_hidden_states.to(dtype)}
+        return unet(self.sample.to(dtype), self.timestep, **kwargs).sample
+
+
+_RECORDED_KWARGS = ("encoder_hidden_states", "return_dict", "cross_attention_kwargs", "timestep_cond", "added_cond_kwargs")
+
+
+def record_denoiser_calls(pipe: DiffusionPipeline, indices: Sequence[int], options: SamplingOptions, seed: int = 0,
+                          batch_size: int = 64) -> DenoiserCalls:
+    """Sample images ``indices`` (as :func:`generate`) and keep every call of the pipeline's
+    UNet: what a converted UNet sees when it samples (latents, timesteps, text embeddings
+    and classifier-free guidance as the pipeline does them). Raises ``ValueError`` when the
+    pipeline passes the UNet conditioning other than text embeddings."""
+    unet = denoiser(pipe)
+    calls: list[tuple] = []
+
+    def hook(_module, args, kwargs, output):
+        sample = args[0] if args else kwargs["sample"]
+        t = args[1] if len(args) > 1 else kwargs["timestep"]
+        extra = [k for k, v in kwargs.items() if k not in _RECORDED_KWARGS + ("sample", "timestep") and v is not None]
+        extra += [k for k in ("timestep_cond", "added_cond_kwargs") if kwargs.get(k)]
+        if extra:
+            raise ValueError(f"{type(pipe).__name__} passes its UNet {', '.join(extra)}; recording keeps sample, "
+                             "timestep and encoder_hidden_states only")
+        t = torch.as_tensor(t).reshape(-1).expand(sample.shape[0])
+        ehs = kwargs.get("encoder_hidden_states")
+        out = output.sample if hasattr(output, "sample") else output[0]
+        calls.append((sample.float().cpu(), t.long().cpu(), None if ehs is None else ehs.float().cpu(), out.float().cpu()))
+
+    handle = unet.register_forward_hook(hook, with_kwargs=True)
+    try:
+        for start in range(0, len(indices), batch_size):
+            generate(pipe, indices[start:start + batch_size], options, seed)
+    finally:
+        handle.remove()
+    ehs = None if calls[0][2] is None else torch.cat([c[2] for c in calls])
+    return DenoiserCalls(torch.cat([c[0] for c in calls]), torch.cat([c[1] for c in calls]), ehs,
+                         torch.cat([c[3] for c in calls]))

@@ -1,0 +1,308 @@
+"""Any diffusers pipeline: a tiny DDPMPipeline, LDMPipeline (VQModel + UNet2DModel) and
+StableDiffusionPipeline (UNet2DConditionModel, AutoencoderKL, a small CLIP text model and a
+tokenizer from a vocabulary written here), all random weights, converted, sampled through
+their own __call__, calibrated, saved and loaded."""
+
+import copy
+import json
+import os
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMPipeline,
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    DiffusionPipeline,
+    LDMPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+    UNet2DModel,
+    VQModel,
+)
+from test_convert import fine_bank
+
+from spiking_ddim import FSActivation, fs_activations, measure_cost
+from spiking_ddim.calibrate import calibrate
+from spiking_ddim.pipelines import (
+    SamplingOptions,
+    convert_pipeline,
+    converted_components,
+    generate,
+    load_pipeline,
+    read_prompts,
+    record_denoiser_calls,
+    save_pipeline,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = SamplingOptions(steps=3)
+PROMPTS = SamplingOptions(steps=3, prompts=("a cat", "a red car", "the sea"), guidance_scale=3.0)
+
+
+def _unet(in_channels, attention=True, seed=0):
+    torch.manual_seed(seed)
+    down = ("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D")
+    up = ("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D")
+    return UNet2DModel(sample_size=8, in_channels=in_channels, out_channels=in_channels, block_out_channels=(16, 32),
+                       layers_per_block=1, norm_num_groups=8, down_block_types=down, up_block_types=up).eval()
+
+
+_AUTOENCODER = dict(in_channels=3, out_channels=3, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                    down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+
+
+def tiny_ddpm(seed=0):
+    """Pixel space, 3 x 8 x 8, with its own DDPM scheduler (as google/ddpm-cifar10-32)."""
+    return DDPMPipeline(unet=_unet(3, seed=seed), scheduler=DDPMScheduler(num_train_timesteps=100))
+
+
+def tiny_ldm(seed=0):
+    """A VQ autoencoder (3 x 16 x 16 images, 3 x 8 x 8 latents) and a latent UNet (as CompVis/ldm-celebahq-256)."""
+    torch.manual_seed(seed)
+    vq = VQModel(latent_channels=3, num_vq_embeddings=32, sample_size=16, **_AUTOENCODER).eval()
+    return LDMPipeline(vqvae=vq, unet=_unet(3, attention=False, seed=seed),
+                       scheduler=DDIMScheduler(num_train_timesteps=100))
+
+
+def tiny_tokenizer(folder: Path):
+    """A CLIP tokenizer over single letters and a few words, from files written here."""
+    from transformers import CLIPTokenizer
+
+    words = ["a</w>", "cat</w>", "red</w>", "car</w>", "the</w>", "sea</w>"]
+    tokens = ["<|startoftext|>", "<|endoftext|>", *string.ascii_lowercase, *(c + "</w>" for c in string.ascii_lowercase),
+              *words]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=12)
+
+
+def tiny_sd(folder: Path, seed=0):
+    """Text-conditional latent diffusion (as Stable Diffusion): 3 x 16 x 16 images, 4 x 8 x 8 latents."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_tokenizer(folder / "tokenizer")
+    torch.manual_seed(seed)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=12,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=32, attention_head_dim=4,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")).eval()
+    vae = AutoencoderKL(latent_channels=4, sample_size=16, **_AUTOENCODER).eval()
+    return StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                   scheduler=DDIMScheduler(num_train_timesteps=100), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+KINDS = {  # builder, sampling options, the decoder component, image shape
+    "ddpm": (lambda tmp: tiny_ddpm(), STEPS, None, (3, 8, 8)),
+    "ldm": (lambda tmp: tiny_ldm(), STEPS, "vqvae", (3, 16, 16)),
+    "sd": (lambda tmp: tiny_sd(tmp), PROMPTS, "vae", (3, 16, 16)),
+}
+
+
+def build(kind, tmp_path):
+    make, options, dec, shape = KINDS[kind]
+    pipe = make(tmp_path)
+    if not isinstance(pipe.scheduler, DDIMScheduler):
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    return pipe, options, ("unet",) + ((dec,) if dec else ()), shape
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    """An 'ours' K=20 bank entry fitted finely on [-5, 5]."""
+    path, _ = fine_bank(tmp_path_factory.mktemp("bank"))
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_convert_sample_save_load(kind, tmp_path, bank):
+    pipe, options, components, shape = build(kind, tmp_path)
+    original = generate(pipe, range(3), options)
+    assert original.shape == (3, *shape) and original.min() >= -1 and original.max() <= 1
+    fs = copy.deepcopy(pipe)
+    reports = convert_pipeline(fs, K=20, components=components, bank_path=bank)
+    assert set(reports) == set(components) and all(r.complete and r.sites for r in reports.values())
+    assert set(converted_components(fs)) == set(components)
+    # the decoder is converted, the encoder is not: sampling never runs it
+    if len(components) > 1:
+        dec = fs.components[components[1]]
+        assert all(s["path"].startswith("decoder.") for s in dec.fs_conversion["modules"])
+        encoder = [m for n, m in dec.named_modules() if n.startswith("encoder.")]
+        assert any(isinstance(m, torch.nn.SiLU) for m in encoder)
+        assert not any(isinstance(m, FSActivation) for m in encoder)
+    images = generate(fs, range(3), options)
+    assert images.shape == original.shape
+    # finely approximating neurons: the FS pipeline reproduces the original from the same noise,
+    # far better than coarse ones (the default K=4 entry)
+    coarse = copy.deepcopy(pipe)
+    convert_pipeline(coarse, K=4, components=components)
+    err, coarse_err = ((x - original).abs().mean() for x in (images, generate(coarse, range(3), options)))
+    assert err < 0.15 * original.abs().mean() and err < 0.25 * coarse_err, (err, coarse_err)
+    # per-image generators: an image does not depend on its batch (up to float rounding, which
+    # can move an FS neuron across a threshold, so checked on the original)
+    torch.testing.assert_close(generate(pipe, [2], options), original[2:], atol=1e-5, rtol=1e-4)
+
+    save_pipeline(fs, tmp_path / "saved")
+    index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
+    assert index["unet"][0] == "spiking_ddim.modeling" and index["unet"][1].startswith("Spiking")
+    loaded = load_pipeline(tmp_path / "saved")
+    assert type(loaded) is type(pipe) and set(converted_components(loaded)) == set(components)
+    assert torch.equal(generate(loaded, range(3), options), images)
+
+
+def test_different_noise_or_prompts_give_different_images(tmp_path):
+    pipe, options, _, _ = build("sd", tmp_path)
+    a = generate(pipe, [0, 1], options)
+    assert not torch.allclose(a[0], a[1])  # seeds 0, 1 and prompts "a cat", "a red car"
+    same_prompt = SamplingOptions(steps=3, prompts=("a cat",), guidance_scale=3.0)
+    b = generate(pipe, [0], same_prompt)
+    torch.testing.assert_close(a[0:1], b)  # image 0 gets prompt 0 either way
+    c = generate(pipe, [0], SamplingOptions(steps=3, prompts=("the sea",), guidance_scale=3.0))
+    assert not torch.allclose(b, c)
+
+
+def test_calibration_lowers_every_site_error_on_latent_and_text_models(tmp_path):
+    from fs_neurons.exact import OursConfig
+
+    quick = OursConfig(pool=8, restarts=1, iters=30, elite=2, elite_iters=30, rounds=0, polish_iters=40,
+                       time_budget=5.0)
+    pipe, options, components, _ = build("sd", tmp_path)
+    fs = copy.deepcopy(pipe)
+    convert_pipeline(fs, K=4, components=components)
+    before = generate(fs, range(2), options)
+    sites = calibrate(fs, options, num_images=2, search=quick)
+    names = {s.name.split(".")[0] for s in sites}
+    assert "vae" in names and len(sites) == sum(a.num_sites for m in converted_components(fs).values()
+                                                for _, a in fs_activations(m))
+    assert all(s.mse_after <= s.mse_before for s in sites)
+    assert sum(s.mse_after for s in sites) < 0.9 * sum(s.mse_before for s in sites)
+    assert all(m.fs_conversion["calibrated"] for m in converted_components(fs).values())
+    reference = generate(pipe, range(2), options)
+    assert (generate(fs, range(2), options) - reference).abs().mean() < (before - reference).abs().mean()
+
+
+def test_cost_of_a_pipeline_counts_the_unet_passes_and_the_decoder(tmp_path):
+    pipe, options, components, _ = build("sd", tmp_path)
+    convert_pipeline(pipe, K=8, components=components)
+    with measure_cost(pipe) as meter:
+        generate(pipe, range(2), options)
+    report = meter.report()
+    # classifier-free guidance: every step runs the UNet on 2 x 2 rows
+    assert report.forwards == 3 and report.samples == 3 * 4
+    energy = report.energy(2)
+    assert {s["part"] for s in energy.sites} >= {"vae", "down", "up"}
+    parts = {lay["name"].split(".")[0] for lay in energy.layers}
+    assert {"vae", "text_encoder"} <= parts
+    vae_acs = sum(lay["snn_acs_per_image"] for lay in energy.layers if lay["name"].startswith("vae."))
+    assert vae_acs > 0
+
+
+def test_recorded_calls_of_a_guided_text_model_replay_exactly(tmp_path):
+    pipe, options, _, _ = build("sd", tmp_path)
+    calls = record_denoiser_calls(pipe, range(3), options, batch_size=2)
+    assert len(calls) == 2 * 3 * 3  # unconditional and conditional halves, 3 images, 3 steps
+    assert calls.encoder_hidden_states.shape[1:] == (12, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(calls.rows(torch.arange(4)).run(pipe.unet), calls.output[:4], atol=1e-5, rtol=1e-4)
+
+
+def test_plain_diffusers_never_loads_the_swish_network(tmp_path):
+    pipe, options, components, _ = build("ldm", tmp_path)
+    convert_pipeline(pipe, K=8, components=components)
+    save_pipeline(pipe, tmp_path / "fs")
+    expected = generate(pipe, range(2), options)
+    # a converted model alone: plain diffusers stops and names the loader
+    with pytest.raises(ValueError, match="spiking_ddim.load_model"):
+        UNet2DModel.from_pretrained(tmp_path / "fs" / "unet")
+    # a converted pipeline: plain diffusers loads the FS components once spiking_ddim is imported
+    loaded = DiffusionPipeline.from_pretrained(tmp_path / "fs")
+    assert type(loaded.unet).__name__ == "SpikingUNet2DModel" and type(loaded.vqvae).__name__ == "SpikingVQModel"
+    assert torch.equal(generate(loaded, range(2), options), expected)
+    # ... and without it, stops naming the module to import
+    code = f"from diffusers import DiffusionPipeline; DiffusionPipeline.from_pretrained({str(tmp_path / 'fs')!r})"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "import spiking_ddim.modeling" in r.stderr
+
+
+def test_sample_cli_on_a_latent_pipeline_two_processes_equal_one(tmp_path):
+    save_pipeline(tiny_ldm(), tmp_path / "ldm")
+    args = [str(ROOT / "sample.py"), "--model", str(tmp_path / "ldm"), "--convert", "unet,vqvae", "--num-images", "3",
+            "--batch-size", "1", "--steps", "2", "--K", "8", "--real", "none"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True, text=True,
+                         env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *args, "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    for sub in ("original", "fs"):
+        for i in range(3):
+            name = f"{sub}/{i:05d}.png"
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert m1["pipeline"] == "LDMPipeline" and m1["converted"] == ["unet", "vqvae"]
+    assert m1["energy"]["snn_acs_per_image"] == pytest.approx(m2["energy"]["snn_acs_per_image"])
+    assert [r["mse"] for r in m1["per_image"]] == pytest.approx([r["mse"] for r in m2["per_image"]])
+
+
+class SchedulerOnlyPipeline(DiffusionPipeline):
+    def __init__(self, scheduler):
+        super().__init__()
+        self.register_modules(scheduler=scheduler)
+
+
+def test_bad_pipeline_input_is_a_clear_error(tmp_path):
+    ddpm, _, _, _ = build("ddpm", tmp_path)
+    ldm, _, _, _ = build("ldm", tmp_path)
+    sd, _, _, _ = build("sd", tmp_path)
+    no_unet = SchedulerOnlyPipeline(DDIMScheduler())
+    cases = [
+        (lambda: convert_pipeline(no_unet), "has no UNet"),
+        (lambda: convert_pipeline(ddpm, components=("vae",)), "has no component 'vae'"),
+        (lambda: convert_pipeline(sd, components=("text_encoder",)), "text encoders stay"),
+        (lambda: SamplingOptions(prompts=("a cat",)).resolve(ddpm), "unconditional: it takes no prompt"),
+        (lambda: SamplingOptions(guidance_scale=0.5).resolve(sd), "guidance scale must be a finite number >= 1"),
+        (lambda: SamplingOptions(guidance_scale=2.0).resolve(ldm), "has no classifier-free guidance"),
+        (lambda: SamplingOptions(eta=0.5).resolve(ldm), "eta > 0 needs a pipeline"),
+        (lambda: read_prompts(tmp_path / "missing.txt"), "prompts file not found"),
+        (lambda: load_pipeline(tmp_path / "nowhere"), "model directory not found"),
+        (lambda: calibrate(ddpm), "has no FS components"),
+    ]
+    for call, message in cases:
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            call()
+    convert_pipeline(ddpm)
+    with pytest.raises(ValueError, match="already converted"):
+        convert_pipeline(ddpm)
+    (tmp_path / "empty.txt").write_text("# only a comment\n\n")
+    with pytest.raises(ValueError, match="has no prompts"):
+        read_prompts(tmp_path / "empty.txt")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prompt", "a cat"], "unconditional: it takes no prompt"),
+    (["--prompts", "/nonexistent/prompts.txt"], "prompts file not found"),
+    (["--guidance-scale", "2"], "has no classifier-free guidance"),
+    (["--convert", "unet,vae"], "has no component 'vae'"),
+])
+def test_sample_cli_pipeline_flag_errors(tmp_path, args, message):
+    r = subprocess.run([sys.executable, str(ROOT / "sample.py"), *args, "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_a_bare_unet_directory_becomes_a_ddim_pipeline(tmp_path):
+    _unet(1).save_pretrained(tmp_path / "unet-only")
+    pipe = load_pipeline(tmp_path / "unet-only")
+    assert isinstance(pipe, DDIMPipeline) and generate(pipe, [0], STEPS).shape == (1, 1, 8, 8)
