@@ -41,9 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=str(DEFAULT_MODEL),
                    help="hub id or local diffusers pipeline (or UNet) directory, plain or already converted by this "
                         "package (then the original is the same weights with Swish) (default: the embedded digits DDIM)")
-    p.add_argument("--convert", default="unet", metavar="NAMES",
+    p.add_argument("--convert", metavar="NAMES",
                    help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
-                        "(default: %(default)s)")
+                        "(default: unet)")
     p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
                    help="ddim: a DDIMScheduler with the pipeline's scheduler configuration; pipeline: its own "
                         "(default: %(default)s)")
@@ -53,8 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
     p.add_argument("--guidance-scale", type=float,
                    help="classifier-free guidance scale, >= 1 (1 = none) (default: the pipeline's)")
-    p.add_argument("--K", type=int, default=16, help="FS time steps per neuron (default: %(default)s)")
-    p.add_argument("--method", choices=METHODS, default="ours", help="bank entry to initialise FS neurons (default: %(default)s)")
+    p.add_argument("--K", type=int, help="FS time steps per neuron (default: 16)")
+    p.add_argument("--method", choices=METHODS, help="bank entry to initialise FS neurons (default: ours)")
     p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs before sampling")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default: %(default)s)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, 0 = deterministic (default: %(default)s)")
@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     from spiking_ddim.sampling import plan_batches, sample_pairs
 
     try:
-        check_K(args.K)
+        if args.K is not None:
+            check_K(args.K)
         constants = EnergyConstants.parse(args.energy)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
@@ -217,13 +218,16 @@ def _pipelines(args: argparse.Namespace, device: torch.device):
         fs_pipe = copy.deepcopy(pipe)
         done = converted_components(fs_pipe)
         if done:  # already converted: the original is the same weights with the original activations
+            given = [f"--{flag}" for flag in ("K", "method", "convert") if getattr(args, flag) is not None]
+            if given:
+                raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
             for m in converted_components(pipe).values():
                 set_mode(m, "ann")
             summary = "\n".join(f"{n}: already converted (K={m.fs_conversion['K']}, method={m.fs_conversion['method']})"
                                 for n, m in done.items())
         else:
-            names = [c.strip() for c in args.convert.split(",") if c.strip()]
-            reports = convert_pipeline(fs_pipe, K=args.K, method=args.method, components=names)
+            names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
+            reports = convert_pipeline(fs_pipe, K=args.K or 16, method=args.method or "ours", components=names)
             summary = "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None

@@ -14,6 +14,7 @@ of such runs (for distillation).
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch import nn
 from fs_neurons.files import atomic_directory
 
 from .convert import ConversionReport, convert_unet
+from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
 
 DECODERS = ("vae", "vqvae")  # autoencoder components whose decoder can be converted
 CONVERTIBLE = ("unet",) + DECODERS
@@ -96,8 +98,6 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
 
     Raises ``FileNotFoundError`` for a missing or non-diffusers directory and ``OSError``
     when a hub id cannot be fetched."""
-    from . import modeling  # registers the Spiking<Base> classes that model_index.json files name
-
     if scheduler not in ("ddim", "pipeline"):
         raise ValueError(f"scheduler must be 'ddim' or 'pipeline', got {scheduler!r}")
     text = str(name_or_path)
@@ -110,7 +110,7 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
         elif (path / "config.json").is_file():
             from .diffusion import load_scheduler
 
-            pipe = DDIMPipeline(unet=modeling.load_model(path), scheduler=load_scheduler(path))
+            pipe = DDIMPipeline(unet=load_model(path), scheduler=load_scheduler(path))
         else:
             raise FileNotFoundError(f"{path} is not a diffusers pipeline (model_index.json) or model (config.json)")
     else:
@@ -119,14 +119,17 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
         except Exception as e:  # noqa: BLE001 - offline, unknown repo, auth: one message
             raise OSError(f"cannot fetch model {text!r} (a pipeline) from the Hugging Face hub ({type(e).__name__}: "
                           f"{' '.join(str(e).split())[:300]}). Offline? Pass a local diffusers directory instead.") from None
-    if scheduler == "ddim" and not isinstance(pipe.scheduler, DDIMScheduler):
+    return use_ddim_scheduler(pipe) if scheduler == "ddim" else pipe
+
+
+def use_ddim_scheduler(pipe: DiffusionPipeline) -> DiffusionPipeline:
+    """Give ``pipe`` a DDIMScheduler with its scheduler's configuration (in place; returns it)."""
+    if not isinstance(pipe.scheduler, DDIMScheduler):
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     return pipe
 
 
 def _from_pretrained(source: Union[str, Path], index: Union[Path, dict]) -> DiffusionPipeline:
-    import json
-
     if isinstance(index, Path):
         try:
             index = json.loads(index.read_text())
@@ -244,7 +247,7 @@ class DenoiserCalls:
         return unet(self.sample.to(dtype), self.timestep, **kwargs).sample
 
 
-_RECORDED_KWARGS = ("encoder_hidden_states", "return_dict", "cross_attention_kwargs", "timestep_cond", "added_cond_kwargs")
+_RECORDED = ("sample", "timestep", "encoder_hidden_states")
 
 
 def record_denoiser_calls(pipe: DiffusionPipeline, indices: Sequence[int], options: SamplingOptions, seed: int = 0,
@@ -259,8 +262,8 @@ def record_denoiser_calls(pipe: DiffusionPipeline, indices: Sequence[int], optio
     def hook(_module, args, kwargs, output):
         sample = args[0] if args else kwargs["sample"]
         t = args[1] if len(args) > 1 else kwargs["timestep"]
-        extra = [k for k, v in kwargs.items() if k not in _RECORDED_KWARGS + ("sample", "timestep") and v is not None]
-        extra += [k for k in ("timestep_cond", "added_cond_kwargs") if kwargs.get(k)]
+        extra = [k for k, v in kwargs.items()
+                 if k not in _RECORDED + ("return_dict",) and v is not None and not (isinstance(v, dict) and not v)]
         if extra:
             raise ValueError(f"{type(pipe).__name__} passes its UNet {', '.join(extra)}; recording keeps sample, "
                              "timestep and encoder_hidden_states only")

@@ -39,6 +39,7 @@ from spiking_ddim.pipelines import (
     read_prompts,
     record_denoiser_calls,
     save_pipeline,
+    use_ddim_scheduler,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,9 +113,7 @@ KINDS = {  # builder, sampling options, the decoder component, image shape
 
 def build(kind, tmp_path):
     make, options, dec, shape = KINDS[kind]
-    pipe = make(tmp_path)
-    if not isinstance(pipe.scheduler, DDIMScheduler):
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe = use_ddim_scheduler(make(tmp_path))
     return pipe, options, ("unet",) + ((dec,) if dec else ()), shape
 
 
@@ -306,3 +305,53 @@ def test_a_bare_unet_directory_becomes_a_ddim_pipeline(tmp_path):
     _unet(1).save_pretrained(tmp_path / "unet-only")
     pipe = load_pipeline(tmp_path / "unet-only")
     assert isinstance(pipe, DDIMPipeline) and generate(pipe, [0], STEPS).shape == (1, 1, 8, 8)
+
+
+def test_fine_tuning_a_text_model_distils_on_its_guided_latent_trajectories(tmp_path):
+    save_pipeline(tiny_sd(tmp_path), tmp_path / "sd")
+    (tmp_path / "prompts.txt").write_text("a cat\na red car\n")
+    out = tmp_path / "ft"
+    base = [sys.executable, str(ROOT / "train.py"), "snn", "--model", str(tmp_path / "sd"), "--K", "4"]
+    r = subprocess.run([*base, "--convert", "unet,vae", "--prompts", str(tmp_path / "prompts.txt"),
+                        "--guidance-scale", "2", "--trajectories", "4", "--sampling-steps", "3", "--steps", "24", "--train-unet",
+                        "--batch-size", "8", "--lr", "3e-3", "--log-every", "4", "--checkpoint-every", "100",
+                        "--out", str(out)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.8 * losses[0], losses
+    tuned = load_pipeline(out / "model")
+    assert isinstance(tuned, StableDiffusionPipeline) and set(converted_components(tuned)) == {"unet", "vae"}
+    assert tuned.unet.fs_conversion["finetuned"] and tuned.tokenizer is not None
+    assert generate(tuned, [0], PROMPTS).shape == (1, 3, 16, 16)
+    # a latent model has no training images in its UNet's space
+    bad = subprocess.run([*base, "--loss", "denoise", "--steps", "1", "--out", str(tmp_path / "bad")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "is a latent model" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_network_table_runs_on_a_latent_pipeline(tmp_path):
+    save_pipeline(tiny_ldm(), tmp_path / "ldm")
+    r = subprocess.run([sys.executable, str(ROOT / "eval" / "ddim_table.py"), "--model", str(tmp_path / "ldm"),
+                        "--convert", "unet,vqvae", "--K", "4", "--methods", "ours", "--num-images", "2", "--steps", "2",
+                        "--batch-size", "2", "--out", str(tmp_path / "results")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((tmp_path / "results" / "ddim_table.json").read_text())
+    assert [row["method"] for row in rows] == ["original", "ours"]
+    original, fs = rows
+    assert fs["psnr"] > 0 and fs["mae_x0"] is None and fs["kid_mean"] is None  # no real images for this model
+    assert fs["energy_ratio"] > 0 and original["energy_ratio"] == pytest.approx(1.0)
+    assert "LDMPipeline" in (tmp_path / "results" / "ddim_table.md").read_text()
+
+
+def test_sample_cli_on_an_already_converted_pipeline_compares_with_its_swish_weights(tmp_path):
+    pipe = tiny_ldm()
+    convert_pipeline(pipe, K=4, components=("unet", "vqvae"))
+    save_pipeline(pipe, tmp_path / "fs")
+    base = [sys.executable, str(ROOT / "sample.py"), "--model", str(tmp_path / "fs"), "--num-images", "2",
+            "--steps", "2", "--real", "none"]
+    r = subprocess.run([*base, "--out", str(tmp_path / "s")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert m["K"] == 4 and m["converted"] == ["unet", "vqvae"] and m["mse"] > 0
+    bad = subprocess.run([*base, "--K", "8", "--out", str(tmp_path / "t")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "already converted; --K apply to plain pipelines" in bad.stderr
