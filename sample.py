@@ -35,7 +35,7 @@ from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402 - the embedded dig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from fs_neurons.methods import METHODS
+    from fs_neurons.bank import BANK_METHODS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL),
@@ -54,7 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--guidance-scale", type=float,
                    help="classifier-free guidance scale, >= 1 (1 = none) (default: the pipeline's)")
     p.add_argument("--K", type=int, help="FS time steps per neuron (default: 16)")
-    p.add_argument("--method", choices=METHODS, help="bank entry to initialise FS neurons (default: ours)")
+    p.add_argument("--method", choices=BANK_METHODS,
+                   help="bank entry to initialise FS neurons: ours-unet (fitted to diffusion UNets' Swish inputs), "
+                        "or the paper-protocol entries fitted on [-8, 12] (default: ours-unet)")
     p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs before sampling")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default: %(default)s)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, 0 = deterministic (default: %(default)s)")
@@ -202,6 +204,7 @@ def main(argv=None) -> int:
 
 def _pipelines(args: argparse.Namespace, device: torch.device):
     """(original pipeline, FS pipeline, resolved sampling options, conversion summary) for the flags."""
+    from fs_neurons.bank import UNET_METHOD
     from spiking_ddim import set_mode
     from spiking_ddim.pipelines import (
         SamplingOptions,
@@ -227,7 +230,7 @@ def _pipelines(args: argparse.Namespace, device: torch.device):
                                 for n, m in done.items())
         else:
             names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
-            reports = convert_pipeline(fs_pipe, K=args.K or 16, method=args.method or "ours", components=names)
+            reports = convert_pipeline(fs_pipe, K=args.K or 16, method=args.method or UNET_METHOD, components=names)
             summary = "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None

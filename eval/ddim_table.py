@@ -3,7 +3,8 @@
 
 For the embedded digits DDIM (or ``--model``, any pipeline ``sample.py`` takes, with
 ``--convert``, ``--prompts`` and ``--guidance-scale`` as there): the original network's row, then for each
-K and method (random, gaussian, tbpi, ours from the bank; ours+cal = ours calibrated to
+K and method (random, gaussian, tbpi, ours from the bank's paper-protocol entries; ours-unet,
+the default, fitted to UNets' Swish inputs; ours+cal = ours calibrated to
 each site's inputs) the FS model's
 
 * image loss (a) against the original from identical noise: ``mse``, ``psnr`` (dB);
@@ -50,7 +51,7 @@ from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ["random", "gaussian", "tbpi", "ours", "ours+cal"]
+METHODS = ["random", "gaussian", "tbpi", "ours", "ours-unet", "ours+cal"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -4,10 +4,15 @@ Schema::
 
     {"activation": str,
      "entries": [{"K": int, "method": str, "range": [lo, hi],
-                  "h": [...], "d": [...], "T": [...], "mse": float}]}
+                  "h": [...], "d": [...], "T": [...], "mse": float,
+                  "distribution": str (optional)}]}
 
 with the spike-loop semantics of :mod:`fs_neurons.simulate`; ``mse`` is the plain MSE
-over 100,000 evenly spaced points on ``range`` (float64 simulation).
+over 100,000 evenly spaced points on ``range`` (float64 simulation), or, for an entry
+with a ``distribution``, the MSE over that distribution: a file beside the bank
+(``{"description": str, "points": [...]}``, equally weighted sorted points) such as
+``swish_unet_inputs.json``, the pooled Swish inputs of diffusion UNets that the
+``ours-unet`` entries are fitted to.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import torch
+
 from .distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
 from .files import atomic_write_text
 from .metrics import fs_mse
@@ -25,6 +32,8 @@ from .targets import resolve_activation
 
 BANK_DIR = Path(__file__).resolve().parent / "bank"
 ENTRY_KEYS = ("K", "method", "range", "h", "d", "T", "mse")
+UNET_METHOD = "ours-unet"  # ours fitted to the pooled Swish inputs of diffusion UNets (swish_unet_inputs.json)
+BANK_METHODS = ("random", "gaussian", "tbpi", "ours", UNET_METHOD)  # the bank entries one can ask for
 
 
 @dataclass(frozen=True)
@@ -36,14 +45,20 @@ class BankEntry:
     d: tuple[float, ...]
     T: tuple[float, ...]
     mse: float
+    distribution: Optional[str] = None
 
     def recompute_mse(self, activation: str, points: int = PAPER_POINTS) -> float:
-        """The plain MSE over ``points`` evenly spaced points on ``range``, recomputed."""
+        """The MSE the entry records, recomputed: over its ``distribution`` file, or over
+        ``points`` evenly spaced points on ``range``."""
         _, target = resolve_activation(activation)
-        return fs_mse(self.h, self.d, self.T, target, InputDistribution.uniform(*self.range, points))
+        dist = (load_distribution(self.distribution) if self.distribution
+                else InputDistribution.uniform(*self.range, points))
+        return fs_mse(self.h, self.d, self.T, target, dist)
 
     def to_json(self) -> dict:
         e = asdict(self)
+        if self.distribution is None:
+            del e["distribution"]
         e["range"] = list(self.range)
         for k in ("h", "d", "T"):
             e[k] = list(e[k])
@@ -77,7 +92,32 @@ def _parse_entry(raw: dict, where: str) -> BankEntry:
     mse = raw["mse"]
     if not isinstance(mse, (int, float)) or not math.isfinite(mse) or mse < 0:
         raise BankError(f"{where}: mse must be a non-negative number, got {mse!r}")
-    return BankEntry(K, str(raw["method"]), (float(rng[0]), float(rng[1])), vecs["h"], vecs["d"], vecs["T"], float(mse))
+    dist = raw.get("distribution")
+    if dist is not None and not (isinstance(dist, str) and dist.endswith(".json") and "/" not in dist):
+        raise BankError(f"{where}: distribution must name a .json file beside the bank, got {dist!r}")
+    return BankEntry(K, str(raw["method"]), (float(rng[0]), float(rng[1])), vecs["h"], vecs["d"], vecs["T"], float(mse),
+                     dist)
+
+
+def load_distribution(name: str, folder: Path = BANK_DIR) -> InputDistribution:
+    """An input distribution shipped beside the bank (``folder / name``)."""
+    path = folder / name
+    if not path.is_file():
+        raise BankError(f"distribution file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+        x = torch.tensor(data["points"], dtype=torch.float64)
+        return InputDistribution(x, torch.ones_like(x), str(data["description"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BankError(f"distribution file {path} is not valid: {e}") from None
+
+
+def write_distribution(path: Union[str, Path], dist: InputDistribution) -> None:
+    """Write an equally weighted distribution (its points, 6 significant digits) atomically."""
+    if not torch.all(dist.w == dist.w[0]):
+        raise ValueError("only equally weighted distributions can be written")
+    points = [float(f"{v:.6g}") for v in dist.x.tolist()]
+    atomic_write_text(Path(path), json.dumps({"description": dist.description, "points": points}) + "\n")
 
 
 def bank_path(activation: str) -> Path:

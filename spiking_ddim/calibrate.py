@@ -9,6 +9,7 @@ starting from its current (bank) parameters, so no site gets worse.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Optional
 
 import torch
@@ -46,6 +47,23 @@ def record_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = Sampl
             set_mode(model, "fs")
 
 
+def pooled_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = SamplingOptions(), num_images: int = 16,
+                       points_per_site: int = 2000, seed: int = 10_000) -> torch.Tensor:
+    """The inputs of all FS sites of a converted pipeline while it samples, pooled with one
+    weight per site: ``points_per_site`` evenly spaced quantiles of each site's recorded
+    inputs, concatenated, shape (sites * points_per_site,), float64. What one neuron shared
+    by every site (a bank entry) should be fitted to."""
+    record_site_inputs(pipe, options, num_images, seed=seed)
+    quantiles = []
+    for model in converted_components(pipe).values():
+        for _, act in fs_activations(model):
+            for i in range(act.num_sites):
+                s = torch.sort(act.site_samples(i).double()).values
+                quantiles.append(s[torch.linspace(0, s.numel() - 1, points_per_site).round().long()])
+            act.clear_records()
+    return torch.cat(quantiles)
+
+
 def calibrate(
     pipe: DiffusionPipeline,
     options: SamplingOptions = SamplingOptions(),
@@ -58,25 +76,32 @@ def calibrate(
     sees when the pipeline samples with ``options`` (prompts and guidance included), in place.
 
     Returns one report per site (named ``path[i]`` in the UNet, ``component.path[i]``
-    elsewhere) with the neuron's MSE on the site's inputs before and after.
+    elsewhere) with the neuron's MSE on the site's inputs before and after. Sites with the
+    same inputs and start (a UNet's ResnetBlocks all take Swish of the one time embedding)
+    are fitted once.
     """
     record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
     acts = [(path if name == "unet" else f"{name}.{path}", act)
             for name, model in converted_components(pipe).items() for path, act in fs_activations(model)]
     total = sum(a.num_sites for _, a in acts)
     reports, done = [], 0
+    fitted: dict[bytes, tuple[dict, float, float]] = {}  # inputs and start -> (parameters, mse before, after)
     for path, act in acts:
         for i, neuron in enumerate(act.neurons):
-            dist = InputDistribution.from_samples(act.site_samples(i))
-            p = neuron.params()
-            before = fs_mse(p["h"], p["d"], p["T"], act._target, dist)
-            fit = fit_ours(act._target, neuron.K, dist, seed=seed + done, config=search, start=(p["h"], p["T"]))
-            if fit.mse < before:
-                with torch.no_grad():
-                    for name in ("h", "d", "T"):
-                        getattr(neuron, name).copy_(torch.tensor(getattr(fit, name)))
-            reports.append(SiteReport(f"{path}[{i}]", act.activation, act.signatures[i].to_json(),
-                                      before, min(before, fit.mse)))
+            samples, start = act.site_samples(i), neuron.params()
+            key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
+            if key not in fitted:
+                dist = InputDistribution.from_samples(samples)
+                before = fs_mse(start["h"], start["d"], start["T"], act._target, dist)
+                fit = fit_ours(act._target, neuron.K, dist, seed=seed + done, config=search,
+                               start=(start["h"], start["T"]))
+                best = {k: getattr(fit, k) for k in ("h", "d", "T")} if fit.mse < before else start
+                fitted[key] = (best, before, min(before, fit.mse))
+            best, before, after = fitted[key]
+            with torch.no_grad():
+                for name in ("h", "d", "T"):
+                    getattr(neuron, name).copy_(torch.tensor(best[name]))
+            reports.append(SiteReport(f"{path}[{i}]", act.activation, act.signatures[i].to_json(), before, after))
             done += 1
             if progress is not None:
                 progress(done, total)

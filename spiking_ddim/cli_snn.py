@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fs_neurons.bank import BANK_METHODS, UNET_METHOD
 from fs_neurons.cli import require_positive, tqdm_progress
 from fs_neurons.files import atomic_write_text
-from fs_neurons.methods import METHODS
 from fs_neurons.neuron import check_K
 
 from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, train_config
@@ -55,7 +55,8 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance-scale", type=float,
                    help="classifier-free guidance scale >= 1 of those runs (default: the pipeline's)")
     p.add_argument("--K", type=int, help="FS time steps when converting here (default: 8)")
-    p.add_argument("--method", choices=METHODS, help="bank entry for the FS neurons when converting here (default: ours)")
+    p.add_argument("--method", choices=BANK_METHODS,
+                   help="bank entry for the FS neurons when converting here (default: ours-unet)")
     p.add_argument("--calibrate", action="store_true", help="calibrate every site before training (when converting here)")
     p.add_argument("--loss", choices=["denoise", "distill", "both"],
                    help="denoise: noise-prediction loss on data; distill: match the original network's noise "
@@ -128,7 +129,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
         return student, teacher, options
     try:
         names = [c.strip() for c in args.convert.split(",") if c.strip()]
-        convert_pipeline(student, K=args.K or 8, method=args.method or "ours", components=names)
+        convert_pipeline(student, K=args.K or 8, method=args.method or UNET_METHOD, components=names)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:
@@ -146,7 +147,7 @@ def _from_scratch(args: argparse.Namespace, images: torch.Tensor):
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args, images.shape[1])
-    convert_unet(unet, K=args.K or 8, method=args.method or "ours")
+    convert_unet(unet, K=args.K or 8, method=args.method or UNET_METHOD)
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 
 

@@ -21,6 +21,7 @@ from diffusers.models.activations import GEGLU, GELU, FP32SiLU
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from fs_neurons.bank import UNET_METHOD
 from fs_neurons.neuron import FSNeuron, check_K
 
 from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
@@ -227,7 +228,7 @@ def trace(model: nn.Module, watched: list[_Found], run: Callable[[], Any],
 def convert_unet(
     model: nn.Module,
     K: int = 8,
-    method: str = "ours",
+    method: str = UNET_METHOD,
     per_site: bool = True,
     convert_gelu: bool = False,
     example_inputs: Optional[tuple[tuple, dict]] = None,
@@ -235,7 +236,8 @@ def convert_unet(
     scope: Optional[str] = None,
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
-    FS neurons from the bank entry (activation, K, method); one neuron per call site unless
+    FS neurons from the bank entry (activation, K, method; by default ``ours-unet``, fitted to
+    the Swish inputs of diffusion UNets); one neuron per call site unless
     ``per_site=False``. ``scope`` limits the conversion to one submodule (a dotted path);
     an autoencoder (AutoencoderKL, VQModel) is converted in its ``decoder`` by default, the
     part that sampling runs. Returns a :class:`ConversionReport`.

@@ -24,6 +24,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 from torch import nn
 
+from fs_neurons.bank import UNET_METHOD
 from fs_neurons.files import atomic_directory
 
 from .convert import ConversionReport, convert_unet
@@ -158,7 +159,7 @@ def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
     return {n: m for n, m in pipe.components.items() if isinstance(m, nn.Module) and hasattr(m, "fs_conversion")}
 
 
-def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = "ours", components: Sequence[str] = ("unet",),
+def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
                      bank_path: Optional[str] = None) -> dict[str, ConversionReport]:
     """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
     decoder) and return one report per component. Raises ``ValueError`` for a pipeline

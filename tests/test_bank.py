@@ -21,8 +21,29 @@ def test_every_entry_reproduces_its_recorded_mse(activation):
 def test_swish_bank_has_the_required_entries():
     have = {(e.method, e.K) for e in load_bank("swish")}
     assert {("ours", K) for K in range(2, 17)} <= have
+    assert {("ours-unet", K) for K in range(2, 17)} <= have
     assert {(m, K) for m in METHODS for K in (4, 8, 12, 16)} <= have
-    assert all(e.range == (-8.0, 12.0) for e in load_bank("swish"))
+    for e in load_bank("swish"):  # paper protocol on [-8, 12], or fitted to the shipped UNet distribution
+        assert e.range == (-8.0, 12.0) if e.method != "ours-unet" else e.distribution == "swish_unet_inputs.json"
+
+
+def test_unet_entries_beat_the_paper_protocol_entries_on_unet_inputs():
+    from fs_neurons import fs_mse
+    from fs_neurons.bank import load_distribution
+    from fs_neurons.targets import resolve_activation
+
+    dist = load_distribution("swish_unet_inputs.json")
+    _, swish = resolve_activation("swish")
+    assert dist.x.numel() >= 1000 and dist.lo < -5 and dist.hi > 5
+    for K in range(2, 17):
+        unet = load_entry("swish", K, "ours-unet")
+        assert unet.mse == pytest.approx(fs_mse(unet.h, unet.d, unet.T, swish, dist), rel=1e-6)
+        for method in ("ours", "tbpi"):
+            try:
+                other = load_entry("swish", K, method)
+            except BankError:
+                continue
+            assert unet.mse <= fs_mse(other.h, other.d, other.T, swish, dist), (K, method)
 
 
 def test_ours_beats_tbpi_in_the_bank():
@@ -58,12 +79,18 @@ def test_missing_and_corrupt_bank_files(tmp_path):
         (lambda e: e.update(K=0), "K must be a positive integer"),
         (lambda e: e.update(range=[3, 1]), "range"),
         (lambda e: e.update(mse="x"), "mse"),
+        (lambda e: e.update(distribution="../elsewhere.json"), "distribution must name a .json file"),
     ]:
         data = json.loads(json.dumps(good))
         mutate(data["entries"][0])
         bad.write_text(json.dumps(data))
         with pytest.raises(BankError, match=message):
             load_bank("swish", bad)
+    data = json.loads(json.dumps(good))
+    data["entries"][0]["distribution"] = "absent.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(BankError, match="distribution file not found"):
+        load_bank("swish", bad)[0].recompute_mse("swish")
     bad.write_text(json.dumps({"entries": 3}))
     with pytest.raises(BankError, match="must be an object"):
         load_bank("swish", bad)

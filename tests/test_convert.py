@@ -64,6 +64,18 @@ def test_every_swish_site_is_converted_and_reported():
     assert "converted" in report.summary()
 
 
+def test_the_default_entry_is_the_unet_fitted_one():
+    from fs_neurons import load_entry
+
+    unet = tiny_unet()
+    convert_unet(unet, K=8)
+    want = load_entry("swish", 8, "ours-unet")
+    assert want.distribution == "swish_unet_inputs.json" and unet.fs_conversion["method"] == "ours-unet"
+    for _, act in fs_activations(unet):
+        for n in act.neurons:
+            assert n.params()["h"] == pytest.approx(list(want.h)) and n.params()["T"] == pytest.approx(list(want.T))
+
+
 def test_fine_neurons_reproduce_the_original_closely(tmp_path):
     bank, mse = fine_bank(tmp_path)
     unet = tiny_unet().eval()

@@ -130,7 +130,7 @@ def test_convert_sample_save_load(kind, tmp_path, bank):
     original = generate(pipe, range(3), options)
     assert original.shape == (3, *shape) and original.min() >= -1 and original.max() <= 1
     fs = copy.deepcopy(pipe)
-    reports = convert_pipeline(fs, K=20, components=components, bank_path=bank)
+    reports = convert_pipeline(fs, K=20, method="ours", components=components, bank_path=bank)
     assert set(reports) == set(components) and all(r.complete and r.sites for r in reports.values())
     assert set(converted_components(fs)) == set(components)
     # the decoder is converted, the encoder is not: sampling never runs it
