@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     if args.calibrate:
         state = [None]
         if main_process:
-            with tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True) as bar:
+            with tqdm(desc="calibrate: fit sites", unit="fit", dynamic_ncols=True) as bar:
                 sites = calibrate(fs_pipe, options, progress=tqdm_progress(bar))
             gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
             atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")

@@ -4,8 +4,8 @@
 For the embedded digits DDIM (or ``--model``, any pipeline ``sample.py`` takes, with
 ``--convert``, ``--prompts`` and ``--guidance-scale`` as there): the original network's row, then for each
 K and method (random, gaussian, tbpi, ours from the bank's paper-protocol entries; ours-unet,
-the default, fitted to UNets' Swish inputs; ours+cal = ours calibrated to
-each site's inputs) the FS model's
+the default, fitted to UNets' Swish inputs; ours+cal and ours-unet+cal = those calibrated
+to each site's inputs, with the calibration's seconds) the FS model's
 
 * image loss (a) against the original from identical noise: ``mse``, ``psnr`` (dB);
 * image loss (b), the paper's: ``mae_x0`` between held-out images and the predicted
@@ -51,7 +51,7 @@ from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ["random", "gaussian", "tbpi", "ours", "ours-unet", "ours+cal"]
+METHODS = ["random", "gaussian", "tbpi", "ours", "ours-unet", "ours+cal", "ours-unet+cal"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -157,14 +157,15 @@ def markdown(rows: list[dict], args) -> str:
              "Written by `python eval/ddim_table.py`.",
              "",
              f"| K | method | fine-tuned | PSNR (dB) | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
-             "ACs/image | MACs/image | energy SNN/ANN | sample s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ACs/image | MACs/image | energy SNN/ANN | calibration s | sample s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['K'] or '-'} | {r['method']} | {'yes' if r['finetuned'] else 'no'} | "
                      f"{_cell(r, 'psnr', '.2f')} | {r['mse']:.2e} | {_cell(r, 'mae_x0', '.4f')} | "
                      f"{_cell(r, 'fid', '.3f')} | {_kid_cell(r)} | {_cell(r, 'spikes_per_neuron', '.3f')} | "
                      f"{_cell(r, 'acs_per_image', '.3e')} | {_cell(r, 'macs_per_image', '.3e')} | "
-                     f"{_cell(r, 'energy_ratio', '.3f')} | {r['sample_seconds']} |")
+                     f"{_cell(r, 'energy_ratio', '.3f')} | {_cell(r, 'calibration_seconds', '')} | "
+                     f"{r['sample_seconds']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -282,9 +283,13 @@ def main(argv=None) -> int:
         bar.set_postfix_str(f"K={K} {method}")
         fs = copy.deepcopy(pipe)
         convert_pipeline(fs, K=K, method=method.replace("+cal", ""), components=components)
+        seconds = None
         if method.endswith("+cal"):
+            t0 = time.perf_counter()
             calibrate(fs, args.options, seed=args.seed)
-        new_rows.append(evaluate(method, fs, reference, held_out, real, args, K, calibrated=method.endswith("+cal"))[0])
+            seconds = round(time.perf_counter() - t0, 1)
+        row = evaluate(method, fs, reference, held_out, real, args, K, calibrated=method.endswith("+cal"))[0]
+        new_rows.append({**row, "calibration_seconds": seconds})
         bar.update()
     for path in args.finetuned:
         tuned = load_pipeline(path)

@@ -10,6 +10,9 @@ starting from its current (bank) parameters, so no site gets worse.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Optional
 
 import torch
@@ -18,6 +21,7 @@ from diffusers import DiffusionPipeline
 from fs_neurons import InputDistribution, fs_mse
 from fs_neurons.exact import OursConfig
 from fs_neurons.methods import fit_ours
+from fs_neurons.targets import resolve_activation
 
 from .convert import SiteReport, fs_activations, set_mode
 from .pipelines import SamplingOptions, converted_components, generate
@@ -64,6 +68,21 @@ def pooled_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = Sampl
     return torch.cat(quantiles)
 
 
+def _fit_site(activation: str, K: int, samples: torch.Tensor, start: dict, seed: int,
+              search: OursConfig) -> tuple[dict, float, float]:
+    """Refit one site's neuron to its inputs: (best h, d, T; MSE before; MSE after)."""
+    _, target = resolve_activation(activation)
+    dist = InputDistribution.from_samples(samples)
+    before = fs_mse(start["h"], start["d"], start["T"], target, dist)
+    fit = fit_ours(target, K, dist, seed=seed, config=search, start=(start["h"], start["T"]))
+    best = {k: getattr(fit, k) for k in ("h", "d", "T")} if fit.mse < before else start
+    return best, before, min(before, fit.mse)
+
+
+def _single_threaded() -> None:
+    torch.set_num_threads(1)  # one fit per core
+
+
 def calibrate(
     pipe: DiffusionPipeline,
     options: SamplingOptions = SamplingOptions(),
@@ -71,6 +90,7 @@ def calibrate(
     seed: int = 0,
     search: OursConfig = CALIBRATION_SEARCH,
     progress: Optional[Callable[[int, int], None]] = None,
+    workers: Optional[int] = None,
 ) -> list[SiteReport]:
     """Refit every FS site of a converted pipeline (all its FS components) to the inputs it
     sees when the pipeline samples with ``options`` (prompts and guidance included), in place.
@@ -78,33 +98,49 @@ def calibrate(
     Returns one report per site (named ``path[i]`` in the UNet, ``component.path[i]``
     elsewhere) with the neuron's MSE on the site's inputs before and after. Sites with the
     same inputs and start (a UNet's ResnetBlocks all take Swish of the one time embedding)
-    are fitted once.
+    are fitted once. The fits run in ``workers`` processes (default: one per CPU core, at
+    most one per site), one thread each; the result does not depend on their number.
     """
     record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
-    acts = [(path if name == "unet" else f"{name}.{path}", act)
-            for name, model in converted_components(pipe).items() for path, act in fs_activations(model)]
-    total = sum(a.num_sites for _, a in acts)
-    reports, done = [], 0
-    fitted: dict[bytes, tuple[dict, float, float]] = {}  # inputs and start -> (parameters, mse before, after)
-    for path, act in acts:
-        for i, neuron in enumerate(act.neurons):
-            samples, start = act.site_samples(i), neuron.params()
-            key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
-            if key not in fitted:
-                dist = InputDistribution.from_samples(samples)
-                before = fs_mse(start["h"], start["d"], start["T"], act._target, dist)
-                fit = fit_ours(act._target, neuron.K, dist, seed=seed + done, config=search,
-                               start=(start["h"], start["T"]))
-                best = {k: getattr(fit, k) for k in ("h", "d", "T")} if fit.mse < before else start
-                fitted[key] = (best, before, min(before, fit.mse))
-            best, before, after = fitted[key]
-            with torch.no_grad():
-                for name in ("h", "d", "T"):
-                    getattr(neuron, name).copy_(torch.tensor(best[name]))
-            reports.append(SiteReport(f"{path}[{i}]", act.activation, act.signatures[i].to_json(), before, after))
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    sites = [(path if name == "unet" else f"{name}.{path}", act, i)
+             for name, model in converted_components(pipe).items()
+             for path, act in fs_activations(model) for i in range(act.num_sites)]
+    jobs: dict[bytes, tuple] = {}  # inputs and start -> the arguments of its one fit
+    keys = []
+    for _, act, i in sites:
+        samples, start = act.site_samples(i), act.neurons[i].params()
+        key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
+        keys.append(key)
+        jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start, seed + len(jobs), search))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    fitted: dict[bytes, tuple[dict, float, float]] = {}
+    if workers == 1:
+        threads = torch.get_num_threads()
+        _single_threaded()  # the same arithmetic as in a worker
+        try:
+            for n, (key, job) in enumerate(jobs.items(), 1):
+                fitted[key] = _fit_site(*job)
+                if progress is not None:
+                    progress(n, len(jobs))
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        # fork where there is one (as DataLoader workers do): no re-import of the caller's script
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
+            futures = {pool.submit(_fit_site, *job): key for key, job in jobs.items()}
+            for n, future in enumerate(as_completed(futures), 1):
+                fitted[futures[future]] = future.result()
+                if progress is not None:
+                    progress(n, len(jobs))
+    reports = []
+    for (path, act, i), key in zip(sites, keys):
+        best, before, after = fitted[key]
+        with torch.no_grad():
+            for name in ("h", "d", "T"):
+                getattr(act.neurons[i], name).copy_(torch.tensor(best[name]))
+        reports.append(SiteReport(f"{path}[{i}]", act.activation, act.signatures[i].to_json(), before, after))
+    for _, act, _ in sites:
         act.clear_records()
     for model in converted_components(pipe).values():
         model.fs_conversion["calibrated"] = True

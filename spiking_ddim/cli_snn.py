@@ -135,7 +135,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     if args.calibrate:
         from .calibrate import calibrate
 
-        with tqdm(desc="calibrate sites", unit="site", dynamic_ncols=True, disable=not show_progress) as bar:
+        with tqdm(desc="calibrate: fit sites", unit="fit", dynamic_ncols=True, disable=not show_progress) as bar:
             calibrate(student, options, seed=args.seed, progress=tqdm_progress(bar))
     return student, teacher, options
 

@@ -355,3 +355,24 @@ def test_sample_cli_on_an_already_converted_pipeline_compares_with_its_swish_wei
     assert m["K"] == 4 and m["converted"] == ["unet", "vqvae"] and m["mse"] > 0
     bad = subprocess.run([*base, "--K", "8", "--out", str(tmp_path / "t")], capture_output=True, text=True)
     assert bad.returncode != 0 and "already converted; --K apply to plain pipelines" in bad.stderr
+
+
+def test_calibration_is_deterministic_and_independent_of_the_worker_count(tmp_path):
+    from fs_neurons.exact import OursConfig
+
+    quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20,
+                       time_budget=5.0)
+    pipe, options, _, _ = build("ddpm", tmp_path)
+    results = []
+    for workers in (1, 2, 2):
+        fs = copy.deepcopy(pipe)
+        convert_pipeline(fs, K=4)
+        sites = calibrate(fs, options, num_images=2, search=quick, workers=workers, seed=3)
+        results.append(([(s.name, s.mse_before, s.mse_after) for s in sites],
+                        {k: v for k, v in fs.unet.state_dict().items() if ".neurons." in k}))
+    for sites, state in results[1:]:
+        assert sites == results[0][0]
+        assert state.keys() == results[0][1].keys() and all(torch.equal(state[k], results[0][1][k]) for k in state)
+    # the time embedding feeds every ResnetBlock: those sites share one fit
+    temb = [s for s in results[0][0] if s[0].endswith("nonlinearity[1]")]
+    assert len(temb) > 1 and len({s[1:] for s in temb}) == 1
