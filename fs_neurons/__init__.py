@@ -9,7 +9,7 @@ Quick start::
 
 from .bank import BankEntry, BankError, load_bank, load_entry
 from .distribution import InputDistribution
-from .methods import METHODS, FSFit, OursConfig, fit_baselines, fit_ours
+from .methods import METHODS, FSFit, OursConfig, fit_baselines, fit_ours, fit_ours_many
 from .metrics import fs_mse
 from .neuron import FSNeuron, SpikeStats
 from .piecewise import PiecewiseFS, fs_piecewise
@@ -22,6 +22,6 @@ from .training import train_surrogate
 __all__ = [
     "ACTIVATIONS", "BankEntry", "BankError", "FSFit", "FSNeuron", "InputDistribution", "METHODS", "OursConfig",
     "PiecewiseFS", "Rectangle", "Sigmoid", "SpikeStats", "TENDENCIES", "TendencyFit", "Triangle", "fit_baselines",
-    "fit_ours", "fit_tendencies", "fit_tendency", "fs_mse", "fs_piecewise", "fs_simulate", "load_bank",
+    "fit_ours", "fit_ours_many", "fit_tendencies", "fit_tendency", "fs_mse", "fs_piecewise", "fs_simulate", "load_bank",
     "load_entry", "resolve_activation", "train_surrogate",
 ]

@@ -15,6 +15,7 @@ the error of any piecewise-constant function is a sum over its pieces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -102,15 +103,7 @@ class InputDistribution:
 
     def moments(self, target: Activation) -> "CumulativeMoments":
         """Cumulative sums of w, w*f, w*f^2 over the points' cells, for the exact loss."""
-        x, w = self.x, self.w
-        mid = 0.5 * (x[1:] + x[:-1])
-        edges = torch.cat([(x[:1] - (mid[:1] - x[:1])), mid, x[-1:] + (x[-1:] - mid[-1:])])
-        f = target(x)
-        zero = torch.zeros(1, dtype=torch.float64)
-        c0 = torch.cat([zero, torch.cumsum(w, 0)])
-        c1 = torch.cat([zero, torch.cumsum(w * f, 0)])
-        c2 = torch.cat([zero, torch.cumsum(w * f * f, 0)])
-        return CumulativeMoments(edges, torch.stack([c0, c1, c2], 1), float(w.sum()))
+        return CumulativeMoments.of([self], target)
 
 
 def _is_finite(v: float) -> bool:
@@ -119,28 +112,60 @@ def _is_finite(v: float) -> bool:
 
 @dataclass(frozen=True)
 class CumulativeMoments:
-    """Running sums of (w, w*f, w*f^2), shape (M+1, 3), at cell edges ``edges`` (M+1,).
+    """Running sums of (w, w*f, w*f^2) over the cells of G distributions laid side by side.
 
-    :meth:`at` interpolates linearly inside a cell, so the sums are continuous,
-    piecewise-linear functions of position and exact at cell edges.
+    Distribution g's M_g + 1 cell edges ``edges`` (E,), with sums ``sums`` (E, 3) that start
+    from 0 at its first edge, follow distribution g-1's; shifted by ``offset[g]`` they form
+    one ascending array ``shifted`` (E,) to look positions up in. ``lo``, ``hi`` (G,) are
+    each distribution's ends, ``total_weight`` (G,) its weight. :meth:`at` interpolates
+    linearly inside a cell (unshifted, so a distribution's sums do not depend on the others
+    beside it), so the sums are continuous, piecewise-linear functions of position and
+    exact at cell edges.
     """
 
     edges: torch.Tensor
+    shifted: torch.Tensor
     sums: torch.Tensor
-    total_weight: float
+    offset: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    total_weight: torch.Tensor
+
+    @classmethod
+    def of(cls, dists: "list[InputDistribution]", target: Activation) -> "CumulativeMoments":
+        """The moments of ``dists`` under ``target``, distribution g at index g."""
+        edges, shifted, sums, offsets, lo, hi, weight = [], [], [], [], [], [], []
+        shift = 0.0
+        for dist in dists:
+            x, w = dist.x, dist.w
+            mid = 0.5 * (x[1:] + x[:-1])
+            e = torch.cat([(x[:1] - (mid[:1] - x[:1])), mid, x[-1:] + (x[-1:] - mid[-1:])])
+            f = target(x)
+            zero = torch.zeros(1, dtype=torch.float64)
+            c = [torch.cat([zero, torch.cumsum(v, 0)]) for v in (w, w * f, w * f * f)]
+            if edges:  # a gap as wide as the distribution keeps rounded positions in their own range
+                shift = float(shifted[-1][-1]) + float(e[-1] - e[0]) - float(e[0])
+            offsets.append(shift)
+            edges.append(e)
+            shifted.append(e + shift)
+            sums.append(torch.stack(c, 1))
+            lo.append(float(e[0]))
+            hi.append(float(e[-1]))
+            weight.append(float(w.sum()))
+        as64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        return cls(torch.cat(edges), torch.cat(shifted), torch.cat(sums), as64(offsets), as64(lo), as64(hi),
+                   as64(weight))
 
     @property
-    def lo(self) -> float:
-        return float(self.edges[0])
+    def num_distributions(self) -> int:
+        return self.offset.numel()
 
-    @property
-    def hi(self) -> float:
-        return float(self.edges[-1])
-
-    def at(self, b: torch.Tensor) -> torch.Tensor:
-        """Cumulative (w, w*f, w*f^2) up to positions ``b`` (N,), shape (N, 3); differentiable in b."""
+    def at(self, b: torch.Tensor, group: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Cumulative (w, w*f, w*f^2) up to positions ``b`` (N,) of distributions ``group``
+        (N,) (default: distribution 0), shape (N, 3); differentiable in b."""
+        at = b.detach() if group is None or self.num_distributions == 1 else b.detach() + self.offset[group]
         e = self.edges
-        j = torch.searchsorted(e, b.detach(), right=True).clamp(1, e.numel() - 1) - 1
+        j = torch.searchsorted(self.shifted, at, right=True).clamp(1, e.numel() - 1) - 1
         width = (e[j + 1] - e[j]).clamp_min(1e-300)
         frac = ((b - e[j]) / width).clamp(0.0, 1.0)
         lower = self.sums[j]

@@ -12,19 +12,23 @@ is a sum over pieces of closed-form cell sums (:class:`CumulativeMoments`). That
 A split point outside its piece is clamped to the piece's end; the clamp passes the
 one-sided gradient through when moving the split inward would lower the error, so dead
 pieces can come back. Everything here is batched over B candidate neurons, parameters
-of shape (B, K), float64.
+of shape (B, K), float64, and candidate b may belong to its own input distribution
+``group[b]`` of a multi-distribution :class:`CumulativeMoments`, so :func:`search_many`
+fits many sites (one distribution each) in one batch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from .distribution import CumulativeMoments, InputDistribution
 from .targets import Activation
+
+Bound = Union[float, torch.Tensor]
 
 
 class _InwardClamp(torch.autograd.Function):
@@ -63,13 +67,14 @@ class Pieces:
         return ((self.code.unsqueeze(1) >> bits) & 1).to(torch.float64)
 
 
-def pieces(h: torch.Tensor, T: torch.Tensor, lo: float, hi: float, d: Optional[torch.Tensor] = None) -> Pieces:
-    """Pieces of the neurons (h, T) of shape (B, K) on [lo, hi], differentiable in h and T;
-    with output weights ``d`` (B, K) each piece's level is accumulated too."""
+def pieces(h: torch.Tensor, T: torch.Tensor, lo: Bound, hi: Bound, d: Optional[torch.Tensor] = None) -> Pieces:
+    """Pieces of the neurons (h, T) of shape (B, K) on [lo, hi] (floats, or one range per
+    candidate, shape (B,)), differentiable in h and T; with output weights ``d`` (B, K)
+    each piece's level is accumulated too."""
     B, K = h.shape
     cand = torch.arange(B)
-    plo = torch.full((B,), lo, dtype=torch.float64)
-    phi = torch.full((B,), hi, dtype=torch.float64)
+    plo = torch.as_tensor(lo, dtype=torch.float64).expand(B).clone()
+    phi = torch.as_tensor(hi, dtype=torch.float64).expand(B).clone()
     c = torch.zeros(B, dtype=torch.float64)
     level = torch.zeros(B, dtype=torch.float64)
     d = torch.zeros_like(h) if d is None else d.detach()
@@ -92,14 +97,24 @@ def pieces(h: torch.Tensor, T: torch.Tensor, lo: float, hi: float, d: Optional[t
     return Pieces(cand, plo, phi, code, level)
 
 
-def _piece_sums(p: Pieces, moments: CumulativeMoments) -> torch.Tensor:
+def _piece_sums(p: Pieces, moments: CumulativeMoments, group: torch.Tensor) -> torch.Tensor:
     """(sum w, sum w f, sum w f^2) over each piece, shape (n_pieces, 3)."""
-    return moments.at(p.hi) - moments.at(p.lo)
+    g = group[p.cand]
+    return moments.at(p.hi, g) - moments.at(p.lo, g)
+
+
+def _groups(moments: CumulativeMoments, group: Optional[torch.Tensor], B: int) -> torch.Tensor:
+    """Each candidate's distribution (B,): ``group``, or distribution 0 for all."""
+    if group is None:
+        return torch.zeros(B, dtype=torch.long)
+    if group.shape != (B,):
+        raise ValueError(f"group must have shape ({B},), got {tuple(group.shape)}")
+    return group
 
 
 def optimal_d(p: Pieces, sums: torch.Tensor, B: int, K: int, ridge: float = 1e-12) -> torch.Tensor:
     """Least-squares output weights d (B, K) for fixed pieces: minimises the sum over pieces
-    of sum w (f - z.d)^2. ``ridge`` (relative to the mean weight per candidate) keeps steps
+    of sum w (f - z.d)^2. ``ridge`` (relative to each candidate's total weight) keeps steps
     that never spike at d = 0."""
     Z = p.spikes(K)
     n = sums[:, 0].detach()
@@ -114,41 +129,62 @@ def optimal_d(p: Pieces, sums: torch.Tensor, B: int, K: int, ridge: float = 1e-1
     weight[rows, slot, 0] = n[order]
     A = (padded * weight).transpose(1, 2) @ padded
     r = torch.zeros(B, K, dtype=torch.float64).index_add_(0, p.cand, Z * sums[:, 1].detach().unsqueeze(1))
-    scale = ridge * float(n.sum() / B) + 1e-300
-    return torch.linalg.solve(A + scale * torch.eye(K, dtype=torch.float64), r)
+    scale = ridge * torch.zeros(B, dtype=torch.float64).index_add_(0, p.cand, n) + 1e-300
+    return torch.linalg.solve(A + scale.view(B, 1, 1) * torch.eye(K, dtype=torch.float64), r)
 
 
 def exact_mse(
-    h: torch.Tensor, d: Optional[torch.Tensor], T: torch.Tensor, moments: CumulativeMoments
+    h: torch.Tensor, d: Optional[torch.Tensor], T: torch.Tensor, moments: CumulativeMoments,
+    group: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted MSE of each candidate (B,) and the d used (B, K); differentiable in h and T.
+    """Weighted MSE of each candidate (B,) on its distribution ``group`` (B,) (default: 0)
+    and the d used (B, K); differentiable in h and T.
 
     With ``d=None`` the least-squares optimal d for these (h, T) is used and returned.
     """
     B, K = h.shape
+    group = _groups(moments, group, B)
+    lo, hi = moments.lo[group], moments.hi[group]
     if d is None:
         with torch.no_grad():
-            p = pieces(h, T, moments.lo, moments.hi)
-            d = optimal_d(p, _piece_sums(p, moments), B, K)
-    p = pieces(h, T, moments.lo, moments.hi, d)
-    sums = _piece_sums(p, moments)
+            p = pieces(h, T, lo, hi)
+            d = optimal_d(p, _piece_sums(p, moments, group), B, K)
+    p = pieces(h, T, lo, hi, d)
+    sums = _piece_sums(p, moments, group)
     per_piece = sums[:, 2] - 2 * p.level * sums[:, 1] + p.level * p.level * sums[:, 0]
     total = torch.zeros(B, dtype=torch.float64).index_add(0, p.cand, per_piece)
-    return total / moments.total_weight, d
+    return total / moments.total_weight[group], d
+
+
+def best_per_group(mse: torch.Tensor, group: torch.Tensor, n: Union[int, torch.Tensor]) -> torch.Tensor:
+    """Indices of the ``n`` lowest ``mse`` (B,) of every group (``n``: one count, or one per
+    group), ordered by group, then best first."""
+    by_mse = torch.argsort(mse, stable=True)
+    order = by_mse[torch.argsort(group[by_mse], stable=True)]
+    g = group[order]
+    counts = torch.bincount(g)
+    rank = torch.arange(g.numel()) - (torch.cumsum(counts, 0) - counts)[g]
+    limit = torch.as_tensor(n).expand(counts.numel())[g]
+    return order[rank < limit]
 
 
 @dataclass
 class Candidates:
-    """B candidate neurons with their exact errors: h, d, T of shape (B, K), mse (B,)."""
+    """B candidate neurons with their exact errors: h, d, T of shape (B, K), mse (B,), and
+    the distribution each was fitted on, ``group`` (B,)."""
 
     h: torch.Tensor
     d: torch.Tensor
     T: torch.Tensor
     mse: torch.Tensor
+    group: torch.Tensor
 
     def best(self, n: int = 1) -> "Candidates":
-        i = torch.argsort(self.mse)[:n]
-        return Candidates(self.h[i], self.d[i], self.T[i], self.mse[i])
+        """The ``n`` best of every group, ordered by group, best first."""
+        return self.take(best_per_group(self.mse, self.group, n))
+
+    def take(self, i: torch.Tensor) -> "Candidates":
+        return Candidates(*(getattr(self, k)[i] for k in ("h", "d", "T", "mse", "group")))
 
 
 def refine(
@@ -160,10 +196,13 @@ def refine(
     cull_at: float = 1.0,
     keep: float = 1.0,
     on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+    group: Optional[torch.Tensor] = None,
 ) -> Candidates:
-    """Adam on (h, T) of B candidates against their exact error (d solved exactly at every
-    step), cosine learning-rate decay. After ``cull_at * iters`` steps only the best
-    ``keep`` fraction of the candidates continues. Returns the survivors with their errors."""
+    """Adam on (h, T) of B candidates against their exact error on their distributions
+    ``group`` (B,) (default: 0), with d solved exactly at every step and cosine learning-rate
+    decay. After ``cull_at * iters`` steps only the best ``keep`` fraction of each group's
+    candidates continues. Returns the survivors with their errors."""
+    group = _groups(moments, group, h.shape[0])
     h = h.detach().clone().to(torch.float64)
     T = T.detach().clone().to(torch.float64)
     m = torch.zeros(2, *h.shape, dtype=torch.float64)
@@ -173,13 +212,14 @@ def refine(
     for i in range(iters):
         h.requires_grad_(True)
         T.requires_grad_(True)
-        mse, _ = exact_mse(h, None, T, moments)
+        mse, _ = exact_mse(h, None, T, moments, group)
         # The last step's h never matters (the membrane is not read after step K).
         gh, gT = torch.autograd.grad(mse.sum(), (h, T), allow_unused=True, materialize_grads=True)
         with torch.no_grad():
             if i == cull_step:
-                survivors = torch.argsort(mse)[: max(1, round(keep * h.shape[0]))]
-                h, T, m, v = h[survivors], T[survivors], m[:, survivors], v[:, survivors]
+                quota = (keep * torch.bincount(group).double()).round().clamp_min(1).long()
+                survivors = best_per_group(mse, group, quota)
+                h, T, m, v, group = h[survivors], T[survivors], m[:, survivors], v[:, survivors], group[survivors]
                 gh, gT = gh[survivors], gT[survivors]
             grad = torch.stack([gh, gT])
             m.mul_(beta1).add_(grad, alpha=1 - beta1)
@@ -190,8 +230,8 @@ def refine(
         if on_step is not None:
             on_step(i, mse.detach())
     with torch.no_grad():
-        mse, d = exact_mse(h, None, T, moments)
-    return Candidates(h, d, T, mse)
+        mse, d = exact_mse(h, None, T, moments, group)
+    return Candidates(h, d, T, mse, group)
 
 
 def _curvature_points(dist: InputDistribution, target: Activation, n: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,7 +340,14 @@ class _Sampler:
 
 
 def _merge(a: Candidates, b: Candidates) -> Candidates:
-    return Candidates(*(torch.cat([getattr(a, k), getattr(b, k)]) for k in ("h", "d", "T", "mse")))
+    return Candidates(*(torch.cat([getattr(a, k), getattr(b, k)]) for k in ("h", "d", "T", "mse", "group")))
+
+
+def _batch(neurons: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-group lists of (h, T) -> h, T (B, K) and group (B,)."""
+    group = torch.tensor([g for g, rows in enumerate(neurons) for _ in rows], dtype=torch.long)
+    h, T = (torch.stack(v) for v in zip(*(row for rows in neurons for row in rows)))
+    return h, T, group
 
 
 def search(
@@ -312,55 +359,93 @@ def search(
     start: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     on_round: Optional[Callable[[int, float], None]] = None,
 ) -> tuple[Candidates, list[float]]:
-    """The ``ours`` search for one K.
+    """The ``ours`` search for one K on one distribution: :func:`search_many` with one."""
+    elites, histories = search_many(
+        [dist], target, K, config, [generator if generator is not None else torch.Generator().manual_seed(0)],
+        [start], None if on_round is None else (lambda phase, best: on_round(phase, float(best[0]))),
+    )
+    return elites[0], histories[0]
+
+
+def search_many(
+    dists: Sequence[InputDistribution],
+    target: Activation,
+    K: int,
+    config: OursConfig,
+    generators: Sequence[torch.Generator],
+    starts: Optional[Sequence[Optional[tuple[torch.Tensor, torch.Tensor]]]] = None,
+    on_round: Optional[Callable[[int, torch.Tensor], None]] = None,
+) -> tuple[list[Candidates], list[list[float]]]:
+    """The ``ours`` search for one K on G distributions at once, one neuron each, all
+    candidates in one batch (the Python overhead of a step is paid once for all G).
 
     For each of ``restarts`` pools of starting neurons (structured templates and random
-    ones, plus ``start`` = (h, T) if given): exact-gradient refinement with successive
+    ones, plus ``starts[g]`` = (h, T) if given): exact-gradient refinement with successive
     halving, then a longer refinement of its elite. Then rounds of mutations of the merged
-    elite, then a polish of the best. The time budget only skips phases that would start
-    after it is spent. Returns the elite (best first) and the best error after each phase.
+    elite, then a polish of the best. Distribution g draws its starts and mutations from
+    ``generators[g]``. The time budget only skips phases that would start after it is spent.
+    Returns each distribution's elite (best first) and its best error after each phase;
+    ``on_round(phase, best)`` gets the G best errors (G,) after each phase.
     """
     import time
 
     if K < 1:
         raise ValueError(f"K must be >= 1, got {K}")
+    G = len(dists)
+    starts = list(starts) if starts is not None else [None] * G
+    if len(generators) != G or len(starts) != G:
+        raise ValueError(f"need one generator and one start per distribution ({G}), got {len(generators)} and {len(starts)}")
     t0 = time.perf_counter()
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
-    moments = dist.moments(target)
-    sampler = _Sampler(dist, target, K, g)
+    moments = CumulativeMoments.of(list(dists), target)
+    samplers = [_Sampler(dist, target, K, g) for dist, g in zip(dists, generators)]
+    start_rows = [None if st is None else tuple(torch.as_tensor(v, dtype=torch.float64).reshape(K) for v in st)
+                  for st in starts]
     n_random = round(config.random_share * config.pool)
     elite, history = None, []
-    if start is not None:  # the start itself (with its best d) stays a candidate throughout
-        h0, T0 = (torch.as_tensor(v, dtype=torch.float64).reshape(1, K) for v in start)
+
+    def phase_done(found: Candidates) -> Candidates:
+        merged = found if elite is None else _merge(elite, found)
+        best = merged.best(config.elite)
+        history.append(best.mse[best_per_group(best.mse, best.group, 1)])
+        if on_round is not None:
+            on_round(len(history), history[-1])
+        return best
+
+    given = [g for g, row in enumerate(start_rows) if row is not None]
+    if given:  # each start itself (with its best d) stays a candidate throughout
+        h0, T0 = (torch.stack([start_rows[g][i] for g in given]) for i in (0, 1))
+        group0 = torch.tensor(given, dtype=torch.long)
         with torch.no_grad():
-            mse0, d0 = exact_mse(h0, None, T0, moments)
-        elite = Candidates(h0, d0, T0, mse0)
+            mse0, d0 = exact_mse(h0, None, T0, moments, group0)
+        elite = Candidates(h0, d0, T0, mse0, group0)
     for restart in range(config.restarts):
         if restart > 0 and time.perf_counter() - t0 > config.time_budget / 2:
             break
-        starts = [sampler.random() for _ in range(n_random)] + [sampler.template() for _ in range(config.pool - n_random)]
-        if start is not None and restart == 0:
-            starts.append(tuple(torch.as_tensor(v, dtype=torch.float64) for v in start))  # refined too
-        h, T = (torch.stack(v) for v in zip(*starts))
-        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep).best(config.elite)
+        pools = [[s.random() for _ in range(n_random)] + [s.template() for _ in range(config.pool - n_random)]
+                 for s in samplers]
+        if restart == 0:
+            for rows, row in zip(pools, start_rows):
+                if row is not None:
+                    rows.append(row)  # refined too
+        h, T, group = _batch(pools)
+        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep, group=group).best(config.elite)
         if config.elite_iters > 0:
-            found = _merge(found, refine(found.h, found.T, moments, config.elite_iters, config.elite_lr)).best(config.elite)
-        elite = found if elite is None else _merge(elite, found).best(config.elite)
-        history.append(float(elite.mse[0]))
-        if on_round is not None:
-            on_round(len(history), history[-1])
+            more = refine(found.h, found.T, moments, config.elite_iters, config.elite_lr, group=found.group)
+            found = _merge(found, more).best(config.elite)
+        elite = phase_done(found)
     for _ in range(config.rounds):
         if time.perf_counter() - t0 > config.time_budget:
             break
-        kids = [sampler.mutate(elite.h[i % elite.h.shape[0]], elite.T[i % elite.h.shape[0]]) for i in range(config.mutants)]
-        kh, kT = (torch.stack(v) for v in zip(*kids))
-        pop = refine(kh, kT, moments, config.round_iters, config.round_lr, config.cull_at, config.keep)
-        elite = _merge(elite, pop).best(config.elite)
-        history.append(float(elite.mse[0]))
-        if on_round is not None:
-            on_round(len(history), history[-1])
+        kids = []
+        for g, sampler in enumerate(samplers):
+            parents = (elite.group == g).nonzero().squeeze(1)
+            kids.append([sampler.mutate(elite.h[parents[i % parents.numel()]], elite.T[parents[i % parents.numel()]])
+                         for i in range(config.mutants)])
+        kh, kT, kg = _batch(kids)
+        elite = phase_done(refine(kh, kT, moments, config.round_iters, config.round_lr, config.cull_at, config.keep,
+                                  group=kg))
     if config.polish_iters > 0:
-        polished = refine(elite.h[:1], elite.T[:1], moments, config.polish_iters, config.polish_lr)
-        elite = _merge(polished, elite).best(config.elite)
-        history.append(float(elite.mse[0]))
-    return elite, history
+        top = elite.best(1)
+        elite = phase_done(refine(top.h, top.T, moments, config.polish_iters, config.polish_lr, group=top.group))
+    elites = [elite.take((elite.group == g).nonzero().squeeze(1)) for g in range(G)]
+    return elites, [[float(row[g]) for row in history] for g in range(G)]

@@ -137,29 +137,48 @@ def fit_ours(
     start: Optional[tuple[Sequence[float], Sequence[float]]] = None,
     progress: Progress = None,
 ) -> FSFit:
-    """``ours``: the exact-gradient search of :func:`fs_neurons.exact.search` at one K.
+    """``ours``: the exact-gradient search of :func:`fs_neurons.exact.search_many` at one K.
 
     ``start`` = (h, T) of a known neuron (e.g. a bank entry) joins the starting pool, so the
     result is never worse than it with its best d. ``curves["search"]`` holds the best
     error after each search phase.
     """
+    return fit_ours_many(activation, K, [dist or InputDistribution.uniform()], [seed], config, [start], progress)[0]
+
+
+def fit_ours_many(
+    activation: Union[str, Activation],
+    K: int,
+    dists: Sequence[InputDistribution],
+    seeds: Sequence[int],
+    config: OursConfig = OursConfig(),
+    starts: Optional[Sequence[Optional[tuple[Sequence[float], Sequence[float]]]]] = None,
+    progress: Progress = None,
+) -> list[FSFit]:
+    """:func:`fit_ours` for one neuron per distribution, all searched in one batch: neuron
+    g fits ``dists[g]``, draws from ``seeds[g]`` and starts from ``starts[g]`` (or None).
+    ``seconds`` of each fit is the batch's wall time divided by G."""
     check_K(K)
     name, target = resolve_activation(activation)
-    dist = dist or InputDistribution.uniform()
     t0 = time.perf_counter()
-    init = None if start is None else tuple(torch.as_tensor(v, dtype=torch.float64) for v in start)
+    inits = None if starts is None else [
+        None if st is None else tuple(torch.as_tensor(v, dtype=torch.float64) for v in st) for st in starts]
     rounds = config.restarts + config.rounds + 1
     if progress is not None:
         progress("ours", 0, rounds)
-    elite, history = exact.search(
-        dist, target, K, config, torch.Generator().manual_seed(int(seed)), init,
-        on_round=None if progress is None else (lambda phase, _m: progress("ours", phase, rounds)),
+    elites, histories = exact.search_many(
+        dists, target, K, config, [torch.Generator().manual_seed(int(s)) for s in seeds], inits,
+        on_round=None if progress is None else (lambda phase, _best: progress("ours", phase, rounds)),
     )
     if progress is not None:
         progress("ours", rounds, rounds)
-    h, d, T = (v.tolist() for v in (elite.h[0], elite.d[0], elite.T[0]))
-    return FSFit(
-        activation=name, K=K, method="ours", h=h, d=d, T=T, mse=fs_mse(h, d, T, target, dist),
-        distribution=dist.description, seed=int(seed), seconds=time.perf_counter() - t0,
-        curves={"search": history}, curve_every={"search": 1},
-    )
+    seconds = (time.perf_counter() - t0) / len(dists)
+    fits = []
+    for dist, seed, elite, history in zip(dists, seeds, elites, histories):
+        h, d, T = (v.tolist() for v in (elite.h[0], elite.d[0], elite.T[0]))
+        fits.append(FSFit(
+            activation=name, K=K, method="ours", h=h, d=d, T=T, mse=fs_mse(h, d, T, target, dist),
+            distribution=dist.description, seed=int(seed), seconds=seconds,
+            curves={"search": history}, curve_every={"search": 1},
+        ))
+    return fits

@@ -4,31 +4,29 @@ The converted pipeline samples with its original activations (FSActivation mode
 ``record``) through its own ``__call__``, so latents, prompts and classifier-free guidance
 are those of real use, keeping a sample of each site's inputs; each site's neuron is then
 refitted to that input distribution with the exact-gradient search of ``fs_neurons``,
-starting from its current (bank) parameters, so no site gets worse.
+starting from its current (bank) parameters, so no site gets worse. All sites are
+searched together in one batch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Optional
 
 import torch
 from diffusers import DiffusionPipeline
 
-from fs_neurons import InputDistribution, fs_mse
+from fs_neurons import InputDistribution, fit_ours_many, fs_mse
 from fs_neurons.exact import OursConfig
-from fs_neurons.methods import fit_ours
 from fs_neurons.targets import resolve_activation
 
 from .convert import SiteReport, fs_activations, set_mode
 from .pipelines import SamplingOptions, converted_components, generate
 
-# A light search: the bank entry is already good; calibration adapts it to one site.
-CALIBRATION_SEARCH = OursConfig(pool=32, restarts=1, iters=120, elite=4, elite_iters=200, rounds=1, mutants=32,
-                                round_iters=100, polish_iters=300, time_budget=20.0)
+# A light search: the bank entry is already good; calibration adapts it to one site. All
+# sites are searched in one batch, so the budget bounds the whole calibration.
+CALIBRATION_SEARCH = OursConfig(pool=16, restarts=1, iters=60, elite=3, elite_iters=100, rounds=1, mutants=12,
+                                round_iters=50, polish_iters=120, time_budget=300.0)
 
 
 @torch.no_grad()
@@ -68,19 +66,33 @@ def pooled_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = Sampl
     return torch.cat(quantiles)
 
 
-def _fit_site(activation: str, K: int, samples: torch.Tensor, start: dict, seed: int,
-              search: OursConfig) -> tuple[dict, float, float]:
-    """Refit one site's neuron to its inputs: (best h, d, T; MSE before; MSE after)."""
-    _, target = resolve_activation(activation)
-    dist = InputDistribution.from_samples(samples)
-    before = fs_mse(start["h"], start["d"], start["T"], target, dist)
-    fit = fit_ours(target, K, dist, seed=seed, config=search, start=(start["h"], start["T"]))
-    best = {k: getattr(fit, k) for k in ("h", "d", "T")} if fit.mse < before else start
-    return best, before, min(before, fit.mse)
+def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig,
+              progress: Optional[Callable[[int, int], None]]) -> list[tuple[dict, float, float]]:
+    """Refit each job (activation, K, samples, start) to its samples, the jobs of one
+    activation and K in one batched search (job n draws from seed + n): per job the best
+    (h, d, T), its MSE before and after."""
+    results: list = [None] * len(jobs)
+    batches: dict[tuple[str, int], list[int]] = {}
+    for n, (activation, K, _, _) in enumerate(jobs):
+        batches.setdefault((activation, K), []).append(n)
+    done, total = 0, len(batches) * (search.restarts + search.rounds + 1)
+    for (activation, K), members in batches.items():
+        _, target = resolve_activation(activation)
+        dists = [InputDistribution.from_samples(jobs[n][2]) for n in members]
+        starts = [jobs[n][3] for n in members]
 
+        def step(_stage: str, phase: int, _rounds: int, offset: int = done) -> None:
+            if progress is not None:
+                progress(offset + phase, total)
 
-def _single_threaded() -> None:
-    torch.set_num_threads(1)  # one fit per core
+        fits = fit_ours_many(target, K, dists, [seed + n for n in members], search,
+                             [(st["h"], st["T"]) for st in starts], step)
+        done += search.restarts + search.rounds + 1
+        for n, dist, start, fit in zip(members, dists, starts, fits):
+            before = fs_mse(start["h"], start["d"], start["T"], target, dist)
+            best = {k: getattr(fit, k) for k in ("h", "d", "T")} if fit.mse < before else start
+            results[n] = (best, before, min(before, fit.mse))
+    return results
 
 
 def calibrate(
@@ -90,7 +102,6 @@ def calibrate(
     seed: int = 0,
     search: OursConfig = CALIBRATION_SEARCH,
     progress: Optional[Callable[[int, int], None]] = None,
-    workers: Optional[int] = None,
 ) -> list[SiteReport]:
     """Refit every FS site of a converted pipeline (all its FS components) to the inputs it
     sees when the pipeline samples with ``options`` (prompts and guidance included), in place.
@@ -98,41 +109,21 @@ def calibrate(
     Returns one report per site (named ``path[i]`` in the UNet, ``component.path[i]``
     elsewhere) with the neuron's MSE on the site's inputs before and after. Sites with the
     same inputs and start (a UNet's ResnetBlocks all take Swish of the one time embedding)
-    are fitted once. The fits run in ``workers`` processes (default: one per CPU core, at
-    most one per site), one thread each; the result does not depend on their number.
+    are fitted once, and all fits of one K run as one batched search
+    (:func:`fs_neurons.fit_ours_many`); ``progress(done, total)`` counts its phases.
     """
     record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
     sites = [(path if name == "unet" else f"{name}.{path}", act, i)
              for name, model in converted_components(pipe).items()
              for path, act in fs_activations(model) for i in range(act.num_sites)]
-    jobs: dict[bytes, tuple] = {}  # inputs and start -> the arguments of its one fit
+    jobs: dict[bytes, tuple] = {}  # inputs and start -> (activation, K, samples, start)
     keys = []
     for _, act, i in sites:
         samples, start = act.site_samples(i), act.neurons[i].params()
         key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
         keys.append(key)
-        jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start, seed + len(jobs), search))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    fitted: dict[bytes, tuple[dict, float, float]] = {}
-    if workers == 1:
-        threads = torch.get_num_threads()
-        _single_threaded()  # the same arithmetic as in a worker
-        try:
-            for n, (key, job) in enumerate(jobs.items(), 1):
-                fitted[key] = _fit_site(*job)
-                if progress is not None:
-                    progress(n, len(jobs))
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        # fork where there is one (as DataLoader workers do): no re-import of the caller's script
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
-            futures = {pool.submit(_fit_site, *job): key for key, job in jobs.items()}
-            for n, future in enumerate(as_completed(futures), 1):
-                fitted[futures[future]] = future.result()
-                if progress is not None:
-                    progress(n, len(jobs))
+        jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start))
+    fitted = dict(zip(jobs, _fit_jobs(list(jobs.values()), seed, search, progress)))
     reports = []
     for (path, act, i), key in zip(sites, keys):
         best, before, after = fitted[key]

@@ -42,7 +42,8 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
 def train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       grad_accum=args.grad_accum, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
-                      log_every=args.log_every, seed=args.seed)
+                      log_every=args.log_every, seed=args.seed,
+                      validate_every=getattr(args, "validate_every", TrainConfig.validate_every))
     try:
         cfg.validate()
     except ValueError as e:
@@ -131,9 +132,10 @@ def run_ann(args: argparse.Namespace) -> int:
     def loss_fn(model, g, _step):
         return denoising_loss(model, images, scheduler, cfg.batch_size, g)
 
-    unet, ema, _ = train(accelerator, unet, list(unet.parameters()), loss_fn, cfg, args.out, resume)
+    result = train(accelerator, unet, list(unet.parameters()), loss_fn, cfg, args.out, resume)
     if accelerator.is_main_process:
-        ema.copy_to(unet.parameters())
+        unet = result.model
+        result.apply(list(unet.parameters()))
         unet = unet.to("cpu").eval()
         save_pipeline(unet, args.out / MODEL_DIR, TRAIN_SCHEDULER)
         if args.samples > 0:

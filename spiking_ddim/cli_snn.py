@@ -10,6 +10,10 @@ Modes:
   the original pipeline samples (``--distill-on trajectories``): latents for latent
   models, text embeddings of --prompts and classifier-free guidance for text models.
   Latent models take only that loss.
+  The weights kept are those (EMA applied) whose images of --held-out further sampling
+  runs are closest (MSE) to the original pipeline's from the same noise, scored at the
+  start and every --validate-every steps: fine-tuning never leaves the model worse on
+  them than it began.
 * --from-scratch: the paper's setting, a fresh UNet with FS activations in place, all
   weights trained on the denoising loss.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,6 +39,7 @@ from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, re
 from .convert import convert_unet, fs_activations, set_mode
 from .data import load_images
 from .diffusion import TRAIN_SCHEDULER, ddim_noise_gain, noisy_batch, train_scheduler
+from .pipelines import decoder, generate, save_pipeline
 from .training import TrainConfig, config_json, train
 
 TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
@@ -68,6 +74,12 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
                         "it moves that step's output (default: %(default)s)")
     p.add_argument("--trajectories", type=int, default=256, help="images sampled for --distill-on trajectories "
                                                                      "(default: %(default)s)")
+    p.add_argument("--held-out", type=int, default=32,
+                   help="when fine-tuning: images sampled from other seeds by the original and the FS pipeline; "
+                        "their MSE scores the model every --validate-every steps and the best-scoring weights are "
+                        "saved (0: keep the final EMA weights) (default: %(default)s)")
+    p.add_argument("--validate-every", type=int, default=DEFAULTS.validate_every,
+                   help="steps between those scores (default: %(default)s)")
     p.add_argument("--sampling-steps", type=int, default=20, help="DDIM steps of those runs (default: %(default)s)")
     p.add_argument("--train-unet", action="store_true", help="train the UNet weights too, not only the FS parameters")
     p.add_argument("--from-scratch", action="store_true",
@@ -95,7 +107,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise SystemExit("error: conflicting flags: --data is used only with --loss denoise / both, --distill-on data "
                          "or --from-scratch")
     args.data = args.data or "digits"
-    require_positive(args, "trajectories", "sampling_steps")
+    require_positive(args, "trajectories", "sampling_steps", "validate_every")
+    if args.held_out < 0:
+        raise SystemExit(f"error: --held-out must be >= 0, got {args.held_out}")
     if args.K is not None:
         try:
             check_K(args.K)
@@ -160,7 +174,6 @@ def trainable(unet: torch.nn.Module, train_unet: bool) -> list[torch.nn.Paramete
 
 
 def run_snn(args: argparse.Namespace) -> int:
-    from .pipelines import decoder, record_denoiser_calls, save_pipeline
 
     _check_flags(args)
     cfg = train_config(args)
@@ -180,15 +193,16 @@ def run_snn(args: argparse.Namespace) -> int:
     unet = student.unet
     params = trainable(unet, args.train_unet or args.from_scratch)
     noise_scheduler = train_scheduler()
-    calls = weights = None
+    calls = weights = validate = None
     if teacher is not None:
         teacher.to(accelerator.device)
         if args.loss in ("distill", "both") and args.distill_on == "trajectories":
-            # the same images on every process; far from the seeds sample.py and eval/ use
-            calls = record_denoiser_calls(teacher, range(args.trajectories), options, seed=TRAJECTORY_SEED)
-            # weight each call by its step's noise gain squared: the loss is the error of the step's output
-            weight = ddim_noise_gain(teacher.scheduler, calls.timestep) ** 2
-            weights = weight / weight.mean()
+            calls, weights = _trajectory_calls(teacher, options, range(args.trajectories))
+        if args.held_out > 0:
+            student.to(accelerator.device)
+            held_out = range(args.trajectories, args.trajectories + args.held_out)
+            reference = generate(teacher, held_out, options, TRAJECTORY_SEED)
+            validate = partial(image_error, student, held_out, options, reference)
     unet.train()
     if accelerator.is_main_process:
         atomic_write_text(args.out / "train_config.json", json.dumps(
@@ -205,28 +219,52 @@ def run_snn(args: argparse.Namespace) -> int:
         if args.loss in ("distill", "both"):
             if calls is not None:
                 idx = torch.randint(0, len(calls), (cfg.batch_size,), generator=g)
-                batch = calls.rows(idx).to(device)
-                pred, target, weight = batch.run(model), batch.output, weights[idx].to(device)
+                loss = loss + call_errors(model, calls.rows(idx).to(device), weights[idx].to(device)).mean()
             else:
                 with torch.no_grad():
                     target = teacher.unet(xt, t).sample.float()
-                pred, weight = model(xt, t).sample, torch.ones(cfg.batch_size, device=device)
-            err = (pred.float() - target).pow(2).flatten(1).mean(dim=1)
-            loss = loss + (weight * err).mean()
+                loss = loss + (model(xt, t).sample.float() - target).pow(2).mean()
         return loss
 
-    unet, ema, records = train(accelerator, unet, params, loss_fn, cfg, args.out, resume)
+    result = train(accelerator, unet, params, loss_fn, cfg, args.out, resume, validate)
     if accelerator.is_main_process:
-        ema.copy_to(params)
+        result.apply(params)
         student.to("cpu")
         unet.eval()
         unet.fs_conversion["finetuned"] = True
         save_pipeline(student, args.out / MODEL_DIR)
-        first, last = records[0]["loss"], records[-1]["loss"]
-        print(f"training loss {first:.5f} -> {last:.5f}; wrote {args.out / MODEL_DIR} (loads in sample.py --model)")
+        losses = [r["loss"] for r in result.records if "loss" in r]
+        print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in sample.py "
+              "--model)")
+        scores = [r["validation"] for r in result.records if "validation" in r]
+        if scores:
+            print(f"held-out image MSE against the original: {scores[0]:.4g} at the start, {min(scores):.4g} kept "
+                  f"(step {result.step})")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
+
+
+def _trajectory_calls(teacher, options, indices: range):
+    """The teacher UNet's calls while sampling images ``indices`` (the same on every process,
+    seeds far from those sample.py and eval/ use), and each call's loss weight: its DDIM
+    step's noise gain squared (the loss is the error of the step's output), mean 1."""
+    from .pipelines import record_denoiser_calls
+
+    calls = record_denoiser_calls(teacher, indices, options, seed=TRAJECTORY_SEED)
+    weight = ddim_noise_gain(teacher.scheduler, calls.timestep) ** 2
+    return calls, weight / weight.mean()
+
+
+def call_errors(unet: torch.nn.Module, calls, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted squared error of ``unet``'s prediction against the recorded output, per call (N,)."""
+    return weights * (calls.run(unet).float() - calls.output).pow(2).flatten(1).mean(dim=1)
+
+
+def image_error(pipe, indices: range, options, reference: torch.Tensor) -> float:
+    """MSE of ``pipe``'s images ``indices`` (sampled from the trajectory seeds) against
+    ``reference``, the original pipeline's images from the same noise, (N, C, H, W) in [-1, 1]."""
+    return float((generate(pipe, indices, options, TRAJECTORY_SEED) - reference).pow(2).mean())
 
 
 def _load_images(data: str, size: int) -> torch.Tensor:

@@ -11,11 +11,16 @@ checkpoints every N steps that resume exactly:
 * ``accelerator.save_state`` writes model, optimizer, EMA and step into a temporary
   directory that is renamed into place only when complete, so a kill while writing leaves
   the previous checkpoint valid.
+
+With a validation function the loop also scores the EMA weights every ``validate_every``
+steps (the start included) and returns the best-scoring ones, so fine-tuning can never
+leave the model worse on held-out data than it began.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -44,10 +49,12 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 25
+    validate_every: int = 100
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "validate_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not (0.0 <= self.ema_decay < 1.0):
@@ -69,7 +76,45 @@ class Counter:
         self.step = int(state["step"])
 
 
+class BestWeights:
+    """The weights with the lowest validation error offered so far (CPU copies) and the step
+    they come from; checkpointed with the rest of the training state."""
+
+    def __init__(self) -> None:
+        self.error, self.step, self.weights = math.inf, -1, None
+
+    def offer(self, step: int, error: float, weights: list[torch.Tensor]) -> None:
+        if error < self.error:
+            self.error, self.step = error, step
+            self.weights = [w.detach().to("cpu", copy=True) for w in weights]
+
+    def state_dict(self) -> dict:
+        return {"error": self.error, "step": self.step, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.error, self.step, self.weights = float(state["error"]), int(state["step"]), state["weights"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` hands back: the unwrapped model, the weights to keep (for
+    ``params``, in order: the best validated ones, else the EMA), the step they come from,
+    and the log records (``loss`` every ``log_every`` steps, ``validation`` when scored)."""
+
+    model: torch.nn.Module
+    weights: list[torch.Tensor]
+    step: int
+    records: list[dict]
+
+    def apply(self, params: list[torch.nn.Parameter]) -> None:
+        """Copy the kept weights into ``params``."""
+        with torch.no_grad():
+            for p, w in zip(params, self.weights):
+                p.copy_(w.to(p.device, p.dtype))
+
+
 LossFn = Callable[[torch.nn.Module, torch.Generator, int], torch.Tensor]
+ValidateFn = Callable[[], float]
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -111,20 +156,23 @@ def train(
     config: TrainConfig,
     out_dir: Path,
     resume: Optional[Path] = None,
-) -> tuple[torch.nn.Module, EMAModel, list[dict]]:
+    validate: Optional[ValidateFn] = None,
+) -> TrainResult:
     """Optimise ``params`` of ``model`` with AdamW on ``loss_fn(model, generator, step)``.
 
     Writes ``out_dir/checkpoints/step_N`` every ``checkpoint_every`` steps and
-    ``out_dir/log.jsonl``. Returns the unwrapped model (EMA not applied), the EMA and the
-    log records. ``resume`` is a checkpoint directory to continue from.
+    ``out_dir/log.jsonl``. ``resume`` is a checkpoint directory to continue from. With
+    ``validate`` (the error of ``model``'s current weights on held-out data, lower is better;
+    every process computes the same) the EMA weights are scored at the start and every
+    ``validate_every`` steps and the best are kept; otherwise the final EMA weights are.
     """
     config.validate()
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     ema = EMAModel(params, decay=config.ema_decay)
-    counter = Counter()
+    counter, best = Counter(), BestWeights()
     model, opt = accelerator.prepare(model, opt)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema, counter)
+    accelerator.register_for_checkpointing(ema, counter, best)
     if resume is not None:
         if not resume.is_dir():
             raise FileNotFoundError(f"checkpoint not found: {resume}")
@@ -134,6 +182,23 @@ def train(
     bar = tqdm(total=config.steps, initial=counter.step, desc="train", unit="step", dynamic_ncols=True,
                disable=not accelerator.is_main_process)
     t0, running = time.perf_counter(), []
+
+    def score() -> None:  # the EMA weights on the validation data
+        ema.store(params)
+        ema.copy_to(params)
+        model.eval()
+        with torch.no_grad():
+            error = float(validate())
+        model.train()
+        ema.restore(params)
+        best.offer(counter.step, error, ema.shadow_params)
+        if accelerator.is_main_process:
+            records.append({"step": counter.step, "validation": error})
+            atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
+            bar.set_postfix(validation=f"{error:.3g}")
+
+    if validate is not None and best.step < 0:
+        score()  # the start
     while counter.step < config.steps:
         step = counter.step
         for micro in range(config.grad_accum):
@@ -157,11 +222,16 @@ def train(
                 records.append({"step": counter.step, "loss": mean, "seconds": round(time.perf_counter() - t0, 2)})
                 atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
                 bar.set_postfix(loss=f"{mean:.4f}")
+        if validate is not None and (counter.step % config.validate_every == 0 or counter.step == config.steps):
+            score()
         if counter.step % config.checkpoint_every == 0 or counter.step == config.steps:
             save_checkpoint(accelerator, out_dir / "checkpoints", counter.step, config.keep_checkpoints)
     bar.close()
     _write_rank_checksums(accelerator, params, out_dir / "param_checksums.json")
-    return accelerator.unwrap_model(model), ema, records
+    if validate is not None:
+        return TrainResult(accelerator.unwrap_model(model), best.weights, best.step, records)
+    return TrainResult(accelerator.unwrap_model(model), [w.detach().clone() for w in ema.shadow_params], counter.step,
+                       records)
 
 
 def _write_rank_checksums(accelerator: Accelerator, params: list[torch.nn.Parameter], path: Path) -> None:

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from fs_neurons import InputDistribution, OursConfig, fit_baselines, fit_ours, fit_tendencies, fit_tendency, fs_mse
+from fs_neurons import (
+    InputDistribution,
+    OursConfig,
+    fit_baselines,
+    fit_ours,
+    fit_ours_many,
+    fit_tendencies,
+    fit_tendency,
+    fs_mse,
+)
+from fs_neurons.distribution import CumulativeMoments
 from fs_neurons.exact import exact_mse, optimal_d, pieces
 from fs_neurons.simulate import fs_simulate
 from fs_neurons.targets import gelu, resolve_activation, swish
@@ -45,6 +55,34 @@ def test_exact_loss_is_exact_when_breakpoints_sit_on_cell_edges():
     d = torch.tensor([[1.9, 1.1, 0.4]], dtype=torch.float64)
     exact, _ = exact_mse(h, d, T, dist.moments(swish))
     assert exact.item() == pytest.approx(fs_mse(h[0], d[0], T[0], swish, dist), rel=1e-9)
+
+
+def test_many_distributions_give_each_candidate_the_loss_of_its_own():
+    g = torch.Generator().manual_seed(4)
+    dists = [InputDistribution.from_samples(torch.randn(5000, generator=g) * s + m) for s, m in [(1, 0), (3, 2), (0.2, -1)]]
+    h, d, T = random_neurons(6, 5, seed=3)
+    group = torch.tensor([2, 0, 1, 1, 2, 0])
+    together, _ = exact_mse(h, d, T, CumulativeMoments.of(dists, swish), group)
+    alone = torch.cat([exact_mse(h[b:b + 1], d[b:b + 1], T[b:b + 1], dists[int(group[b])].moments(swish))[0]
+                       for b in range(6)])
+    torch.testing.assert_close(together, alone, rtol=1e-12, atol=0)
+
+
+def test_fitting_many_sites_in_one_batch_gives_each_the_fit_it_gets_alone():
+    g = torch.Generator().manual_seed(5)
+    dists = [InputDistribution.from_samples(torch.randn(4000, generator=g) * s + m) for s, m in [(1, 0), (2, -1), (0.5, 1)]]
+    quick = OursConfig(pool=16, restarts=1, iters=40, elite=3, elite_iters=40, rounds=1, mutants=8, round_iters=30,
+                       polish_iters=60)
+    start = ([0.5, 0.25, 0.125, 0.06], [0.4, 0.2, 0.1, 0.05])
+    starts = [None, start, start]
+    batched = fit_ours_many("swish", 4, dists, [7, 8, 9], quick, starts)
+    for dist, seed, st, fit in zip(dists, [7, 8, 9], starts, batched):
+        alone = fit_ours("swish", 4, dist, seed=seed, config=quick, start=st)
+        assert fit.mse == pytest.approx(alone.mse, rel=1e-9)
+        assert fit.h == pytest.approx(alone.h, rel=1e-9, abs=1e-12)
+        if st is not None:  # never worse than the start with its best d
+            assert fit.mse <= exact_mse(torch.tensor([st[0]], dtype=torch.float64), None,
+                                        torch.tensor([st[1]], dtype=torch.float64), dist.moments(swish))[0].item() * (1 + 1e-9)
 
 
 def test_optimal_d_matches_least_squares_on_simulated_spikes():

@@ -357,17 +357,17 @@ def test_sample_cli_on_an_already_converted_pipeline_compares_with_its_swish_wei
     assert bad.returncode != 0 and "already converted; --K apply to plain pipelines" in bad.stderr
 
 
-def test_calibration_is_deterministic_and_independent_of_the_worker_count(tmp_path):
+def test_calibration_is_deterministic_for_a_seed(tmp_path):
     from fs_neurons.exact import OursConfig
 
     quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20,
                        time_budget=5.0)
     pipe, options, _, _ = build("ddpm", tmp_path)
     results = []
-    for workers in (1, 2, 2):
+    for _ in range(2):
         fs = copy.deepcopy(pipe)
         convert_pipeline(fs, K=4)
-        sites = calibrate(fs, options, num_images=2, search=quick, workers=workers, seed=3)
+        sites = calibrate(fs, options, num_images=2, search=quick, seed=3)
         results.append(([(s.name, s.mse_before, s.mse_after) for s in sites],
                         {k: v for k, v in fs.unet.state_dict().items() if ".neurons." in k}))
     for sites, state in results[1:]:

@@ -50,15 +50,52 @@ def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path):
 def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     out = tmp_path / "ft"
     # the paper-protocol entry starts far from the optimum, so 24 steps must show the loss falling
-    r = train("snn", "--K", "8", "--method", "ours", *inputs, "--steps", "24", "--batch-size", "8", "--log-every", "4", "--lr", "3e-3",
-              "--checkpoint-every", "100", "--out", str(out))
+    r = train("snn", "--K", "8", "--method", "ours", *inputs, "--steps", "24", "--batch-size", "8", "--log-every", "4",
+              "--lr", "3e-3", "--held-out", "0", "--checkpoint-every", "100", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    losses = [row["loss"] for row in log(out)]
+    losses = [row["loss"] for row in log(out) if "loss" in row]
     assert losses[-1] < 0.8 * losses[0], losses
     from spiking_ddim import load_model
 
     model = load_model(out / "model")
     assert model.fs_conversion["finetuned"] and model.fs_conversion["K"] == 8
+
+
+def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tmp_path):
+    from fs_neurons.exact import OursConfig
+    from spiking_ddim.calibrate import calibrate
+    from spiking_ddim.cli_snn import TRAJECTORY_SEED
+    from spiking_ddim.convert import set_mode
+    from spiking_ddim.modeling import DEFAULT_MODEL
+    from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline
+
+    quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20, time_budget=5.0)
+    pipe = load_pipeline(DEFAULT_MODEL)
+    options = SamplingOptions(steps=5)
+    convert_pipeline(pipe, K=4)
+    calibrate(pipe, options, num_images=2, search=quick)
+    start_dir, out = tmp_path / "calibrated", tmp_path / "ft"
+    save_pipeline(pipe, start_dir)
+    # a learning rate far too high: training itself makes the model worse
+    r = train("snn", "--model", str(start_dir), "--trajectories", "4", "--held-out", "6", "--sampling-steps", "5",
+              "--steps", "6", "--validate-every", "2", "--batch-size", "8", "--lr", "0.3", "--ema-decay", "0",
+              "--checkpoint-every", "100", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    scores = [row["validation"] for row in log(out) if "validation" in row]
+    assert len(scores) == 4 and max(scores[1:]) > scores[0], scores  # steps 0, 2, 4, 6; some step got worse
+
+    # measured here: the images of the held-out seeds (indices after the 4 training runs) against the original's
+    held_out = range(4, 10)
+    original = load_pipeline(start_dir)
+    set_mode(original.unet, "ann")
+    reference = generate(original, held_out, options, TRAJECTORY_SEED)
+
+    def error(model_dir):
+        return float((generate(load_pipeline(model_dir), held_out, options, TRAJECTORY_SEED) - reference).pow(2).mean())
+
+    start, tuned = error(start_dir), error(out / "model")
+    assert start == pytest.approx(scores[0], rel=1e-4)
+    assert tuned <= start and tuned == pytest.approx(min(scores), rel=1e-4)
 
 
 def test_recorded_denoiser_calls_are_the_pipeline_s_own_steps():
@@ -173,6 +210,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     (["snn", "--from-scratch", "--model", "x", "--out", "{tmp}/e"], "conflicting flags"),
     (["snn", "--steps", "0", "--out", "{tmp}/f"], "steps must be >= 1"),
     (["snn", "--trajectories", "0", "--out", "{tmp}/i"], "--trajectories must be >= 1"),
+    (["snn", "--held-out", "-1", "--out", "{tmp}/k"], "--held-out must be >= 0"),
+    (["snn", "--validate-every", "0", "--out", "{tmp}/l"], "--validate-every must be >= 1"),
     (["ann", "--mixed-precision", "fp8", "--steps", "1", "--out", "{tmp}/g"], "invalid choice: 'fp8'"),
     (["ann", "--resume", "{tmp}/no-checkpoint", "--out", "{tmp}/h"], "checkpoint not found"),
 ])
