@@ -152,9 +152,8 @@ class CumulativeMoments:
             lo.append(float(e[0]))
             hi.append(float(e[-1]))
             weight.append(float(w.sum()))
-        as64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-        return cls(torch.cat(edges), torch.cat(shifted), torch.cat(sums), as64(offsets), as64(lo), as64(hi),
-                   as64(weight))
+        per_dist = (torch.tensor(v, dtype=torch.float64) for v in (offsets, lo, hi, weight))
+        return cls(torch.cat(edges), torch.cat(shifted), torch.cat(sums), *per_dist)
 
     @property
     def num_distributions(self) -> int:

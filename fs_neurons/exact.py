@@ -103,7 +103,7 @@ def _piece_sums(p: Pieces, moments: CumulativeMoments, group: torch.Tensor) -> t
     return moments.at(p.hi, g) - moments.at(p.lo, g)
 
 
-def _groups(moments: CumulativeMoments, group: Optional[torch.Tensor], B: int) -> torch.Tensor:
+def _groups(group: Optional[torch.Tensor], B: int) -> torch.Tensor:
     """Each candidate's distribution (B,): ``group``, or distribution 0 for all."""
     if group is None:
         return torch.zeros(B, dtype=torch.long)
@@ -143,7 +143,7 @@ def exact_mse(
     With ``d=None`` the least-squares optimal d for these (h, T) is used and returned.
     """
     B, K = h.shape
-    group = _groups(moments, group, B)
+    group = _groups(group, B)
     lo, hi = moments.lo[group], moments.hi[group]
     if d is None:
         with torch.no_grad():
@@ -202,7 +202,7 @@ def refine(
     ``group`` (B,) (default: 0), with d solved exactly at every step and cosine learning-rate
     decay. After ``cull_at * iters`` steps only the best ``keep`` fraction of each group's
     candidates continues. Returns the survivors with their errors."""
-    group = _groups(moments, group, h.shape[0])
+    group = _groups(group, h.shape[0])
     h = h.detach().clone().to(torch.float64)
     T = T.detach().clone().to(torch.float64)
     m = torch.zeros(2, *h.shape, dtype=torch.float64)

@@ -39,7 +39,18 @@ from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, re
 from .convert import convert_unet, fs_activations, set_mode
 from .data import load_images
 from .diffusion import TRAIN_SCHEDULER, ddim_noise_gain, noisy_batch, train_scheduler
-from .pipelines import decoder, generate, save_pipeline
+from .modeling import DEFAULT_MODEL
+from .pipelines import (
+    SamplingOptions,
+    convert_pipeline,
+    converted_components,
+    decoder,
+    generate,
+    load_pipeline,
+    read_prompts,
+    record_denoiser_calls,
+    save_pipeline,
+)
 from .training import TrainConfig, config_json, train
 
 TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
@@ -119,9 +130,6 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     """(student pipeline, teacher pipeline, sampling options) for fine-tuning, per the flags."""
-    from .modeling import DEFAULT_MODEL
-    from .pipelines import SamplingOptions, convert_pipeline, converted_components, load_pipeline, read_prompts
-
     try:
         teacher = load_pipeline(args.model or DEFAULT_MODEL)
         prompts = read_prompts(args.prompts) if args.prompts else None
@@ -249,8 +257,6 @@ def _trajectory_calls(teacher, options, indices: range):
     """The teacher UNet's calls while sampling images ``indices`` (the same on every process,
     seeds far from those sample.py and eval/ use), and each call's loss weight: its DDIM
     step's noise gain squared (the loss is the error of the step's output), mean 1."""
-    from .pipelines import record_denoiser_calls
-
     calls = record_denoiser_calls(teacher, indices, options, seed=TRAJECTORY_SEED)
     weight = ddim_noise_gain(teacher.scheduler, calls.timestep) ** 2
     return calls, weight / weight.mean()
