@@ -178,7 +178,8 @@ def train(
             raise FileNotFoundError(f"checkpoint not found: {resume}")
         accelerator.load_state(str(resume))
     log_path = out_dir / "log.jsonl"
-    records = _read_log(log_path, counter.step) if accelerator.is_main_process else []
+    # a resumed run continues its log; a fresh one (over an old run only with --overwrite) starts a new one
+    records = _read_log(log_path, counter.step) if accelerator.is_main_process and resume is not None else []
     bar = tqdm(total=config.steps, initial=counter.step, desc="train", unit="step", dynamic_ncols=True,
                disable=not accelerator.is_main_process)
     t0, running = time.perf_counter(), []

@@ -156,6 +156,36 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [row["step"] for row in log(part)] == [row["step"] for row in log(full)]
 
 
+def test_a_fresh_run_starts_a_new_log_and_keeps_the_best_validated_weights(tmp_path):
+    from accelerate import Accelerator
+
+    from spiking_ddim.training import TrainConfig, train
+
+    cfg = TrainConfig(steps=4, batch_size=1, lr=0.1, ema_decay=0.0, log_every=2, validate_every=2, checkpoint_every=100)
+    target = torch.tensor([1.0])
+
+    def run():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            model.weight.fill_(0.9)  # 0.1 from the validation optimum; the loss pushes it away
+
+        def validate():
+            return float((model.weight.detach().reshape(1) - target).abs())
+
+        return train(Accelerator(cpu=True), model, list(model.parameters()), lambda m, g, step: m.weight.sum(), cfg,
+                     tmp_path, validate=validate)
+
+    first = run()
+    second = run()  # the same directory, not resumed: its log starts afresh
+    rows = log(tmp_path)
+    assert [r["step"] for r in rows if "validation" in r] == [0, 2, 4]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4]
+    scores = [r["validation"] for r in second.records if "validation" in r]
+    assert second.step == 0 and min(scores) == scores[0] < scores[-1]  # training moved away: the start is kept
+    assert second.weights[0].item() == pytest.approx(0.9) and first.step == second.step
+
+
 def test_a_kill_while_checkpointing_leaves_the_previous_checkpoint_loadable(tmp_path):
     from accelerate import Accelerator
 
