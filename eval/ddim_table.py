@@ -37,16 +37,16 @@ from pathlib import Path
 
 import matplotlib
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: import eval.*
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: the checkout's packages
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from eval.image_loss import compare, x0_mae  # noqa: E402
-from eval.metrics import extract_features  # noqa: E402
 from fs_neurons.files import atomic_write_text  # noqa: E402
 from spiking_ddim.energy import EnergyConstants  # noqa: E402
+from spiking_ddim.metrics.generation import extract_features  # noqa: E402
+from spiking_ddim.metrics.image_loss import compare, x0_mae  # noqa: E402
 from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
 
@@ -98,8 +98,8 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
              finetuned=False) -> tuple[dict, torch.Tensor]:
     """One table row for ``pipe`` (original or converted); ``real``: the real images' features
     (None: no FID / KID); ``held_out``: real images for x0-MAE (None: none)."""
-    from eval.metrics import generation_metrics
     from spiking_ddim.energy import measure_cost
+    from spiking_ddim.metrics.generation import generation_metrics
 
     with measure_cost(pipe) as meter:
         images, seconds = sample_all(pipe, args.options, args.num_images, args.batch_size, args.seed)

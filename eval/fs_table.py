@@ -33,10 +33,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fs_neurons.cli import PAPER_TABLE, fit_to_json  # noqa: E402
 from fs_neurons.distribution import PAPER_RANGE, InputDistribution  # noqa: E402
 from fs_neurons.files import atomic_write, atomic_write_text  # noqa: E402
-from fs_neurons.methods import BASELINES, METHODS, fit_baselines, fit_ours  # noqa: E402
+from fs_neurons.methods import BASELINES, METHODS, PAPER_TABLE, fit_baselines, fit_ours  # noqa: E402
 from fs_neurons.metrics import fs_mse  # noqa: E402
 from fs_neurons.targets import resolve_activation  # noqa: E402
 
@@ -127,14 +126,14 @@ def main(argv=None) -> int:
                 if m in baselines:
                     f = replace(f, mse=fs_mse(f.h, f.d, f.T, silu, paper), distribution=paper.description)
                     rows.append({"K": K, "method": m, "seed": seed, "mse_x100": 100 * f.mse, "seconds": round(f.seconds, 1)})
-                    fits.append(fit_to_json(f))
+                    fits.append(f.to_json())
             bar.update()
         if "ours" in args.methods:
             for seed in args.seeds:
                 bar.set_postfix_str(f"K={K} ours seed {seed}")
                 f = fit_ours("swish", K, seed=seed)
                 rows.append({"K": K, "method": "ours", "seed": seed, "mse_x100": 100 * f.mse, "seconds": round(f.seconds, 1)})
-                fits.append(fit_to_json(f))
+                fits.append(f.to_json())
                 bar.update()
     bar.close()
     args.out.mkdir(parents=True, exist_ok=True)

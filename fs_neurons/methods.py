@@ -13,7 +13,7 @@ and report the exact float64 error of the result.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -29,6 +29,12 @@ from .training import train_surrogate
 
 METHODS = ("random", "gaussian", "tbpi", "ours")
 BASELINES = ("random", "gaussian", "tbpi")
+# The TBPI paper's neuron-level table: MSE x 100 of FS-Swish on 100,000 points of [-8, 12].
+PAPER_TABLE = {
+    "random": {4: 3.8797, 8: 0.9776, 12: 0.1521, 16: 0.1425},
+    "gaussian": {4: 3.8796, 8: 0.8968, 12: 0.1517, 16: 0.1249},
+    "tbpi": {4: 3.8795, 8: 0.6295, 12: 0.1413, 16: 0.1246},
+}
 Progress = Optional[Callable[[str, int, int], None]]  # (stage, done, total)
 
 
@@ -54,6 +60,13 @@ class FSFit:
 
     def neuron(self, **kwargs) -> FSNeuron:
         return FSNeuron.from_params(self.h, self.d, self.T, **kwargs)
+
+    def to_json(self) -> dict:
+        """Every field as JSON; a TBPI fit's tendency curves carry their formulas."""
+        out = asdict(self)
+        if self.tendency is not None:
+            out["tendency"] = {k: {**asdict(v), "formula": v.formula()} for k, v in self.tendency.items()}
+        return out
 
 
 def _random_init(K: int, seeds: Sequence[int]) -> FSNeuron:

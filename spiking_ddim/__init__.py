@@ -13,11 +13,12 @@
 ``convert_unet`` / ``load_model`` do the same for one model (a UNet, an autoencoder).
 """
 
-from .convert import ConversionReport, SiteReport, convert_unet, fs_activations, revert_unet, set_mode
+from .convert import ConversionReport, SiteReport, convert_unet, revert_unet
 from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost
 from .fs_activation import FSActivation
 from .modeling import load_model, spiking_class
 from .pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline
+from .sites import fs_activations, set_mode
 
 __all__ = ["ConversionReport", "CostReport", "EnergyConstants", "EnergyReport", "FSActivation", "SamplingOptions",
            "SiteReport", "convert_pipeline", "convert_unet", "fs_activations", "generate", "load_model", "load_pipeline",

@@ -20,8 +20,9 @@ from fs_neurons import InputDistribution, fit_ours_many, fs_mse
 from fs_neurons.exact import OursConfig
 from fs_neurons.targets import resolve_activation
 
-from .convert import SiteReport, fs_activations, set_mode
+from .convert import SiteReport
 from .pipelines import SamplingOptions, converted_components, generate
+from .sites import fs_activations, set_mode
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All
 # sites are searched in one batch, so the budget bounds the whole calibration.

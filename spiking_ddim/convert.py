@@ -22,13 +22,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from fs_neurons.bank import UNET_METHOD
-from fs_neurons.neuron import FSNeuron, check_K
+from fs_neurons.neuron import check_K
 
-from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
+from .fs_activation import FSActivation, SiteSignature
+from .modeling import SpikingModelMixin, mark_converted
+from .sites import apply_structure
 
 SWISH_TYPES: tuple[type, ...] = (nn.SiLU, FP32SiLU)
 GELU_TYPES: tuple[type, ...] = (nn.GELU, GELU, GEGLU)
-BANK_ACTIVATION = {"swish": "swish", "gelu": "gelu", "gelu_tanh": "gelu"}
 
 
 @dataclass
@@ -66,29 +67,6 @@ class ConversionReport:
         if self.functional_calls:
             lines.append(f"Swish computed functionally (F.silu), not converted: {', '.join(sorted(set(self.functional_calls)))}")
         return "\n".join(lines)
-
-
-class _ProjectedFS(nn.Module):
-    """diffusers ``GELU``: proj, then the activation (now an FSActivation)."""
-
-    def __init__(self, proj: nn.Module, act: FSActivation):
-        super().__init__()
-        self.proj, self.act = proj, act
-
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return self.act(self.proj(x))
-
-
-class _GatedFS(nn.Module):
-    """diffusers ``GEGLU``: proj, split into value and gate, value * act(gate)."""
-
-    def __init__(self, proj: nn.Module, act: FSActivation):
-        super().__init__()
-        self.proj, self.act = proj, act
-
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * self.act(gate)
 
 
 def _activation_name(module: nn.Module) -> str:
@@ -277,9 +255,7 @@ def convert_unet(
     report.remaining += [f.path for f in _in_scope(left, scope)]
     report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
     model.fs_conversion = {"K": K, "method": method, "per_site": per_site, "calibrated": False, "modules": spec}
-    from .modeling import mark_converted  # a converted model saves and loads as Spiking<Base>
-
-    mark_converted(model)
+    mark_converted(model)  # a converted model saves and loads as Spiking<Base>
     return report
 
 
@@ -289,42 +265,6 @@ def _under(path: str, scope: str) -> bool:
 
 def _in_scope(found: list[_Found], scope: Optional[str]) -> list[_Found]:
     return found if scope is None else [f for f in found if _under(f.path, scope)]
-
-
-def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, bank_path: Optional[str] = None,
-                    from_bank: bool = True) -> None:
-    """Install FSActivation modules described by ``spec`` (as recorded in
-    ``model.fs_conversion["modules"]``); neurons come from the bank entry (activation, K,
-    method), or are placeholders (``from_bank=False``) for weights loaded afterwards."""
-    modules = dict(model.named_modules())
-    for s in spec:
-        owner_path, _, attr = s["path"].rpartition(".")
-        owner = modules[owner_path] if owner_path else model
-        old = getattr(owner, attr)
-        sigs = [SiteSignature(*sig) for sig in s["signatures"]]
-        if from_bank:
-            neurons = make_neurons(BANK_ACTIVATION[s["activation"]], K, method, len(sigs), bank_path)
-        else:
-            neurons = [FSNeuron(K) for _ in sigs]
-        act = FSActivation(s["activation"], neurons, sigs)
-        new = act if s["kind"] == "module" else (_GatedFS if s["kind"] == "geglu" else _ProjectedFS)(old.proj, act)
-        new.__dict__["_replaced"] = old  # kept for revert_unet, outside the module tree
-        new.train(old.training)  # an eval-mode model gets eval-mode (lookup) neurons
-        setattr(owner, attr, new)
-        act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
-
-
-def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:
-    """All FSActivation modules of a converted model with their paths."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, FSActivation)]
-
-
-def set_mode(model: nn.Module, mode: str) -> None:
-    """Switch every FSActivation of ``model`` to ``fs``, ``ann`` or ``record``."""
-    if mode not in ("fs", "ann", "record"):
-        raise ValueError(f"mode must be fs, ann or record, got {mode!r}")
-    for _, m in fs_activations(model):
-        m.mode = mode
 
 
 def revert_unet(model: nn.Module) -> nn.Module:
@@ -340,8 +280,6 @@ def revert_unet(model: nn.Module) -> nn.Module:
         (current if isinstance(current, FSActivation) else current.act)._remove_counter()
         setattr(owner, attr, current.__dict__["_replaced"])
     del model.fs_conversion
-    from .modeling import SpikingModelMixin
-
     if isinstance(model, SpikingModelMixin):
         model.__class__ = type(model).__mro__[2]
     return model

@@ -33,7 +33,7 @@ from torch import nn
 
 from fs_neurons.files import atomic_directory, atomic_write_text
 
-from .convert import apply_structure
+from .sites import apply_structure
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedded digits DDIM
 SPIKING_CONFIG_NAME = "spiking_config.json"

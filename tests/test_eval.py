@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from eval.image_loss import compare, psnr_from_mse
-from eval.metrics import INCEPTION_ENV, extract_features, generation_metrics, resolve_extractor
 from spiking_ddim.data import digits
+from spiking_ddim.metrics.generation import INCEPTION_ENV, extract_features, generation_metrics, resolve_extractor
+from spiking_ddim.metrics.image_loss import compare, psnr_from_mse
 
 
 def test_compare_on_hand_made_images():
@@ -61,8 +61,8 @@ def test_few_images_are_flagged_unreliable():
 
 
 def test_digits_cnn_reaches_97_percent_on_held_out_digits():
-    from eval.digits_features import accuracy, load_cnn
     from spiking_ddim.data import digit_labels
+    from spiking_ddim.metrics.digits_features import accuracy, load_cnn
 
     assert accuracy(load_cnn(), digits(16, "test"), digit_labels("test")) >= 0.97
 
@@ -139,7 +139,7 @@ def test_random_weight_inception_through_torch_fidelity(tmp_path, monkeypatch):
 
 
 def test_metrics_command_scores_each_fake_folder(tmp_path, capsys):
-    from eval.metrics import main
+    from spiking_ddim.cli import main
     from spiking_ddim.data import save_png, to_uint8
 
     for name, images in (("digits", digits(16, "train")[:60]),
@@ -147,11 +147,16 @@ def test_metrics_command_scores_each_fake_folder(tmp_path, capsys):
         (tmp_path / name).mkdir()
         for i, img in enumerate(to_uint8(images)):
             save_png(img, tmp_path / name / f"{i:03d}.png")
-    assert main(["--real", "digits", "--fake", str(tmp_path / "digits"), str(tmp_path / "noise"),
-                 "--feature-extractor", "digits", "--json"]) == 0
+    assert main(["metrics", "--real", "digits", "--fake", str(tmp_path / "digits"), str(tmp_path / "noise"),
+                 "--original", str(tmp_path / "digits"), "--feature-extractor", "digits", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     good, bad = out[str(tmp_path / "digits")], out[str(tmp_path / "noise")]
     assert good["fid"] < bad["fid"] and good["kid_mean"] < bad["kid_mean"] and good["isc_mean"] > bad["isc_mean"]
     assert good["space"] == "digits features" and good["n_fake"] == 60 and good["precision"] is None
-    assert main(["--real", "digits", "--fake", str(tmp_path / "nowhere"), "--feature-extractor", "digits"]) == 2
-    assert "error: " in capsys.readouterr().err
+    # image loss against the original's images of the same names: zero for the same images
+    assert good["image_loss"]["mse"] == 0 and bad["image_loss"]["mse"] > 0.05 and bad["image_loss"]["psnr"] < 15
+    assert main(["metrics", "--real", "digits", "--fake", str(tmp_path / "nowhere"), "--feature-extractor", "digits"]) == 2
+    assert "image folder not found" in capsys.readouterr().err
+    (tmp_path / "noise" / "000.png").rename(tmp_path / "noise" / "renamed.png")
+    assert main(["metrics", "--fake", str(tmp_path / "noise"), "--original", str(tmp_path / "digits")]) == 2
+    assert "has no image named renamed.png" in capsys.readouterr().err

@@ -64,10 +64,10 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
 def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tmp_path):
     from fs_neurons.exact import OursConfig
     from spiking_ddim.calibrate import calibrate
-    from spiking_ddim.cli_snn import TRAJECTORY_SEED
-    from spiking_ddim.convert import set_mode
+    from spiking_ddim.cli.snn import TRAJECTORY_SEED
     from spiking_ddim.modeling import DEFAULT_MODEL
     from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline
+    from spiking_ddim.sites import set_mode
 
     quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20, time_budget=5.0)
     pipe = load_pipeline(DEFAULT_MODEL)

@@ -1,7 +1,8 @@
 """An offline feature space for KID on digit images: a small CNN trained on the digits.
 
-``DigitsCNN`` is trained by ``python -m eval.digits_features`` on the train split of
-scikit-learn's digits (upscaled to 16x16) and shipped as ``eval/assets/digits_cnn.safetensors``.
+``DigitsCNN`` is trained by ``python eval/train_digits_cnn.py`` on the train split of
+scikit-learn's digits (upscaled to 16x16) and shipped in the package as
+``spiking_ddim/metrics/assets/digits_cnn.safetensors``.
 ``DigitsFeatureExtractor`` wraps it for torch-fidelity under the name ``digits-cnn``:
 uint8 images of any size and channel count are converted to 16x16 grayscale; feature
 ``128`` (FID, KID, precision / recall) is the 128-d penultimate activations scaled to norm
@@ -13,8 +14,6 @@ the raw ReLU activations are large enough to make KID values of several hundred.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -53,7 +52,7 @@ def load_cnn(path: Path = WEIGHTS) -> DigitsCNN:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise FileNotFoundError(f"digits feature network not found: {path}; train it with `python -m eval.digits_features`")
+        raise FileNotFoundError(f"digits feature network not found: {path}; train it with `python eval/train_digits_cnn.py`")
     net = DigitsCNN()
     net.load_state_dict(load_file(str(path)))
     return net.eval()
@@ -106,7 +105,7 @@ def accuracy(net: DigitsCNN, images: torch.Tensor, labels: torch.Tensor) -> floa
 
 def train_cnn(epochs: int = 40, seed: int = 0) -> tuple[DigitsCNN, float]:
     """Train on the digits train split (random 1-pixel shifts); returns net and held-out accuracy."""
-    from spiking_ddim.data import digit_labels, digits
+    from ..data import digit_labels, digits
 
     torch.manual_seed(seed)
     x, y = digits(SIZE, "train"), digit_labels("train")
@@ -125,27 +124,3 @@ def train_cnn(epochs: int = 40, seed: int = 0) -> tuple[DigitsCNN, float]:
             opt.step()
     net.eval()
     return net, accuracy(net, xt, yt)
-
-
-def main(argv=None) -> int:
-    from safetensors.torch import save_file
-
-    from fs_neurons.files import atomic_write
-
-    p = argparse.ArgumentParser(description="Train the digits feature network used for offline KID.")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=WEIGHTS, help="weights file (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
-    args = p.parse_args(argv)
-    if args.out.exists() and not args.overwrite:
-        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
-    net, acc = train_cnn(args.epochs, args.seed)
-    atomic_write(args.out, lambda tmp: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp)))
-    print(f"held-out accuracy {100 * acc:.2f}% on the digits test split; wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

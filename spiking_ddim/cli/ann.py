@@ -1,4 +1,4 @@
-"""``python train.py ann``: train a diffusers UNet2DModel as a DDPM/DDIM with Accelerate."""
+"""``spiking-ddim train ann`` (``python train.py ann``): train a diffusers UNet2DModel as a DDPM/DDIM with Accelerate."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import torch
 from accelerate import Accelerator
 from diffusers import DDIMPipeline, UNet2DModel
 
-from fs_neurons.cli import prepare_output_dir
 from fs_neurons.files import atomic_write_text
 
-from .data import grid, load_images, save_png, to_uint8
-from .diffusion import TRAIN_SCHEDULER, denoising_loss, train_scheduler
-from .training import TrainConfig, checkpoints, config_json, train
+from ..data import grid, load_images, save_png, to_uint8
+from ..diffusion import TRAIN_SCHEDULER, denoising_loss, train_scheduler
+from ..training import TrainConfig, checkpoints, config_json, train
+from .common import prepare_output_dir
 
 MODEL_DIR = "model"
 
@@ -109,7 +109,7 @@ def save_pipeline(unet: UNet2DModel, path: Path, scheduler_config: dict) -> None
     """``DDIMPipeline(unet, DDIM scheduler).save_pretrained(path)``, atomically."""
     from diffusers import DDIMScheduler
 
-    from .pipelines import save_pipeline as save
+    from ..pipelines import save_pipeline as save
 
     save(DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**scheduler_config)), path)
 
@@ -139,7 +139,7 @@ def run_ann(args: argparse.Namespace) -> int:
         unet = unet.to("cpu").eval()
         save_pipeline(unet, args.out / MODEL_DIR, TRAIN_SCHEDULER)
         if args.samples > 0:
-            from .pipelines import SamplingOptions, generate, load_pipeline
+            from ..pipelines import SamplingOptions, generate, load_pipeline
 
             x = generate(load_pipeline(args.out / MODEL_DIR), range(args.samples), SamplingOptions(steps=50))
             save_png(grid(to_uint8(x)), args.out / "samples.png")

@@ -1,11 +1,11 @@
 """Generation metrics through torch-fidelity, from one feature pass per image set:
 FID, KID (mean +- std over random subsets), IS and, on request, precision / recall.
 
-    python -m eval.metrics --real DIR|digits --fake DIR [DIR ...] [--feature-extractor auto|inception|digits]
+    spiking-ddim metrics --real DIR|digits --fake DIR [DIR ...] [--feature-extractor auto|inception|digits]
 
 Features come from torch-fidelity's ``inception-v3-compat`` extractor (2048-d pool
 features; IS from its logits) or, offline, from the project's digits CNN (``digits-cnn``,
-128-d features; IS from its 10 digit logits, see :mod:`eval.digits_features`). Inception
+128-d features; IS from its 10 digit logits, see :mod:`spiking_ddim.metrics.digits_features`). Inception
 weights come from ``--inception-weights``, the ``SPIKING_DDIM_INCEPTION_WEIGHTS``
 environment variable, torch's hub cache, or a download; offline without them ``auto``
 takes the digits CNN, and every result names its feature space, e.g. "FID (digits
@@ -16,10 +16,7 @@ exp(E KL(p(y|x) || p(y))) over 10 splits; precision / recall by k-NN manifolds (
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -48,7 +45,7 @@ class _UInt8Images(Dataset):
 def as_uint8_rgb(images: ImagesLike, what: str) -> torch.Tensor:
     """A folder, ``digits`` (the held-out digits), or (N, C, H, W) tensor (float in [-1, 1]
     or uint8) as uint8 (N, 3, H, W)."""
-    from spiking_ddim.data import digits, load_image_folder
+    from ..data import digits, load_image_folder
 
     if isinstance(images, (str, Path)):
         images = digits(16, "test") if str(images) == "digits" else load_image_folder(images)
@@ -282,43 +279,3 @@ def generation_metrics(
                                    prc_batch_size=10000, save_cpu_ram=True, verbose=False)
         out.precision, out.recall = r["precision"], r["recall"]
     return out
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.metrics", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", required=True, help="folder of real images, or 'digits' (the held-out digits)")
-    p.add_argument("--fake", required=True, nargs="+", help="folder(s) of generated images, each scored against --real")
-    p.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid", "kid", "isc"],
-                   help="fid, kid, isc (Inception Score, or the digits classifier's), prc (precision / recall) "
-                        "(default: fid kid isc)")
-    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
-                   help="auto: Inception when its weights are available locally, else digits (default: %(default)s)")
-    p.add_argument("--inception-weights", help=f"Inception weights file (or set {INCEPTION_ENV})")
-    p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
-    p.add_argument("--kid-subsets", type=int, default=100, help="number of random KID subsets (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and IS splits (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = p.parse_args(argv)
-    try:
-        real = extract_features(args.real, args.feature_extractor, args.inception_weights, args.metrics,
-                                args.device, what="real")
-        results = {str(f): generation_metrics(real, f, args.feature_extractor, args.inception_weights, args.metrics,
-                                              args.kid_subset_size, args.kid_subsets, args.seed, args.device)
-                   for f in args.fake}
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({k: r.to_json() for k, r in results.items()}, indent=1))
-        return 0
-    for name, r in results.items():
-        print(f"{name} ({r.n_fake} images vs {r.n_real} real):")
-        for line in r.lines() + [f"note: {n}" for n in r.notes]:
-            print(f"  {line}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -49,7 +49,7 @@ def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
 def x0_mae(unet: torch.nn.Module, scheduler, images: torch.Tensor, seed: int = 0, batch_size: int = 64,
            repeats: int = 1) -> float:
     """Mean |x0 - x0_hat| on [0, 1] over ``images`` at uniformly random timesteps."""
-    from spiking_ddim.diffusion import predicted_x0
+    from ..diffusion import predicted_x0
 
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"expected a non-empty (N, C, H, W) batch, got shape {tuple(images.shape)}")

@@ -1,4 +1,4 @@
-"""Command-line front end of ``python train.py fs`` and ``python train.py bank``."""
+"""``spiking-ddim train fs`` and ``train bank`` (also ``python train.py fs|bank``)."""
 
 from __future__ import annotations
 
@@ -7,51 +7,20 @@ import json
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from .bank import BankEntry, BankError, bank_path, load_bank, write_bank
-from .distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
-from .files import atomic_write_text
-from .methods import BASELINES, METHODS, FSFit, OursConfig, fit_baselines, fit_ours
-from .neuron import check_K
-from .plots import plot_approximation, plot_losses, plot_tendency, stage_curves
-from .targets import ACTIVATIONS, resolve_activation
-from .tendency import TENDENCIES
+from fs_neurons.bank import BankEntry, BankError, bank_path, load_bank, write_bank
+from fs_neurons.distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
+from fs_neurons.files import atomic_write_text
+from fs_neurons.methods import BASELINES, METHODS, PAPER_TABLE, FSFit, OursConfig, fit_baselines, fit_ours
+from fs_neurons.neuron import check_K
+from fs_neurons.plots import plot_approximation, plot_losses, plot_tendency, stage_curves
+from fs_neurons.targets import ACTIVATIONS, resolve_activation
+from fs_neurons.tendency import TENDENCIES
 
-# The paper's neuron-level table (MSE x 100, swish, 100,000 points on [-8, 12]).
-PAPER_TABLE = {
-    "random": {4: 3.8797, 8: 0.9776, 12: 0.1521, 16: 0.1425},
-    "gaussian": {4: 3.8796, 8: 0.8968, 12: 0.1517, 16: 0.1249},
-    "tbpi": {4: 3.8795, 8: 0.6295, 12: 0.1413, 16: 0.1246},
-}
-
-
-def prepare_output_dir(path: Path, overwrite: bool) -> Path:
-    """Create ``path``; refuse a non-empty one unless ``overwrite``."""
-    if path.exists() and not path.is_dir():
-        raise SystemExit(f"error: output path {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise SystemExit(f"error: output directory {path} is not empty; pass --overwrite to replace its files")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def require_positive(args: argparse.Namespace, *names: str) -> None:
-    """Exit with a clear error when an integer flag among ``names`` (argparse dests) is < 1."""
-    for name in names:
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-
-
-def tqdm_progress(bar: tqdm) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback that drives ``bar``."""
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-    return update
+from .common import prepare_output_dir
 
 
 def add_distribution_args(p: argparse.ArgumentParser) -> None:
@@ -118,13 +87,6 @@ def add_fs_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_fs)
 
 
-def fit_to_json(fit: FSFit) -> dict:
-    out = asdict(fit)
-    if fit.tendency is not None:
-        out["tendency"] = {k: {**asdict(v), "formula": v.formula()} for k, v in fit.tendency.items()}
-    return out
-
-
 def _bar(desc: str, total: int) -> tqdm:
     return tqdm(total=total, desc=desc, unit="ep", dynamic_ncols=True, mininterval=0.5)
 
@@ -157,7 +119,7 @@ def run_fs(args: argparse.Namespace) -> int:
         fits["ours"] = fit_ours(name, args.K, dist, args.seed, config, progress=lambda _s, done, _t: bar.update(done - bar.n))
         bar.close()
 
-    atomic_write_text(out / "fits.json", json.dumps([fit_to_json(f) for f in fits.values()], indent=1) + "\n")
+    atomic_write_text(out / "fits.json", json.dumps([f.to_json() for f in fits.values()], indent=1) + "\n")
     plot_approximation(list(fits.values()), out / "approximation.png", dist)
     curves = {}
     for f in fits.values():

@@ -1,4 +1,4 @@
-"""``python train.py snn``: fine-tune a spiking (FS) UNet with Accelerate.
+"""``spiking-ddim train snn`` (``python train.py snn``): fine-tune a spiking (FS) UNet with Accelerate.
 
 Modes:
 * fine-tune: start from a diffusers pipeline or UNet (plain: converted here with --K /
@@ -28,21 +28,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fs_neurons.bank import BANK_METHODS, UNET_METHOD
-from fs_neurons.cli import require_positive, tqdm_progress
 from fs_neurons.files import atomic_write_text
 from fs_neurons.neuron import check_K
 
-from .cli_ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, train_config
-from .convert import convert_unet, fs_activations, set_mode
-from .data import load_images
-from .diffusion import TRAIN_SCHEDULER, ddim_noise_gain, noisy_batch, train_scheduler
-from .modeling import DEFAULT_MODEL
-from .pipelines import (
+from ..convert import convert_unet
+from ..data import load_images
+from ..diffusion import TRAIN_SCHEDULER, ddim_noise_gain, noisy_batch, train_scheduler
+from ..modeling import DEFAULT_MODEL
+from ..pipelines import (
     SamplingOptions,
-    convert_pipeline,
     converted_components,
     decoder,
     generate,
@@ -51,9 +47,13 @@ from .pipelines import (
     record_denoiser_calls,
     save_pipeline,
 )
-from .training import TrainConfig, config_json, train
+from ..sites import fs_activations, set_mode
+from ..training import TrainConfig, config_json, train
+from .ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, train_config
+from .common import calibrate_with_bar, convert_from_flags, require_positive
 
 TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
+DEFAULT_K = 8
 DEFAULTS = TrainConfig(steps=600, batch_size=32, lr=1e-3, weight_decay=0.0, ema_decay=0.99, checkpoint_every=100)
 
 
@@ -150,15 +150,11 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
             set_mode(m, "ann")  # the same weights with the original activations
         return student, teacher, options
     try:
-        names = [c.strip() for c in args.convert.split(",") if c.strip()]
-        convert_pipeline(student, K=args.K or 8, method=args.method or UNET_METHOD, components=names)
+        convert_from_flags(student, args, DEFAULT_K)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:
-        from .calibrate import calibrate
-
-        with tqdm(desc="calibrate: fit sites", unit="fit", dynamic_ncols=True, disable=not show_progress) as bar:
-            calibrate(student, options, seed=args.seed, progress=tqdm_progress(bar))
+        calibrate_with_bar(student, options, seed=args.seed, show=show_progress)
     return student, teacher, options
 
 
@@ -169,7 +165,7 @@ def _from_scratch(args: argparse.Namespace, images: torch.Tensor):
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args, images.shape[1])
-    convert_unet(unet, K=args.K or 8, method=args.method or UNET_METHOD)
+    convert_unet(unet, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD)
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 
 
@@ -242,7 +238,7 @@ def run_snn(args: argparse.Namespace) -> int:
         unet.fs_conversion["finetuned"] = True
         save_pipeline(student, args.out / MODEL_DIR)
         losses = [r["loss"] for r in result.records if "loss" in r]
-        print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in sample.py "
+        print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim sample "
               "--model)")
         scores = [r["validation"] for r in result.records if "validation" in r]
         if scores:

@@ -1,1 +1,0 @@
-"""Evaluation of spiking diffusion models: image losses, KID, benchmark tables."""

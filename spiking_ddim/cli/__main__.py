@@ -1,0 +1,7 @@
+"""``python -m spiking_ddim.cli`` = ``spiking-ddim``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""What several subcommands share: output directories, flag checks, progress bars, model flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable, Optional
+
+from diffusers import DiffusionPipeline
+from tqdm import tqdm
+
+from fs_neurons.bank import BANK_METHODS, UNET_METHOD
+from fs_neurons.neuron import check_K
+
+from ..calibrate import calibrate
+from ..convert import SiteReport
+from ..modeling import DEFAULT_MODEL
+from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
+
+
+def prepare_output_dir(path: Path, overwrite: bool) -> Path:
+    """Create ``path``; refuse a non-empty one unless ``overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"error: output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise SystemExit(f"error: output directory {path} is not empty; pass --overwrite to replace its files")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def require_positive(args: argparse.Namespace, *names: str) -> None:
+    """Exit with a clear error when an integer flag among ``names`` (argparse dests) is < 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
+def tqdm_progress(bar: tqdm) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that drives ``bar``."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return update
+
+
+def add_model_args(p: argparse.ArgumentParser, default_K: int) -> None:
+    """Flags that pick a pipeline, how to sample it and how to convert it."""
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="hub id or local diffusers pipeline (or UNet) directory, plain or already converted by this "
+                        "package (default: the embedded digits DDIM)")
+    p.add_argument("--convert", metavar="NAMES",
+                   help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
+                        "(default: unet)")
+    p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
+                   help="ddim: a DDIMScheduler with the pipeline's scheduler configuration; pipeline: its own "
+                        "(default: %(default)s)")
+    p.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="text-conditional pipelines: a prompt (repeatable); image i gets prompt i mod the number "
+                        "of prompts (default: a few built-in prompts)")
+    p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
+    p.add_argument("--guidance-scale", type=float,
+                   help="classifier-free guidance scale, >= 1 (1 = none) (default: the pipeline's)")
+    p.add_argument("--K", type=int, help=f"FS time steps per neuron (default: {default_K})")
+    p.add_argument("--method", choices=BANK_METHODS,
+                   help="bank entry to initialise FS neurons: ours-unet (fitted to diffusion UNets' Swish inputs), "
+                        "or the paper-protocol entries fitted on [-8, 12] (default: ours-unet)")
+
+
+def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
+    """--prompt and --prompts together, or None for none."""
+    prompts = list(args.prompt or []) + (list(read_prompts(args.prompts)) if args.prompts else [])
+    return tuple(prompts) or None
+
+
+def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, default_K: int) -> str:
+    """Convert ``pipe`` in place per --convert / --K / --method; the conversion summary."""
+    if args.K is not None:
+        check_K(args.K)
+    names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
+    reports = convert_pipeline(pipe, K=args.K or default_K, method=args.method or UNET_METHOD, components=names)
+    return "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
+
+
+def calibrate_with_bar(pipe: DiffusionPipeline, options: SamplingOptions, num_images: int = 16, seed: int = 0,
+                       show: bool = True) -> tuple[list[SiteReport], str]:
+    """:func:`calibrate` under a progress bar; the site reports and a one-line summary."""
+    with tqdm(desc="calibrate: fit sites", unit="fit", dynamic_ncols=True, disable=not show) as bar:
+        sites = calibrate(pipe, options, num_images=num_images, seed=seed, progress=tqdm_progress(bar))
+    gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
+    return sites, f"calibrated {len(sites)} sites: summed MSE of the neurons on their own inputs down {gain:.2f}x"

@@ -1,0 +1,108 @@
+"""``spiking-ddim convert`` and ``spiking-ddim calibrate``: make and save a spiking pipeline.
+
+    spiking-ddim convert --model DIR|HUB_ID --K 8 [--calibrate] --out fs-pipeline
+    spiking-ddim calibrate --model fs-pipeline --out fs-pipeline-cal
+
+``convert`` loads a diffusers pipeline (or bare UNet), replaces the Swish activations of
+the chosen components by FS neurons from the bank, optionally calibrates every site to
+the inputs it sees while the pipeline samples, saves the result in diffusers' layout
+(``DiffusionPipeline.from_pretrained`` loads it once ``spiking_ddim`` is imported; so do
+``spiking-ddim sample --model`` and ``train snn --model``) and prints the conversion
+report. ``calibrate`` does the calibration step for a pipeline converted earlier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from diffusers import DiffusionPipeline
+
+from fs_neurons.files import atomic_write_text
+
+from ..pipelines import SamplingOptions, converted_components, load_pipeline, save_pipeline
+from .common import add_model_args, calibrate_with_bar, convert_from_flags, prompts_from_flags, require_positive
+
+DEFAULT_K = 16
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("convert", help="convert a pipeline's Swish to FS neurons (optionally calibrate) and save it",
+                       description=__doc__, formatter_class=fmt)
+    add_model_args(p, DEFAULT_K)
+    p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs")
+    _add_calibration_args(p)
+    p.set_defaults(run=run_convert)
+
+    p = sub.add_parser("calibrate", help="calibrate a converted pipeline's FS sites to their inputs and save it",
+                       description=__doc__, formatter_class=fmt)
+    p.add_argument("--model", required=True, help="a pipeline (or UNet) directory converted by spiking-ddim convert")
+    p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
+                   help="scheduler of the recording runs: ddim, or the pipeline's own (default: %(default)s)")
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="text-conditional pipelines: a prompt (repeatable)")
+    p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
+    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale >= 1 (default: the pipeline's)")
+    _add_calibration_args(p)
+    p.set_defaults(run=run_calibrate)
+
+
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calibration-images", type=int, default=16,
+                   help="images sampled to record each site's inputs (default: %(default)s)")
+    g.add_argument("--steps", type=int, default=20, help="denoising steps of those runs (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="seed of those runs and of the search (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="directory to save the converted pipeline to")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
+        raise SystemExit(f"error: {args.out} exists and is not empty; pass --overwrite to replace it")
+    require_positive(args, "calibration_images", "steps")
+
+
+def _load(args: argparse.Namespace) -> tuple[DiffusionPipeline, SamplingOptions]:
+    try:
+        pipe = load_pipeline(args.model, scheduler=args.scheduler)
+        return pipe, SamplingOptions(args.steps, 0.0, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _calibrate_and_save(pipe: DiffusionPipeline, options: SamplingOptions, args: argparse.Namespace) -> None:
+    sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed)
+    save_pipeline(pipe, args.out)
+    atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
+    print(f"{message} (per site: {args.out / 'calibration.json'})")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    _check_out(args)
+    pipe, options = _load(args)
+    if converted_components(pipe):
+        raise SystemExit(f"error: {args.model} is already converted; calibrate it with `spiking-ddim calibrate`")
+    try:
+        print(convert_from_flags(pipe, args, DEFAULT_K))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.calibrate:
+        _calibrate_and_save(pipe, options, args)
+    else:
+        save_pipeline(pipe, args.out)
+    print(f"wrote {args.out} (loads with spiking_ddim.load_pipeline, or sample --model {args.out})")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    _check_out(args)
+    pipe, options = _load(args)
+    if not converted_components(pipe):
+        raise SystemExit(f"error: {args.model} has no FS neurons to calibrate; convert it first with "
+                         "`spiking-ddim convert --model ... --calibrate`")
+    _calibrate_and_save(pipe, options, args)
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,90 @@
+"""``spiking-ddim metrics``: score folders of generated images.
+
+    spiking-ddim metrics --real DIR|digits --fake DIR [DIR ...] [--original DIR]
+
+Each --fake folder gets FID, KID (mean +- std over random subsets), IS and, on request,
+precision / recall against --real, through torch-fidelity (see
+:mod:`spiking_ddim.metrics.generation` for the feature spaces). With --original (the
+original network's images, same file names as each --fake folder, e.g. ``sample``'s
+``original/`` beside ``fs/``), also the image loss of each fake image against its
+original: MSE and PSNR on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..data import image_files, load_image_folder
+from ..metrics import INCEPTION_ENV, METRICS, compare, extract_features, generation_metrics
+
+HELP = "FID / KID / IS of image folders against real images, and image loss against the original's"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("metrics", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--real", help="folder of real images, or 'digits' (the held-out digits); without it no FID / KID / IS")
+    p.add_argument("--fake", required=True, nargs="+", type=Path, help="folder(s) of generated images, each scored")
+    p.add_argument("--original", type=Path,
+                   help="folder of the original network's images with the same file names: image MSE / PSNR")
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid", "kid", "isc"],
+                   help="fid, kid, isc (Inception Score, or the digits classifier's), prc (precision / recall) "
+                        "(default: fid kid isc)")
+    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
+                   help="auto: Inception when its weights are available locally, else digits (default: %(default)s)")
+    p.add_argument("--inception-weights", help=f"Inception weights file (or set {INCEPTION_ENV})")
+    p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
+    p.add_argument("--kid-subsets", type=int, default=100, help="number of random KID subsets (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and IS splits (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(run=run)
+
+
+def image_loss(original: Path, fake: Path) -> dict:
+    """Mean MSE and PSNR of ``fake``'s images against ``original``'s of the same file names."""
+    names = [f.name for f in image_files(fake)]
+    missing = sorted(set(names) - {f.name for f in image_files(original)})
+    if missing:
+        raise ValueError(f"{original} has no image named {missing[0]} (of {len(missing)} names in {fake})")
+    if len(image_files(original)) != len(names):
+        raise ValueError(f"{original} and {fake} hold different numbers of images")
+    r = compare(load_image_folder(original), load_image_folder(fake))
+    return {"mse": r["mean_mse"], "psnr": r["mean_psnr"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.real is None and args.original is None:
+        raise SystemExit("error: nothing to score: pass --real (FID / KID / IS) and / or --original (image loss)")
+    results: dict[str, dict] = {str(f): {} for f in args.fake}
+    try:
+        if args.real is not None:
+            real = extract_features(args.real, args.feature_extractor, args.inception_weights, args.metrics,
+                                    args.device, what="real")
+            for f in args.fake:
+                results[str(f)]["generation"] = generation_metrics(
+                    real, f, args.feature_extractor, args.inception_weights, args.metrics, args.kid_subset_size,
+                    args.kid_subsets, args.seed, args.device)
+        if args.original is not None:
+            for f in args.fake:
+                results[str(f)]["image_loss"] = image_loss(args.original, f)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: {**(r["generation"].to_json() if "generation" in r else {}),
+                              **({"image_loss": r["image_loss"]} if "image_loss" in r else {})}
+                          for k, r in results.items()}, indent=1))
+        return 0
+    for name, r in results.items():
+        print(f"{name}:")
+        if "generation" in r:
+            g = r["generation"]
+            print(f"  {g.n_fake} images vs {g.n_real} real")
+            for line in g.lines() + [f"note: {n}" for n in g.notes]:
+                print(f"  {line}")
+        if "image_loss" in r:
+            print(f"  image loss vs {args.original}: MSE {r['image_loss']['mse']:.6f}   PSNR {r['image_loss']['psnr']:.2f} dB")
+    return 0
