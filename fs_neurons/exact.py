@@ -20,7 +20,7 @@ fits many sites (one distribution each) in one batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -65,6 +65,10 @@ class Pieces:
         """Spike patterns as a float64 matrix, shape (n_pieces, K)."""
         bits = torch.arange(K, device=self.code.device)
         return ((self.code.unsqueeze(1) >> bits) & 1).to(torch.float64)
+
+    def counts(self, K: int) -> torch.Tensor:
+        """Spikes each piece emits per call (n_pieces,), float64."""
+        return self.spikes(K).sum(1)
 
 
 def pieces(h: torch.Tensor, T: torch.Tensor, lo: Bound, hi: Bound, d: Optional[torch.Tensor] = None) -> Pieces:
@@ -133,12 +137,14 @@ def optimal_d(p: Pieces, sums: torch.Tensor, B: int, K: int, ridge: float = 1e-1
     return torch.linalg.solve(A + scale.view(B, 1, 1) * torch.eye(K, dtype=torch.float64), r)
 
 
-def exact_mse(
+def exact_cost(
     h: torch.Tensor, d: Optional[torch.Tensor], T: torch.Tensor, moments: CumulativeMoments,
     group: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted MSE of each candidate (B,) on its distribution ``group`` (B,) (default: 0)
-    and the d used (B, K); differentiable in h and T.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted MSE (B,) of each candidate on its distribution ``group`` (B,) (default: 0),
+    its expected spikes per call (B,) under that distribution, and the d used (B, K); both
+    differentiable in h and T (a piece's spikes are fixed, its probability mass moves with
+    its ends).
 
     With ``d=None`` the least-squares optimal d for these (h, T) is used and returned.
     """
@@ -153,7 +159,56 @@ def exact_mse(
     sums = _piece_sums(p, moments, group)
     per_piece = sums[:, 2] - 2 * p.level * sums[:, 1] + p.level * p.level * sums[:, 0]
     total = torch.zeros(B, dtype=torch.float64).index_add(0, p.cand, per_piece)
-    return total / moments.total_weight[group], d
+    spikes = torch.zeros(B, dtype=torch.float64).index_add(0, p.cand, sums[:, 0] * p.counts(K))
+    weight = moments.total_weight[group]
+    return total / weight, spikes / weight, d
+
+
+def exact_mse(
+    h: torch.Tensor, d: Optional[torch.Tensor], T: torch.Tensor, moments: CumulativeMoments,
+    group: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`exact_cost` without the spikes: (MSE (B,), d (B, K))."""
+    mse, _, d = exact_cost(h, d, T, moments, group)
+    return mse, d
+
+
+def _per_group(value, G: int, name: str, default: float) -> torch.Tensor:
+    values = [default if v is None else v for v in (value if isinstance(value, (list, tuple)) else [value] * G)]
+    if len(values) != G:
+        raise ValueError(f"{name}: need one value or one per distribution ({G}), got {len(values)}")
+    t = torch.tensor(values, dtype=torch.float64)
+    if torch.isnan(t).any() or (t < 0).any():
+        raise ValueError(f"{name} must be >= 0 (not NaN), got {values}")
+    return t
+
+
+@dataclass(frozen=True)
+class SpikeObjective:
+    """What the search minimises on distribution g: ``mse + spike_weight[g] * spikes``,
+    subject to ``spikes <= max_spikes[g]`` (expected spikes per call; ``inf``: no budget),
+    both (G,) float64. A candidate over its budget scores ``VIOLATION`` (in MSE units) per
+    spike over it on top: that steers its gradient back and ranks it below every candidate
+    within budget (a never-spiking one always is)."""
+
+    spike_weight: torch.Tensor
+    max_spikes: torch.Tensor
+
+    VIOLATION = 1e6
+
+    @classmethod
+    def of(cls, G: int, spike_weight: Union[float, Sequence[float]] = 0.0,
+           max_spikes: Union[None, float, Sequence[Optional[float]]] = None) -> "SpikeObjective":
+        """One spike weight (finite, >= 0) and one budget (>= 0, None: none) for all G
+        distributions, or one each."""
+        weight = _per_group(spike_weight, G, "spike_weight", 0.0)
+        if torch.isinf(weight).any():
+            raise ValueError(f"spike_weight must be finite, got {weight.tolist()}")
+        return cls(weight, _per_group(max_spikes, G, "max_spikes", math.inf))
+
+    def score(self, mse: torch.Tensor, spikes: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        over = (spikes - self.max_spikes[group]).clamp_min(0.0)
+        return mse + self.spike_weight[group] * spikes + self.VIOLATION * over
 
 
 def best_per_group(mse: torch.Tensor, group: torch.Tensor, n: Union[int, torch.Tensor]) -> torch.Tensor:
@@ -170,21 +225,32 @@ def best_per_group(mse: torch.Tensor, group: torch.Tensor, n: Union[int, torch.T
 
 @dataclass
 class Candidates:
-    """B candidate neurons with their exact errors: h, d, T of shape (B, K), mse (B,), and
-    the distribution each was fitted on, ``group`` (B,)."""
+    """B candidate neurons with their exact errors: h, d, T of shape (B, K), mse (B,), the
+    distribution each was fitted on, ``group`` (B,), expected spikes per call ``spikes``
+    (B,) and the ``score`` (B,) the search ranks them by (the MSE unless spikes count)."""
 
     h: torch.Tensor
     d: torch.Tensor
     T: torch.Tensor
     mse: torch.Tensor
     group: torch.Tensor
+    spikes: torch.Tensor
+    score: torch.Tensor
+
+    @classmethod
+    def of(cls, h: torch.Tensor, T: torch.Tensor, moments: CumulativeMoments, group: torch.Tensor,
+           objective: Optional[SpikeObjective] = None) -> "Candidates":
+        """Candidates (h, T) with their best d, errors, spikes and scores."""
+        with torch.no_grad():
+            mse, spikes, d = exact_cost(h, None, T, moments, group)
+        return cls(h, d, T, mse, group, spikes, mse if objective is None else objective.score(mse, spikes, group))
 
     def best(self, n: int = 1) -> "Candidates":
-        """The ``n`` best of every group, ordered by group, best first."""
-        return self.take(best_per_group(self.mse, self.group, n))
+        """The ``n`` best (lowest score) of every group, ordered by group, best first."""
+        return self.take(best_per_group(self.score, self.group, n))
 
     def take(self, i: torch.Tensor) -> "Candidates":
-        return Candidates(*(getattr(self, k)[i] for k in ("h", "d", "T", "mse", "group")))
+        return Candidates(*(getattr(self, f.name)[i] for f in fields(self)))
 
 
 def refine(
@@ -197,11 +263,13 @@ def refine(
     keep: float = 1.0,
     on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
     group: Optional[torch.Tensor] = None,
+    objective: Optional[SpikeObjective] = None,
 ) -> Candidates:
     """Adam on (h, T) of B candidates against their exact error on their distributions
     ``group`` (B,) (default: 0), with d solved exactly at every step and cosine learning-rate
     decay. After ``cull_at * iters`` steps only the best ``keep`` fraction of each group's
-    candidates continues. Returns the survivors with their errors."""
+    candidates continues. With an ``objective`` the score descended and culled on is its
+    (error + spike cost); without, the error. Returns the survivors with their errors."""
     group = _groups(group, h.shape[0])
     h = h.detach().clone().to(torch.float64)
     T = T.detach().clone().to(torch.float64)
@@ -212,13 +280,14 @@ def refine(
     for i in range(iters):
         h.requires_grad_(True)
         T.requires_grad_(True)
-        mse, _ = exact_mse(h, None, T, moments, group)
+        mse, spikes, _ = exact_cost(h, None, T, moments, group)
+        score = mse if objective is None else objective.score(mse, spikes, group)
         # The last step's h never matters (the membrane is not read after step K).
-        gh, gT = torch.autograd.grad(mse.sum(), (h, T), allow_unused=True, materialize_grads=True)
+        gh, gT = torch.autograd.grad(score.sum(), (h, T), allow_unused=True, materialize_grads=True)
         with torch.no_grad():
             if i == cull_step:
                 quota = (keep * torch.bincount(group).double()).round().clamp_min(1).long()
-                survivors = best_per_group(mse, group, quota)
+                survivors = best_per_group(score, group, quota)
                 h, T, m, v, group = h[survivors], T[survivors], m[:, survivors], v[:, survivors], group[survivors]
                 gh, gT = gh[survivors], gT[survivors]
             grad = torch.stack([gh, gT])
@@ -228,10 +297,8 @@ def refine(
             step = rate / (1 - beta1 ** (i + 1)) * m / ((v / (1 - beta2 ** (i + 1))).sqrt() + eps)
             h, T = h.detach() - step[0], T.detach() - step[1]
         if on_step is not None:
-            on_step(i, mse.detach())
-    with torch.no_grad():
-        mse, d = exact_mse(h, None, T, moments, group)
-    return Candidates(h, d, T, mse, group)
+            on_step(i, score.detach())
+    return Candidates.of(h, T, moments, group, objective)
 
 
 def _curvature_points(dist: InputDistribution, target: Activation, n: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,7 +407,7 @@ class _Sampler:
 
 
 def _merge(a: Candidates, b: Candidates) -> Candidates:
-    return Candidates(*(torch.cat([getattr(a, k), getattr(b, k)]) for k in ("h", "d", "T", "mse", "group")))
+    return Candidates(*(torch.cat([getattr(a, f.name), getattr(b, f.name)]) for f in fields(a)))
 
 
 def _batch(neurons: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -375,6 +442,7 @@ def search_many(
     generators: Sequence[torch.Generator],
     starts: Optional[Sequence[Optional[tuple[torch.Tensor, torch.Tensor]]]] = None,
     on_round: Optional[Callable[[int, torch.Tensor], None]] = None,
+    objective: Optional[SpikeObjective] = None,
 ) -> tuple[list[Candidates], list[list[float]]]:
     """The ``ours`` search for one K on G distributions at once, one neuron each, all
     candidates in one batch (the Python overhead of a step is paid once for all G).
@@ -386,6 +454,10 @@ def search_many(
     ``generators[g]``. The time budget only skips phases that would start after it is spent.
     Returns each distribution's elite (best first) and its best error after each phase;
     ``on_round(phase, best)`` gets the G best errors (G,) after each phase.
+
+    With an ``objective`` candidates are refined and ranked by its score (error plus spike
+    cost, within each distribution's spike budget), and "best" means lowest score; a
+    neuron that never spikes is a candidate from the start, so every budget >= 0 is met.
     """
     import time
 
@@ -406,7 +478,7 @@ def search_many(
     def phase_done(found: Candidates) -> Candidates:
         merged = found if elite is None else _merge(elite, found)
         best = merged.best(config.elite)
-        history.append(best.mse[best_per_group(best.mse, best.group, 1)])
+        history.append(best.mse[best_per_group(best.score, best.group, 1)])
         if on_round is not None:
             on_round(len(history), history[-1])
         return best
@@ -414,10 +486,11 @@ def search_many(
     given = [g for g, row in enumerate(start_rows) if row is not None]
     if given:  # each start itself (with its best d) stays a candidate throughout
         h0, T0 = (torch.stack([start_rows[g][i] for g in given]) for i in (0, 1))
-        group0 = torch.tensor(given, dtype=torch.long)
-        with torch.no_grad():
-            mse0, d0 = exact_mse(h0, None, T0, moments, group0)
-        elite = Candidates(h0, d0, T0, mse0, group0)
+        elite = Candidates.of(h0, T0, moments, torch.tensor(given, dtype=torch.long), objective)
+    if objective is not None:  # silent neurons: thresholds above every input
+        silent = Candidates.of(torch.ones(G, K, dtype=torch.float64), (moments.hi + 1).unsqueeze(1).repeat(1, K),
+                               moments, torch.arange(G), objective)
+        elite = silent if elite is None else _merge(elite, silent)
     for restart in range(config.restarts):
         if restart > 0 and time.perf_counter() - t0 > config.time_budget / 2:
             break
@@ -428,9 +501,11 @@ def search_many(
                 if row is not None:
                     rows.append(row)  # refined too
         h, T, group = _batch(pools)
-        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep, group=group).best(config.elite)
+        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep, group=group,
+                       objective=objective).best(config.elite)
         if config.elite_iters > 0:
-            more = refine(found.h, found.T, moments, config.elite_iters, config.elite_lr, group=found.group)
+            more = refine(found.h, found.T, moments, config.elite_iters, config.elite_lr, group=found.group,
+                          objective=objective)
             found = _merge(found, more).best(config.elite)
         elite = phase_done(found)
     for _ in range(config.rounds):
@@ -443,9 +518,10 @@ def search_many(
                          for i in range(config.mutants)])
         kh, kT, kg = _batch(kids)
         elite = phase_done(refine(kh, kT, moments, config.round_iters, config.round_lr, config.cull_at, config.keep,
-                                  group=kg))
+                                  group=kg, objective=objective))
     if config.polish_iters > 0:
         top = elite.best(1)
-        elite = phase_done(refine(top.h, top.T, moments, config.polish_iters, config.polish_lr, group=top.group))
+        elite = phase_done(refine(top.h, top.T, moments, config.polish_iters, config.polish_lr, group=top.group,
+                                  objective=objective))
     elites = [elite.take((elite.group == g).nonzero().squeeze(1)) for g in range(G)]
     return elites, [[float(row[g]) for row in history] for g in range(G)]

@@ -57,6 +57,7 @@ class FSFit:
     curve_every: dict[str, int] = field(default_factory=dict)
     pretrained: Optional[dict[str, list[float]]] = None
     tendency: Optional[dict[str, TendencyFit]] = None
+    spikes: Optional[float] = None  # ours: expected spikes per call under the distribution
 
     def neuron(self, **kwargs) -> FSNeuron:
         return FSNeuron.from_params(self.h, self.d, self.T, **kwargs)
@@ -149,14 +150,22 @@ def fit_ours(
     config: OursConfig = OursConfig(),
     start: Optional[tuple[Sequence[float], Sequence[float]]] = None,
     progress: Progress = None,
+    spike_weight: float = 0.0,
+    max_spikes: Optional[float] = None,
 ) -> FSFit:
     """``ours``: the exact-gradient search of :func:`fs_neurons.exact.search_many` at one K.
 
     ``start`` = (h, T) of a known neuron (e.g. a bank entry) joins the starting pool, so the
     result is never worse than it with its best d. ``curves["search"]`` holds the best
     error after each search phase.
+
+    Spikes: the search minimises ``MSE + spike_weight * spikes`` with ``spikes`` the
+    expected spikes per call under ``dist`` (exact), and with ``max_spikes`` keeps
+    ``spikes <= max_spikes`` (0: a neuron that never spikes). ``spike_weight=0`` and no
+    budget is the plain fit. The fit's ``spikes`` records what it spends.
     """
-    return fit_ours_many(activation, K, [dist or InputDistribution.uniform()], [seed], config, [start], progress)[0]
+    return fit_ours_many(activation, K, [dist or InputDistribution.uniform()], [seed], config, [start], progress,
+                         spike_weight, max_spikes)[0]
 
 
 def fit_ours_many(
@@ -167,12 +176,18 @@ def fit_ours_many(
     config: OursConfig = OursConfig(),
     starts: Optional[Sequence[Optional[tuple[Sequence[float], Sequence[float]]]]] = None,
     progress: Progress = None,
+    spike_weight: Union[float, Sequence[float]] = 0.0,
+    max_spikes: Union[None, float, Sequence[Optional[float]]] = None,
 ) -> list[FSFit]:
     """:func:`fit_ours` for one neuron per distribution, all searched in one batch: neuron
-    g fits ``dists[g]``, draws from ``seeds[g]`` and starts from ``starts[g]`` (or None).
+    g fits ``dists[g]``, draws from ``seeds[g]`` and starts from ``starts[g]`` (or None),
+    under ``spike_weight`` and ``max_spikes`` (one value, or one per distribution).
     ``seconds`` of each fit is the batch's wall time divided by G."""
     check_K(K)
     name, target = resolve_activation(activation)
+    objective = exact.SpikeObjective.of(len(dists), spike_weight, max_spikes)
+    if not (objective.spike_weight.any() or torch.isfinite(objective.max_spikes).any()):
+        objective = None  # the plain fit
     t0 = time.perf_counter()
     inits = None if starts is None else [
         None if st is None else tuple(torch.as_tensor(v, dtype=torch.float64) for v in st) for st in starts]
@@ -182,6 +197,7 @@ def fit_ours_many(
     elites, histories = exact.search_many(
         dists, target, K, config, [torch.Generator().manual_seed(int(s)) for s in seeds], inits,
         on_round=None if progress is None else (lambda phase, _best: progress("ours", phase, rounds)),
+        objective=objective,
     )
     if progress is not None:
         progress("ours", rounds, rounds)
@@ -192,6 +208,6 @@ def fit_ours_many(
         fits.append(FSFit(
             activation=name, K=K, method="ours", h=h, d=d, T=T, mse=fs_mse(h, d, T, target, dist),
             distribution=dist.description, seed=int(seed), seconds=seconds,
-            curves={"search": history}, curve_every={"search": 1},
+            curves={"search": history}, curve_every={"search": 1}, spikes=float(elite.spikes[0]),
         ))
     return fits

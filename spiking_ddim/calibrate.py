@@ -6,21 +6,33 @@ are those of real use, keeping a sample of each site's inputs; each site's neuro
 refitted to that input distribution with the exact-gradient search of ``fs_neurons``,
 starting from its current (bank) parameters, so no site gets worse. All sites are
 searched together in one batch.
+
+Under a :class:`SpikeBudget` (mean spikes per neuron per call, or SNN/ANN energy ratio of
+the whole pipeline) each site is also fitted at a grid of spike weights
+(``MSE + weight * spikes``, exact in ``fs_neurons``), giving a per-site trade-off between
+error and spikes; one multiplier mu then picks, for every site, the option minimising its
+summed squared error over the site's neurons plus mu times what its spikes cost (spikes,
+or the accumulates they trigger downstream, from the energy accounting), the smallest mu
+that meets the budget. :func:`fit_site_options` does the search once and
+:func:`apply_budget` the choice, so a sweep of budgets searches once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 from diffusers import DiffusionPipeline
 
 from fs_neurons import InputDistribution, fit_ours_many, fs_mse
-from fs_neurons.exact import OursConfig
+from fs_neurons.exact import OursConfig, exact_cost
 from fs_neurons.targets import resolve_activation
 
 from .convert import SiteReport
+from .energy import EnergyConstants, measure_cost
 from .pipelines import SamplingOptions, converted_components, generate
 from .sites import fs_activations, set_mode
 
@@ -28,6 +40,52 @@ from .sites import fs_activations, set_mode
 # sites are searched in one batch, so the budget bounds the whole calibration.
 CALIBRATION_SEARCH = OursConfig(pool=16, restarts=1, iters=60, elite=3, elite_iters=100, rounds=1, mutants=12,
                                 round_iters=50, polish_iters=120, time_budget=300.0)
+# Spike weights of the per-site options under a budget, in units of the site's starting MSE
+# per spike; a never-spiking option is added to them.
+SPIKE_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class SpikeBudget:
+    """What the FS sites of a pipeline may spend per call: ``kind`` ``spikes`` = mean spikes
+    per neuron (all sites, weighted by their neurons), or ``energy`` = the SNN/ANN energy
+    ratio per image under ``constants`` (dense layers included, so it has a floor)."""
+
+    kind: str
+    value: float
+    constants: EnergyConstants = EnergyConstants()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("spikes", "energy"):
+            raise ValueError(f"budget kind must be 'spikes' or 'energy', got {self.kind!r}")
+        if not math.isfinite(self.value) or self.value < 0:
+            raise ValueError(f"the {self.kind} budget must be a finite number >= 0, got {self.value}")
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One fitted neuron of a site: parameters h, d, T and its MSE and expected spikes per
+    call on the site's inputs."""
+
+    params: dict
+    mse: float
+    spikes: float
+
+
+@dataclass
+class SiteOptions:
+    """What :func:`fit_site_options` found: every site (path, FSActivation, index, job key),
+    each distinct job's options (the plain fit first) and starting MSE and spikes, and per
+    site its neurons per forward pass and accumulates per spike downstream; the ANN's
+    and the dense layers' MACs per forward pass."""
+
+    sites: list[tuple[str, object, int, bytes]]
+    options: dict[bytes, list[_Option]]
+    before: dict[bytes, tuple[float, float]]
+    neurons: dict[str, float] = field(default_factory=dict)
+    acs_per_spike: dict[str, float] = field(default_factory=dict)
+    ann_macs: float = 0.0
+    dense_macs: float = 0.0
 
 
 @torch.no_grad()
@@ -67,11 +125,18 @@ def pooled_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = Sampl
     return torch.cat(quantiles)
 
 
-def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig,
-              progress: Optional[Callable[[int, int], None]]) -> list[tuple[dict, float, float]]:
-    """Refit each job (activation, K, samples, start) to its samples, the jobs of one
-    activation and K in one batched search (job n draws from seed + n): per job the best
-    (h, d, T), its MSE before and after."""
+def _silent(K: int, hi: float) -> dict:
+    """A neuron that never spikes on inputs <= ``hi`` (output 0)."""
+    return {"h": [1.0] * K, "d": [0.0] * K, "T": [hi + 1.0] * K}
+
+
+def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Optional[Callable[[int, int], None]],
+              weights: tuple[float, ...] = (0.0,)) -> list[tuple[list[_Option], float, float]]:
+    """Refit each job (activation, K, samples, start) to its samples at each spike weight
+    (``weights`` times the start's MSE, per spike), the jobs of one activation and K in one
+    batched search (job n draws from seed + n): per job its options (the plain fit, never
+    worse than the start, first; with more than one weight, a never-spiking one last) and
+    the start's MSE and expected spikes."""
     results: list = [None] * len(jobs)
     batches: dict[tuple[str, int], list[int]] = {}
     for n, (activation, K, _, _) in enumerate(jobs):
@@ -81,19 +146,149 @@ def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig,
         _, target = resolve_activation(activation)
         dists = [InputDistribution.from_samples(jobs[n][2]) for n in members]
         starts = [jobs[n][3] for n in members]
+        before = [_cost(st, target, dist) for st, dist in zip(starts, dists)]
 
         def step(_stage: str, phase: int, _rounds: int, offset: int = done) -> None:
             if progress is not None:
                 progress(offset + phase, total)
 
-        fits = fit_ours_many(target, K, dists, [seed + n for n in members], search,
-                             [(st["h"], st["T"]) for st in starts], step)
+        fits = fit_ours_many(target, K, dists * len(weights), [seed + n for n in members] * len(weights), search,
+                             [(st["h"], st["T"]) for st in starts] * len(weights), step,
+                             spike_weight=[w * mse for w in weights for mse, _ in before])
         done += search.restarts + search.rounds + 1
-        for n, dist, start, fit in zip(members, dists, starts, fits):
-            before = fs_mse(start["h"], start["d"], start["T"], target, dist)
-            best = {k: getattr(fit, k) for k in ("h", "d", "T")} if fit.mse < before else start
-            results[n] = (best, before, min(before, fit.mse))
+        for j, (n, dist, start) in enumerate(zip(members, dists, starts)):
+            found = [fits[k * len(members) + j] for k in range(len(weights))]
+            plain = found[0]
+            options = [_Option(start, *before[j]) if plain.mse >= before[j][0] else
+                       _Option({k: getattr(plain, k) for k in ("h", "d", "T")}, plain.mse, plain.spikes)]
+            options += [_Option({k: getattr(f, k) for k in ("h", "d", "T")}, f.mse, f.spikes) for f in found[1:]]
+            if len(weights) > 1:
+                silent = _silent(K, dist.hi)
+                options.append(_Option(silent, *_cost(silent, target, dist)))
+            results[n] = (options, *before[j])
     return results
+
+
+def _cost(params: dict, target, dist: InputDistribution) -> tuple[float, float]:
+    """(MSE, expected spikes per call) of the neuron ``params`` on ``dist``."""
+    t = [torch.as_tensor(params[k], dtype=torch.float64).unsqueeze(0) for k in ("h", "d", "T")]
+    _, spikes, _ = exact_cost(t[0], t[1], t[2], dist.moments(target))
+    return fs_mse(params["h"], params["d"], params["T"], target, dist), float(spikes[0])
+
+
+def fit_site_options(
+    pipe: DiffusionPipeline,
+    options: SamplingOptions = SamplingOptions(),
+    num_images: int = 16,
+    seed: int = 0,
+    search: OursConfig = CALIBRATION_SEARCH,
+    progress: Optional[Callable[[int, int], None]] = None,
+    weights: tuple[float, ...] = SPIKE_GRID,
+    budget: Optional[SpikeBudget] = None,
+) -> SiteOptions:
+    """Record every FS site's inputs while ``pipe`` samples with ``options`` and fit each
+    site at the spike ``weights`` (see :data:`SPIKE_GRID`); with more than one weight,
+    first measure what each site's neurons and spikes cost (one image through the FS
+    pipeline), and with a ``budget`` check that it can be met at all before searching.
+    Changes no neuron."""
+    found = SiteOptions([], {}, {})
+    if len(weights) > 1:
+        _measure_costs(pipe, options, found)
+        if budget is not None:
+            _limit(found, budget)
+    record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
+    jobs = {}  # inputs and start -> (activation, K, samples, start)
+    for name, model in converted_components(pipe).items():
+        for path, act in fs_activations(model):
+            for i in range(act.num_sites):
+                samples, start = act.site_samples(i), act.neurons[i].params()
+                key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
+                found.sites.append((f"{path if name == 'unet' else f'{name}.{path}'}[{i}]", act, i, key))
+                jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start))
+    for _, act, _, _ in found.sites:
+        act.clear_records()
+    for key, (opts, *before) in zip(jobs, _fit_jobs(list(jobs.values()), seed, search, progress, tuple(weights))):
+        found.options[key], found.before[key] = opts, tuple(before)
+    return found
+
+
+@torch.no_grad()
+def _measure_costs(pipe: DiffusionPipeline, options: SamplingOptions, found: SiteOptions) -> None:
+    with measure_cost(pipe) as meter:
+        generate(pipe, range(1), options, seed=20_000)
+    report = meter.report()
+    spiking = [s for s in report.sites if s.spikes > 0]
+    mean_fanout = sum(s.acs for s in spiking) / max(sum(s.spikes for s in spiking), 1e-300)
+    for s in report.sites:
+        found.neurons[s.name] = s.neurons / report.samples
+        found.acs_per_spike[s.name] = s.acs_per_spike if s.spikes > 0 else mean_fanout
+    found.ann_macs = sum(lay.ann_macs for lay in report.layers) / report.samples
+    found.dense_macs = sum(lay.snn_macs for lay in report.layers) / report.samples
+
+
+def _limit(found: SiteOptions, budget: SpikeBudget) -> float:
+    """What the sites may spend per forward pass: spikes, or accumulates (energy budget)."""
+    if budget.kind == "spikes":
+        return budget.value * sum(found.neurons.values())
+    c = budget.constants
+    limit = (budget.value * c.mac_pj * found.ann_macs - c.mac_pj * found.dense_macs) / c.ac_pj
+    if limit < 0:
+        raise ValueError(f"energy budget {budget.value} is below what the dense (MAC) layers alone cost: "
+                         f"an SNN/ANN ratio of {found.dense_macs / found.ann_macs:.3f}")
+    return limit
+
+
+def _allocate(found: SiteOptions, budget: SpikeBudget) -> dict[bytes, int]:
+    """The option index per job at the smallest multiplier mu whose choice fits ``budget``."""
+    n: dict[bytes, float] = {}
+    w: dict[bytes, float] = {}
+    for name, _, _, key in found.sites:
+        if name not in found.neurons:
+            raise ValueError(f"site {name} did not run while measuring costs; cannot budget its spikes")
+        per_spike = found.acs_per_spike[name] if budget.kind == "energy" else 1.0
+        n[key] = n.get(key, 0.0) + found.neurons[name]
+        w[key] = w.get(key, 0.0) + found.neurons[name] * per_spike
+    limit = _limit(found, budget)
+
+    def pick(mu: float) -> dict[bytes, int]:
+        return {k: min(range(len(opts)), key=lambda i: (n[k] * opts[i].mse + mu * w[k] * opts[i].spikes, i))
+                for k, opts in found.options.items()}
+
+    def spent(choice: dict[bytes, int]) -> float:
+        return sum(w[k] * found.options[k][i].spikes for k, i in choice.items())
+
+    if spent(pick(0.0)) <= limit:
+        return pick(0.0)
+    lo, hi = 0.0, 1.0
+    while spent(pick(hi)) > limit:
+        lo, hi = hi, hi * 10
+        if hi > 1e300:
+            raise ValueError(f"no choice of options meets the {budget.kind} budget {budget.value}")
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if spent(pick(mid)) > limit else (lo, mid)
+    return pick(hi)
+
+
+def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[SpikeBudget] = None) -> list[SiteReport]:
+    """Give every site of ``pipe`` its chosen option from ``found``: the plain fit without a
+    budget, else the allocation that meets ``budget``; in place. One report per site: MSE
+    and expected spikes per call on its inputs, before and after."""
+    choice = {k: 0 for k in found.options} if budget is None else _allocate(found, budget)
+    reports = []
+    for name, act, i, key in found.sites:
+        option = found.options[key][choice[key]]
+        with torch.no_grad():
+            for p in ("h", "d", "T"):
+                getattr(act.neurons[i], p).copy_(torch.tensor(option.params[p]))
+        before, spikes_before = found.before[key]
+        reports.append(SiteReport(name, act.activation, act.signatures[i].to_json(), before, option.mse,
+                                  spikes_before, option.spikes))
+    for model in converted_components(pipe).values():
+        model.fs_conversion["calibrated"] = True
+        if budget is not None:
+            model.fs_conversion["budget"] = {"kind": budget.kind, "value": budget.value}
+    return reports
 
 
 def calibrate(
@@ -103,37 +298,18 @@ def calibrate(
     seed: int = 0,
     search: OursConfig = CALIBRATION_SEARCH,
     progress: Optional[Callable[[int, int], None]] = None,
+    budget: Optional[SpikeBudget] = None,
 ) -> list[SiteReport]:
     """Refit every FS site of a converted pipeline (all its FS components) to the inputs it
-    sees when the pipeline samples with ``options`` (prompts and guidance included), in place.
+    sees when the pipeline samples with ``options`` (prompts and guidance included), in place;
+    under ``budget``, trading error for spikes across sites to meet it.
 
     Returns one report per site (named ``path[i]`` in the UNet, ``component.path[i]``
-    elsewhere) with the neuron's MSE on the site's inputs before and after. Sites with the
-    same inputs and start (a UNet's ResnetBlocks all take Swish of the one time embedding)
-    are fitted once, and all fits of one K run as one batched search
+    elsewhere) with the neuron's MSE and expected spikes on the site's inputs before and
+    after. Sites with the same inputs and start (a UNet's ResnetBlocks all take Swish of the
+    one time embedding) are fitted once, and all fits of one K run as one batched search
     (:func:`fs_neurons.fit_ours_many`); ``progress(done, total)`` counts its phases.
     """
-    record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
-    sites = [(path if name == "unet" else f"{name}.{path}", act, i)
-             for name, model in converted_components(pipe).items()
-             for path, act in fs_activations(model) for i in range(act.num_sites)]
-    jobs: dict[bytes, tuple] = {}  # inputs and start -> (activation, K, samples, start)
-    keys = []
-    for _, act, i in sites:
-        samples, start = act.site_samples(i), act.neurons[i].params()
-        key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
-        keys.append(key)
-        jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start))
-    fitted = dict(zip(jobs, _fit_jobs(list(jobs.values()), seed, search, progress)))
-    reports = []
-    for (path, act, i), key in zip(sites, keys):
-        best, before, after = fitted[key]
-        with torch.no_grad():
-            for name in ("h", "d", "T"):
-                getattr(act.neurons[i], name).copy_(torch.tensor(best[name]))
-        reports.append(SiteReport(f"{path}[{i}]", act.activation, act.signatures[i].to_json(), before, after))
-    for _, act, _ in sites:
-        act.clear_records()
-    for model in converted_components(pipe).values():
-        model.fs_conversion["calibrated"] = True
-    return reports
+    weights = (0.0,) if budget is None else SPIKE_GRID
+    found = fit_site_options(pipe, options, num_images, seed, search, progress, weights, budget)
+    return apply_budget(pipe, found, budget)

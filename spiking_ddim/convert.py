@@ -41,6 +41,8 @@ class SiteReport:
     signature: list[int]
     mse_before: Optional[float] = None
     mse_after: Optional[float] = None
+    spikes_before: Optional[float] = None  # expected spikes per call on the site's inputs
+    spikes_after: Optional[float] = None
 
 
 @dataclass

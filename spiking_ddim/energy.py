@@ -109,6 +109,7 @@ class SiteCost:
     calls: int = 0
     neurons: int = 0
     spikes: float = 0.0
+    acs: float = 0.0  # accumulates its spikes cost in the layers they feed
 
     @property
     def firing_rate(self) -> float:
@@ -116,12 +117,17 @@ class SiteCost:
         return self.spikes / self.neurons if self.neurons else 0.0
 
     @property
+    def acs_per_spike(self) -> float:
+        """Accumulates one spike of this site costs downstream (its mean fan-out)."""
+        return self.acs / self.spikes if self.spikes else 0.0
+
+    @property
     def neuron_updates(self) -> int:
         return self.K * self.neurons
 
     def __add__(self, other: "SiteCost") -> "SiteCost":
         return SiteCost(self.name, self.K, self.calls + other.calls, self.neurons + other.neurons,
-                        self.spikes + other.spikes)
+                        self.spikes + other.spikes, self.acs + other.acs)
 
 
 @dataclass
@@ -224,6 +230,7 @@ class EnergyReport:
         ann_j, snn_j = joules(ann, 0) / n, joules(macs, acs) / n
         sites = [{"name": s.name, "part": network_part(s.name), "K": s.K, "neurons": s.neurons / report.samples,
                   "firing_rate": s.firing_rate, "spikes_per_image": s.spikes / n,
+                  "acs_per_image": s.acs / n, "acs_per_spike": s.acs_per_spike,
                   "neuron_updates_per_image": s.neuron_updates / n} for s in report.sites]
         layers = [{"name": lay.name, "kind": lay.kind,
                    "input": "spikes" if lay.spike_calls == lay.calls else ("analog" if lay.spike_calls == 0 else "mixed"),
@@ -375,7 +382,8 @@ class CostMeter:
         self._site_spikes: dict[str, torch.Tensor] = {}
         self._layers: dict[tuple[str, str], LayerCost] = {}
         self._layer_acs: dict[tuple[str, str], torch.Tensor] = {}
-        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor]] = {}  # FS outputs -> their spike counts
+        self._site_acs: dict[str, torch.Tensor] = {}  # ACs each site's spikes cost downstream
+        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str]] = {}  # FS outputs -> spike counts, site
         self._stack: list[str] = []
         self._spy = _MatmulSpy(self._on_matmul)
         self._handles: list = []
@@ -425,7 +433,7 @@ class CostMeter:
                 self._spy.__exit__(None, None, None)
                 self._spiking.clear()
 
-    def _tag(self, out: torch.Tensor, count: torch.Tensor) -> None:
+    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str) -> None:
         key = id(out)
 
         def forget(ref: weakref.ref) -> None:
@@ -433,11 +441,12 @@ class CostMeter:
             if entry is not None and entry[0] is ref:
                 del self._spiking[key]
 
-        self._spiking[key] = (weakref.ref(out, forget), count)
+        self._spiking[key] = (weakref.ref(out, forget), count, site)
 
-    def _spike_count_of(self, x: Any) -> Optional[torch.Tensor]:
+    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str]]:
+        """(spike-count map, site name) when ``x`` is an FS site's output, else None."""
         entry = self._spiking.get(id(x))
-        return entry[1] if entry is not None and entry[0]() is x else None
+        return entry[1:] if entry is not None and entry[0]() is x else None
 
     def _on_spikes(self, name: str, neuron: FSNeuron, out: torch.Tensor, count: torch.Tensor) -> None:
         site = self._sites.get(name)
@@ -450,7 +459,7 @@ class CostMeter:
         site.calls += 1
         site.neurons += out.numel()
         self._site_spikes[name] += count.sum(dtype=torch.float64)
-        self._tag(out, count)
+        self._tag(out, count, name)
 
     def _layer(self, name: str, kind: str) -> LayerCost:
         key = (name, kind)
@@ -464,18 +473,21 @@ class CostMeter:
         macs = layer_macs(layer, x, out)
         cost.calls += 1
         cost.ann_macs += macs
-        count = self._spike_count_of(x)
-        if count is None:
+        spikes = self._spikes_of(x)
+        if spikes is None:
             cost.snn_macs += macs
             return
+        count, site = spikes
         cost.spike_calls += 1
         key = (path, cost.kind)
-        self._layer_acs[key] = self._layer_acs.get(key, 0.0) + layer_acs(layer, count)
+        acs = layer_acs(layer, count)
+        self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs
+        self._site_acs[site] = self._site_acs.get(site, 0.0) + acs
 
     def _pass_through(self, module: nn.Module, args: tuple, out: Any) -> None:
-        count = self._spike_count_of(args[0]) if args else None
-        if count is not None and isinstance(out, torch.Tensor) and out is not args[0]:
-            self._tag(out, count)
+        spikes = self._spikes_of(args[0]) if args else None
+        if spikes is not None and isinstance(out, torch.Tensor) and out is not args[0]:
+            self._tag(out, *spikes)
 
     def _on_matmul(self, macs: int) -> None:
         cost = self._layer(self._stack[-1] if self._stack[-1] else "<model>", "matmul")
@@ -485,7 +497,8 @@ class CostMeter:
 
     def report(self) -> CostReport:
         """The totals so far (a copy; the meter goes on counting while open)."""
-        sites = [replace(s, spikes=float(self._site_spikes[s.name])) for s in self._sites.values()]
+        sites = [replace(s, spikes=float(self._site_spikes[s.name]), acs=float(self._site_acs.get(s.name, 0.0)))
+                 for s in self._sites.values()]
         layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0))) for key, lay in self._layers.items()]
         return CostReport(self._samples, self._forwards, sites, layers)
 

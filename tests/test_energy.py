@@ -76,6 +76,20 @@ def test_a_linear_after_an_fs_site_costs_one_ac_per_spike_per_output():
     assert (second.name, second.spike_calls) == ("3", 1)
     assert second.ann_macs == 5 * 3 * 6 and second.snn_macs == 0 and second.snn_acs == spikes * 3
     assert report.samples == 5 and report.forwards == 1
+    assert site.acs == spikes * 3 and site.acs_per_spike == 3  # the site is charged for what its spikes cost
+
+
+def test_each_site_is_charged_the_acs_of_the_layers_its_spikes_feed():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), bank_neuron(), nn.Linear(6, 5), bank_neuron(), nn.Identity(),
+                          nn.Linear(5, 2)).eval()
+    with measure_cost(model) as meter, torch.no_grad():
+        model(torch.randn(7, 4) * 3)
+    report = meter.report()
+    first, second = report.sites
+    assert first.spikes > 0 and second.spikes > 0
+    assert first.acs_per_spike == 5 and second.acs_per_spike == 2  # a spike reaches every output of the next layer
+    assert first.acs + second.acs == sum(lay.snn_acs for lay in report.layers)
 
 
 def test_an_fs_output_changed_on_its_way_is_not_counted_as_spikes():

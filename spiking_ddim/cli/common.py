@@ -12,8 +12,9 @@ from tqdm import tqdm
 from fs_neurons.bank import BANK_METHODS, UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from ..calibrate import calibrate
+from ..calibrate import SpikeBudget, calibrate
 from ..convert import SiteReport
+from ..energy import EnergyConstants
 from ..modeling import DEFAULT_MODEL
 from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
 
@@ -81,10 +82,41 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, defaul
     return "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
 
 
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    """--spike-budget / --energy-budget: calibration that trades error for spikes."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--spike-budget", type=float, metavar="S",
+                   help="with --calibrate: at most S spikes per neuron per call on average over all FS sites; "
+                        "calibration picks per site how much error to trade for spikes")
+    g.add_argument("--energy-budget", type=float, metavar="R",
+                   help="with --calibrate: an SNN/ANN energy ratio of at most R per image (spikes priced by the "
+                        "accumulates they trigger; the dense layers set a floor)")
+
+
+def budget_from_flags(args: argparse.Namespace, constants: EnergyConstants = EnergyConstants()) -> Optional[SpikeBudget]:
+    """The budget of --spike-budget / --energy-budget, or None; clear errors."""
+    kind, value = next(((k, v) for k, v in (("spikes", args.spike_budget), ("energy", args.energy_budget))
+                        if v is not None), (None, None))
+    if kind is None:
+        return None
+    flag = {"spikes": "--spike-budget", "energy": "--energy-budget"}[kind]
+    if not getattr(args, "calibrate", True):
+        raise SystemExit(f"error: {flag} works through calibration: add --calibrate")
+    try:
+        return SpikeBudget(kind, value, constants)
+    except ValueError as e:
+        raise SystemExit(f"error: {flag}: {e}") from None
+
+
 def calibrate_with_bar(pipe: DiffusionPipeline, options: SamplingOptions, num_images: int = 16, seed: int = 0,
-                       show: bool = True) -> tuple[list[SiteReport], str]:
+                       show: bool = True, budget: Optional[SpikeBudget] = None) -> tuple[list[SiteReport], str]:
     """:func:`calibrate` under a progress bar; the site reports and a one-line summary."""
     with tqdm(desc="calibrate: fit sites", unit="fit", dynamic_ncols=True, disable=not show) as bar:
-        sites = calibrate(pipe, options, num_images=num_images, seed=seed, progress=tqdm_progress(bar))
+        try:
+            sites = calibrate(pipe, options, num_images=num_images, seed=seed, progress=tqdm_progress(bar),
+                              budget=budget)
+        except ValueError as e:
+            raise SystemExit(f"error: calibration: {e}") from None
     gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
-    return sites, f"calibrated {len(sites)} sites: summed MSE of the neurons on their own inputs down {gain:.2f}x"
+    how = "" if budget is None else f" (under the {budget.kind} budget {budget.value:g})"
+    return sites, f"calibrated {len(sites)} sites{how}: summed MSE of the neurons on their own inputs down {gain:.2f}x"

@@ -23,7 +23,15 @@ from diffusers import DiffusionPipeline
 from fs_neurons.files import atomic_write_text
 
 from ..pipelines import SamplingOptions, converted_components, load_pipeline, save_pipeline
-from .common import add_model_args, calibrate_with_bar, convert_from_flags, prompts_from_flags, require_positive
+from .common import (
+    add_budget_args,
+    add_model_args,
+    budget_from_flags,
+    calibrate_with_bar,
+    convert_from_flags,
+    prompts_from_flags,
+    require_positive,
+)
 
 DEFAULT_K = 16
 
@@ -55,11 +63,13 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
                    help="images sampled to record each site's inputs (default: %(default)s)")
     g.add_argument("--steps", type=int, default=20, help="denoising steps of those runs (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of those runs and of the search (default: %(default)s)")
+    add_budget_args(g)
     p.add_argument("--out", type=Path, required=True, help="directory to save the converted pipeline to")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
 
 def _check_out(args: argparse.Namespace) -> None:
+    budget_from_flags(args)  # flag errors before any work
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
         raise SystemExit(f"error: {args.out} exists and is not empty; pass --overwrite to replace it")
     require_positive(args, "calibration_images", "steps")
@@ -74,7 +84,7 @@ def _load(args: argparse.Namespace) -> tuple[DiffusionPipeline, SamplingOptions]
 
 
 def _calibrate_and_save(pipe: DiffusionPipeline, options: SamplingOptions, args: argparse.Namespace) -> None:
-    sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed)
+    sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed, budget=budget_from_flags(args))
     save_pipeline(pipe, args.out)
     atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
     print(f"{message} (per site: {args.out / 'calibration.json'})")

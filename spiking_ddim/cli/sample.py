@@ -47,7 +47,9 @@ from ..plots import plot_energy_split, plot_firing_rates
 from ..sampling import plan_batches, sample_pairs
 from ..sites import fs_activations, set_mode
 from .common import (
+    add_budget_args,
     add_model_args,
+    budget_from_flags,
     calibrate_with_bar,
     convert_from_flags,
     prepare_output_dir,
@@ -73,6 +75,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p, DEFAULT_K)
     p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs before sampling")
+    add_budget_args(p)
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default: %(default)s)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, 0 = deterministic (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000,
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     require_positive(args, "steps", "num_images", "batch_size")
+    budget = budget_from_flags(args, constants)
     # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
     accelerator = Accelerator(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
     device = accelerator.device if args.device in ("auto", "cpu") else torch.device(args.device)
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         state = [None]
         if main_process:
-            sites, message = calibrate_with_bar(fs_pipe, options)
+            sites, message = calibrate_with_bar(fs_pipe, options, budget=budget)
             atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
             print(f"{message} (per site: {args.out / 'calibration.json'})", file=sys.stderr)
             state = [{n: {k: v.cpu() for k, v in m.state_dict().items()} for n, m in components.items()}]

@@ -50,7 +50,7 @@ from ..pipelines import (
 from ..sites import fs_activations, set_mode
 from ..training import TrainConfig, config_json, train
 from .ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, train_config
-from .common import calibrate_with_bar, convert_from_flags, require_positive
+from .common import add_budget_args, budget_from_flags, calibrate_with_bar, convert_from_flags, require_positive
 
 TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
 DEFAULT_K = 8
@@ -75,6 +75,7 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=BANK_METHODS,
                    help="bank entry for the FS neurons when converting here (default: ours-unet)")
     p.add_argument("--calibrate", action="store_true", help="calibrate every site before training (when converting here)")
+    add_budget_args(p)
     p.add_argument("--loss", choices=["denoise", "distill", "both"],
                    help="denoise: noise-prediction loss on data; distill: match the original network's noise "
                         "prediction; both (default: distill, or denoise with --from-scratch)")
@@ -106,6 +107,7 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    budget_from_flags(args)  # flag errors before any work
     if args.from_scratch:
         if args.model:
             raise SystemExit("error: conflicting flags: --from-scratch trains a fresh UNet, --model gives one")
@@ -154,7 +156,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:
-        calibrate_with_bar(student, options, seed=args.seed, show=show_progress)
+        calibrate_with_bar(student, options, seed=args.seed, show=show_progress, budget=budget_from_flags(args))
     return student, teacher, options
 
 

@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""The quality-per-energy frontier of budgeted calibration on the embedded digits DDIM.
+
+For each K: convert (``ours-unet``), fit every site's options once
+(:func:`spiking_ddim.calibrate.fit_site_options`: plain fit, a grid of spike weights,
+silent), then for the plain calibration and each SNN/ANN energy budget of the sweep
+choose the sites' options (:func:`apply_budget`) and sample ``--num-images`` images
+(``--steps`` DDIM steps, seeds SEED..SEED+N-1, as ``eval/ddim_table.py``): PSNR against
+the original from the same noise, KID (digits features) against the held-out digits, and
+the measured SNN/ANN energy per image. The unconstrained calibrated rows of
+``eval/results/ddim_table.json`` (``ours-unet+cal``, every K) are the baseline the
+frontier must dominate: every budgeted point at least the PSNR of the calibrated model of
+equal or next higher energy.
+
+Writes eval/results/energy_frontier.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: the checkout's packages
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from fs_neurons.files import atomic_write_text  # noqa: E402
+from spiking_ddim.calibrate import SpikeBudget, apply_budget, fit_site_options  # noqa: E402
+from spiking_ddim.energy import measure_cost  # noqa: E402
+from spiking_ddim.metrics import compare, extract_features, generation_metrics  # noqa: E402
+from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
+from spiking_ddim.plots import save_figure  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = {8: (0.40, 30.0), 16: (0.60, 34.0)}  # K: (energy ratio at most, at PSNR at least)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--K", type=int, nargs="+", default=[8, 16], help="time steps (default: %(default)s)")
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.55, 0.5, 0.45, 0.4],
+                   help="SNN/ANN energy budgets of the sweep, for every K (default: %(default)s)")
+    p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    p.add_argument("--table", type=Path, default=RESULTS / "ddim_table.json",
+                   help="the network table whose ours-unet+cal rows are the baseline (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    return p.parse_args(argv)
+
+
+def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> torch.Tensor:
+    return torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
+
+
+def point(pipe, reference: torch.Tensor, real, args, K: int, budget) -> dict:
+    with measure_cost(pipe) as meter:
+        images = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
+    energy = meter.report().energy(args.num_images)
+    kid = generation_metrics(real, images, "digits", metrics=("kid",))
+    return {"K": K, "budget": budget, "psnr": compare(reference, images)["mean_psnr"], "kid": kid.kid_mean,
+            "kid_std": kid.kid_std, "energy_ratio": energy.ratio, "spikes_per_neuron": energy.spikes_per_neuron,
+            "num_images": args.num_images}
+
+
+def dominance(points: list[dict], baseline: list[dict]) -> list[dict]:
+    """Per budgeted point: the plain calibrated model of equal or next higher energy, and whether
+    the point is at least as good in PSNR."""
+    out = []
+    for p in points:
+        if p["budget"] is None:
+            continue
+        rivals = [b for b in baseline if b["energy_ratio"] >= p["energy_ratio"]]
+        best = min(rivals, key=lambda b: b["energy_ratio"]) if rivals else None
+        out.append({"K": p["K"], "budget": p["budget"], "energy_ratio": p["energy_ratio"], "psnr": p["psnr"],
+                    "rival": None if best is None else f"ours-unet+cal K={best['K']}",
+                    "rival_psnr": None if best is None else best["psnr"],
+                    "rival_energy_ratio": None if best is None else best["energy_ratio"],
+                    "dominates": best is None or p["psnr"] >= best["psnr"]})
+    return out
+
+
+def write(args, points: list[dict], baseline: list[dict], ann_kid: float, seconds: dict) -> None:
+    checks = dominance(points, baseline)
+    data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": ann_kid,
+            "fit_seconds": seconds, "points": points, "baseline": baseline, "dominance": checks}
+    atomic_write_text(args.out_dir / "energy_frontier.json", json.dumps(data, indent=1) + "\n")
+    lines = ["# Energy frontier: budgeted calibration of the embedded digits DDIM", "",
+             f"{args.num_images} images per point, {args.steps} DDIM steps, seeds {args.seed}..; PSNR against the "
+             f"original from the same noise; KID (digits features) against held-out digits (original: "
+             f"{ann_kid:.5f}); energy: SNN/ANN per image (4.6 pJ / MAC, 0.9 pJ / AC). Written by "
+             "`python eval/energy_frontier.py`.", "",
+             "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | KID | plain calibration at >= energy "
+             "| dominates |", "|---|---|---|---|---|---|---|---|"]
+    by_budget = {(c["K"], c["budget"]): c for c in checks}
+    for p in points:
+        c = by_budget.get((p["K"], p["budget"]))
+        rival = "-" if c is None else (f"{c['rival']}: {c['rival_psnr']:.2f} dB at {c['rival_energy_ratio']:.3f}"
+                                       if c["rival"] else "none")
+        lines.append(f"| {p['K']} | {'none (plain calibration)' if p['budget'] is None else p['budget']} | "
+                     f"{p['energy_ratio']:.3f} | {p['spikes_per_neuron']:.3f} | {p['psnr']:.2f} | {p['kid']:.5f} | "
+                     f"{rival} | {'-' if c is None else ('yes' if c['dominates'] else 'no')} |")
+    lines += ["", "Targets: " + "; ".join(f"K={K}: energy <= {e} at PSNR >= {q} dB" for K, (e, q) in TARGETS.items())]
+    for K, (e, q) in TARGETS.items():
+        met = [p for p in points if p["K"] == K and p["energy_ratio"] <= e and p["psnr"] >= q]
+        lines.append(f"- K={K}: {'met' if met else 'not met'}" + (
+            "" if met else f" (best PSNR at energy <= {e}: " + (
+                f"{max(p['psnr'] for p in points if p['K'] == K and p['energy_ratio'] <= e):.2f} dB)"
+                if any(p["K"] == K and p["energy_ratio"] <= e for p in points) else "no point that low)")))
+    atomic_write_text(args.out_dir / "energy_frontier.md", "\n".join(lines) + "\n")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for K in sorted({p["K"] for p in points}):
+        ps = sorted((p for p in points if p["K"] == K), key=lambda p: p["energy_ratio"])
+        for ax, key in zip(axes, ("psnr", "kid")):
+            ax.plot([p["energy_ratio"] for p in ps], [p[key] for p in ps], "o-", label=f"K={K}, budgeted calibration")
+    base = sorted(baseline, key=lambda b: b["energy_ratio"])
+    for ax, key in zip(axes, ("psnr", "kid")):
+        ax.plot([b["energy_ratio"] for b in base], [b[key] for b in base], "s--", color="gray",
+                label="plain calibration, K=4..16")
+        for b in base:
+            ax.annotate(f"K={b['K']}", (b["energy_ratio"], b[key]), fontsize=7, color="gray")
+        ax.set_xlabel("energy per image, SNN / ANN")
+    for K, (e, q) in TARGETS.items():
+        axes[0].plot([e], [q], "*", markersize=12, label=f"target K={K}")
+    axes[1].axhline(ann_kid, color="k", lw=0.8, label="original")
+    axes[0].set_ylabel("PSNR vs original (dB)")
+    axes[1].set_ylabel("KID (digits features)")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    save_figure(fig, args.out_dir / "energy_frontier.png")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    outs = [args.out_dir / f"energy_frontier.{x}" for x in ("json", "md", "png")]
+    if any(o.exists() for o in outs) and not args.overwrite:
+        print(f"error: {args.out_dir}/energy_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
+        return 2
+    try:
+        budgets = [SpikeBudget("energy", b) for b in args.budgets]
+        table = json.loads(args.table.read_text())
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = table["rows"] if isinstance(table, dict) else table
+    baseline = [{"K": r["K"], "psnr": r["psnr"], "kid": r["kid_mean"], "energy_ratio": r["energy_ratio"]}
+                for r in rows if r["method"] == "ours-unet+cal" and not r.get("finetuned")]
+    args.options = SamplingOptions(steps=args.steps)
+    pipe = load_pipeline(DEFAULT_MODEL)
+    real = extract_features("digits", "digits", metrics=("kid",), what="real")
+    reference = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
+    ann_kid = generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean
+    points, seconds = [], {}
+    for K in args.K:
+        fs = copy.deepcopy(pipe)
+        convert_pipeline(fs, K=K)
+        t0 = time.perf_counter()
+        with tqdm(desc=f"K={K}: fit site options", unit="phase", dynamic_ncols=True) as bar:
+            found = fit_site_options(fs, args.options, progress=lambda done, total: bar.update(done - bar.n))
+        seconds[K] = round(time.perf_counter() - t0, 1)
+        for budget in tqdm([None, *budgets], desc=f"K={K}: budgets", unit="point", dynamic_ncols=True):
+            try:
+                apply_budget(fs, found, budget)
+            except ValueError as e:
+                print(f"K={K}, budget {budget.value}: {e}", file=sys.stderr)
+                continue
+            points.append(point(fs, reference, real, args, K, None if budget is None else budget.value))
+        write(args, points, baseline, ann_kid, seconds)  # after every K, so a long run leaves its results
+    print((args.out_dir / "energy_frontier.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
