@@ -32,8 +32,9 @@ from fs_neurons.exact import OursConfig, exact_cost
 from fs_neurons.targets import resolve_activation
 
 from .convert import SiteReport
+from .diffusion import ddim_noise_gain
 from .energy import EnergyConstants, measure_cost
-from .pipelines import SamplingOptions, converted_components, generate
+from .pipelines import SamplingOptions, converted_components, generate, record_denoiser_calls
 from .sites import fs_activations, set_mode
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All
@@ -76,8 +77,9 @@ class _Option:
 class SiteOptions:
     """What :func:`fit_site_options` found: every site (path, FSActivation, index, job key),
     each distinct job's options (the plain fit first) and starting MSE and spikes, and per
-    site its neurons per forward pass and accumulates per spike downstream; the ANN's
-    and the dense layers' MACs per forward pass."""
+    site its neurons per forward pass, accumulates per spike downstream and ``sensitivity``
+    (the denoiser's step-weighted output MSE per unit MSE at the site; denoiser sites
+    only); the ANN's and the dense layers' MACs per forward pass."""
 
     sites: list[tuple[str, object, int, bytes]]
     options: dict[bytes, list[_Option]]
@@ -86,6 +88,7 @@ class SiteOptions:
     acs_per_spike: dict[str, float] = field(default_factory=dict)
     ann_macs: float = 0.0
     dense_macs: float = 0.0
+    sensitivity: dict[str, float] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -209,7 +212,49 @@ def fit_site_options(
         act.clear_records()
     for key, (opts, *before) in zip(jobs, _fit_jobs(list(jobs.values()), seed, search, progress, tuple(weights))):
         found.options[key], found.before[key] = opts, tuple(before)
+    if len(weights) > 1:
+        _measure_sensitivity(pipe, options, found)
     return found
+
+
+@torch.no_grad()
+def _measure_sensitivity(pipe: DiffusionPipeline, options: SamplingOptions, found: SiteOptions, images: int = 2,
+                         noise: float = 0.1, seed: int = 30_000) -> None:
+    """Each denoiser site's sensitivity: Gaussian noise of variance sigma^2 (``noise`` times
+    the RMS of the site's Swish outputs, squared) added to its output raises the denoiser's
+    output MSE, over the calls of sampling ``images`` images and weighted by how far each
+    call's DDIM step moves with it (noise gain squared, mean 1), by a * sigma^2; a is the
+    sensitivity. Measured with the original activations everywhere else. Skipped when a
+    component other than the denoiser is converted (its sites have no such measure)."""
+    components = converted_components(pipe)
+    if set(components) != {"unet"}:
+        return
+    unet = components["unet"]
+    set_mode(unet, "ann")
+    try:
+        calls = record_denoiser_calls(pipe, range(images), options, seed=seed)
+        gain = ddim_noise_gain(pipe.scheduler, calls.timestep).to(torch.float64) ** 2
+        weight = (gain / gain.mean()).view(-1, *[1] * (calls.output.ndim - 1))
+        clean = calls.run(unet).double().cpu()
+        rms = {name: math.sqrt(found.options[key][-1].mse) for name, _, _, key in found.sites}  # the silent option
+        for name, act, i, _ in found.sites:
+            sigma = noise * rms[name]
+            g = torch.Generator().manual_seed(seed)
+
+            def perturb(module, _args, out, i=i, sigma=sigma, g=g):
+                site = module.calls - 1 if module.num_sites > 1 else 0
+                if site == i:
+                    return out + sigma * torch.randn(out.shape, generator=g, dtype=torch.float32).to(out.device, out.dtype)
+                return None
+
+            handle = act.register_forward_hook(perturb)
+            try:
+                noisy = calls.run(unet).double().cpu()
+            finally:
+                handle.remove()
+            found.sensitivity[name] = float((weight * (noisy - clean) ** 2).mean()) / max(sigma * sigma, 1e-300)
+    finally:
+        set_mode(unet, "fs")
 
 
 @torch.no_grad()
@@ -238,7 +283,7 @@ def _limit(found: SiteOptions, budget: SpikeBudget) -> float:
     return limit
 
 
-def _allocate(found: SiteOptions, budget: SpikeBudget) -> dict[bytes, int]:
+def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[bytes, int]:
     """The option index per job at the smallest multiplier mu whose choice fits ``budget``."""
     n: dict[bytes, float] = {}
     w: dict[bytes, float] = {}
@@ -246,7 +291,8 @@ def _allocate(found: SiteOptions, budget: SpikeBudget) -> dict[bytes, int]:
         if name not in found.neurons:
             raise ValueError(f"site {name} did not run while measuring costs; cannot budget its spikes")
         per_spike = found.acs_per_spike[name] if budget.kind == "energy" else 1.0
-        n[key] = n.get(key, 0.0) + found.neurons[name]
+        error_weight = found.sensitivity[name] if weighting == "sensitivity" else found.neurons[name]
+        n[key] = n.get(key, 0.0) + error_weight
         w[key] = w.get(key, 0.0) + found.neurons[name] * per_spike
     limit = _limit(found, budget)
 
@@ -270,11 +316,17 @@ def _allocate(found: SiteOptions, budget: SpikeBudget) -> dict[bytes, int]:
     return pick(hi)
 
 
-def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[SpikeBudget] = None) -> list[SiteReport]:
+def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[SpikeBudget] = None,
+                 weighting: str = "sensitivity") -> list[SiteReport]:
     """Give every site of ``pipe`` its chosen option from ``found``: the plain fit without a
-    budget, else the allocation that meets ``budget``; in place. One report per site: MSE
-    and expected spikes per call on its inputs, before and after."""
-    choice = {k: 0 for k in found.options} if budget is None else _allocate(found, budget)
+    budget, else the allocation that meets ``budget``, each site's error weighted by its
+    measured ``sensitivity`` (or, with ``neurons`` or when none was measured, by its
+    neurons); in place. One report per site: MSE and expected spikes per call on its
+    inputs, before and after."""
+    if weighting not in ("sensitivity", "neurons"):
+        raise ValueError(f"weighting must be 'sensitivity' or 'neurons', got {weighting!r}")
+    weighting = weighting if found.sensitivity else "neurons"
+    choice = {k: 0 for k in found.options} if budget is None else _allocate(found, budget, weighting)
     reports = []
     for name, act, i, key in found.sites:
         option = found.options[key][choice[key]]
