@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the network table whose ours-unet+cal rows are the baseline (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.add_argument("--replot", action="store_true",
+                   help="rewrite the .md and .png from the existing energy_frontier.json (no sampling)")
     return p.parse_args(argv)
 
 
@@ -88,7 +90,8 @@ def dominance(points: list[dict], baseline: list[dict]) -> list[dict]:
                     "rival": None if best is None else f"ours-unet+cal K={best['K']}",
                     "rival_psnr": None if best is None else best["psnr"],
                     "rival_energy_ratio": None if best is None else best["energy_ratio"],
-                    "dominates": best is None or p["psnr"] >= best["psnr"]})
+                    "dominates": best is None or p["psnr"] >= best["psnr"],
+                    "pareto": all(b["psnr"] <= p["psnr"] for b in baseline if b["energy_ratio"] <= p["energy_ratio"])})
     return out
 
 
@@ -102,8 +105,10 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
              f"original from the same noise; KID (digits features) against held-out digits (original: "
              f"{ann_kid:.5f}); energy: SNN/ANN per image (4.6 pJ / MAC, 0.9 pJ / AC). Written by "
              "`python eval/energy_frontier.py`.", "",
+             "dominates: at least the PSNR of the plain calibrated model of equal or next higher energy (the "
+             "target's reading); Pareto: no plain calibrated model of equal or lower energy has a higher PSNR.", "",
              "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | KID | plain calibration at >= energy "
-             "| dominates |", "|---|---|---|---|---|---|---|---|"]
+             "| dominates | Pareto |", "|---|---|---|---|---|---|---|---|---|"]
     by_budget = {(c["K"], c["budget"]): c for c in checks}
     for p in points:
         c = by_budget.get((p["K"], p["budget"]))
@@ -111,7 +116,8 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
                                        if c["rival"] else "none")
         lines.append(f"| {p['K']} | {'none (plain calibration)' if p['budget'] is None else p['budget']} | "
                      f"{p['energy_ratio']:.3f} | {p['spikes_per_neuron']:.3f} | {p['psnr']:.2f} | {p['kid']:.5f} | "
-                     f"{rival} | {'-' if c is None else ('yes' if c['dominates'] else 'no')} |")
+                     f"{rival} | {'-' if c is None else ('yes' if c['dominates'] else 'no')} | "
+                     f"{'-' if c is None else ('yes' if c['pareto'] else 'no')} |")
     lines += ["", "Targets: " + "; ".join(f"K={K}: energy <= {e} at PSNR >= {q} dB" for K, (e, q) in TARGETS.items())]
     for K, (e, q) in TARGETS.items():
         met = [p for p in points if p["K"] == K and p["energy_ratio"] <= e and p["psnr"] >= q]
@@ -145,6 +151,12 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        data = json.loads((args.out_dir / "energy_frontier.json").read_text())
+        args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
+        write(args, data["points"], data["baseline"], data["original_kid"], data["fit_seconds"])
+        print((args.out_dir / "energy_frontier.md").read_text())
+        return 0
     outs = [args.out_dir / f"energy_frontier.{x}" for x in ("json", "md", "png")]
     if any(o.exists() for o in outs) and not args.overwrite:
         print(f"error: {args.out_dir}/energy_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)

@@ -284,7 +284,8 @@ def _limit(found: SiteOptions, budget: SpikeBudget) -> float:
 
 
 def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[bytes, int]:
-    """The option index per job at the smallest multiplier mu whose choice fits ``budget``."""
+    """The option index per job: the plain fits if they fit ``budget``, else the choice at the
+    smallest multiplier mu that fits it."""
     n: dict[bytes, float] = {}
     w: dict[bytes, float] = {}
     for name, _, _, key in found.sites:
@@ -303,8 +304,9 @@ def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[b
     def spent(choice: dict[bytes, int]) -> float:
         return sum(w[k] * found.options[k][i].spikes for k, i in choice.items())
 
-    if spent(pick(0.0)) <= limit:
-        return pick(0.0)
+    plain = {k: 0 for k in found.options}
+    if spent(plain) <= limit:  # a budget that does not bind changes nothing
+        return plain
     lo, hi = 0.0, 1.0
     while spent(pick(hi)) > limit:
         lo, hi = hi, hi * 10

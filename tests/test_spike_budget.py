@@ -106,6 +106,10 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
         apply_budget(pipe, found, SpikeBudget("spikes", 1.0), weighting="uniform")
     plain = apply_budget(pipe, found)
     free = mean_spikes(plain)
+    state = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    loose = apply_budget(pipe, found, SpikeBudget("spikes", 1.01 * free))  # does not bind: the plain fits
+    assert [(r.mse_after, r.spikes_after) for r in loose] == [(r.mse_after, r.spikes_after) for r in plain]
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in state.items())
     spent, errors = [], []
     for fraction in (0.8, 0.5, 0.2, 0.0):
         reports = apply_budget(pipe, found, SpikeBudget("spikes", fraction * free))
