@@ -26,19 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim import fs_activations  # noqa: E402
-from spiking_ddim.cli.bench import median_seconds  # noqa: E402
+from spiking_ddim.cli.bench import unet_forward_seconds  # noqa: E402
 from spiking_ddim.energy import measure_cost  # noqa: E402
 from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def timed(model, x, t, repeats: int, device: str) -> float:
-    """Median seconds of one forward pass (no gradients) over ``repeats`` after warm-up."""
-    with torch.no_grad():
-        return median_seconds(lambda: model(x, t), repeats, torch.device(device))
 
 
 def sampling_overhead(pipe, batch: int, steps: int, repeats: int) -> tuple[float, float]:
@@ -78,18 +71,10 @@ def main(argv=None) -> int:
     pipe = load_pipeline(args.model).to(args.device)
     fs_pipe = copy.deepcopy(pipe)
     convert_pipeline(fs_pipe, K=args.K, method=args.method)
-    unet, fs = pipe.unet, fs_pipe.unet
-    cfg = unet.config
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g).to(args.device)
-    t = torch.full((args.batch,), 500, device=args.device)
-    ann = timed(unet, x, t, args.repeats, args.device)
-    lookup = timed(fs, x, t, args.repeats, args.device)
+    times = unet_forward_seconds(pipe, fs_pipe, args.batch, args.repeats, torch.device(args.device),
+                                 simulate_repeats=max(3, args.repeats // 3))
+    ann, lookup, simulate = (times[k] for k in ("ann_seconds", "lookup_seconds", "simulate_seconds"))
     plain, metered = sampling_overhead(fs_pipe, args.batch, args.sample_steps, args.sample_repeats)
-    for _, act in fs_activations(fs):
-        for n in act.neurons:
-            n.mode = "simulate"
-    simulate = timed(fs, x, t, max(3, args.repeats // 3), args.device)
     row = {"K": args.K, "batch": args.batch, "ann_seconds": ann, "snn_seconds": lookup, "ratio": lookup / ann,
            "simulate_seconds": simulate, "simulate_ratio": simulate / ann, "method": args.method,
            "sample_seconds": plain, "sample_metered_seconds": metered, "metering_overhead": metered / plain - 1,

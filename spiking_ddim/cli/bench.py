@@ -97,9 +97,7 @@ def check_environment(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def check_sample(args: argparse.Namespace, device: torch.device) -> dict:
-    pipe = load_pipeline(DEFAULT_MODEL).to(device)
-    fs = copy.deepcopy(pipe)
-    convert_pipeline(fs, K=args.K)
+    pipe, fs = _converted(args.K, device)
     options, images = SamplingOptions(steps=args.steps), range(args.num_images)
     reference = generate(pipe, images, options)
     fs32 = generate(fs, images, options)
@@ -146,23 +144,43 @@ def check_train(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def check_speed(args: argparse.Namespace, device: torch.device) -> dict:
-    pipe = load_pipeline(DEFAULT_MODEL).to(device)
-    fs = copy.deepcopy(pipe)
-    convert_pipeline(fs, K=args.K)
-    cfg = pipe.unet.config
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g).to(device)
-    t = torch.full((args.batch,), 500, device=device)
-    out = {"batch": args.batch}
-    with torch.no_grad():
-        out["ann_seconds"] = median_seconds(lambda: pipe.unet(x, t), args.repeats, device)
-        out["lookup_seconds"] = median_seconds(lambda: fs.unet(x, t), args.repeats, device)
-        for _, act in fs_activations(fs.unet):
-            for n in act.neurons:
-                n.mode = "simulate"
-        out["simulate_seconds"] = median_seconds(lambda: fs.unet(x, t), args.repeats, device)
+    pipe, fs = _converted(args.K, device)
+    out = {"batch": args.batch, **unet_forward_seconds(pipe, fs, args.batch, args.repeats, device)}
     out["lookup_over_ann"] = out["lookup_seconds"] / out["ann_seconds"]
     out["simulate_over_lookup"] = out["simulate_seconds"] / out["lookup_seconds"]
+    return out
+
+
+def _converted(K: int, device: torch.device):
+    """The embedded model on ``device`` and its FS conversion (K, the default bank entry)."""
+    pipe = load_pipeline(DEFAULT_MODEL).to(device)
+    fs = copy.deepcopy(pipe)
+    convert_pipeline(fs, K=K)
+    return pipe, fs
+
+
+@torch.no_grad()
+def unet_forward_seconds(pipe, fs_pipe, batch: int, repeats: int, device: torch.device,
+                         simulate_repeats: int | None = None) -> dict:
+    """Median seconds of one UNet forward pass (``batch`` noise images at t=500): the ANN
+    (``ann_seconds``), the FS model's exact lookup (``lookup_seconds``) and its spike
+    simulation (``simulate_seconds``, over ``simulate_repeats``, default ``repeats``); the
+    FS neurons' modes are restored afterwards."""
+    cfg = pipe.unet.config
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g).to(device)
+    t = torch.full((batch,), 500, device=device)
+    out = {"ann_seconds": median_seconds(lambda: pipe.unet(x, t), repeats, device),
+           "lookup_seconds": median_seconds(lambda: fs_pipe.unet(x, t), repeats, device)}
+    neurons = [n for _, act in fs_activations(fs_pipe.unet) for n in act.neurons]
+    modes = [n.mode for n in neurons]
+    for n in neurons:
+        n.mode = "simulate"
+    try:
+        out["simulate_seconds"] = median_seconds(lambda: fs_pipe.unet(x, t), simulate_repeats or repeats, device)
+    finally:
+        for n, mode in zip(neurons, modes):
+            n.mode = mode
     return out
 
 
