@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import torch
 from diffusers import DiffusionPipeline
 
-from fs_neurons import InputDistribution, fit_ours_many, fs_mse
+from fs_neurons import FSFit, InputDistribution, fit_ours_many, fs_mse
 from fs_neurons.exact import OursConfig, exact_cost
 from fs_neurons.targets import resolve_activation
 
@@ -71,6 +71,10 @@ class _Option:
     params: dict
     mse: float
     spikes: float
+
+    @classmethod
+    def of(cls, fit: FSFit) -> "_Option":
+        return cls({k: getattr(fit, k) for k in ("h", "d", "T")}, fit.mse, fit.spikes)
 
 
 @dataclass
@@ -160,11 +164,8 @@ def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Option
                              spike_weight=[w * mse for w in weights for mse, _ in before])
         done += search.restarts + search.rounds + 1
         for j, (n, dist, start) in enumerate(zip(members, dists, starts)):
-            found = [fits[k * len(members) + j] for k in range(len(weights))]
-            plain = found[0]
-            options = [_Option(start, *before[j]) if plain.mse >= before[j][0] else
-                       _Option({k: getattr(plain, k) for k in ("h", "d", "T")}, plain.mse, plain.spikes)]
-            options += [_Option({k: getattr(f, k) for k in ("h", "d", "T")}, f.mse, f.spikes) for f in found[1:]]
+            plain, *weighted = [_Option.of(fits[k * len(members) + j]) for k in range(len(weights))]
+            options = [plain if plain.mse < before[j][0] else _Option(start, *before[j]), *weighted]
             if len(weights) > 1:
                 silent = _silent(K, dist.hi)
                 options.append(_Option(silent, *_cost(silent, target, dist)))
@@ -286,23 +287,23 @@ def _limit(found: SiteOptions, budget: SpikeBudget) -> float:
 def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[bytes, int]:
     """The option index per job: the plain fits if they fit ``budget``, else the choice at the
     smallest multiplier mu that fits it."""
-    n: dict[bytes, float] = {}
-    w: dict[bytes, float] = {}
+    error: dict[bytes, float] = {}  # per job: what one unit of its MSE weighs
+    cost: dict[bytes, float] = {}  # per job: what one expected spike per call of its neurons costs
     for name, _, _, key in found.sites:
         if name not in found.neurons:
             raise ValueError(f"site {name} did not run while measuring costs; cannot budget its spikes")
         per_spike = found.acs_per_spike[name] if budget.kind == "energy" else 1.0
-        error_weight = found.sensitivity[name] if weighting == "sensitivity" else found.neurons[name]
-        n[key] = n.get(key, 0.0) + error_weight
-        w[key] = w.get(key, 0.0) + found.neurons[name] * per_spike
+        error[key] = error.get(key, 0.0) + (found.sensitivity[name] if weighting == "sensitivity"
+                                            else found.neurons[name])
+        cost[key] = cost.get(key, 0.0) + found.neurons[name] * per_spike
     limit = _limit(found, budget)
 
     def pick(mu: float) -> dict[bytes, int]:
-        return {k: min(range(len(opts)), key=lambda i: (n[k] * opts[i].mse + mu * w[k] * opts[i].spikes, i))
+        return {k: min(range(len(opts)), key=lambda i: (error[k] * opts[i].mse + mu * cost[k] * opts[i].spikes, i))
                 for k, opts in found.options.items()}
 
     def spent(choice: dict[bytes, int]) -> float:
-        return sum(w[k] * found.options[k][i].spikes for k, i in choice.items())
+        return sum(cost[k] * found.options[k][i].spikes for k, i in choice.items())
 
     plain = {k: 0 for k in found.options}
     if spent(plain) <= limit:  # a budget that does not bind changes nothing
