@@ -13,8 +13,10 @@ the whole pipeline) each site is also fitted at a grid of spike weights
 error and spikes; one multiplier mu then picks, for every site, the option minimising its
 summed squared error over the site's neurons plus mu times what its spikes cost (spikes,
 or the accumulates they trigger downstream, from the energy accounting), the smallest mu
-that meets the budget. :func:`fit_site_options` does the search once and
-:func:`apply_budget` the choice, so a sweep of budgets searches once.
+that meets the budget. Each site may also take a neuron of fewer time steps (K/2, K/4),
+padded to K with steps whose threshold is never reached: per-site K, the cheap options a
+heavily weighted K-step search does not find. :func:`fit_site_options` does the search
+once and :func:`apply_budget` the choice, so a sweep of budgets searches once.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import torch
 from diffusers import DiffusionPipeline
 
 from fs_neurons import FSFit, InputDistribution, fit_ours_many, fs_mse
+from fs_neurons.bank import UNET_METHOD
 from fs_neurons.exact import OursConfig, exact_cost
 from fs_neurons.targets import resolve_activation
 
 from .convert import SiteReport
 from .diffusion import ddim_noise_gain
 from .energy import EnergyConstants, measure_cost
+from .fs_activation import make_neurons
 from .pipelines import SamplingOptions, converted_components, generate, record_denoiser_calls
 from .sites import fs_activations, set_mode
 
@@ -44,6 +48,14 @@ CALIBRATION_SEARCH = OursConfig(pool=16, restarts=1, iters=60, elite=3, elite_it
 # Spike weights of the per-site options under a budget, in units of the site's starting MSE
 # per spike; a never-spiking option is added to them.
 SPIKE_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+# Spike weights of the options with fewer time steps (:func:`lower_steps`), same units.
+LOWER_K_GRID = (0.0, 1.0)
+
+
+def lower_steps(K: int) -> list[int]:
+    """The smaller numbers of time steps a site of K steps may take under a budget: K // 2
+    and K // 4, at least 2."""
+    return sorted({k for k in (K // 2, K // 4) if 2 <= k < K}, reverse=True)
 
 
 @dataclass(frozen=True)
@@ -137,39 +149,65 @@ def _silent(K: int, hi: float) -> dict:
     return {"h": [1.0] * K, "d": [0.0] * K, "T": [hi + 1.0] * K}
 
 
+def _padded(params: dict, K: int, hi: float) -> dict:
+    """A neuron of fewer steps as one of K steps with the same output and spikes on inputs
+    <= ``hi``: the added last steps' thresholds lie above any membrane potential it can
+    reach (hi + sum |h| + 1)."""
+    extra = K - len(params["h"])
+    top = hi + sum(abs(v) for v in params["h"]) + 1.0
+    return {"h": list(params["h"]) + [1.0] * extra, "d": list(params["d"]) + [0.0] * extra,
+            "T": list(params["T"]) + [top] * extra}
+
+
 def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Optional[Callable[[int, int], None]],
               weights: tuple[float, ...] = (0.0,)) -> list[tuple[list[_Option], float, float]]:
     """Refit each job (activation, K, samples, start) to its samples at each spike weight
     (``weights`` times the start's MSE, per spike), the jobs of one activation and K in one
     batched search (job n draws from seed + n): per job its options (the plain fit, never
-    worse than the start, first; with more than one weight, a never-spiking one last) and
-    the start's MSE and expected spikes."""
+    worse than the start, first) and the start's MSE and expected spikes. With more than
+    one weight, also neurons of :func:`lower_steps` time steps (from their bank entry, at
+    :data:`LOWER_K_GRID`), padded to K, and a never-spiking one last."""
     results: list = [None] * len(jobs)
     batches: dict[tuple[str, int], list[int]] = {}
     for n, (activation, K, _, _) in enumerate(jobs):
         batches.setdefault((activation, K), []).append(n)
-    done, total = 0, len(batches) * (search.restarts + search.rounds + 1)
-    for (activation, K), members in batches.items():
-        _, target = resolve_activation(activation)
-        dists = [InputDistribution.from_samples(jobs[n][2]) for n in members]
-        starts = [jobs[n][3] for n in members]
-        before = [_cost(st, target, dist) for st, dist in zip(starts, dists)]
+    budgeted = len(weights) > 1
+    searches = [(key, K) for key in batches for K in [key[1], *(lower_steps(key[1]) if budgeted else [])]]
+    done, total = 0, len(searches) * (search.restarts + search.rounds + 1)
+
+    def fit(members: list[int], dists: list, K: int, starts: list[dict], grid: tuple[float, ...],
+            mses: list[float]) -> list[list[_Option]]:
+        """Per member, its fits at each weight of ``grid`` (times its ``mses`` entry)."""
+        nonlocal done
 
         def step(_stage: str, phase: int, _rounds: int, offset: int = done) -> None:
             if progress is not None:
                 progress(offset + phase, total)
 
-        fits = fit_ours_many(target, K, dists * len(weights), [seed + n for n in members] * len(weights), search,
-                             [(st["h"], st["T"]) for st in starts] * len(weights), step,
-                             spike_weight=[w * mse for w in weights for mse, _ in before])
+        fits = fit_ours_many(jobs[members[0]][0], K, dists * len(grid), [seed + n for n in members] * len(grid),
+                             search, [(st["h"], st["T"]) for st in starts] * len(grid), step,
+                             spike_weight=[w * mse for w in grid for mse in mses])
         done += search.restarts + search.rounds + 1
-        for j, (n, dist, start) in enumerate(zip(members, dists, starts)):
-            plain, *weighted = [_Option.of(fits[k * len(members) + j]) for k in range(len(weights))]
-            options = [plain if plain.mse < before[j][0] else _Option(start, *before[j]), *weighted]
-            if len(weights) > 1:
+        return [[_Option.of(fits[k * len(members) + j]) for k in range(len(grid))] for j in range(len(members))]
+
+    for (activation, K), members in batches.items():
+        _, target = resolve_activation(activation)
+        dists = [InputDistribution.from_samples(jobs[n][2]) for n in members]
+        starts = [jobs[n][3] for n in members]
+        before = [_cost(st, target, dist) for st, dist in zip(starts, dists)]
+        mses = [mse for mse, _ in before]
+        found = fit(members, dists, K, starts, weights, mses)
+        for lower in lower_steps(K) if budgeted else []:
+            start = make_neurons(activation, lower, UNET_METHOD, 1)[0].params()
+            for j, opts in enumerate(fit(members, dists, lower, [start] * len(members), LOWER_K_GRID, mses)):
+                found[j] += [_Option(_padded(o.params, K, dists[j].hi), o.mse, o.spikes) for o in opts]
+        for j, (dist, start) in enumerate(zip(dists, starts)):
+            plain, *rest = found[j]
+            options = [plain if plain.mse < before[j][0] else _Option(start, *before[j]), *rest]
+            if budgeted:
                 silent = _silent(K, dist.hi)
                 options.append(_Option(silent, *_cost(silent, target, dist)))
-            results[n] = (options, *before[j])
+            results[members[j]] = (options, *before[j])
     return results
 
 

@@ -76,6 +76,26 @@ def test_bad_budgets_and_weights_give_clear_errors(kwargs, message):
         fit_ours("swish", 4, DIST, seed=0, config=QUICK, **kwargs)
 
 
+def test_a_neuron_of_fewer_steps_padded_to_K_keeps_its_output_and_spikes():
+    from fs_neurons import FSNeuron
+    from spiking_ddim.calibrate import _padded, lower_steps
+
+    assert (lower_steps(16), lower_steps(8), lower_steps(6), lower_steps(3)) == ([8, 4], [4, 2], [3], [])
+    short = FSNeuron.from_bank("swish", 4, "ours-unet")
+    long = FSNeuron.from_params(**_padded(short.params(), 9, hi=6.0))
+    x = torch.linspace(-8.0, 6.0, 20_001)
+    seen = {}  # (mode, K) -> (output, spike count per element)
+    for neuron in (short, long):
+        neuron.register_spike_hook(lambda n, out, count: seen.__setitem__((n.mode, n.K), (out, count)))
+        for mode in ("simulate", "lookup"):
+            neuron.mode = mode
+            with torch.no_grad():
+                neuron(x)
+    for mode in ("simulate", "lookup"):
+        (out4, count4), (out9, count9) = seen[mode, 4], seen[mode, 9]
+        assert count4.sum() > 0 and torch.equal(out4, out9) and torch.equal(count4, count9), mode
+
+
 def _tiny_converted_pipeline():
     from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
@@ -91,11 +111,16 @@ def _tiny_converted_pipeline():
 
 def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_less():
     from spiking_ddim import SamplingOptions
-    from spiking_ddim.calibrate import SpikeBudget, apply_budget, fit_site_options
+    from spiking_ddim.calibrate import LOWER_K_GRID, SPIKE_GRID, SpikeBudget, apply_budget, fit_site_options
 
     pipe, options = _tiny_converted_pipeline(), SamplingOptions(steps=3)
     found = fit_site_options(pipe, options, num_images=2, search=QUICK)
     neurons = {name: found.neurons[name] for name, *_ in found.sites}
+    # per job: the spike-weight grid, the 3-step neurons (padded to K=6) at their grid, silent
+    for opts in found.options.values():
+        assert len(opts) == len(SPIKE_GRID) + len(LOWER_K_GRID) + 1
+        assert all(len(o.params[p]) == 6 for o in opts for p in ("h", "d", "T"))
+        assert all(o.params["d"][3:] == [0.0] * 3 for o in opts[len(SPIKE_GRID):-1])
 
     def mean_spikes(reports):  # expected spikes per neuron per call over the whole network
         return sum(neurons[r.name] * r.spikes_after for r in reports) / sum(neurons.values())
