@@ -61,6 +61,25 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     assert model.fs_conversion["finetuned"] and model.fs_conversion["K"] == 8
 
 
+def test_freeze_neurons_trains_the_weights_and_keeps_every_fs_parameter(tmp_path):
+    from fs_neurons import FSNeuron
+    from fs_neurons.bank import UNET_METHOD
+    from spiking_ddim import load_model
+    from spiking_ddim.modeling import DEFAULT_MODEL
+    from spiking_ddim.sites import fs_activations
+
+    out = tmp_path / "frozen"
+    r = train("snn", "--K", "4", "--train-unet", "--freeze-neurons", "--distill-on", "data", "--steps", "2",
+              "--batch-size", "4", "--lr", "1e-3", "--held-out", "0", "--checkpoint-every", "100", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    tuned, start = load_model(out / "model"), load_model(DEFAULT_MODEL)
+    neurons = [n for _, act in fs_activations(tuned) for n in act.neurons]
+    bank = FSNeuron.from_bank("swish", 4, UNET_METHOD)
+    assert neurons and all(n.params() == bank.params() for n in neurons)  # the conversion's bank neurons, untouched
+    moved = [k for k, v in start.state_dict().items() if not torch.equal(v, tuned.state_dict()[k])]
+    assert any(k.endswith("conv1.weight") for k in moved)
+
+
 def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tmp_path):
     from fs_neurons.exact import OursConfig
     from spiking_ddim.calibrate import calibrate
@@ -242,6 +261,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     (["snn", "--trajectories", "0", "--out", "{tmp}/i"], "--trajectories must be >= 1"),
     (["snn", "--held-out", "-1", "--out", "{tmp}/k"], "--held-out must be >= 0"),
     (["snn", "--validate-every", "0", "--out", "{tmp}/l"], "--validate-every must be >= 1"),
+    (["snn", "--freeze-neurons", "--out", "{tmp}/m"], "--freeze-neurons leaves nothing to train without --train-unet"),
+    (["snn", "--from-scratch", "--freeze-neurons", "--out", "{tmp}/n"], "conflicting flags"),
     (["ann", "--mixed-precision", "fp8", "--steps", "1", "--out", "{tmp}/g"], "invalid choice: 'fp8'"),
     (["ann", "--resume", "{tmp}/no-checkpoint", "--out", "{tmp}/h"], "checkpoint not found"),
 ])

@@ -94,6 +94,10 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
                    help="steps between those scores (default: %(default)s)")
     p.add_argument("--sampling-steps", type=int, default=20, help="DDIM steps of those runs (default: %(default)s)")
     p.add_argument("--train-unet", action="store_true", help="train the UNet weights too, not only the FS parameters")
+    p.add_argument("--freeze-neurons", action="store_true",
+                   help="with --train-unet: keep the FS parameters as they are and train the weights only, so a "
+                        "spike or energy budget's per-site choice stays (spikes still move a little with the "
+                        "sites' inputs)")
     p.add_argument("--from-scratch", action="store_true",
                    help="the paper's setting: a fresh UNet with FS activations, all weights trained (denoise loss)")
     p.add_argument("--data", help="training images for --loss denoise / both, --distill-on data and --from-scratch: "
@@ -115,6 +119,10 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise SystemExit("error: conflicting flags: --from-scratch has no original network to distill from")
         if args.calibrate:
             raise SystemExit("error: conflicting flags: --calibrate needs a trained model, not --from-scratch")
+        if args.freeze_neurons:
+            raise SystemExit("error: conflicting flags: --from-scratch trains the FS parameters with the weights")
+    if args.freeze_neurons and not args.train_unet:
+        raise SystemExit("error: --freeze-neurons leaves nothing to train without --train-unet")
     args.loss = args.loss or ("denoise" if args.from_scratch else "distill")
     if args.data is not None and not (args.from_scratch or args.loss != "distill" or args.distill_on == "data"):
         raise SystemExit("error: conflicting flags: --data is used only with --loss denoise / both, --distill-on data "
@@ -171,11 +179,11 @@ def _from_scratch(args: argparse.Namespace, images: torch.Tensor):
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 
 
-def trainable(unet: torch.nn.Module, train_unet: bool) -> list[torch.nn.Parameter]:
-    """FS parameters always; every other weight only with ``train_unet``."""
+def trainable(unet: torch.nn.Module, train_unet: bool, train_neurons: bool = True) -> list[torch.nn.Parameter]:
+    """FS parameters unless not ``train_neurons``; every other weight only with ``train_unet``."""
     fs = {id(p) for _, act in fs_activations(unet) for p in act.parameters()}
     for p in unet.parameters():
-        p.requires_grad_(train_unet or id(p) in fs)
+        p.requires_grad_(train_neurons if id(p) in fs else train_unet)
     return [p for p in unet.parameters() if p.requires_grad]
 
 
@@ -197,7 +205,7 @@ def run_snn(args: argparse.Namespace) -> int:
                              "--distill-on trajectories")
         images = _load_images(args.data, teacher.unet.config.sample_size) if needs_data else None
     unet = student.unet
-    params = trainable(unet, args.train_unet or args.from_scratch)
+    params = trainable(unet, args.train_unet or args.from_scratch, not args.freeze_neurons)
     noise_scheduler = train_scheduler()
     calls = weights = validate = None
     if teacher is not None:
