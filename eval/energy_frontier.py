@@ -10,7 +10,9 @@ the original from the same noise, KID (digits features) against the held-out dig
 the measured SNN/ANN energy per image. The unconstrained calibrated rows of
 ``eval/results/ddim_table.json`` (``ours-unet+cal``, every K) are the baseline the
 frontier must dominate: every budgeted point at least the PSNR of the calibrated model of
-equal or next higher energy.
+equal or next higher energy. ``--finetuned DIR ...`` adds the points of budgeted models
+fine-tuned since (``spiking-ddim train snn --calibrate --energy-budget R --train-unet
+--freeze-neurons``) to the existing results, without a new search.
 
 Writes eval/results/energy_frontier.{json,md,png}.
 """
@@ -58,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the network table whose ours-unet+cal rows are the baseline (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.add_argument("--finetuned", type=Path, nargs="+", metavar="DIR",
+                   help="converted pipelines fine-tuned under a budget: sample each and add its point to the "
+                        "existing energy_frontier.json (replacing one of the same K, budget and directory name)")
     p.add_argument("--replot", action="store_true",
                    help="rewrite the .md and .png from the existing energy_frontier.json (no sampling)")
     return p.parse_args(argv)
@@ -67,14 +72,19 @@ def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> tor
     return torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
 
 
-def point(pipe, reference: torch.Tensor, real, args, K: int, budget) -> dict:
+def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: str = None) -> dict:
     with measure_cost(pipe) as meter:
         images = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images)
     kid = generation_metrics(real, images, "digits", metrics=("kid",))
-    return {"K": K, "budget": budget, "psnr": compare(reference, images)["mean_psnr"], "kid": kid.kid_mean,
-            "kid_std": kid.kid_std, "energy_ratio": energy.ratio, "spikes_per_neuron": energy.spikes_per_neuron,
-            "num_images": args.num_images}
+    return {"K": K, "budget": budget, "finetuned": finetuned, "psnr": compare(reference, images)["mean_psnr"],
+            "kid": kid.kid_mean, "kid_std": kid.kid_std, "energy_ratio": energy.ratio,
+            "spikes_per_neuron": energy.spikes_per_neuron, "num_images": args.num_images}
+
+
+def label(p: dict) -> str:
+    budget = "none (plain calibration)" if p["budget"] is None else str(p["budget"])
+    return budget + (f", fine-tuned ({p['finetuned']})" if p.get("finetuned") else "")
 
 
 def dominance(points: list[dict], baseline: list[dict]) -> list[dict]:
@@ -86,7 +96,8 @@ def dominance(points: list[dict], baseline: list[dict]) -> list[dict]:
             continue
         rivals = [b for b in baseline if b["energy_ratio"] >= p["energy_ratio"]]
         best = min(rivals, key=lambda b: b["energy_ratio"]) if rivals else None
-        out.append({"K": p["K"], "budget": p["budget"], "energy_ratio": p["energy_ratio"], "psnr": p["psnr"],
+        out.append({"K": p["K"], "budget": p["budget"], "finetuned": p.get("finetuned"),
+                    "energy_ratio": p["energy_ratio"], "psnr": p["psnr"],
                     "rival": None if best is None else f"ours-unet+cal K={best['K']}",
                     "rival_psnr": None if best is None else best["psnr"],
                     "rival_energy_ratio": None if best is None else best["energy_ratio"],
@@ -109,12 +120,12 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
              "target's reading); Pareto: no plain calibrated model of equal or lower energy has a higher PSNR.", "",
              "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | KID | plain calibration at >= energy "
              "| dominates | Pareto |", "|---|---|---|---|---|---|---|---|---|"]
-    by_budget = {(c["K"], c["budget"]): c for c in checks}
+    by_point = {(c["K"], c["budget"], c.get("finetuned")): c for c in checks}
     for p in points:
-        c = by_budget.get((p["K"], p["budget"]))
+        c = by_point.get((p["K"], p["budget"], p.get("finetuned")))
         rival = "-" if c is None else (f"{c['rival']}: {c['rival_psnr']:.2f} dB at {c['rival_energy_ratio']:.3f}"
                                        if c["rival"] else "none")
-        lines.append(f"| {p['K']} | {'none (plain calibration)' if p['budget'] is None else p['budget']} | "
+        lines.append(f"| {p['K']} | {label(p)} | "
                      f"{p['energy_ratio']:.3f} | {p['spikes_per_neuron']:.3f} | {p['psnr']:.2f} | {p['kid']:.5f} | "
                      f"{rival} | {'-' if c is None else ('yes' if c['dominates'] else 'no')} | "
                      f"{'-' if c is None else ('yes' if c['pareto'] else 'no')} |")
@@ -129,9 +140,14 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for K in sorted({p["K"] for p in points}):
-        ps = sorted((p for p in points if p["K"] == K), key=lambda p: p["energy_ratio"])
+        ps = sorted((p for p in points if p["K"] == K and not p.get("finetuned")), key=lambda p: p["energy_ratio"])
+        tuned = [p for p in points if p["K"] == K and p.get("finetuned")]
         for ax, key in zip(axes, ("psnr", "kid")):
-            ax.plot([p["energy_ratio"] for p in ps], [p[key] for p in ps], "o-", label=f"K={K}, budgeted calibration")
+            line, = ax.plot([p["energy_ratio"] for p in ps], [p[key] for p in ps], "o-",
+                            label=f"K={K}, budgeted calibration")
+            if tuned:
+                ax.plot([p["energy_ratio"] for p in tuned], [p[key] for p in tuned], "D", color=line.get_color(),
+                        markerfacecolor="none", label=f"K={K}, budgeted + fine-tuned weights")
     base = sorted(baseline, key=lambda b: b["energy_ratio"])
     for ax, key in zip(axes, ("psnr", "kid")):
         ax.plot([b["energy_ratio"] for b in base], [b[key] for b in base], "s--", color="gray",
@@ -149,6 +165,43 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
     save_figure(fig, args.out_dir / "energy_frontier.png")
 
 
+def original(args):
+    """The embedded DDIM, the held-out digits' features, its images and their KID."""
+    args.options = SamplingOptions(steps=args.steps)
+    pipe = load_pipeline(DEFAULT_MODEL)
+    real = extract_features("digits", "digits", metrics=("kid",), what="real")
+    reference = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
+    return pipe, real, reference, generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean
+
+
+def add_finetuned(args) -> int:
+    """Sample each fine-tuned model of ``args.finetuned`` and add its point to the results."""
+    try:
+        data = json.loads((args.out_dir / "energy_frontier.json").read_text())
+        models = [load_pipeline(path) for path in args.finetuned]
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path, model in zip(args.finetuned, models):
+        conversion = getattr(model.unet, "fs_conversion", None)
+        if not conversion or not conversion.get("finetuned") or not conversion.get("budget"):
+            print(f"error: {path} is not a budgeted, fine-tuned FS model (train snn --calibrate --energy-budget R)",
+                  file=sys.stderr)
+            return 2
+    args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
+    _, real, reference, ann_kid = original(args)
+    points = data["points"]
+    for path, model in zip(args.finetuned, models):
+        conversion = model.unet.fs_conversion
+        new = point(model, reference, real, args, conversion["K"], conversion["budget"]["value"], path.name)
+        points = [p for p in points if (p["K"], p["budget"], p.get("finetuned")) != (new["K"], new["budget"], path.name)]
+        points.append(new)
+    points.sort(key=lambda p: p["K"])  # stable: a K's fine-tuned points after its budgets
+    write(args, points, data["baseline"], ann_kid, data["fit_seconds"])
+    print((args.out_dir / "energy_frontier.md").read_text())
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -157,6 +210,8 @@ def main(argv=None) -> int:
         write(args, data["points"], data["baseline"], data["original_kid"], data["fit_seconds"])
         print((args.out_dir / "energy_frontier.md").read_text())
         return 0
+    if args.finetuned:
+        return add_finetuned(args)
     outs = [args.out_dir / f"energy_frontier.{x}" for x in ("json", "md", "png")]
     if any(o.exists() for o in outs) and not args.overwrite:
         print(f"error: {args.out_dir}/energy_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
@@ -170,11 +225,7 @@ def main(argv=None) -> int:
     rows = table["rows"] if isinstance(table, dict) else table
     baseline = [{"K": r["K"], "psnr": r["psnr"], "kid": r["kid_mean"], "energy_ratio": r["energy_ratio"]}
                 for r in rows if r["method"] == "ours-unet+cal" and not r.get("finetuned")]
-    args.options = SamplingOptions(steps=args.steps)
-    pipe = load_pipeline(DEFAULT_MODEL)
-    real = extract_features("digits", "digits", metrics=("kid",), what="real")
-    reference = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
-    ann_kid = generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean
+    pipe, real, reference, ann_kid = original(args)
     points, seconds = [], {}
     for K in args.K:
         fs = copy.deepcopy(pipe)

@@ -172,8 +172,8 @@ def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Option
     for n, (activation, K, _, _) in enumerate(jobs):
         batches.setdefault((activation, K), []).append(n)
     budgeted = len(weights) > 1
-    searches = [(key, K) for key in batches for K in [key[1], *(lower_steps(key[1]) if budgeted else [])]]
-    done, total = 0, len(searches) * (search.restarts + search.rounds + 1)
+    searches = sum(1 + (len(lower_steps(K)) if budgeted else 0) for _, K in batches)
+    done, total = 0, searches * (search.restarts + search.rounds + 1)
 
     def fit(members: list[int], dists: list, K: int, starts: list[dict], grid: tuple[float, ...],
             mses: list[float]) -> list[list[_Option]]:
