@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     p.add_argument("--finetuned", type=Path, nargs="+", metavar="DIR",
                    help="converted pipelines fine-tuned under a budget: sample each and add its point to the "
-                        "existing energy_frontier.json (replacing one of the same K, budget and directory name)")
+                        "existing energy_frontier.json (replacing one of the same K, budget and run name)")
     p.add_argument("--replot", action="store_true",
                    help="rewrite the .md and .png from the existing energy_frontier.json (no sampling)")
     return p.parse_args(argv)
@@ -174,6 +174,13 @@ def original(args):
     return pipe, real, reference, generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean
 
 
+def run_name(path: Path) -> str:
+    """A fine-tuned model's name in the results: its training run's directory (train snn
+    writes the model to RUN/model)."""
+    path = path.resolve()
+    return path.parent.name if path.name == "model" else path.name
+
+
 def add_finetuned(args) -> int:
     """Sample each fine-tuned model of ``args.finetuned`` and add its point to the results."""
     try:
@@ -192,9 +199,9 @@ def add_finetuned(args) -> int:
     _, real, reference, ann_kid = original(args)
     points = data["points"]
     for path, model in zip(args.finetuned, models):
-        conversion = model.unet.fs_conversion
-        new = point(model, reference, real, args, conversion["K"], conversion["budget"]["value"], path.name)
-        points = [p for p in points if (p["K"], p["budget"], p.get("finetuned")) != (new["K"], new["budget"], path.name)]
+        conversion, run = model.unet.fs_conversion, run_name(path)
+        new = point(model, reference, real, args, conversion["K"], conversion["budget"]["value"], run)
+        points = [p for p in points if (p["K"], p["budget"], p.get("finetuned")) != (new["K"], new["budget"], run)]
         points.append(new)
     points.sort(key=lambda p: p["K"])  # stable: a K's fine-tuned points after its budgets
     write(args, points, data["baseline"], ann_kid, data["fit_seconds"])

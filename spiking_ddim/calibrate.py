@@ -15,8 +15,12 @@ summed squared error over the site's neurons plus mu times what its spikes cost 
 or the accumulates they trigger downstream, from the energy accounting), the smallest mu
 that meets the budget. Each site may also take a neuron of fewer time steps (K/2, K/4),
 padded to K with steps whose threshold is never reached: per-site K, the cheap options a
-heavily weighted K-step search does not find. :func:`fit_site_options` does the search
-once and :func:`apply_budget` the choice, so a sweep of budgets searches once.
+heavily weighted K-step search does not find. That choice rests on an additive model of
+the error (each site's MSE times its sensitivity); so in a denoiser it competes with every
+site at its best fit of fewer steps (where that fits the budget), and the one whose
+denoiser output comes closest to the original's on recorded sampling calls is kept.
+:func:`fit_site_options` does the search once and :func:`apply_budget` the choice, so a
+sweep of budgets searches once.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from .convert import SiteReport
 from .diffusion import ddim_noise_gain
 from .energy import EnergyConstants, measure_cost
 from .fs_activation import make_neurons
-from .pipelines import SamplingOptions, converted_components, generate, record_denoiser_calls
+from .pipelines import DenoiserCalls, SamplingOptions, converted_components, generate, record_denoiser_calls
 from .sites import fs_activations, set_mode
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All
@@ -77,16 +81,32 @@ class SpikeBudget:
 
 @dataclass(frozen=True)
 class _Option:
-    """One fitted neuron of a site: parameters h, d, T and its MSE and expected spikes per
-    call on the site's inputs."""
+    """One fitted neuron of a site: parameters h, d, T, its MSE and expected spikes per call
+    on the site's inputs, and the time steps it uses (fewer than its K when padded; 0 silent)."""
 
     params: dict
     mse: float
     spikes: float
+    steps: int
 
     @classmethod
     def of(cls, fit: FSFit) -> "_Option":
-        return cls({k: getattr(fit, k) for k in ("h", "d", "T")}, fit.mse, fit.spikes)
+        return cls({k: getattr(fit, k) for k in ("h", "d", "T")}, fit.mse, fit.spikes, fit.K)
+
+
+@dataclass
+class _Probe:
+    """The denoiser's calls while sampling a few images, its original outputs on them (N, C,
+    H, W) and each call's weight (N, 1, 1, 1): DDIM noise gain squared, mean 1."""
+
+    calls: DenoiserCalls
+    clean: torch.Tensor
+    weight: torch.Tensor
+
+    @torch.no_grad()
+    def error(self, unet: torch.nn.Module) -> float:
+        """The weighted MSE of ``unet``'s outputs on the calls against the original's."""
+        return float((self.weight * (self.calls.run(unet).double().cpu() - self.clean) ** 2).mean())
 
 
 @dataclass
@@ -95,7 +115,8 @@ class SiteOptions:
     each distinct job's options (the plain fit first) and starting MSE and spikes, and per
     site its neurons per forward pass, accumulates per spike downstream and ``sensitivity``
     (the denoiser's step-weighted output MSE per unit MSE at the site; denoiser sites
-    only); the ANN's and the dense layers' MACs per forward pass."""
+    only); the ANN's and the dense layers' MACs per forward pass; the ``probe`` the
+    sensitivities were measured on (denoiser sites only)."""
 
     sites: list[tuple[str, object, int, bytes]]
     options: dict[bytes, list[_Option]]
@@ -105,6 +126,7 @@ class SiteOptions:
     ann_macs: float = 0.0
     dense_macs: float = 0.0
     sensitivity: dict[str, float] = field(default_factory=dict)
+    probe: Optional[_Probe] = None
 
 
 @torch.no_grad()
@@ -200,13 +222,13 @@ def _fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Option
         for lower in lower_steps(K) if budgeted else []:
             start = make_neurons(activation, lower, UNET_METHOD, 1)[0].params()
             for j, opts in enumerate(fit(members, dists, lower, [start] * len(members), LOWER_K_GRID, mses)):
-                found[j] += [_Option(_padded(o.params, K, dists[j].hi), o.mse, o.spikes) for o in opts]
+                found[j] += [_Option(_padded(o.params, K, dists[j].hi), o.mse, o.spikes, lower) for o in opts]
         for j, (dist, start) in enumerate(zip(dists, starts)):
             plain, *rest = found[j]
-            options = [plain if plain.mse < before[j][0] else _Option(start, *before[j]), *rest]
+            options = [plain if plain.mse < before[j][0] else _Option(start, *before[j], K), *rest]
             if budgeted:
                 silent = _silent(K, dist.hi)
-                options.append(_Option(silent, *_cost(silent, target, dist)))
+                options.append(_Option(silent, *_cost(silent, target, dist), 0))
             results[members[j]] = (options, *before[j])
     return results
 
@@ -274,7 +296,7 @@ def _measure_sensitivity(pipe: DiffusionPipeline, options: SamplingOptions, foun
         calls = record_denoiser_calls(pipe, range(images), options, seed=seed)
         gain = ddim_noise_gain(pipe.scheduler, calls.timestep).to(torch.float64) ** 2
         weight = (gain / gain.mean()).view(-1, *[1] * (calls.output.ndim - 1))
-        clean = calls.run(unet).double().cpu()
+        found.probe = probe = _Probe(calls, calls.run(unet).double().cpu(), weight)
         rms = {name: math.sqrt(found.options[key][-1].mse) for name, _, _, key in found.sites}  # the silent option
         for name, act, i, _ in found.sites:
             sigma = noise * rms[name]
@@ -288,10 +310,9 @@ def _measure_sensitivity(pipe: DiffusionPipeline, options: SamplingOptions, foun
 
             handle = act.register_forward_hook(perturb)
             try:
-                noisy = calls.run(unet).double().cpu()
+                found.sensitivity[name] = probe.error(unet) / max(sigma * sigma, 1e-300)
             finally:
                 handle.remove()
-            found.sensitivity[name] = float((weight * (noisy - clean) ** 2).mean()) / max(sigma * sigma, 1e-300)
     finally:
         set_mode(unet, "fs")
 
@@ -322,9 +343,11 @@ def _limit(found: SiteOptions, budget: SpikeBudget) -> float:
     return limit
 
 
-def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[bytes, int]:
-    """The option index per job: the plain fits if they fit ``budget``, else the choice at the
-    smallest multiplier mu that fits it."""
+def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> list[dict[bytes, int]]:
+    """Choices of the option index per job: the plain fits alone if they fit ``budget``, else
+    the choice at the smallest multiplier mu that fits it, then, for each smaller number of
+    time steps among the options, every job's lowest-error option of that many steps where
+    they fit it."""
     error: dict[bytes, float] = {}  # per job: what one unit of its MSE weighs
     cost: dict[bytes, float] = {}  # per job: what one expected spike per call of its neurons costs
     for name, _, _, key in found.sites:
@@ -345,7 +368,7 @@ def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[b
 
     plain = {k: 0 for k in found.options}
     if spent(plain) <= limit:  # a budget that does not bind changes nothing
-        return plain
+        return [plain]
     lo, hi = 0.0, 1.0
     while spent(pick(hi)) > limit:
         lo, hi = hi, hi * 10
@@ -354,7 +377,24 @@ def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> dict[b
     for _ in range(200):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if spent(pick(mid)) > limit else (lo, mid)
-    return pick(hi)
+    choices = [pick(hi)]
+    top = max(o.steps for opts in found.options.values() for o in opts)
+    for steps in sorted({o.steps for opts in found.options.values() for o in opts} - {0, top}, reverse=True):
+        if not all(any(o.steps == steps for o in opts) for opts in found.options.values()):
+            continue
+        uniform = {k: min((i for i, o in enumerate(opts) if o.steps == steps), key=lambda i: opts[i].mse)
+                   for k, opts in found.options.items()}
+        if spent(uniform) <= limit:
+            choices.append(uniform)
+    return choices
+
+
+@torch.no_grad()
+def _set_options(found: SiteOptions, choice: dict[bytes, int]) -> None:
+    """Give every site the option ``choice`` names for its job."""
+    for _, act, i, key in found.sites:
+        for p in ("h", "d", "T"):
+            getattr(act.neurons[i], p).copy_(torch.tensor(found.options[key][choice[key]].params[p]))
 
 
 def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[SpikeBudget] = None,
@@ -362,18 +402,25 @@ def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[S
     """Give every site of ``pipe`` its chosen option from ``found``: the plain fit without a
     budget, else the allocation that meets ``budget``, each site's error weighted by its
     measured ``sensitivity`` (or, with ``neurons`` or when none was measured, by its
-    neurons); in place. One report per site: MSE and expected spikes per call on its
+    neurons), or, where the denoiser's output on ``found.probe`` is closer to the
+    original's with it, every site at its best fit of fewer time steps; in place. One report per site: MSE and expected spikes per call on its
     inputs, before and after."""
     if weighting not in ("sensitivity", "neurons"):
         raise ValueError(f"weighting must be 'sensitivity' or 'neurons', got {weighting!r}")
     weighting = weighting if found.sensitivity else "neurons"
-    choice = {k: 0 for k in found.options} if budget is None else _allocate(found, budget, weighting)
+    choices = [{k: 0 for k in found.options}] if budget is None else _allocate(found, budget, weighting)
+    if len(choices) > 1 and found.probe is not None:
+        unet = converted_components(pipe)["unet"]
+        scores = []
+        for choice in choices:
+            _set_options(found, choice)
+            scores.append(found.probe.error(unet))
+        choices = [choices[scores.index(min(scores))]]
+    choice = choices[0]
+    _set_options(found, choice)
     reports = []
     for name, act, i, key in found.sites:
         option = found.options[key][choice[key]]
-        with torch.no_grad():
-            for p in ("h", "d", "T"):
-                getattr(act.neurons[i], p).copy_(torch.tensor(option.params[p]))
         before, spikes_before = found.before[key]
         reports.append(SiteReport(name, act.activation, act.signatures[i].to_json(), before, option.mse,
                                   spikes_before, option.spikes))

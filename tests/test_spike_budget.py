@@ -111,6 +111,7 @@ def _tiny_converted_pipeline():
 
 def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_less():
     from spiking_ddim import SamplingOptions
+    from spiking_ddim import calibrate as cal
     from spiking_ddim.calibrate import LOWER_K_GRID, SPIKE_GRID, SpikeBudget, apply_budget, fit_site_options
 
     pipe, options = _tiny_converted_pipeline(), SamplingOptions(steps=3)
@@ -150,6 +151,21 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
     c = budget.constants
     acs = sum(neurons[r.name] * found.acs_per_spike[r.name] * r.spikes_after for r in reports)
     assert (c.mac_pj * found.dense_macs + c.ac_pj * acs) / (c.mac_pj * found.ann_macs) <= budget.value + 1e-9
+    # every site at its best 3-step fit: a budget of what that spends is met, and the choice is never
+    # further from the original's denoiser output on the probe (the additive error model can misjudge it)
+    fewer = {k: min((i for i, o in enumerate(opts) if o.steps == 3), key=lambda i: opts[i].mse)
+             for k, opts in found.options.items()}
+    spend = sum(neurons[name] * found.options[key][fewer[key]].spikes for name, _, _, key in found.sites)
+    budget, probe = SpikeBudget("spikes", spend / sum(neurons.values())), found.probe
+    cal._set_options(found, fewer)
+    fewer_error = probe.error(pipe.unet)
+    for weighting in ("sensitivity", "neurons"):
+        found.probe = None  # the additive model's choice alone
+        apply_budget(pipe, found, budget, weighting)
+        additive_error = probe.error(pipe.unet)
+        found.probe = probe
+        assert mean_spikes(apply_budget(pipe, found, budget, weighting)) <= budget.value + 1e-9
+        assert probe.error(pipe.unet) == min(additive_error, fewer_error), weighting
     with pytest.raises(ValueError, match="below what the dense \\(MAC\\) layers alone cost"):
         apply_budget(pipe, found, SpikeBudget("energy", 0.5 * found.dense_macs / found.ann_macs))
     for kind, value, message in (("spikes", -1.0, "finite number >= 0"), ("energy", math.inf, "finite number >= 0"),
