@@ -50,7 +50,7 @@ TARGETS = {8: (0.40, 30.0), 16: (0.60, 34.0)}  # K: (energy ratio at most, at PS
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--K", type=int, nargs="+", default=[8, 16], help="time steps (default: %(default)s)")
-    p.add_argument("--budgets", type=float, nargs="+", default=[0.6, 0.5, 0.4],
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.6, 0.5, 0.45, 0.4],
                    help="SNN/ANN energy budgets of the sweep, for every K (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
