@@ -403,8 +403,8 @@ def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[S
     budget, else the allocation that meets ``budget``, each site's error weighted by its
     measured ``sensitivity`` (or, with ``neurons`` or when none was measured, by its
     neurons), or, where the denoiser's output on ``found.probe`` is closer to the
-    original's with it, every site at its best fit of fewer time steps; in place. One report per site: MSE and expected spikes per call on its
-    inputs, before and after."""
+    original's with it, every site at its best fit of fewer time steps; in place. One
+    report per site: MSE and expected spikes per call on its inputs, before and after."""
     if weighting not in ("sensitivity", "neurons"):
         raise ValueError(f"weighting must be 'sensitivity' or 'neurons', got {weighting!r}")
     weighting = weighting if found.sensitivity else "neurons"

@@ -242,10 +242,13 @@ class DenoiserCalls:
                              None if ehs is None else ehs.to(device), self.output.to(device))
 
     def run(self, unet: nn.Module) -> torch.Tensor:
-        """``unet`` on these inputs: its prediction (N, C, H, W)."""
-        dtype = next(unet.parameters()).dtype
-        kwargs = {} if self.encoder_hidden_states is None else {"encoder_hidden_states": self.encoder_hidden_states.to(dtype)}
-        return unet(self.sample.to(dtype), self.timestep, **kwargs).sample
+        """``unet`` on these inputs, moved to its device and dtype: its prediction (N, C, H, W),
+        on its device."""
+        weight = next(unet.parameters())
+        move = {"device": weight.device, "dtype": weight.dtype}
+        ehs = self.encoder_hidden_states
+        kwargs = {} if ehs is None else {"encoder_hidden_states": ehs.to(**move)}
+        return unet(self.sample.to(**move), self.timestep.to(weight.device), **kwargs).sample
 
 
 _RECORDED = ("sample", "timestep", "encoder_hidden_states")
