@@ -82,6 +82,11 @@ def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: 
             "spikes_per_neuron": energy.spikes_per_neuron, "num_images": args.num_images}
 
 
+def identity(p: dict) -> tuple:
+    """What names a point of the results: K, budget and fine-tuning run (None if calibrated only)."""
+    return p["K"], p["budget"], p.get("finetuned")
+
+
 def label(p: dict) -> str:
     budget = "none (plain calibration)" if p["budget"] is None else str(p["budget"])
     return budget + (f", fine-tuned ({p['finetuned']})" if p.get("finetuned") else "")
@@ -120,9 +125,9 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
              "target's reading); Pareto: no plain calibrated model of equal or lower energy has a higher PSNR.", "",
              "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | KID | plain calibration at >= energy "
              "| dominates | Pareto |", "|---|---|---|---|---|---|---|---|---|"]
-    by_point = {(c["K"], c["budget"], c.get("finetuned")): c for c in checks}
+    by_point = {identity(c): c for c in checks}
     for p in points:
-        c = by_point.get((p["K"], p["budget"], p.get("finetuned")))
+        c = by_point.get(identity(p))
         rival = "-" if c is None else (f"{c['rival']}: {c['rival_psnr']:.2f} dB at {c['rival_energy_ratio']:.3f}"
                                        if c["rival"] else "none")
         lines.append(f"| {p['K']} | {label(p)} | "
@@ -201,7 +206,7 @@ def add_finetuned(args) -> int:
     for path, model in zip(args.finetuned, models):
         conversion, run = model.unet.fs_conversion, run_name(path)
         new = point(model, reference, real, args, conversion["K"], conversion["budget"]["value"], run)
-        points = [p for p in points if (p["K"], p["budget"], p.get("finetuned")) != (new["K"], new["budget"], run)]
+        points = [p for p in points if identity(p) != identity(new)]
         points.append(new)
     points.sort(key=lambda p: p["K"])  # stable: a K's fine-tuned points after its budgets
     write(args, points, data["baseline"], ann_kid, data["fit_seconds"])
