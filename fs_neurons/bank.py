@@ -136,7 +136,24 @@ def load_bank(activation: str = "swish", path: Optional[Union[str, Path]] = None
         raise BankError(f"bank file {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list) or "activation" not in data:
         raise BankError(f"bank file {path} must be an object with 'activation' and a list 'entries'")
+    try:
+        holds, wanted = resolve_activation(str(data["activation"]))[0], resolve_activation(activation)[0]
+    except ValueError as e:
+        raise BankError(f"bank file {path}: {e}") from None
+    if holds != wanted:
+        raise BankError(f"bank file {path} holds {holds} neurons, not {wanted}")
     return [_parse_entry(raw, f"{path} entry {i}") for i, raw in enumerate(data["entries"])]
+
+
+def bank_activation(path: Union[str, Path]) -> str:
+    """The activation a bank file says it holds (resolved name); :class:`BankError` if unreadable."""
+    try:
+        return resolve_activation(str(json.loads(Path(path).read_text())["activation"]))[0]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise BankError(f"bank file {path} names no valid activation: {e}") from None
+
+
+MSE_TOLERANCE = 1e-6  # relative: a recorded MSE further than this from the recomputed one fails the load
 
 
 def load_entry(
@@ -146,9 +163,11 @@ def load_entry(
     range: Optional[Sequence[float]] = None,
     path: Optional[Union[str, Path]] = None,
 ) -> BankEntry:
-    """The bank entry for (activation, K, method), optionally on a given range.
+    """The bank entry for (activation, K, method), optionally on a given range, its recorded
+    MSE checked against its parameters.
 
-    Raises :class:`BankError` listing what the bank has when there is no such entry.
+    Raises :class:`BankError` listing what the bank has when there is no such entry, and
+    when the file holds another activation or the entry's MSE does not match.
     """
     entries = load_bank(activation, path)
     want = tuple(float(r) for r in range) if range is not None else None
@@ -160,7 +179,13 @@ def load_entry(
                         f"{'' if want is None else f', range={list(want)}'}; available: {listing}")
     # Prefer the paper's range when several ranges exist.
     hits.sort(key=lambda e: (e.range != PAPER_RANGE, e.mse))
-    return hits[0]
+    entry = hits[0]
+    actual = entry.recompute_mse(activation)
+    if not math.isclose(actual, entry.mse, rel_tol=MSE_TOLERANCE, abs_tol=1e-12):
+        raise BankError(f"bank entry activation={activation!r}, K={K}, method={method!r} in "
+                        f"{path or bank_path(activation)} records MSE {entry.mse:.6g}, but its parameters give "
+                        f"{actual:.6g}: the file was edited or corrupted")
+    return entry
 
 
 def write_bank(path: Union[str, Path], activation: str, entries: Sequence[BankEntry]) -> None:

@@ -335,6 +335,22 @@ class OursConfig:
     polish_lr: float = 0.005
     time_budget: float = 240.0  # seconds; later rounds are skipped once it is spent
 
+    def validate(self) -> None:
+        """``ValueError`` naming the first setting out of range."""
+        for name in ("pool", "restarts", "elite"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("iters", "elite_iters", "rounds", "mutants", "round_iters", "polish_iters"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "elite_lr", "round_lr", "polish_lr"):
+            if not (0 < getattr(self, name) < float("inf")):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        if not (0 <= self.random_share <= 1 and 0 <= self.cull_at <= 1 and 0 < self.keep <= 1):
+            raise ValueError("random_share and cull_at must be in [0, 1], keep in (0, 1]")
+        if not self.time_budget > 0:
+            raise ValueError(f"time budget must be > 0 seconds, got {self.time_budget}")
+
 
 class _Sampler:
     """Random starting neurons and mutations for :func:`search`, on the scale of an input

@@ -43,6 +43,7 @@ from .diffusion import ddim_noise_gain
 from .energy import EnergyConstants, measure_cost
 from .fs_activation import make_neurons
 from .pipelines import DenoiserCalls, SamplingOptions, converted_components, generate, record_denoiser_calls
+from .provenance import add_event
 from .sites import fs_activations, set_mode
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All
@@ -75,8 +76,9 @@ class SpikeBudget:
     def __post_init__(self) -> None:
         if self.kind not in ("spikes", "energy"):
             raise ValueError(f"budget kind must be 'spikes' or 'energy', got {self.kind!r}")
-        if not math.isfinite(self.value) or self.value < 0:
-            raise ValueError(f"the {self.kind} budget must be a finite number >= 0, got {self.value}")
+        if not math.isfinite(self.value) or self.value <= 0:
+            raise ValueError(f"the {self.kind} budget must be a finite number > 0 (at 0 every site is silent and "
+                             f"the model outputs no signal), got {self.value}")
 
 
 @dataclass(frozen=True)
@@ -398,13 +400,15 @@ def _set_options(found: SiteOptions, choice: dict[bytes, int]) -> None:
 
 
 def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[SpikeBudget] = None,
-                 weighting: str = "sensitivity") -> list[SiteReport]:
+                 weighting: str = "sensitivity", details: Optional[dict] = None) -> list[SiteReport]:
     """Give every site of ``pipe`` its chosen option from ``found``: the plain fit without a
     budget, else the allocation that meets ``budget``, each site's error weighted by its
     measured ``sensitivity`` (or, with ``neurons`` or when none was measured, by its
     neurons), or, where the denoiser's output on ``found.probe`` is closer to the
     original's with it, every site at its best fit of fewer time steps; in place. One
-    report per site: MSE and expected spikes per call on its inputs, before and after."""
+    report per site: MSE and expected spikes per call on its inputs, before and after.
+    Adds a ``calibrate`` event (budget, ``details``, :func:`calibration_outcome`) to every
+    converted component's history."""
     if weighting not in ("sensitivity", "neurons"):
         raise ValueError(f"weighting must be 'sensitivity' or 'neurons', got {weighting!r}")
     weighting = weighting if found.sensitivity else "neurons"
@@ -424,11 +428,21 @@ def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[S
         before, spikes_before = found.before[key]
         reports.append(SiteReport(name, act.activation, act.signatures[i].to_json(), before, option.mse,
                                   spikes_before, option.spikes))
+    outcome = calibration_outcome(reports)
     for model in converted_components(pipe).values():
-        model.fs_conversion["calibrated"] = True
-        if budget is not None:
-            model.fs_conversion["budget"] = {"kind": budget.kind, "value": budget.value}
+        add_event(model, "calibrate", budget=None if budget is None else {"kind": budget.kind, "value": budget.value},
+                  **(details or {}), **outcome)
     return reports
+
+
+def calibration_outcome(reports: list[SiteReport]) -> dict:
+    """What a calibration did, from its site reports: the summed MSE of the neurons on their
+    own inputs before and after, and the sites left silent (a neuron that never spikes
+    outputs 0 everywhere)."""
+    before = sum(r.mse_before for r in reports)
+    after = sum(r.mse_after for r in reports)
+    silent = [r.name for r in reports if r.spikes_after == 0]
+    return {"sites": len(reports), "summed_mse_before": before, "summed_mse_after": after, "silent_sites": silent}
 
 
 def calibrate(
@@ -452,4 +466,5 @@ def calibrate(
     """
     weights = (0.0,) if budget is None else SPIKE_GRID
     found = fit_site_options(pipe, options, num_images, seed, search, progress, weights, budget)
-    return apply_budget(pipe, found, budget)
+    return apply_budget(pipe, found, budget, details={"images": num_images, "steps": options.steps, "seed": seed,
+                                                      "prompts": list(options.prompts or []) or None})

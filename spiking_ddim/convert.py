@@ -17,19 +17,16 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.activations import GEGLU, GELU, FP32SiLU
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from fs_neurons.bank import UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from .fs_activation import FSActivation, SiteSignature
+from .fs_activation import SiteSignature
 from .modeling import SpikingModelMixin, mark_converted
-from .sites import apply_structure
-
-SWISH_TYPES: tuple[type, ...] = (nn.SiLU, FP32SiLU)
-GELU_TYPES: tuple[type, ...] = (nn.GELU, GELU, GEGLU)
+from .provenance import add_event, source_record
+from .sites import GELU_TYPES, SWISH_TYPES, activation_name, apply_structure, remove_structure, site_kind
 
 
 @dataclass
@@ -69,20 +66,6 @@ class ConversionReport:
         if self.functional_calls:
             lines.append(f"Swish computed functionally (F.silu), not converted: {', '.join(sorted(set(self.functional_calls)))}")
         return "\n".join(lines)
-
-
-def _activation_name(module: nn.Module) -> str:
-    if isinstance(module, SWISH_TYPES):
-        return "swish"
-    approximate = getattr(module, "approximate", "none")
-    return "gelu_tanh" if approximate == "tanh" else "gelu"
-
-
-def _kind(module: nn.Module) -> str:
-    """How a module is replaced: itself (``module``), or its activation behind a projection."""
-    if isinstance(module, GEGLU):
-        return "geglu"
-    return "projected" if isinstance(module, GELU) else "module"
 
 
 @dataclass
@@ -214,17 +197,24 @@ def convert_unet(
     example_inputs: Optional[tuple[tuple, dict]] = None,
     bank_path: Optional[str] = None,
     scope: Optional[str] = None,
+    source: Optional[str] = None,
+    component: str = "unet",
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
     FS neurons from the bank entry (activation, K, method; by default ``ours-unet``, fitted to
     the Swish inputs of diffusion UNets); one neuron per call site unless
     ``per_site=False``. ``scope`` limits the conversion to one submodule (a dotted path);
     an autoencoder (AutoencoderKL, VQModel) is converted in its ``decoder`` by default, the
-    part that sampling runs. Returns a :class:`ConversionReport`.
+    part that sampling runs. ``source`` (a hub id or directory the model was loaded from)
+    and ``component`` (its name in a pipeline) go into the record with a digest of the
+    weights (:mod:`spiking_ddim.provenance`). Returns a :class:`ConversionReport`.
 
-    Raises ``ValueError`` for a bad K, an unknown bank entry or scope, or nothing to convert.
+    All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
+    bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
     check_K(K)
+    if hasattr(model, "fs_conversion"):
+        raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_conversion.get('K')})")
     if scope is None and is_autoencoder(model):
         scope = "decoder"
     if scope is not None and scope not in dict(model.named_modules()):
@@ -246,17 +236,24 @@ def convert_unet(
             continue
         if not per_site:
             sigs = sigs[:1]
-        spec.append({"path": f.path, "kind": _kind(f.module), "activation": _activation_name(f.module),
+        spec.append({"path": f.path, "kind": site_kind(f.module), "activation": activation_name(f.module),
                      "signatures": [s.to_json() for s in sigs]})
+    origin = source_record(model, source, component)
     apply_structure(model, spec, K, method, bank_path)
-    report.modules = [s["path"] for s in spec]
-    report.sites = [SiteReport(f"{s['path']}[{i}]", s["activation"], sig)
-                    for s in spec for i, sig in enumerate(s["signatures"])]
-    left = find_activations(model, SWISH_TYPES)
-    _, functional = trace(model, left, run)
-    report.remaining += [f.path for f in _in_scope(left, scope)]
-    report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
-    model.fs_conversion = {"K": K, "method": method, "per_site": per_site, "calibrated": False, "modules": spec}
+    try:
+        report.modules = [s["path"] for s in spec]
+        report.sites = [SiteReport(f"{s['path']}[{i}]", s["activation"], sig)
+                        for s in spec for i, sig in enumerate(s["signatures"])]
+        left = find_activations(model, SWISH_TYPES)
+        _, functional = trace(model, left, run)
+        report.remaining += [f.path for f in _in_scope(left, scope)]
+        report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
+    except BaseException:
+        remove_structure(model, spec)
+        raise
+    model.fs_conversion = {"K": K, "method": method, "per_site": per_site, "modules": spec, "source": origin}
+    add_event(model, "convert", K=K, method=method, per_site=per_site, bank=str(bank_path) if bank_path else "shipped",
+              sites=len(report.sites), scope=scope)
     mark_converted(model)  # a converted model saves and loads as Spiking<Base>
     return report
 
@@ -274,13 +271,7 @@ def revert_unet(model: nn.Module) -> nn.Module:
     spec = getattr(model, "fs_conversion", None)
     if spec is None:
         raise ValueError("this model was not converted by convert_unet")
-    modules = dict(model.named_modules())
-    for s in spec["modules"]:
-        owner_path, _, attr = s["path"].rpartition(".")
-        owner = modules[owner_path] if owner_path else model
-        current = getattr(owner, attr)
-        (current if isinstance(current, FSActivation) else current.act)._remove_counter()
-        setattr(owner, attr, current.__dict__["_replaced"])
+    remove_structure(model, spec["modules"])
     del model.fs_conversion
     if isinstance(model, SpikingModelMixin):
         model.__class__ = type(model).__mro__[2]

@@ -62,6 +62,24 @@ def image_files(folder: Union[str, Path]) -> list[Path]:
     return files
 
 
+def count_images(folder: Union[str, Path]) -> int:
+    """How many image files :func:`load_image_folder` would read from ``folder``."""
+    return len(image_files(folder))
+
+
+def _as_unit_array(im) -> np.ndarray:
+    """A PIL image as float32 (H, W) or (H, W, C) in [0, 1]: 8-bit modes by 255, 16-bit
+    grey (modes ``I;16*``, and ``I`` as Pillow opens 16-bit PNGs) by 65535."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.float32)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError(f"32-bit integer image with values outside 0..65535 ({a.min():g}..{a.max():g})")
+        return a / 65535.0
+    if im.mode == "F":
+        raise ValueError("floating-point images (mode F) have no defined range; save them as 8- or 16-bit")
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
 def load_image_folder(folder: Union[str, Path], size: int | None = None, channels: int | None = None) -> torch.Tensor:
     """All images of a folder as (N, C, H, W) in [-1, 1].
 
@@ -75,21 +93,25 @@ def load_image_folder(folder: Union[str, Path], size: int | None = None, channel
         try:
             with Image.open(path) as im:
                 im.load()
-                mode = {1: "L", 3: "RGB"}.get(channels or (1 if im.mode in ("L", "1", "I;16", "I") else 3))
-                im = im.convert(mode)
-        except (UnidentifiedImageError, OSError) as e:
+                deep = im.mode.startswith("I;16") or im.mode in ("I", "F")
+                want = channels or (1 if im.mode in ("L", "1", "LA") or deep else 3)
+                # 16-bit grey is scaled to [0, 1] first, as a float image (mode F)
+                im = Image.fromarray(_as_unit_array(im), mode="F") if deep else im.convert({1: "L", 3: "RGB"}[want])
+                if size is not None:
+                    side = min(im.size)
+                    left, top = (im.width - side) // 2, (im.height - side) // 2
+                    im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+                a = np.clip(np.asarray(im, dtype=np.float32), 0, 1) if deep else _as_unit_array(im)
+                if deep and want == 3:
+                    a = np.repeat(a[..., None], 3, axis=-1)
+        except (UnidentifiedImageError, OSError, ValueError) as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
-        if size is not None:
-            side = min(im.size)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-        elif first_size is None:
-            first_size = im.size
-        elif im.size != first_size:
-            raise ValueError(f"images have mixed sizes: {path.name} is {im.size[0]}x{im.size[1]}, "
-                             f"earlier images are {first_size[0]}x{first_size[1]}; pass a size to resize them")
-        channels = channels or (1 if im.mode == "L" else 3)
-        a = np.asarray(im, dtype=np.float32) / 255.0
+        if size is None and first_size is None:
+            first_size = a.shape[:2]
+        elif size is None and a.shape[:2] != first_size:
+            raise ValueError(f"images have mixed sizes: {path.name} is {a.shape[1]}x{a.shape[0]}, "
+                             f"earlier images are {first_size[1]}x{first_size[0]}; pass a size to resize them")
+        channels = want
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     return torch.from_numpy(np.stack(arrays)) * 2 - 1
 

@@ -17,14 +17,16 @@ def train_scheduler(**overrides) -> DDPMScheduler:
     return DDPMScheduler(**{**TRAIN_SCHEDULER, **overrides})
 
 
-def load_scheduler(model_dir: Optional[Path]) -> DDIMScheduler:
+def load_scheduler(model_dir: Optional[Path]) -> tuple[DDIMScheduler, str]:
     """The DDIM scheduler of a pipeline directory (``scheduler/``), of a model directory
-    (``scheduler_config.json`` beside it), or the training default."""
+    (``scheduler_config.json`` beside it), or the training default; and where it came from,
+    in words."""
     if model_dir is not None:
         for candidate in (model_dir / "scheduler", model_dir.parent / "scheduler", model_dir):
             if (candidate / "scheduler_config.json").is_file():
-                return DDIMScheduler.from_pretrained(str(candidate))
-    return DDIMScheduler(**TRAIN_SCHEDULER)
+                return DDIMScheduler.from_pretrained(str(candidate)), str(candidate / "scheduler_config.json")
+    return DDIMScheduler(**TRAIN_SCHEDULER), (f"DEFAULT: no scheduler_config.json beside {model_dir}, so the training "
+                                              f"default {TRAIN_SCHEDULER} (check it matches how the UNet was trained)")
 
 
 def noisy_batch(images: torch.Tensor, scheduler, batch_size: int, g: torch.Generator, device: torch.device):

@@ -33,12 +33,13 @@ from torch import nn
 
 from fs_neurons.files import atomic_directory, atomic_write_text
 
-from .sites import apply_structure
+from .sites import BANK_ACTIVATION, KINDS, apply_structure, fs_activations
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedded digits DDIM
 SPIKING_CONFIG_NAME = "spiking_config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the record carries source and history (spiking_ddim.provenance); 1 still loads
+READABLE_FORMATS = (1, 2)
 # diffusers prints this in its "Unknown quantization type" error when plain diffusers opens a converted model
 QUANT_METHOD = "spiking_ddim (a model converted to FS neurons: load it with spiking_ddim.load_model(path))"
 _CLASSES: dict[type, type] = {}
@@ -136,6 +137,40 @@ def resolve_model_dir(name_or_path: Union[str, os.PathLike], subfolder: Optional
     return path
 
 
+def check_record(spec: object, where: Union[str, Path]) -> None:
+    """``ValueError`` naming the first field of a ``spiking_config.json`` record that is
+    missing or malformed."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{where}: {what}")
+
+    if not isinstance(spec, dict):
+        raise bad("must be a JSON object")
+    if spec.get("format") not in READABLE_FORMATS:
+        raise bad(f"unsupported format {spec.get('format')!r} (this version reads {', '.join(map(str, READABLE_FORMATS))})")
+    for key in ("base_class", "K", "method", "modules"):
+        if key not in spec:
+            raise bad(f"missing field {key!r}")
+    K = spec["K"]
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise bad(f"K must be an integer >= 1, got {K!r}")
+    if not isinstance(spec["method"], str) or not isinstance(spec["base_class"], str):
+        raise bad("method and base_class must be strings")
+    if not isinstance(spec["modules"], list) or not spec["modules"]:
+        raise bad("modules must be a non-empty list")
+    for i, m in enumerate(spec["modules"]):
+        if not isinstance(m, dict) or not all(k in m for k in ("path", "kind", "activation", "signatures")):
+            raise bad(f"modules[{i}] must have path, kind, activation and signatures")
+        if m["kind"] not in KINDS:
+            raise bad(f"modules[{i}] ({m['path']}): kind must be one of {', '.join(KINDS)}, got {m['kind']!r}")
+        if m["activation"] not in BANK_ACTIVATION:
+            raise bad(f"modules[{i}] ({m['path']}): activation must be one of {', '.join(BANK_ACTIVATION)}, "
+                      f"got {m['activation']!r}")
+        sigs = m["signatures"]
+        if not (isinstance(sigs, list) and sigs and all(
+                isinstance(g, list) and len(g) == 2 and all(isinstance(v, int) and v >= 1 for v in g) for g in sigs)):
+            raise bad(f"modules[{i}] ({m['path']}): signatures must be a non-empty list of [ndim, channels]")
+
+
 def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,
                device: Union[str, torch.device, None] = None) -> nn.Module:
     """Load a diffusers model, converted (``spiking_config.json`` present) or plain."""
@@ -151,14 +186,22 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
             raise ValueError(f"{path}: unknown diffusers model class {config.get('_class_name')!r}")
         model = cls.from_pretrained(path)
         return model.to(device) if device is not None else model
-    spec = json.loads(spiking.read_text())
-    if spec.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{spiking}: unsupported format {spec.get('format')!r} (expected {FORMAT_VERSION})")
+    try:
+        spec = json.loads(spiking.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"corrupt {spiking}: {e}") from None
+    check_record(spec, spiking)
     base = getattr(diffusers, spec["base_class"], None)
-    if base is None:
+    if not (isinstance(base, type) and issubclass(base, ModelMixin)):
         raise ValueError(f"{spiking}: unknown base class {spec['base_class']!r}")
+    if config.get("_class_name") not in (spec["base_class"], f"Spiking{spec['base_class']}"):
+        raise ValueError(f"{spiking}: base class {spec['base_class']!r} does not match config.json's "
+                         f"{config.get('_class_name')!r}")
     model = base.from_config({k: v for k, v in config.items() if not k.startswith("_") and k != "quantization_config"})
-    apply_structure(model, spec["modules"], spec["K"], spec["method"], from_bank=False)
+    try:
+        apply_structure(model, spec["modules"], spec["K"], spec["method"], from_bank=False)
+    except ValueError as e:
+        raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
     model.fs_conversion = {k: v for k, v in spec.items() if k not in ("format", "base_class")}
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
@@ -167,9 +210,18 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
         state = load_file(str(weights))
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
         raise ValueError(f"corrupt weights file {weights}: {e}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes differ, e.g. K edited in spiking_config.json
+        first = " ".join(str(e).split())[:400]
+        raise ValueError(f"{weights} does not match {spiking} (K={spec['K']}): {first}") from None
     if missing or unexpected:
         raise ValueError(f"{weights} does not match the converted model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, act in fs_activations(model):
+        for i, neuron in enumerate(act.neurons):
+            for p in ("h", "d", "T"):
+                if not torch.isfinite(getattr(neuron, p)).all():
+                    raise ValueError(f"{weights}: FS site {name}[{i}] has NaN or infinite values in its parameter {p}")
     mark_converted(model)
     model.eval()
     return model.to(device) if device is not None else model

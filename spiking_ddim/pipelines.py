@@ -27,7 +27,7 @@ from torch import nn
 from fs_neurons.bank import UNET_METHOD
 from fs_neurons.files import atomic_directory
 
-from .convert import ConversionReport, convert_unet
+from .convert import ConversionReport, convert_unet, revert_unet
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
 
 DECODERS = ("vae", "vqvae")  # autoencoder components whose decoder can be converted
@@ -56,8 +56,11 @@ class SamplingOptions:
         name, params = type(pipe).__name__, _call_parameters(pipe)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not (self.eta >= 0):
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        train_steps = pipe.scheduler.config.get("num_train_timesteps", None) if hasattr(pipe, "scheduler") else None
+        if train_steps is not None and self.steps > train_steps:
+            raise ValueError(f"steps must be at most the scheduler's {train_steps} training timesteps, got {self.steps}")
+        if not (0.0 <= self.eta <= 1.0):
+            raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}")
         if self.eta > 0 and ("eta" not in params or name not in ETA_FROM_GENERATORS):
             raise ValueError(f"eta > 0 needs a pipeline that draws the step noise from the per-image generators "
                              f"({', '.join(ETA_FROM_GENERATORS)}); {name} does not: use eta 0")
@@ -109,9 +112,7 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
         if (path / "model_index.json").is_file():
             pipe = _from_pretrained(path, path / "model_index.json")
         elif (path / "config.json").is_file():
-            from .diffusion import load_scheduler
-
-            pipe = DDIMPipeline(unet=load_model(path), scheduler=load_scheduler(path))
+            pipe = _bare_unet_pipeline(path)
         else:
             raise FileNotFoundError(f"{path} is not a diffusers pipeline (model_index.json) or model (config.json)")
     else:
@@ -121,6 +122,32 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
             raise OSError(f"cannot fetch model {text!r} (a pipeline) from the Hugging Face hub ({type(e).__name__}: "
                           f"{' '.join(str(e).split())[:300]}). Offline? Pass a local diffusers directory instead.") from None
     return use_ddim_scheduler(pipe) if scheduler == "ddim" else pipe
+
+
+def _bare_unet_pipeline(path: Path) -> DiffusionPipeline:
+    """A DDIMPipeline around the UNet in ``path``, with the scheduler found beside it (or the
+    training default); the pipeline's ``scheduler_source`` says which."""
+    from .diffusion import load_scheduler
+
+    try:
+        class_name = json.loads((path / "config.json").read_text()).get("_class_name", "")
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"corrupt model config {path / 'config.json'}: {e}") from None
+    if not str(class_name).startswith("UNet"):
+        raise ValueError(f"{path} holds a {class_name or 'model of unknown class'}, not a UNet: pass a pipeline "
+                         "directory (with model_index.json) or a UNet directory")
+    scheduler, where = load_scheduler(path)
+    pipe = DDIMPipeline(unet=load_model(path), scheduler=scheduler)
+    pipe.register_to_config(_name_or_path=str(path))
+    pipe.scheduler_source = where
+    return pipe
+
+
+def scheduler_record(pipe: DiffusionPipeline) -> dict:
+    """The scheduler a pipeline samples with: class, configuration and where it came from."""
+    config = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
+    where = getattr(pipe, "scheduler_source", None) or "the pipeline's scheduler configuration"
+    return {"class": type(pipe.scheduler).__name__, "source": where, "config": config}
 
 
 def use_ddim_scheduler(pipe: DiffusionPipeline) -> DiffusionPipeline:
@@ -162,12 +189,22 @@ def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
 def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
                      bank_path: Optional[str] = None) -> dict[str, ConversionReport]:
     """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
-    decoder) and return one report per component. Raises ``ValueError`` for a pipeline
-    without a UNet, a component it does not have or that cannot be converted, one already
-    converted, or a component with no Swish."""
+    decoder) and return one report per component; all or nothing. Each component records
+    the pipeline's source (``pipe.config._name_or_path``, set by :func:`load_pipeline`) and
+    a digest of its weights. Raises ``ValueError`` for a pipeline without a UNet, a
+    component it does not have or that cannot be converted, one already converted, or a
+    component with no Swish."""
     check_components(pipe, components)
-    reports = {name: convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path)
-               for name in dict.fromkeys(components)}
+    source = pipe.config.get("_name_or_path") or None
+    reports: dict[str, ConversionReport] = {}
+    try:
+        for name in dict.fromkeys(components):
+            reports[name] = convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path, source=source,
+                                         component=name)
+    except BaseException:
+        for name in reports:
+            revert_unet(pipe.components[name])
+        raise
     # re-register: model_index.json then names the Spiking<Base> classes (see modeling)
     pipe.register_modules(**{name: pipe.components[name] for name in reports})
     return reports

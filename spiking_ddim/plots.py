@@ -1,17 +1,19 @@
-"""PNG plots of spiking models' cost: firing rate per FS site, energy by operation type.
+"""PNG plots of spiking models: original and FS images side by side, firing rate per FS
+site, energy by operation type.
 
-Both take several runs (e.g. one per K) as plain mappings, so a benchmark can plot rows it
-stored: firing rates as {run: {site name: spikes per neuron per call}} in network order,
-energy as {run: EnergyReport.by_kind}.
+The cost plots take several runs (e.g. one per K) as plain mappings, so a benchmark can
+plot rows it stored: firing rates as {run: {site name: spikes per neuron per call}} in
+network order, energy as {run: EnergyReport.by_kind}.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,6 +35,40 @@ def save_figure(fig, path: PathLike, dpi: int = 110) -> Path:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)
     return path
+
+
+def plot_comparison(original: np.ndarray, fs: np.ndarray, path: PathLike, psnr: Sequence[float], title: str,
+                    cols: int = 8) -> Path:
+    """Original and FS images of the same noise, in labelled row pairs (``original`` over
+    ``FS``), each FS image with its PSNR (dB) against the original; images shown at least
+    96 pixels wide, without smoothing. ``original`` and ``fs``: (N, H, W, C) uint8."""
+    if original.shape != fs.shape or original.ndim != 4 or len(original) == 0:
+        raise ValueError(f"need two equal non-empty (N, H, W, C) stacks, got {original.shape} and {fs.shape}")
+    n = len(original)
+    cols = min(cols, n)
+    groups = (n + cols - 1) // cols
+    fig, axes = plt.subplots(2 * groups, cols, figsize=(1.25 * cols + 0.9, 2.7 * groups + 0.5), squeeze=False)
+    grey = original.shape[-1] == 1
+    for g in range(groups):
+        for c in range(cols):
+            i = g * cols + c
+            for r, (images, label) in enumerate(((original, "original"), (fs, "FS"))):
+                ax = axes[2 * g + r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i >= n:
+                    ax.axis("off")
+                    continue
+                im = images[i][..., 0] if grey else images[i]
+                ax.imshow(im, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
+                if r == 0:
+                    ax.set_title(f"#{i}", fontsize=7)
+                else:
+                    ax.set_xlabel(f"{psnr[i]:.1f} dB", fontsize=7)
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
 
 
 def plot_firing_rates(runs: Mapping[str, Mapping[str, float]], path: PathLike, K: Optional[int] = None,
@@ -71,10 +107,10 @@ def plot_firing_rates(runs: Mapping[str, Mapping[str, float]], path: PathLike, K
 
 
 def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], constants: EnergyConstants,
-                      path: PathLike, title: str = "") -> Path:
+                      path: PathLike, title: str = "", steps: Optional[int] = None) -> Path:
     """Energy per image, stacked by operation (dense MACs of conv, linear and attention-matmul
     layers; ACs of spike-fed conv and linear layers): one bar for the ANN (from the first
-    run's MACs), one per SNN run."""
+    run's MACs), one per SNN run; ``steps``, the denoising steps per image, goes in the title."""
     if not runs:
         raise ValueError("no runs to plot")
     mac, ac = constants.mac_pj * 1e-9, constants.ac_pj * 1e-9  # mJ per operation
@@ -95,7 +131,9 @@ def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], con
         bottom = [b + h for b, h in zip(bottom, heights)]
     ax.set_xticks(range(len(bars)), [f"{label}\n{total:.3g} mJ" for label, total in zip(bars, bottom)], fontsize=8)
     ax.set_ylabel("energy per image (mJ)")
-    ax.set_title(title or f"energy per image ({constants.mac_pj} pJ/MAC, {constants.ac_pj} pJ/AC)", fontsize=9)
+    ax.set_ylim(0, max(bottom) * 1.08)
+    per = f"{steps} denoising steps, " if steps is not None else ""
+    ax.set_title(title or f"energy per image ({per}{constants.mac_pj} pJ/MAC, {constants.ac_pj} pJ/AC)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from diffusers.models.activations import GEGLU, GELU, FP32SiLU
 from torch import nn
 
 from fs_neurons.neuron import FSNeuron
@@ -19,6 +20,24 @@ from fs_neurons.neuron import FSNeuron
 from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
 
 BANK_ACTIVATION = {"swish": "swish", "gelu": "gelu", "gelu_tanh": "gelu"}
+SWISH_TYPES: tuple[type, ...] = (nn.SiLU, FP32SiLU)
+GELU_TYPES: tuple[type, ...] = (nn.GELU, GELU, GEGLU)
+KINDS = ("module", "projected", "geglu")
+
+
+def activation_name(module: nn.Module) -> str:
+    """``swish``, ``gelu`` or ``gelu_tanh``: the activation a Swish or GELU module computes."""
+    if isinstance(module, SWISH_TYPES):
+        return "swish"
+    approximate = getattr(module, "approximate", "none")
+    return "gelu_tanh" if approximate == "tanh" else "gelu"
+
+
+def site_kind(module: nn.Module) -> str:
+    """How a module is replaced: itself (``module``), or its activation behind a projection."""
+    if isinstance(module, GEGLU):
+        return "geglu"
+    return "projected" if isinstance(module, GELU) else "module"
 
 
 class _ProjectedFS(nn.Module):
@@ -48,12 +67,25 @@ def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, ban
                     from_bank: bool = True) -> None:
     """Install FSActivation modules described by ``spec`` (as recorded in
     ``model.fs_conversion["modules"]``); neurons come from the bank entry (activation, K,
-    method), or are placeholders (``from_bank=False``) for weights loaded afterwards."""
+    method), or are placeholders (``from_bank=False``) for weights loaded afterwards.
+
+    All or nothing: every replacement is built and checked (each path names a module of the
+    recorded activation and kind) before the first is installed, so an error (a missing bank
+    entry, a record that does not fit the model) leaves ``model`` as it was. Raises
+    ``ValueError`` naming the module."""
     modules = dict(model.named_modules())
+    planned = []
     for s in spec:
         owner_path, _, attr = s["path"].rpartition(".")
-        owner = modules[owner_path] if owner_path else model
-        old = getattr(owner, attr)
+        owner = modules.get(owner_path) if owner_path else model
+        old = getattr(owner, attr, None) if owner is not None else None
+        if old is None or not isinstance(old, SWISH_TYPES + GELU_TYPES):
+            found = "nothing" if old is None else type(old).__name__
+            raise ValueError(f"module {s['path']!r}: the record converts a Swish / GELU module there, the model has "
+                             f"{found}")
+        if (site_kind(old), activation_name(old)) != (s["kind"], s["activation"]):
+            raise ValueError(f"module {s['path']!r} is recorded as {s['activation']} ({s['kind']}), but the model has "
+                             f"{activation_name(old)} ({site_kind(old)}) there")
         sigs = [SiteSignature(*sig) for sig in s["signatures"]]
         if from_bank:
             neurons = make_neurons(BANK_ACTIVATION[s["activation"]], K, method, len(sigs), bank_path)
@@ -63,8 +95,23 @@ def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, ban
         new = act if s["kind"] == "module" else (_GatedFS if s["kind"] == "geglu" else _ProjectedFS)(old.proj, act)
         new.__dict__["_replaced"] = old  # kept for revert_unet, outside the module tree
         new.train(old.training)  # an eval-mode model gets eval-mode (lookup) neurons
+        planned.append((owner, attr, new, act))
+    for owner, attr, new, act in planned:
         setattr(owner, attr, new)
         act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
+
+
+def remove_structure(model: nn.Module, spec: list[dict]) -> None:
+    """Undo :func:`apply_structure`: every installed FS site gets back the module it replaced."""
+    modules = dict(model.named_modules())
+    for s in spec:
+        owner_path, _, attr = s["path"].rpartition(".")
+        owner = modules[owner_path] if owner_path else model
+        current = getattr(owner, attr)
+        if not isinstance(current, (FSActivation, _ProjectedFS, _GatedFS)):
+            continue
+        (current if isinstance(current, FSActivation) else current.act)._remove_counter()
+        setattr(owner, attr, current.__dict__["_replaced"])
 
 
 def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:

@@ -157,6 +157,7 @@ def train(
     out_dir: Path,
     resume: Optional[Path] = None,
     validate: Optional[ValidateFn] = None,
+    on_start: Optional[Callable[[int], None]] = None,
 ) -> TrainResult:
     """Optimise ``params`` of ``model`` with AdamW on ``loss_fn(model, generator, step)``.
 
@@ -177,6 +178,8 @@ def train(
         if not resume.is_dir():
             raise FileNotFoundError(f"checkpoint not found: {resume}")
         accelerator.load_state(str(resume))
+    if on_start is not None:
+        on_start(counter.step)
     log_path = out_dir / "log.jsonl"
     # a resumed run continues its log; a fresh one (over an old run only with --overwrite) starts a new one
     records = _read_log(log_path, counter.step) if accelerator.is_main_process and resume is not None else []

@@ -15,6 +15,10 @@ repository are thin wrappers of ``sample`` and ``train``.
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
+import sys
+from typing import Callable
 
 from . import bench, convert, metrics, sample, train
 
@@ -28,6 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)`` with the failures every command shares turned into one-line errors: a
+    full disk or other write failure, Ctrl-C, SIGTERM (raised as SystemExit, so staged outputs
+    and locks are cleaned up on the way out)."""
+    def terminate(signum, _frame):
+        raise SystemExit(f"error: stopped by signal {signum}; nothing partial was published")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing partial was published", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            where = f" ({e.filename})" if e.filename else ""
+            print(f"error: cannot write{where}: {e.strerror}; nothing partial was published", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return guarded(args.run, args)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from diffusers import DDIMPipeline, UNet2DModel
 
-from fs_neurons.files import atomic_write_text
-
 from ..data import grid, load_images, save_png, to_uint8
 from ..diffusion import TRAIN_SCHEDULER, denoising_loss, train_scheduler
+from ..outputs import OutputError, output_lock
+from ..run_record import check_resume, run_of_checkpoint, settings, write_record
 from ..training import TrainConfig, checkpoints, config_json, train
 from .common import prepare_output_dir
 
@@ -33,10 +34,13 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
                    help="autocast precision (bf16 is the usual choice on CPU, fp16 on GPU) (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints (default: %(default)s)")
     g.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between log records (default: %(default)s)")
-    g.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint directory, or 'latest' in --out")
+    g.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue the run in --out from one of its checkpoints (RUN/checkpoints/step_N), or 'latest'; "
+                        "every setting but --steps, --log-every and --checkpoint-every must match the run's")
     g.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights, batches and noise (default: %(default)s)")
     g.add_argument("--out", type=Path, required=True, help="output directory")
-    g.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty output directory")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a non-empty output directory (the old run is deleted whole first)")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -60,20 +64,55 @@ def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
         raise SystemExit(f"error: --mixed-precision {mixed_precision}: {e}") from None
 
 
-def resume_path(args: argparse.Namespace) -> Path | None:
-    """The checkpoint to resume from; refuses to start over a non-empty --out without --overwrite."""
+def resume_path(args: argparse.Namespace, command: str, accelerator: Accelerator) -> tuple[Path | None, dict | None]:
+    """(checkpoint to resume from, its run's record), or (None, None) for a new run.
+
+    A new run refuses a non-empty --out without --overwrite and with it removes the old run
+    whole before anything is written (no old checkpoint survives to be rotated in). A resume
+    refuses a folder that is not a checkpoint and any changed setting (see
+    :mod:`spiking_ddim.run_record`). Call on every process; only the main one writes."""
     if args.resume is None:
-        prepare_output_dir(args.out, args.overwrite)
-        return None
+        if accelerator.is_main_process:
+            prepare_output_dir(args.out, args.overwrite)
+        accelerator.wait_for_everyone()
+        return None, None
     if args.resume == "latest":
         found = checkpoints(args.out / "checkpoints")
         if not found:
             raise SystemExit(f"error: --resume latest: no checkpoint in {args.out / 'checkpoints'}")
-        return found[-1]
-    path = Path(args.resume)
-    if not path.is_dir():
-        raise SystemExit(f"error: checkpoint not found: {path}")
-    return path
+        path = found[-1]
+    else:
+        path = Path(args.resume)
+        if not path.is_dir():
+            raise SystemExit(f"error: checkpoint not found: {path}")
+    if run_of_checkpoint(path) != args.out.resolve():
+        raise SystemExit(f"error: --resume {path} is a checkpoint of {run_of_checkpoint(path)}, not of --out "
+                         f"{args.out}; resume in the run's own folder")
+    try:
+        return path, check_resume(path, command, settings(vars(args)))
+    except ValueError as e:
+        raise SystemExit(f"error: --resume: {e}") from None
+
+
+def locked_run(args: argparse.Namespace, body) -> int:
+    """``body(args)`` holding the lock of --out (by the first process: RANK 0 under torchrun
+    and accelerate launch), so no second run writes there."""
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("RANK", "0") == "0":
+            try:
+                stack.enter_context(output_lock(args.out))
+            except OutputError as e:
+                raise SystemExit(f"error: {e}") from None
+        return body(args)
+
+
+def record_writer(accelerator: Accelerator, args: argparse.Namespace, command: str, resume: Path | None,
+                  previous: dict | None, extra: dict):
+    """The ``on_start`` of :func:`train`: writes the run's record once the state has loaded."""
+    def write(_step: int) -> None:
+        if accelerator.is_main_process:
+            write_record(args.out, command, settings(vars(args)), extra, resume, previous)
+    return write
 
 
 def add_ann_parser(sub: argparse._SubParsersAction) -> None:
@@ -115,9 +154,14 @@ def save_pipeline(unet: UNet2DModel, path: Path, scheduler_config: dict) -> None
 
 
 def run_ann(args: argparse.Namespace) -> int:
+    train_config(args)  # flag errors before any work
+    return locked_run(args, _run_ann)
+
+
+def _run_ann(args: argparse.Namespace) -> int:
     cfg = train_config(args)
-    resume = resume_path(args)
     accelerator = make_accelerator(args.mixed_precision, cfg.grad_accum)
+    resume, previous = resume_path(args, "ann", accelerator)
     try:
         images = load_images(args.data, args.image_size, "train")
     except (FileNotFoundError, ValueError) as e:
@@ -125,14 +169,12 @@ def run_ann(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.seed)
     unet = build_unet(args, images.shape[1])
     scheduler = train_scheduler()
-    if accelerator.is_main_process:
-        atomic_write_text(args.out / "train_config.json", json.dumps({"command": "ann", **vars(args) | {
-            "out": str(args.out), "resume": args.resume}, "train": config_json(cfg)}, indent=1, default=str) + "\n")
 
     def loss_fn(model, g, _step):
         return denoising_loss(model, images, scheduler, cfg.batch_size, g)
 
-    result = train(accelerator, unet, list(unet.parameters()), loss_fn, cfg, args.out, resume)
+    on_start = record_writer(accelerator, args, "ann", resume, previous, {"train": config_json(cfg)})
+    result = train(accelerator, unet, list(unet.parameters()), loss_fn, cfg, args.out, resume, on_start=on_start)
     if accelerator.is_main_process:
         unet = result.model
         result.apply(list(unet.parameters()))

@@ -6,27 +6,56 @@ import argparse
 from pathlib import Path
 from typing import Callable, Optional
 
+import torch
 from diffusers import DiffusionPipeline
 from tqdm import tqdm
 
 from fs_neurons.bank import BANK_METHODS, UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from ..calibrate import SpikeBudget, calibrate
+from ..calibrate import SpikeBudget, calibrate, calibration_outcome
 from ..convert import SiteReport
 from ..energy import EnergyConstants
 from ..modeling import DEFAULT_MODEL
+from ..outputs import OutputError, fresh_run_dir
 from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
 
 
 def prepare_output_dir(path: Path, overwrite: bool) -> Path:
-    """Create ``path``; refuse a non-empty one unless ``overwrite``."""
-    if path.exists() and not path.is_dir():
-        raise SystemExit(f"error: output path {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise SystemExit(f"error: output directory {path} is not empty; pass --overwrite to replace its files")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """An empty folder at ``path`` for a run that writes as it goes: refuses a non-empty one
+    without ``overwrite``; with it, the old folder is removed whole first (never mixed)."""
+    try:
+        return fresh_run_dir(path, overwrite)
+    except OutputError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """--device as a torch device (``auto``: CUDA when available, else the CPU); a clear error
+    for a malformed name or a GPU that is not there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SystemExit(f"error: --device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"error: --device {name!r}: spiking-ddim runs on cpu or cuda")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"error: --device {name}: no CUDA GPU is available here (torch.cuda.is_available() is "
+                             "False); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SystemExit(f"error: --device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def add_reference_arg(p: argparse.ArgumentParser) -> None:
+    """--reference: what a converted model is scored against (see spiking_ddim.reference)."""
+    p.add_argument("--reference", metavar="source|self|PATH",
+                   help="what the FS model is compared with: source = the model it was converted from, as its record "
+                        "names it (weights checked against the digest recorded at conversion); self = its own "
+                        "weights with the original activations; or a pipeline directory / hub id (default: source)")
 
 
 def require_positive(args: argparse.Namespace, *names: str) -> None:
@@ -117,6 +146,24 @@ def calibrate_with_bar(pipe: DiffusionPipeline, options: SamplingOptions, num_im
                               budget=budget)
         except ValueError as e:
             raise SystemExit(f"error: calibration: {e}") from None
-    gain = sum(s.mse_before for s in sites) / max(sum(s.mse_after for s in sites), 1e-300)
-    how = "" if budget is None else f" (under the {budget.kind} budget {budget.value:g})"
-    return sites, f"calibrated {len(sites)} sites{how}: summed MSE of the neurons on their own inputs down {gain:.2f}x"
+    return sites, describe_calibration(calibration_outcome(sites), budget)
+
+
+def describe_calibration(outcome: dict, budget: Optional[SpikeBudget]) -> str:
+    """What a calibration did, in words that cannot be misread: error before and after, which
+    way it moved, and every silenced site."""
+    before, after, n = outcome["summed_mse_before"], outcome["summed_mse_after"], outcome["sites"]
+    how = "" if budget is None else f" under the {budget.kind} budget {budget.value:g}"
+    if after < before:
+        change = f"{before / after:.2f}x lower" if after > 0 else "now zero"
+    elif after > before:
+        change = f"{after / before:.2f}x HIGHER: the budget costs accuracy" if before > 0 else "HIGHER"
+    else:
+        change = "unchanged"
+    lines = [f"calibrated {n} sites{how}: summed MSE of the neurons on their own inputs {before:.4g} before, "
+             f"{after:.4g} after ({change})"]
+    silent = outcome["silent_sites"]
+    if silent:
+        lines.append(f"WARNING: {len(silent)} of {n} sites never spike{how} and output 0 everywhere: "
+                     f"{', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''}")
+    return "\n".join(lines)

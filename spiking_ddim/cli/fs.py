@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fs_neurons.bank import BankEntry, BankError, bank_path, load_bank, write_bank
+from fs_neurons.bank import BankEntry, BankError, bank_activation, bank_path, load_bank, write_bank
 from fs_neurons.distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
 from fs_neurons.files import atomic_write_text
 from fs_neurons.methods import BASELINES, METHODS, PAPER_TABLE, FSFit, OursConfig, fit_baselines, fit_ours
@@ -97,6 +97,10 @@ def run_fs(args: argparse.Namespace) -> int:
         name, _ = resolve_activation(args.activation)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    if args.epochs < 1:
+        raise SystemExit(f"error: --epochs must be >= 1, got {args.epochs}")
+    if not (0 < args.lr < float("inf")) or not (0 <= args.noise_std < float("inf")):
+        raise SystemExit("error: --lr must be a finite number > 0 and --noise-std one >= 0")
     dist = distribution_from_args(args)
     out = prepare_output_dir(args.out or Path("runs") / f"fs-{name}-K{args.K}-{args.method}", args.overwrite)
     methods = METHODS if args.method == "all" else (args.method,)
@@ -115,6 +119,10 @@ def run_fs(args: argparse.Namespace) -> int:
         fits.update({m: res[(m, args.seed)] for m in BASELINES if m in methods})
     if "ours" in methods:
         config = OursConfig(pool=args.pool, rounds=args.rounds, time_budget=args.time_budget)
+        try:
+            config.validate()
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         bar = tqdm(total=config.restarts + config.rounds + 1, desc="ours (search phases)", unit="phase", dynamic_ncols=True)
         fits["ours"] = fit_ours(name, args.K, dist, args.seed, config, progress=lambda _s, done, _t: bar.update(done - bar.n))
         bar.close()
@@ -158,7 +166,8 @@ def add_bank_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of ours fits made here (default: %(default)s)")
     p.add_argument("--time-budget", type=float, default=OursConfig.time_budget,
                    help="ours fits made here: seconds after which no new search round starts (default: %(default)s)")
-    p.add_argument("--out", type=Path, help="bank file to write (default: the shipped bank of the activation)")
+    p.add_argument("--out", type=Path, help="bank file to write (required; name the shipped bank, "
+                                            "fs_neurons/bank/<activation>.json, to replace it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bank file")
     p.set_defaults(run=run_bank)
 
@@ -173,11 +182,11 @@ def _read_fits(src: Path, activation: str) -> list[dict]:
         raise SystemExit(f"error: {src} is not valid JSON: {e}") from None
     if isinstance(data, dict):  # a bank file
         try:
+            if bank_activation(src) != activation:
+                return []
             entries = load_bank(activation, src)
         except BankError as e:
             raise SystemExit(f"error: {e}") from None
-        if resolve_activation(data["activation"])[0] != activation:
-            return []
         return [{"method": e.method, "K": e.K, "h": e.h, "d": e.d, "T": e.T, "mse": e.mse}
                 for e in entries if e.range == PAPER_RANGE]
     return [f for f in data if f.get("activation") == activation and f.get("distribution", "") ==
@@ -189,9 +198,21 @@ def run_bank(args: argparse.Namespace) -> int:
         name, _ = resolve_activation(args.activation)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    out = args.out or bank_path(name)
+    if args.K_max < 2:
+        raise SystemExit(f"error: --K-max must be >= 2 (ours entries are built for K = 2..K-max), got {args.K_max}")
+    if args.out is None:
+        raise SystemExit("error: pass --out FILE: the bank is written only where you name it (the shipped bank is "
+                         f"replaced only when --out names it: {bank_path(name)})")
+    out = args.out
+    if out.is_dir():
+        raise SystemExit(f"error: --out {out} is a directory; name the bank file to write")
     if out.exists() and not args.overwrite:
         raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
+    config = OursConfig(time_budget=args.time_budget)
+    try:
+        config.validate()
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     best: dict[tuple[str, int], dict] = {}
     for src in args.source:
         for f in _read_fits(src, name):
@@ -199,13 +220,14 @@ def run_bank(args: argparse.Namespace) -> int:
             if key not in best or f["mse"] < best[key]["mse"]:
                 best[key] = f
     missing = [K for K in range(2, args.K_max + 1) if ("ours", K) not in best]
-    config = OursConfig(time_budget=args.time_budget)
     for K in tqdm(missing, desc="ours for missing K", unit="K", dynamic_ncols=True):
         best[("ours", K)] = asdict(fit_ours(name, K, seed=args.seed, config=config))
     entries = []
     for (method, K), f in sorted(best.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
         entry = BankEntry(K, method, PAPER_RANGE, tuple(f["h"]), tuple(f["d"]), tuple(f["T"]), 0.0)
         entries.append(replace(entry, mse=entry.recompute_mse(name)))
+    if not entries:
+        raise SystemExit("error: no entries to write")
     write_bank(out, name, entries)
     print(f"wrote {len(entries)} entries to {out}", file=sys.stderr)
     return 0

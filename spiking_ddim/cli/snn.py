@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from fs_neurons.bank import BANK_METHODS, UNET_METHOD
-from fs_neurons.files import atomic_write_text
 from fs_neurons.neuron import check_K
 
 from ..convert import convert_unet
@@ -47,10 +46,28 @@ from ..pipelines import (
     record_denoiser_calls,
     save_pipeline,
 )
-from ..sites import fs_activations, set_mode
+from ..provenance import add_event, describe_source, source_name
+from ..reference import reference_pipeline
+from ..sites import fs_activations
 from ..training import TrainConfig, config_json, train
-from .ann import MODEL_DIR, add_train_args, build_unet, make_accelerator, resume_path, train_config
-from .common import add_budget_args, budget_from_flags, calibrate_with_bar, convert_from_flags, require_positive
+from .ann import (
+    MODEL_DIR,
+    add_train_args,
+    build_unet,
+    locked_run,
+    make_accelerator,
+    record_writer,
+    resume_path,
+    train_config,
+)
+from .common import (
+    add_budget_args,
+    add_reference_arg,
+    budget_from_flags,
+    calibrate_with_bar,
+    convert_from_flags,
+    require_positive,
+)
 
 TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
 DEFAULT_K = 8
@@ -76,6 +93,7 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
                    help="bank entry for the FS neurons when converting here (default: ours-unet)")
     p.add_argument("--calibrate", action="store_true", help="calibrate every site before training (when converting here)")
     add_budget_args(p)
+    add_reference_arg(p)
     p.add_argument("--loss", choices=["denoise", "distill", "both"],
                    help="denoise: noise-prediction loss on data; distill: match the original network's noise "
                         "prediction; both (default: distill, or denoise with --from-scratch)")
@@ -139,33 +157,47 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
-    """(student pipeline, teacher pipeline, sampling options) for fine-tuning, per the flags."""
+    """(student pipeline, teacher pipeline, sampling options, reference record) for
+    fine-tuning, per the flags. The teacher is the reference (--reference; by default the
+    model the student was converted from)."""
     try:
         teacher = load_pipeline(args.model or DEFAULT_MODEL)
         prompts = read_prompts(args.prompts) if args.prompts else None
         options = SamplingOptions(args.sampling_steps, 0.0, prompts, args.guidance_scale).resolve(teacher)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    student = copy.deepcopy(teacher)
     done = converted_components(teacher)
     if done:
-        spec = teacher.unet.fs_conversion if "unet" in done else next(iter(done.values())).fs_conversion
+        student = teacher
+        spec = student.unet.fs_conversion if "unet" in done else next(iter(done.values())).fs_conversion
         for flag, have in (("K", spec["K"]), ("method", spec["method"])):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
         if args.calibrate:
             raise SystemExit(f"error: conflicting flags: --calibrate but {args.model} is already converted")
-        for m in done.values():
-            set_mode(m, "ann")  # the same weights with the original activations
-        return student, teacher, options
+        try:
+            teacher, reference = reference_pipeline(student, args.reference or "source")
+        except (FileNotFoundError, OSError, ValueError) as e:
+            raise SystemExit(f"error: reference: {e}") from None
+        return student, teacher, options, reference
+    if args.reference not in (None, "source", "self"):
+        raise SystemExit("error: --reference PATH applies to an already converted --model; a plain model is its own "
+                         "source")
+    student = copy.deepcopy(teacher)
     try:
         convert_from_flags(student, args, DEFAULT_K)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:
-        calibrate_with_bar(student, options, seed=args.seed, show=show_progress, budget=budget_from_flags(args))
-    return student, teacher, options
+        _, message = calibrate_with_bar(student, options, seed=args.seed, show=show_progress,
+                                        budget=budget_from_flags(args))
+        if show_progress:
+            print(message, file=sys.stderr)
+    reference = {"kind": "source", "model": source_name(args.model or DEFAULT_MODEL),
+                 "description": f"{describe_source(source_name(args.model or DEFAULT_MODEL))} (the model it was "
+                                "converted from)"}
+    return student, teacher, options, reference
 
 
 def _from_scratch(args: argparse.Namespace, images: torch.Tensor):
@@ -188,17 +220,22 @@ def trainable(unet: torch.nn.Module, train_unet: bool, train_neurons: bool = Tru
 
 
 def run_snn(args: argparse.Namespace) -> int:
-
     _check_flags(args)
+    train_config(args)  # flag errors before any work
+    return locked_run(args, _run_snn)
+
+
+def _run_snn(args: argparse.Namespace) -> int:
     cfg = train_config(args)
-    resume = resume_path(args)
     accelerator = make_accelerator(args.mixed_precision, cfg.grad_accum)
+    resume, previous = resume_path(args, "snn", accelerator)
     needs_data = args.loss in ("denoise", "both") or args.distill_on == "data"
+    reference = None
     if args.from_scratch:
         images = _load_images(args.data, args.image_size)
         student, teacher, options = _from_scratch(args, images), None, None
     else:
-        student, teacher, options = _prepare_pipelines(args, accelerator.is_main_process)
+        student, teacher, options, reference = _prepare_pipelines(args, accelerator.is_main_process)
         if needs_data and decoder(teacher) is not None:
             raise SystemExit(f"error: {type(teacher).__name__} is a latent model: --loss denoise / both and "
                              "--distill-on data need training images in the UNet's space; use --loss distill "
@@ -215,13 +252,9 @@ def run_snn(args: argparse.Namespace) -> int:
         if args.held_out > 0:
             student.to(accelerator.device)
             held_out = range(args.trajectories, args.trajectories + args.held_out)
-            reference = generate(teacher, held_out, options, TRAJECTORY_SEED)
-            validate = partial(image_error, student, held_out, options, reference)
+            reference_images = generate(teacher, held_out, options, TRAJECTORY_SEED)
+            validate = partial(image_error, student, held_out, options, reference_images)
     unet.train()
-    if accelerator.is_main_process:
-        atomic_write_text(args.out / "train_config.json", json.dumps(
-            {"command": "snn", **{k: v for k, v in vars(args).items() if k != "run"}, "train": config_json(cfg),
-             "trainable_parameters": sum(p.numel() for p in params)}, indent=1, default=str) + "\n")
 
     def loss_fn(model, g, _step):
         device = accelerator.device
@@ -240,20 +273,27 @@ def run_snn(args: argparse.Namespace) -> int:
                 loss = loss + (model(xt, t).sample.float() - target).pow(2).mean()
         return loss
 
-    result = train(accelerator, unet, params, loss_fn, cfg, args.out, resume, validate)
+    on_start = record_writer(accelerator, args, "snn", resume, previous,
+                             {"train": config_json(cfg), "trainable_parameters": sum(p.numel() for p in params),
+                              "reference": reference})
+    result = train(accelerator, unet, params, loss_fn, cfg, args.out, resume, validate, on_start=on_start)
     if accelerator.is_main_process:
         result.apply(params)
         student.to("cpu")
         unet.eval()
-        unet.fs_conversion["finetuned"] = True
-        save_pipeline(student, args.out / MODEL_DIR)
+        scores = [r["validation"] for r in result.records if "validation" in r]
         losses = [r["loss"] for r in result.records if "loss" in r]
+        add_event(unet, "finetune", run=str(args.out.resolve()), steps=cfg.steps, kept_step=result.step,
+                  loss=args.loss, distill_on=args.distill_on, train_unet=bool(args.train_unet or args.from_scratch),
+                  freeze_neurons=args.freeze_neurons, from_scratch=args.from_scratch, lr=cfg.lr,
+                  batch_size=cfg.batch_size, seed=cfg.seed, reference=reference,
+                  held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
+        save_pipeline(student, args.out / MODEL_DIR)
         print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim sample "
               "--model)")
-        scores = [r["validation"] for r in result.records if "validation" in r]
         if scores:
-            print(f"held-out image MSE against the original: {scores[0]:.4g} at the start, {min(scores):.4g} kept "
-                  f"(step {result.step})")
+            print(f"held-out image MSE against {reference['description'] if reference else 'the reference'}: "
+                  f"{scores[0]:.4g} at the start, {min(scores):.4g} kept (step {result.step})")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0

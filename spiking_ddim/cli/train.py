@@ -35,4 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_commands(p)
     args = p.parse_args(argv)
-    return args.run(args)
+    from . import guarded
+
+    return guarded(args.run, args)

@@ -11,8 +11,16 @@ feature space (:mod:`.generation`, :mod:`.digits_features`), and the energy acco
 """
 
 from ..energy import CostReport, EnergyConstants, EnergyReport, measure_cost
-from .generation import INCEPTION_ENV, METRICS, GenerationMetrics, extract_features, generation_metrics
+from .generation import (
+    INCEPTION_ENV,
+    METRICS,
+    GenerationMetrics,
+    check_metric_args,
+    extract_features,
+    generation_metrics,
+)
 from .image_loss import compare, psnr_from_mse, x0_mae
 
-__all__ = ["INCEPTION_ENV", "METRICS", "CostReport", "EnergyConstants", "EnergyReport", "GenerationMetrics", "compare",
+__all__ = ["INCEPTION_ENV", "METRICS", "CostReport", "EnergyConstants", "EnergyReport", "GenerationMetrics", "check_metric_args",
+           "compare",
            "extract_features", "generation_metrics", "measure_cost", "psnr_from_mse", "x0_mae"]

@@ -119,6 +119,35 @@ def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]]
 
 
 METRICS = ("fid", "kid", "isc", "prc")
+KID_MIN_SUBSET = 100  # below this many images per subset a KID is flagged as noise
+IS_SPLIT_IMAGES = 100  # images per IS split: splits = min(10, n // 100), at least 1
+IS_MIN_IMAGES = 1000  # below this an IS is flagged
+
+
+def check_metric_args(n_real: Optional[int], n_fake: int, metrics: Sequence[str], kid_subset_size: Optional[int] = None,
+                      kid_subsets: int = 100) -> None:
+    """``ValueError`` naming the argument when ``metrics`` cannot be computed on sets of
+    ``n_real`` (None: not yet known) and ``n_fake`` images; called before any work."""
+    unknown = set(metrics) - set(METRICS)
+    if unknown or not metrics:
+        raise ValueError(f"metrics must be some of {', '.join(METRICS)}, got {list(metrics)}")
+    n = n_fake if n_real is None else min(n_real, n_fake)
+    if n < 2:
+        raise ValueError(f"generation metrics need at least 2 images per set, got "
+                         f"{'' if n_real is None else f'real: {n_real}, '}fake: {n_fake}")
+    if "kid" in metrics:
+        if kid_subsets < 1:
+            raise ValueError(f"the number of KID subsets must be >= 1, got {kid_subsets}")
+        if kid_subset_size is not None:
+            if kid_subset_size < 2:
+                raise ValueError(f"the KID subset size must be >= 2, got {kid_subset_size}")
+            if kid_subset_size > n:
+                raise ValueError(f"the KID subset size {kid_subset_size} is larger than the number of images "
+                                 f"({'' if n_real is None else f'real: {n_real}, '}fake: {n_fake}); pass a smaller "
+                                 "one")
+    if "prc" in metrics and n <= 3:
+        raise ValueError(f"precision / recall (k = 3 neighbours) need more than 3 images per set, got "
+                         f"{'' if n_real is None else f'real: {n_real}, '}fake: {n_fake}")
 
 
 @dataclass
@@ -218,6 +247,21 @@ class GenerationMetrics:
         return {**asdict(self), "space": self.space}
 
 
+def _kid_notes(mean: float, std: float, size: int) -> list[str]:
+    """Why a KID cannot be read as it stands: below 0 (only noise puts the unbiased estimate
+    there), a spread as large as the value, or subsets too small."""
+    notes = []
+    if mean < 0:
+        notes.append(f"KID below 0 ({mean:.4g}): the unbiased estimate is under zero only by sampling noise; it says "
+                     "the sets are indistinguishable at this size, not that the fake set is better than real")
+    elif std >= mean:
+        notes.append(f"KID unreliable: its std over subsets ({std:.4f}) is not below its mean; sample more images "
+                     f"(subsets of {size})")
+    if size < KID_MIN_SUBSET:
+        notes.append(f"KID from subsets of {size} images (fewer than {KID_MIN_SUBSET}): noise dominates it")
+    return notes
+
+
 def generation_metrics(
     real: Union[ImagesLike, Features],
     fake: Union[ImagesLike, Features],
@@ -232,9 +276,12 @@ def generation_metrics(
 ) -> GenerationMetrics:
     """``metrics`` (of fid, kid, isc, prc) of ``fake`` against ``real``: folders, ``digits``,
     (N, C, H, W) tensors, or :class:`Features` from :func:`extract_features` (so one real
-    set's features serve several fake sets). IS is of the fake set alone.
+    set's features serve several fake sets). IS is of the fake set alone, over
+    min(10, n_fake // 100) splits (at least 1).
 
-    ``kid_subset_size`` defaults to min(1000, n_real, n_fake); a larger one is an error.
+    ``kid_subset_size`` defaults to min(1000, n_real, n_fake); a larger one is an error, as
+    is every argument :func:`check_metric_args` refuses. ``notes`` flags each figure that
+    cannot be read as it stands (too few images, a KID below 0 or within its spread).
     """
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_isc import isc_features_to_metric
@@ -245,9 +292,8 @@ def generation_metrics(
     a, b = extract_features(real, *args, what="real"), extract_features(fake, *args, what="fake")
     if a.extractor != b.extractor:
         raise ValueError(f"real and fake features come from different extractors: {a.extractor} vs {b.extractor}")
+    check_metric_args(a.n, b.n, metrics, kid_subset_size, kid_subsets)
     n = min(a.n, b.n)
-    if n < 2:
-        raise ValueError(f"generation metrics need at least 2 images per set, got real: {a.n}, fake: {b.n}")
     out = GenerationMetrics(a.extractor, a.n, b.n)
     if "fid" in metrics:
         fa, fb = a.layer_for("fid"), b.layer_for("fid")
@@ -257,24 +303,19 @@ def generation_metrics(
             out.notes.append(f"FID unreliable: {n} images per set are not more than the {fa.shape[1]} feature dims")
     if "kid" in metrics:
         size = min(1000, n) if kid_subset_size is None else kid_subset_size
-        if size > n:
-            raise ValueError(f"KID subset size {size} is larger than the number of images "
-                             f"(real: {a.n}, fake: {b.n}); pass a smaller subset size")
-        if size < 2:
-            raise ValueError(f"KID subset size must be >= 2, got {size}")
         r = kid_features_to_metric(b.layer_for("kid"), a.layer_for("kid"), kid_subsets=kid_subsets,
                                    kid_subset_size=size, rng_seed=seed, verbose=False)
         out.kid_mean, out.kid_std = r["kernel_inception_distance_mean"], r["kernel_inception_distance_std"]
         out.kid_subset_size, out.kid_subsets = size, kid_subsets
-        if out.kid_std >= abs(out.kid_mean):
-            out.notes.append(f"KID unreliable: its std over subsets ({out.kid_std:.4f}) is not below its mean; "
-                             f"sample more images (subsets of {size})")
+        out.notes.extend(_kid_notes(out.kid_mean, out.kid_std, size))
     if "isc" in metrics:
-        r = isc_features_to_metric(b.layer_for("isc"), splits=min(10, b.n), shuffle=True, rng_seed=seed)
+        splits = min(10, max(1, b.n // IS_SPLIT_IMAGES))
+        r = isc_features_to_metric(b.layer_for("isc"), splits=splits, shuffle=True, rng_seed=seed)
         out.isc_mean, out.isc_std = r["inception_score_mean"], r["inception_score_std"]
+        if b.n < IS_MIN_IMAGES:
+            out.notes.append(f"IS unreliable: {b.n} images in {splits} split{'s' if splits > 1 else ''} (IS needs "
+                             f"thousands; small splits bias it low{', and one split has no spread' if splits == 1 else ''})")
     if "prc" in metrics:
-        if n <= 3:
-            raise ValueError(f"precision / recall need more than 3 images per set, got real: {a.n}, fake: {b.n}")
         r = prc_features_to_metric(b.layer_for("prc"), a.layer_for("prc"), prc_neighborhood=3,
                                    prc_batch_size=10000, save_cpu_ram=True, verbose=False)
         out.precision, out.recall = r["precision"], r["recall"]

@@ -1,0 +1,87 @@
+"""The network a converted pipeline is scored against (image loss, distillation targets).
+
+* ``source`` (the default): the model it was converted from, as its record names it
+  (:mod:`spiking_ddim.provenance`), loaded afresh and checked: every converted
+  component's weights must hash to the digest recorded at conversion. After fine-tuning
+  with ``--train-unet`` this is the only honest reference; the converted model's own
+  weights have moved.
+* ``self``: the converted pipeline's own weights with the original activations (the FS
+  sites switched to Swish / GELU). Equal to ``source`` until the weights are fine-tuned.
+* any other string: a pipeline directory or hub id, loaded as given; its converted
+  components' digests are reported, not required to match.
+
+:func:`reference_pipeline` returns the pipeline and a record of what was used, for
+metrics.json and the printed header.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+from diffusers import DiffusionPipeline
+
+from .pipelines import converted_components, load_pipeline
+from .provenance import describe_source, source_location, weights_digest
+from .sites import set_mode
+
+REFERENCES = ("source", "self")
+
+
+def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", scheduler: str = "ddim",
+                       original: Optional[DiffusionPipeline] = None) -> tuple[DiffusionPipeline, dict]:
+    """(the reference pipeline, a record of it) for the converted pipeline ``fs_pipe``;
+    ``reference`` is ``source``, ``self`` or a pipeline directory / hub id. The reference
+    gets ``fs_pipe``'s scheduler configuration. ``original``: the source pipeline already
+    in memory (the plain copy a conversion started from), used instead of loading it.
+
+    Raises ``ValueError`` when the record names no source, the source's weights differ from
+    the recorded digest, or the reference lacks a converted component; ``FileNotFoundError``
+    / ``OSError`` when it cannot be loaded."""
+    done = converted_components(fs_pipe)
+    if not done:
+        raise ValueError("the pipeline has no FS components: it is its own reference")
+    if reference == "self":
+        ref = copy.deepcopy(fs_pipe)
+        for m in converted_components(ref).values():
+            set_mode(m, "ann")
+        return ref, {"kind": "self", "model": None,
+                     "description": "the converted model's own weights with the original activations"}
+    if reference == "source":
+        sources = {(m.fs_conversion.get("source") or {}).get("model") for m in done.values()}
+        if None in sources or len(sources) != 1:
+            raise ValueError("the conversion record names no single source model (converted by an older version, or "
+                             "from a model object): pass --reference self or --reference PATH")
+        name = sources.pop()
+        ref = original if original is not None else load_pipeline(source_location(name), scheduler=scheduler)
+    else:
+        name = reference
+        ref = load_pipeline(reference, scheduler=scheduler)
+    ref.scheduler = type(fs_pipe.scheduler).from_config(fs_pipe.scheduler.config)
+    digests = {}
+    for component, m in done.items():
+        other = getattr(ref, component, None)
+        if other is None:
+            raise ValueError(f"the reference {name} has no component {component!r}")
+        if converted_components(ref):
+            raise ValueError(f"the reference {name} is itself converted to FS neurons: give the original model")
+        recorded = (m.fs_conversion.get("source") or {}).get("weights_sha256")
+        digests[component] = {"weights_sha256": weights_digest(other), "recorded": recorded}
+        if reference == "source" and digests[component]["weights_sha256"] != recorded:
+            raise ValueError(f"the {component} weights of {describe_source(name)} differ from those recorded when the "
+                             f"model was converted (sha256 {recorded[:12]}..., now "
+                             f"{digests[component]['weights_sha256'][:12]}...): the source has changed; pass "
+                             "--reference PATH (the original model) or --reference self")
+    kind = "source" if reference == "source" else "path"
+    what = ("the model it was converted from" if kind == "source" else "a model given by --reference")
+    return ref, {"kind": kind, "model": name, "components": digests,
+                 "description": f"{describe_source(name)} ({what})"}
+
+
+def matches_record(record: dict) -> Optional[bool]:
+    """Whether a reference record's weights match the digests recorded at conversion (None:
+    nothing to compare)."""
+    comps = record.get("components") or {}
+    if not comps or any(c.get("recorded") is None for c in comps.values()):
+        return None
+    return all(c["weights_sha256"] == c["recorded"] for c in comps.values())
