@@ -84,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="energy per operation in picojoules (default mac=4.6, ac=0.9); repeatable")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default: eval/results)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.add_argument("--replot", action="store_true", help="redraw the plots from the existing ddim_table.json only")
     return p.parse_args(argv)
 
 
@@ -114,7 +115,8 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
            "ann_macs_per_image": energy.ann_macs_per_image, "snn_joules_per_image": energy.snn_joules_per_image,
            "ann_joules_per_image": energy.ann_joules_per_image, "energy_ratio": energy.ratio,
            "energy_by_kind": energy.by_kind, "site_firing_rates": energy.firing_rates,
-           "sample_seconds": round(seconds, 1), "num_images": args.num_images, "steps": args.steps}
+           "sample_seconds": round(seconds, 1), "num_images": args.num_images, "steps": args.steps,
+           "settings": table_settings(args)}
     if real is not None:
         r = generation_metrics(real, images, args.feature_extractor, args.inception_weights, ("fid", "kid"))
         row.update(fid=r.fid, kid_mean=r.kid_mean, kid_std=r.kid_std, feature_extractor=r.feature_extractor,
@@ -125,6 +127,26 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
         m = compare(reference, images)
         row.update(psnr=m["mean_psnr"], mse=m["mean_mse"])
     return row, images
+
+
+def table_settings(args) -> dict:
+    """What every row of one table must share: the model, sampling and scoring settings."""
+    return {"model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+            "convert": args.convert, "num_images": args.num_images, "steps": args.steps, "seed": args.seed,
+            "real": args.real, "feature_extractor": args.feature_extractor,
+            "energy": [args.energy_constants.mac_pj, args.energy_constants.ac_pj]}
+
+
+def settings_conflict(rows: list[dict], settings: dict) -> str | None:
+    """Why rows of an existing table cannot sit beside rows made with ``settings`` (None: they can).
+    Rows written before settings were recorded are compared on their num_images and steps."""
+    for r in rows:
+        old = r.get("settings") or {"num_images": r.get("num_images"), "steps": r.get("steps")}
+        diff = [f"{k}: {old[k]!r} in the table, {settings[k]!r} now" for k in old if k in settings
+                and old[k] != settings[k]]
+        if diff:
+            return f"row K={r.get('K')} {r.get('method')} was made with other settings ({'; '.join(diff)})"
+    return None
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
@@ -203,7 +225,8 @@ def plot_costs(rows: list[dict], firing_path: Path, energy_path: Path, constants
     chosen = sorted((r for r in have if r["method"] == method), key=lambda r: r["K"])
     plot_firing_rates({f"K={r['K']}": r["site_firing_rates"] for r in chosen}, firing_path,
                       break_even=constants.break_even, title=f"{method}: spikes per neuron per call, per site")
-    plot_energy_split({f"K={r['K']} {method}": r["energy_by_kind"] for r in chosen}, constants, energy_path)
+    plot_energy_split({f"K={r['K']} {method}": r["energy_by_kind"] for r in chosen}, constants, energy_path,
+                      steps=chosen[0]["steps"])
 
 
 def plot_frontier(rows: list[dict], path: Path) -> None:
@@ -218,7 +241,7 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
             if pts:
                 line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=m)
                 for x, y, K in pts:
-                    ax.annotate(f"K={K}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                    ax.annotate(f"K={K}", (x, y), textcoords="offset points", xytext=(-5, 7), ha="right", fontsize=6,
                                 color=line.get_color())
         tuned = [r for r in rows if r["finetuned"] and r[key] is not None]
         if tuned:
@@ -249,6 +272,18 @@ def main(argv=None) -> int:
         read_prompts,
     )
 
+    files = [args.out / f"ddim_{name}" for name in ("table.json", "table.md", "table.png", "frontier.png",
+                                                      "firing_rates.png", "energy.png")]
+    if args.replot:
+        try:
+            rows, constants = json.loads(files[0].read_text()), EnergyConstants.parse(args.energy)
+        except (OSError, ValueError) as e:
+            print(f"error: --replot: {e}", file=sys.stderr)
+            return 2
+        plot(rows, files[2])
+        plot_frontier(rows, files[3])
+        plot_costs(rows, files[4], files[5], constants)
+        return 0
     try:
         args.energy_constants = EnergyConstants.parse(args.energy)
         pipe = load_pipeline(args.model)
@@ -260,8 +295,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.pipeline = type(pipe).__name__
-    files = [args.out / f"ddim_{name}" for name in ("table.json", "table.md", "table.png", "frontier.png",
-                                                      "firing_rates.png", "energy.png")]
     if any(f.exists() for f in files) and not (args.overwrite or args.update):
         print(f"error: results exist in {args.out}; pass --overwrite to replace them or --update to add rows",
               file=sys.stderr)
@@ -269,6 +302,12 @@ def main(argv=None) -> int:
     if args.update and not files[0].is_file():
         print(f"error: --update needs an existing {files[0]}", file=sys.stderr)
         return 2
+    if args.update:
+        conflict = settings_conflict(json.loads(files[0].read_text()), table_settings(args))
+        if conflict:
+            print(f"error: --update would mix settings in one table: {conflict}; rerun with the table's settings, "
+                  "or --overwrite", file=sys.stderr)
+            return 2
     real_name = args.real or ("digits" if Path(args.model).resolve() == DEFAULT_MODEL else None)
     real = held_out = None
     if real_name is not None:

@@ -160,8 +160,10 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
         ax.plot([b["energy_ratio"] for b in base], [b[key] for b in base], "s--", color="gray",
                 label="plain calibration, K=4..16")
         for b in base:
-            ax.annotate(f"K={b['K']}", (b["energy_ratio"], b[key]), fontsize=7, color="gray")
+            ax.annotate(f"K={b['K']}", (b["energy_ratio"], b[key]), textcoords="offset points", xytext=(-6, 8),
+                        ha="right", fontsize=7, color="gray")
         ax.set_xlabel("energy per image, SNN / ANN")
+        ax.margins(y=0.1)  # room for the labels above the top points
     for K, (e, q) in TARGETS.items():
         axes[0].plot([e], [q], "*", markersize=12, label=f"target K={K}")
     axes[1].axhline(ann_kid, color="k", lw=0.8, label="original")

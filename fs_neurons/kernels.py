@@ -60,13 +60,16 @@ def available() -> bool:
 def grid_lookup(x: torch.Tensor, grid, levels: torch.Tensor, spikes: torch.Tensor, want_count: bool):
     """Output and spike count of a 1-D contiguous CPU float tensor through one neuron's grid
     (``levels``/``spikes``/``grid.padded`` in ``x``'s dtype)."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     if threads > 1:
         numba.set_num_threads(threads)
-    xn = x.numpy()
+    xn = x.detach().numpy()
     out = np.empty_like(xn)
     count = np.empty_like(xn) if want_count else np.empty(0, dtype=xn.dtype)
     kernel = _grid_lookup if threads > 1 else _grid_lookup_serial
     kernel(xn, grid.lo, grid.inv_width, grid.cells, grid.first.numpy(), grid.padded.numpy(), grid.m,
            levels.numpy(), spikes.numpy(), out, count, want_count)
+    if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer shares (and sets) torch's thread count
+        torch.set_num_threads(torch_threads)
     return torch.from_numpy(out), (torch.from_numpy(count) if want_count else None)

@@ -49,7 +49,9 @@ class FSNeuron(nn.Module):
 
     Forward: any input shape and floating dtype. Modes: ``simulate`` runs the spike loop
     (surrogate gradients); ``lookup`` evaluates the exact piecewise-constant table (fast,
-    no gradients); ``auto`` (default) simulates in training mode and looks up in eval mode.
+    no gradients: its output is detached); ``auto`` (default) simulates in training mode,
+    and in eval mode looks up, except for an input that needs a gradient (autograd on),
+    which it simulates: the same output up to float rounding, with the surrogate gradient.
     With ``record_spikes = True`` the module accumulates :class:`SpikeStats`; a hook added
     with :meth:`register_spike_hook` sees every call's output and per-element spike counts.
     """
@@ -141,9 +143,10 @@ class FSNeuron(nn.Module):
                 f"but this FSNeuron holds {self.num_neurons} neurons"
             )
         want_count = self.record_spikes or bool(self._spike_hooks)
-        if self.mode == "lookup" or (self.mode == "auto" and not self.training):
+        wants_grad = torch.is_grad_enabled() and x.requires_grad
+        if self.mode == "lookup" or (self.mode == "auto" and not self.training and not wants_grad):
             dim = None if self.num_neurons is None else self.neuron_dim
-            out, count = self.table().evaluate(x, dim, want_count=want_count)
+            out, count = self.table().evaluate(x.detach(), dim, want_count=want_count)
         else:
             params = (self._param_view(p, x.ndim) for p in (self.h, self.d, self.T))
             out, count = fs_simulate(x, *params, surrogate=self.surrogate, count_spikes=want_count)

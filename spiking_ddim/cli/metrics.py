@@ -17,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..data import image_files, load_image_folder
-from ..metrics import INCEPTION_ENV, METRICS, compare, extract_features, generation_metrics
+from ..data import count_images, image_files, load_image_folder
+from ..metrics import INCEPTION_ENV, METRICS, check_metric_args, compare, extract_features, generation_metrics
+from .common import resolve_device
 
 HELP = "FID / KID / IS of image folders against real images, and image loss against the original's"
 
@@ -36,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: Inception when its weights are available locally, else digits (default: %(default)s)")
     p.add_argument("--inception-weights", help=f"Inception weights file (or set {INCEPTION_ENV})")
     p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
-    p.add_argument("--kid-subsets", type=int, default=100, help="number of random KID subsets (default: %(default)s)")
+    p.add_argument("--kid-subsets", type=int, default=100, help="number of random KID subsets, >= 1 (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and IS splits (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=run)
 
@@ -55,10 +56,38 @@ def image_loss(original: Path, fake: Path) -> dict:
     return {"mse": r["mean_mse"], "psnr": r["mean_psnr"]}
 
 
+def check_run_folder(folder: Path) -> int:
+    """The number of images in ``folder``; ``ValueError`` when ``spiking-ddim sample`` wrote it
+    (its metrics.json beside it) with another number of images."""
+    n = count_images(folder)
+    record = folder.parent / "metrics.json"
+    if record.is_file():
+        try:
+            written = json.loads(record.read_text()).get("images_written", {}).get(folder.name)
+        except (OSError, json.JSONDecodeError, AttributeError):
+            written = None
+        if written is not None and written != n:
+            raise ValueError(f"{folder} holds {n} images, but the run that wrote it recorded {written} "
+                             f"({record}): the folder was changed since")
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     if args.real is None and args.original is None:
         raise SystemExit("error: nothing to score: pass --real (FID / KID / IS) and / or --original (image loss)")
     results: dict[str, dict] = {str(f): {} for f in args.fake}
+    try:  # every argument and folder checked before any feature is extracted
+        counts = {f: check_run_folder(f) for f in args.fake}
+        if args.original is not None:
+            check_run_folder(args.original)
+        if args.real is not None:
+            n_real = None if args.real == "digits" else count_images(args.real)
+            for n_fake in counts.values():
+                check_metric_args(n_real, n_fake, args.metrics, args.kid_subset_size, args.kid_subsets)
+        resolve_device(args.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.real is not None:
             real = extract_features(args.real, args.feature_extractor, args.inception_weights, args.metrics,
