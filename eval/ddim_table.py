@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from noise_floor import floor_line, load_floor  # noqa: E402  (eval/, beside this script)
 from tqdm import tqdm  # noqa: E402
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
@@ -178,6 +179,8 @@ def markdown(rows: list[dict], args) -> str:
              f"{args.energy_constants.mac_pj} pJ per MAC and {args.energy_constants.ac_pj} pJ per AC "
              f"(the ANN: {rows[0]['ann_macs_per_image']:.4g} MACs, {rows[0]['ann_joules_per_image'] * 1e3:.3g} mJ). "
              "Written by `python eval/ddim_table.py`.",
+             "",
+             floor_line(load_floor(args.out)),
              "",
              f"| K | method | fine-tuned | PSNR (dB) | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
              "ACs/image | MACs/image | energy SNN/ANN | calibration s | sample s |",

@@ -33,6 +33,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from noise_floor import floor_line, load_floor  # noqa: E402  (eval/, beside this script)
 from tqdm import tqdm  # noqa: E402
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
@@ -122,7 +123,7 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
              f"{args.num_images} images per point, {args.steps} DDIM steps, seeds {args.seed}..; PSNR against the "
              f"original from the same noise; KID (digits features) against held-out digits (original: "
              f"{ann_kid:.5f}); energy: SNN/ANN per image (4.6 pJ / MAC, 0.9 pJ / AC). Written by "
-             "`python eval/energy_frontier.py`.", "",
+             "`python eval/energy_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
              "dominates: at least the PSNR of the plain calibrated model of equal or next higher energy (the "
              "target's reading); Pareto: no plain calibrated model of equal or lower energy has a higher PSNR.", "",
              "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | KID | plain calibration at >= energy "

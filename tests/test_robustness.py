@@ -1,0 +1,497 @@
+"""Figures a researcher can publish without re-checking (issue 21): every case asserts the
+right figure, the clear one-line error, or the untouched previous output.
+
+The commands run in this process (``spiking_ddim.cli.main``) on the embedded digits DDIM
+with a handful of images and denoising steps, so the whole file stays in the fast tier.
+"""
+
+import errno
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spiking_ddim.cli import main as cli_main
+from spiking_ddim.modeling import DEFAULT_MODEL
+
+SMALL = ["--num-images", "4", "--batch-size", "2", "--steps", "2"]
+
+
+def cli(capsys, *args):
+    """Run ``spiking-ddim ARGS`` here: (exit code, stdout, stderr); a SystemExit message is stderr."""
+    try:
+        code = cli_main([str(a) for a in args])
+        err = ""
+    except SystemExit as e:
+        code, err = (e.code, "") if isinstance(e.code, int) or e.code is None else (1, str(e.code))
+    out = capsys.readouterr()
+    return code or 0, out.out, out.err + err
+
+
+def png_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def tuned_model(tmp_path_factory):
+    """The embedded DDIM converted (K=4), then 'fine-tuned': one conv weight moved, and a
+    calibration and a fine-tuning event in its history, as those commands record them."""
+    from spiking_ddim import convert_pipeline, load_pipeline, save_pipeline
+    from spiking_ddim.provenance import add_event
+
+    pipe = load_pipeline(DEFAULT_MODEL)
+    convert_pipeline(pipe, K=4)
+    with torch.no_grad():
+        pipe.unet.conv_in.weight.mul_(1.05)
+    add_event(pipe.unet, "calibrate", budget={"kind": "energy", "value": 0.5}, images=16)
+    add_event(pipe.unet, "finetune", run="runs/ft", steps=10, train_unet=True, freeze_neurons=False)
+    path = tmp_path_factory.mktemp("tuned") / "model"
+    save_pipeline(pipe, path)
+    return path
+
+
+# --- 1, 2: the reference and the model's history -------------------------------------------------------------------
+
+
+def test_a_fine_tuned_model_is_scored_against_the_model_it_came_from(tmp_path, capsys, tuned_model):
+    code, out, err = cli(capsys, "sample", *SMALL, "--real", "none", "--out", tmp_path / "plain")
+    assert code == 0, err
+    code, out, err = cli(capsys, "sample", "--model", tuned_model, *SMALL, "--real", "none", "--out", tmp_path / "ft")
+    assert code == 0, err
+    # the reference images are the original DDIM's, not the tuned weights run with Swish
+    assert png_bytes(tmp_path / "ft" / "original") == png_bytes(tmp_path / "plain" / "original")
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert m["reference"]["kind"] == "source" and m["reference"]["model"] == "embedded:digits-ddim"
+    assert "embedded digits DDIM" in out
+    code, _, err = cli(capsys, "sample", "--model", tuned_model, *SMALL, "--real", "none", "--reference", "self",
+                       "--out", tmp_path / "self")
+    assert code == 0, err
+    assert png_bytes(tmp_path / "self" / "original") != png_bytes(tmp_path / "plain" / "original")
+    assert json.loads((tmp_path / "self" / "metrics.json").read_text())["reference"]["kind"] == "self"
+
+
+def test_metrics_json_carries_the_models_real_history(tmp_path, capsys, tuned_model):
+    code, out, err = cli(capsys, "sample", "--model", tuned_model, *SMALL, "--real", "none", "--out", tmp_path / "s")
+    assert code == 0, err
+    m = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert m["calibrated"] is True and m["finetuned"] is True and m["budget"] == {"kind": "energy", "value": 0.5}
+    assert [e["event"] for e in m["history"]] == ["convert", "calibrate", "finetune"]
+    assert m["source"]["weights_sha256"] and m["scheduler"]["class"] == "DDIMScheduler"
+    assert "calibrated under the energy budget 0.5" in out and "fine-tuned" in out
+
+
+def test_a_changed_source_is_refused_not_silently_used(tmp_path, capsys):
+    from spiking_ddim import convert_pipeline, load_pipeline, save_pipeline
+
+    src = tmp_path / "src"
+    shutil.copytree(DEFAULT_MODEL, src)
+    pipe = load_pipeline(src)
+    convert_pipeline(pipe, K=4)
+    save_pipeline(pipe, tmp_path / "fs")
+    assert pipe.unet.fs_conversion["source"]["model"] == str(src.resolve())
+    changed = load_pipeline(src)
+    with torch.no_grad():
+        changed.unet.conv_in.bias.add_(0.1)
+    changed.save_pretrained(src)
+    code, _, err = cli(capsys, "sample", "--model", tmp_path / "fs", *SMALL, "--real", "none", "--out", tmp_path / "o")
+    assert code != 0 and "differ from those recorded" in err and "--reference" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_calibration_records_itself_in_the_history(tmp_path):
+    from spiking_ddim import SamplingOptions, convert_pipeline, load_pipeline
+    from spiking_ddim.calibrate import CALIBRATION_SEARCH, calibrate
+    from spiking_ddim.provenance import budget, is_calibrated
+
+    pipe = load_pipeline(DEFAULT_MODEL)
+    convert_pipeline(pipe, K=2)
+    search = CALIBRATION_SEARCH.__class__(pool=4, restarts=1, iters=2, elite=1, elite_iters=2, rounds=0, polish_iters=2)
+    calibrate(pipe, SamplingOptions(steps=2), num_images=2, search=search)
+    record = pipe.unet.fs_conversion
+    assert is_calibrated(record) and budget(record) is None
+    event = record["history"][-1]
+    assert event["event"] == "calibrate" and event["images"] == 2 and event["steps"] == 2
+    assert event["summed_mse_after"] <= event["summed_mse_before"]
+
+
+# --- 3: output folders written whole --------------------------------------------------------------------------------
+
+
+def test_overwrite_replaces_the_whole_folder(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert cli(capsys, "sample", "--num-images", "6", "--batch-size", "3", "--steps", "2", "--out", out)[0] == 0
+    (out / "notes.txt").write_text("the user's")
+    code, _, err = cli(capsys, "sample", *SMALL, "--out", out)
+    assert code != 0 and "--overwrite" in err and len(png_bytes(out / "fs")) == 6  # untouched
+    assert cli(capsys, "sample", *SMALL, "--out", out, "--overwrite")[0] == 0
+    assert len(png_bytes(out / "fs")) == len(png_bytes(out / "original")) == 4 and not (out / "notes.txt").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["images_written"] == {"original": 4, "fs": 4} and m["kid"]["fs"]["subset_size"] == 4
+
+
+def test_an_interrupted_run_publishes_nothing(tmp_path, capsys, monkeypatch):
+    import spiking_ddim.cli.sample as sample
+
+    real = sample.sample_pairs
+
+    def interrupted(original, converted, batches, options, seed, on_batch):
+        real(original, converted, batches[:1], options, seed, on_batch)  # one batch written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample, "sample_pairs", interrupted)
+    code, _, err = cli(capsys, "sample", *SMALL, "--out", tmp_path / "new")
+    assert code == 130 and "interrupted" in err
+    assert list(tmp_path.iterdir()) == []  # no partial folder, no staging folder, no lock
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, capsys):
+    from spiking_ddim.outputs import output_lock
+
+    with output_lock(tmp_path / "s"):
+        code, _, err = cli(capsys, "sample", *SMALL, "--out", tmp_path / "s")
+    assert code != 0 and "is being written by process" in err
+    assert cli(capsys, "sample", *SMALL, "--out", tmp_path / "s")[0] == 0  # the lock is gone with its holder
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import spiking_ddim.cli.sample as sample
+
+    calls = []
+
+    def full(image, path):
+        calls.append(path)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        Image.fromarray(image[..., 0]).save(path, format="PNG")
+
+    monkeypatch.setattr(sample, "save_png", full)
+    code, _, err = cli(capsys, "sample", *SMALL, "--out", tmp_path / "s")
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_refuses_a_folder_changed_since_its_run(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert cli(capsys, "sample", *SMALL, "--real", "none", "--out", out)[0] == 0
+    (out / "fs" / "00003.png").unlink()
+    code, _, err = cli(capsys, "metrics", "--real", "digits", "--fake", out / "fs")
+    assert code == 2 and "recorded 4" in err
+
+
+# --- 4: tables that would mix settings -------------------------------------------------------------------------------
+
+
+def test_table_update_refuses_rows_of_other_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
+    import ddim_table
+
+    (tmp_path / "ddim_table.json").write_text(json.dumps([{"K": None, "method": "original", "finetuned": False,
+                                                           "num_images": 1000, "steps": 20}]))
+    code = ddim_table.main(["--update", "--num-images", "4", "--steps", "2", "--K", "4", "--methods", "ours",
+                            "--out", str(tmp_path)])
+    assert code == 2 and "num_images: 1000 in the table, 4 now" in capsys.readouterr().err
+    assert json.loads((tmp_path / "ddim_table.json").read_text())[0]["num_images"] == 1000
+
+
+# --- 5: metrics that cannot mean anything ----------------------------------------------------------------------------
+
+
+def test_kid_and_is_are_flagged_or_refused():
+    from spiking_ddim.data import digits
+    from spiking_ddim.metrics import check_metric_args, generation_metrics
+
+    real, fake = digits(16, "test"), digits(16, "train")[:8]
+    r = generation_metrics(real, fake, "digits")
+    assert r.isc_mean != pytest.approx(1.0)  # was 1.000 +- 0.000 with 10 images or fewer
+    assert any(n.startswith("IS unreliable") for n in r.notes)
+    assert any("KID from subsets of 8" in n for n in r.notes)
+    same = generation_metrics(real, real, "digits")
+    if same.kid_mean < 0:
+        assert any(n.startswith("KID below 0") for n in same.notes)
+    with pytest.raises(ValueError, match="KID subsets must be >= 1"):
+        check_metric_args(10, 10, ["kid"], kid_subsets=0)
+    with pytest.raises(ValueError, match="larger than the number of images"):
+        check_metric_args(None, 4, ["kid"], kid_subset_size=5)
+    with pytest.raises(ValueError, match="more than 3 images"):
+        check_metric_args(None, 3, ["prc"])
+    with pytest.raises(ValueError, match="at least 2 images"):
+        check_metric_args(None, 1, ["fid"])
+
+
+def test_a_negative_kid_is_flagged():
+    from spiking_ddim.metrics.generation import _kid_notes
+
+    notes = _kid_notes(-1.19, 0.5, 8)
+    assert notes[0].startswith("KID below 0") and any("subsets of 8" in n for n in notes)
+    assert _kid_notes(0.02, 0.001, 500) == []
+
+
+# --- 6: inputs read rightly or refused ------------------------------------------------------------------------------
+
+
+def test_sixteen_bit_pngs_keep_their_values(tmp_path):
+    from spiking_ddim.data import load_image_folder
+
+    a = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    x = load_image_folder(tmp_path)
+    assert x.shape == (1, 1, 8, 8)
+    assert torch.allclose(x[0, 0], torch.from_numpy(a.astype(np.float32) / 65535 * 2 - 1), atol=1e-6)
+
+
+def _saved_fs_model(tmp_path):
+    from spiking_ddim import convert_pipeline, load_pipeline, save_pipeline
+
+    pipe = load_pipeline(DEFAULT_MODEL)
+    convert_pipeline(pipe, K=4)
+    save_pipeline(pipe, tmp_path / "fs")
+    return tmp_path / "fs"
+
+
+def _edit_config(path, edit):
+    cfg = path / "unet" / "spiking_config.json"
+    spec = json.loads(cfg.read_text())
+    edit(spec)
+    cfg.write_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: s["modules"][0].__setitem__("activation", "relu"), "activation must be one of"),
+    (lambda s: s.__setitem__("K", 6), "does not match"),
+    (lambda s: s.pop("modules"), "missing field 'modules'"),
+    (lambda s: s["modules"][0].__setitem__("kind", "odd"), "kind must be one of"),
+    (lambda s: s["modules"][0].__setitem__("activation", "gelu"), "recorded as gelu"),
+    (lambda s: s.__setitem__("format", 9), "unsupported format 9"),
+])
+def test_an_edited_spiking_config_is_refused(tmp_path, capsys, edit, message):
+    path = _saved_fs_model(tmp_path)
+    _edit_config(path, edit)
+    code, _, err = cli(capsys, "sample", "--model", path, *SMALL, "--out", tmp_path / "o")
+    assert code != 0 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_fs_parameters_are_refused_at_load(tmp_path, value):
+    from safetensors.torch import load_file, save_file
+
+    from spiking_ddim import load_pipeline
+
+    path = _saved_fs_model(tmp_path)
+    weights = path / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k in state if k.endswith("neurons.0.d"))
+    state[key][1] = value
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match="NaN or infinite values in its parameter d"):
+        load_pipeline(path)
+
+
+def test_an_autoencoder_is_not_taken_for_a_unet(tmp_path, capsys):
+    from diffusers import AutoencoderKL
+
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=2).save_pretrained(tmp_path / "vae")
+    code, _, err = cli(capsys, "convert", "--model", tmp_path / "vae", "--out", tmp_path / "o")
+    assert code != 0 and "holds a AutoencoderKL, not a UNet" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bare_unet_records_the_scheduler_it_got(tmp_path):
+    from spiking_ddim import load_pipeline
+    from spiking_ddim.pipelines import scheduler_record
+
+    shutil.copytree(DEFAULT_MODEL / "unet", tmp_path / "unet")
+    assert "DEFAULT" in scheduler_record(load_pipeline(tmp_path / "unet"))["source"]
+    beside = load_pipeline(DEFAULT_MODEL / "unet")  # a pipeline's UNet finds the scheduler beside it
+    assert scheduler_record(beside)["source"].endswith("scheduler/scheduler_config.json")
+
+
+def test_bank_files_are_checked(tmp_path):
+    from fs_neurons.bank import BankError, bank_path, load_entry
+
+    gelu = tmp_path / "gelu.json"
+    shutil.copy(bank_path("gelu"), gelu)
+    with pytest.raises(BankError, match="holds gelu neurons, not swish"):
+        load_entry("swish", 4, "ours", path=gelu)
+    edited = tmp_path / "swish.json"
+    data = json.loads(bank_path("swish").read_text())
+    entry = next(e for e in data["entries"] if e["K"] == 8 and e["method"] == "ours")
+    entry["mse"] *= 0.5
+    edited.write_text(json.dumps(data))
+    with pytest.raises(BankError, match="records MSE .* but its parameters give"):
+        load_entry("swish", 8, "ours", path=edited)
+
+
+# --- 7: calibration outcomes in words that cannot be misread ---------------------------------------------------------
+
+
+def test_calibration_outcomes_are_described_plainly():
+    from spiking_ddim.calibrate import SpikeBudget
+    from spiking_ddim.cli.common import describe_calibration
+
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        SpikeBudget("spikes", 0.0)
+    budget = SpikeBudget("spikes", 0.5)
+    worse = describe_calibration({"sites": 3, "summed_mse_before": 1.0, "summed_mse_after": 3.4,
+                                  "silent_sites": ["a[0]", "b[0]"]}, budget)
+    assert "3.40x HIGHER" in worse and "down" not in worse and "2 of 3 sites never spike" in worse
+    better = describe_calibration({"sites": 3, "summed_mse_before": 1.0, "summed_mse_after": 0.25, "silent_sites": []},
+                                  None)
+    assert "4.00x lower" in better and "WARNING" not in better
+
+
+def test_a_zero_spike_budget_is_refused_before_any_work(tmp_path, capsys):
+    code, _, err = cli(capsys, "sample", *SMALL, "--calibrate", "--spike-budget", "0", "--out", tmp_path / "s")
+    assert code != 0 and "must be a finite number > 0" in err and not (tmp_path / "s").exists()
+
+
+# --- 8: the noise floor beside ranked tables -------------------------------------------------------------------------
+
+
+def test_ranked_tables_state_the_noise_floor(monkeypatch):
+    monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
+    import noise_floor
+
+    line = noise_floor.floor_line({"num_images": 1000, "steps": 20,
+                                   "spread": {"8": {"psnr": 0.5, "kid": 0.001}, "16": {"psnr": 0.6, "kid": 0.002}}})
+    assert "0.5 dB (K=8)" in line and "0.6 dB (K=16)" in line and line.startswith("Noise floor")
+    assert "not measured" in noise_floor.floor_line(None)  # no measurement yet: said so
+
+
+# --- 9, 10, 11: lost work --------------------------------------------------------------------------------------------
+
+TINY = ["--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8", "--attention-level", "-1",
+        "--batch-size", "4", "--samples", "0"]
+
+
+def _checkpoints(out):
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+def test_overwrite_removes_the_old_run_before_the_new_one_writes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(capsys, "train", "ann", *TINY, "--steps", "4", "--checkpoint-every", "2", "--out", out)[0] == 0
+    assert _checkpoints(out) == ["step_00000002", "step_00000004"]
+    code, _, err = cli(capsys, "train", "ann", *TINY, "--steps", "2", "--checkpoint-every", "1", "--out", out,
+                       "--overwrite")
+    assert code == 0, err
+    assert _checkpoints(out) == ["step_00000001", "step_00000002"]  # the old step 4 would have won 'latest'
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["steps"] == 2 and record["resumes"] == []
+
+
+def test_resume_refuses_changed_settings_and_keeps_the_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(capsys, "train", "ann", *TINY, "--steps", "2", "--checkpoint-every", "2", "--out", out)[0] == 0
+    before = (out / "train_config.json").read_text()
+    for flag, value in (("--lr", "0.01"), ("--weight-decay", "0.1"), ("--ema-decay", "0.5")):
+        code, _, err = cli(capsys, "train", "ann", *TINY, "--steps", "4", flag, value, "--resume", "latest",
+                           "--out", out)
+        assert code != 0 and f"{flag} was" in err and "Traceback" not in err
+        assert (out / "train_config.json").read_text() == before
+    code, _, err = cli(capsys, "train", "ann", *TINY, "--steps", "4", "--resume", "latest", "--out", out)
+    assert code == 0, err
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["steps"] == 4 and len(record["resumes"]) == 1 and record["resumes"][0]["changed"]["steps"] == 4
+
+
+def test_resume_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "run" / "checkpoints" / "step_00000001").mkdir(parents=True)
+    code, _, err = cli(capsys, "train", "ann", *TINY, "--resume", tmp_path / "run" / "checkpoints" / "step_00000001",
+                       "--out", tmp_path / "run")
+    assert code != 0 and "is not a training checkpoint" in err
+
+
+@pytest.mark.parametrize("k_max", ["0", "1"])
+def test_an_empty_bank_is_never_written(tmp_path, capsys, k_max):
+    from fs_neurons.bank import bank_path
+
+    shipped = bank_path("swish").read_bytes()
+    code, _, err = cli(capsys, "train", "bank", "--K-max", k_max, "--out", tmp_path / "b.json", "--overwrite")
+    assert code != 0 and "--K-max must be >= 2" in err and not (tmp_path / "b.json").exists()
+    code, _, err = cli(capsys, "train", "bank", "--overwrite")
+    assert code != 0 and "pass --out FILE" in err
+    assert bank_path("swish").read_bytes() == shipped
+
+
+# --- tracebacks that must be one-line errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sample", "--device", "cuda:99"], "CUDA"),
+    (["sample", "--device", "tpu"], "is not a device"),
+    (["sample", "--eta", "inf"], "eta must be in [0, 1]"),
+    (["sample", "--eta", "1e9"], "eta must be in [0, 1]"),
+    (["sample", "--steps", "2000"], "steps must be at most the scheduler's 1000"),
+    (["sample", "--real", "/nonexistent/real"], "image folder not found"),
+    (["sample", "--num-images", "1"], "at least 2 images"),
+    (["sample", "--num-images", "4", "--kid-subset-size", "5"], "larger than the number of images"),
+    (["sample", "--num-images", "3", "--metrics", "prc"], "more than 3 images"),
+    (["metrics", "--real", "digits", "--fake", "{tmp}", "--kid-subsets", "-3"], "KID subsets must be >= 1"),
+    (["train", "fs", "--pool", "0", "--method", "ours", "--out", "{tmp}/fs"], "pool must be >= 1"),
+])
+def test_bad_input_is_a_one_line_error_before_any_work(tmp_path, capsys, args, message):
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, *args, *(["--out", out] if args[0] == "sample" else []))
+    assert code != 0 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+# --- also -------------------------------------------------------------------------------------------------------------
+
+
+def test_an_eval_model_runs_with_autograd_on():
+    from spiking_ddim import convert_pipeline, load_pipeline
+
+    pipe = load_pipeline(DEFAULT_MODEL)
+    convert_pipeline(pipe, K=4)
+    unet = pipe.unet.eval()
+    x = torch.randn(1, 1, 16, 16, requires_grad=True)
+    out = unet(x, torch.tensor([10])).sample
+    out.square().mean().backward()  # was: "Can't call numpy() on Tensor that requires grad"
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with torch.no_grad():
+        assert torch.allclose(unet(x, torch.tensor([10])).sample, out.detach(), atol=1e-4)
+
+
+def test_a_failed_conversion_leaves_the_model_unconverted():
+    from test_convert import tiny_cond_unet
+
+    from spiking_ddim import convert_unet
+    from spiking_ddim.sites import GELU_TYPES, SWISH_TYPES
+
+    unet = tiny_cond_unet()
+    before = [type(m) for m in unet.modules()]
+    with pytest.raises(ValueError, match="no bank entry"):
+        convert_unet(unet, K=12, convert_gelu=True)  # the GELU bank has no K=12
+    assert [type(m) for m in unet.modules()] == before and not hasattr(unet, "fs_conversion")
+    report = convert_unet(unet, K=8, convert_gelu=True)  # a retry converts every site once, recorded
+    assert report.complete and unet.fs_conversion["K"] == 8
+    assert not [m for m in unet.modules() if isinstance(m, SWISH_TYPES + GELU_TYPES)]
+
+
+def test_the_lookup_keeps_torchs_thread_count():
+    from fs_neurons import FSNeuron
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        FSNeuron.from_bank("swish", 8, "ours").eval()(torch.randn(50_000))
+        assert torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_comparison_png_is_a_figure_a_reader_can_use(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert cli(capsys, "sample", *SMALL, "--real", "none", "--out", out)[0] == 0
+    with Image.open(out / "comparison.png") as im:
+        assert im.width >= 400 and im.height >= 250  # was 273 x 69 of unlabelled 16-pixel tiles
+    m = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(m["psnr"])
