@@ -85,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="energy per operation in picojoules (default mac=4.6, ac=0.9); repeatable")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default: eval/results)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
-    p.add_argument("--replot", action="store_true", help="redraw the plots from the existing ddim_table.json only")
+    p.add_argument("--replot", action="store_true",
+                   help="rewrite ddim_table.md and redraw the plots from the existing ddim_table.json only")
     return p.parse_args(argv)
 
 
@@ -135,7 +136,7 @@ def table_settings(args) -> dict:
     return {"model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
             "convert": args.convert, "num_images": args.num_images, "steps": args.steps, "seed": args.seed,
             "real": args.real, "feature_extractor": args.feature_extractor,
-            "energy": [args.energy_constants.mac_pj, args.energy_constants.ac_pj]}
+            "energy": [args.energy_constants.mac_pj, args.energy_constants.ac_pj], "pipeline": args.pipeline}
 
 
 def settings_conflict(rows: list[dict], settings: dict) -> str | None:
@@ -283,6 +284,9 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as e:
             print(f"error: --replot: {e}", file=sys.stderr)
             return 2
+        args.energy_constants, args.pipeline = constants, rows[0].get("settings", {}).get("pipeline", "DDIMPipeline")
+        args.num_images, args.steps = rows[0]["num_images"], rows[0]["steps"]
+        atomic_write_text(files[1], markdown(rows, args))
         plot(rows, files[2])
         plot_frontier(rows, files[3])
         plot_costs(rows, files[4], files[5], constants)

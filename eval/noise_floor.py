@@ -83,9 +83,10 @@ def floor_line(data: dict | None) -> str:
     per_k = sorted(data["spread"].items(), key=lambda kv: int(kv[0]))
     psnr = " / ".join(f"{s['psnr']:.2g} dB (K={K})" for K, s in per_k)
     kid = " / ".join(f"{s['kid']:.2g}" for _, s in per_k)
-    return (f"Noise floor (`eval/noise_floor.py`, {data['num_images']} images, {data['steps']} steps): the same job "
-            f"with another batch size, thread count or process count moves PSNR by up to {psnr} and KID by up to "
-            f"{kid}; rows closer than that are not ordered by these figures.")
+    return (f"Noise floor (`eval/noise_floor.py`, {data['num_images']} images, {data['steps']} steps, one machine): "
+            f"the same job with another batch size, thread count or process count moves PSNR by up to {psnr} and "
+            f"KID by up to {kid}; another machine can move them further (docs/trust.md). Rows closer than that are "
+            "not ordered by these figures.")
 
 
 def markdown(data: dict) -> str:

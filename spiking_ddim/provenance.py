@@ -6,7 +6,7 @@ figure about it needs:
 * ``source``: the model it was converted from, ``{"model": hub id, absolute path or
   EMBEDDED, "component": "unet" | "vae" | "vqvae", "class": diffusers class,
   "weights_sha256": digest}``. The digest (:func:`weights_digest`) covers the names,
-  dtypes, shapes and bytes of every weight except the FS neurons', so the source's and
+  shapes and values of every weight except the FS neurons', so the source's and
   the converted model's agree until fine-tuning changes a weight.
 * ``history``: what was done to it, oldest first, one dict per event with ``event``
   (``convert``, ``calibrate``, ``finetune``), ``time`` (UTC, ISO 8601), ``version`` (this
@@ -39,8 +39,9 @@ def package_version() -> str:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of ``model``'s weights and buffers (sorted by name: name, dtype, shape, bytes),
-    leaving out FS neurons' parameters; a hex string."""
+    """SHA-256 of ``model``'s weights and buffers (sorted by name: name, shape, and the bytes
+    of the values, floating point ones widened to float32 so that a half-precision copy of
+    the same weights hashes alike), leaving out FS neurons' parameters; a hex string."""
     from .fs_activation import FSActivation
 
     skip = {f"{n}." for n, m in model.named_modules() if isinstance(m, FSActivation)}
@@ -48,8 +49,9 @@ def weights_digest(model: nn.Module) -> str:
     for name, t in sorted(model.state_dict().items()):
         if any(name.startswith(s) for s in skip):
             continue
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        t = t.detach().to("cpu")
+        t = (t.float() if t.is_floating_point() else t).contiguous()  # fp16 / bf16 widen exactly
+        h.update(f"{name}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 

@@ -70,7 +70,8 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
         if reference == "source" and digests[component]["weights_sha256"] != recorded:
             raise ValueError(f"the {component} weights of {describe_source(name)} differ from those recorded when the "
                              f"model was converted (sha256 {recorded[:12]}..., now "
-                             f"{digests[component]['weights_sha256'][:12]}...): the source has changed; pass "
+                             f"{digests[component]['weights_sha256'][:12]}...): the source has changed (or the model was converted "
+                             "from a lower-precision copy); pass "
                              "--reference PATH (the original model) or --reference self")
     kind = "source" if reference == "source" else "path"
     what = ("the model it was converted from" if kind == "source" else "a model given by --reference")

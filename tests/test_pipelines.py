@@ -41,6 +41,7 @@ from spiking_ddim.pipelines import (
     save_pipeline,
     use_ddim_scheduler,
 )
+from spiking_ddim.provenance import is_calibrated, is_finetuned
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = SamplingOptions(steps=3)
@@ -186,7 +187,7 @@ def test_calibration_lowers_every_site_error_on_latent_and_text_models(tmp_path)
                                                 for _, a in fs_activations(m))
     assert all(s.mse_after <= s.mse_before for s in sites)
     assert sum(s.mse_after for s in sites) < 0.9 * sum(s.mse_before for s in sites)
-    assert all(m.fs_conversion["calibrated"] for m in converted_components(fs).values())
+    assert all(is_calibrated(m.fs_conversion) for m in converted_components(fs).values())
     reference = generate(pipe, range(2), options)
     assert (generate(fs, range(2), options) - reference).abs().mean() < (before - reference).abs().mean()
 
@@ -322,7 +323,7 @@ def test_fine_tuning_a_text_model_distils_on_its_guided_latent_trajectories(tmp_
     assert losses[-1] < 0.8 * losses[0], losses
     tuned = load_pipeline(out / "model")
     assert isinstance(tuned, StableDiffusionPipeline) and set(converted_components(tuned)) == {"unet", "vae"}
-    assert tuned.unet.fs_conversion["finetuned"] and tuned.tokenizer is not None
+    assert is_finetuned(tuned.unet.fs_conversion) and tuned.tokenizer is not None
     assert generate(tuned, [0], PROMPTS).shape == (1, 3, 16, 16)
     # a latent model has no training images in its UNet's space
     bad = subprocess.run([*base, "--loss", "denoise", "--steps", "1", "--out", str(tmp_path / "bad")],
@@ -350,10 +351,14 @@ def test_sample_cli_on_an_already_converted_pipeline_compares_with_its_swish_wei
     save_pipeline(pipe, tmp_path / "fs")
     base = [sys.executable, str(ROOT / "sample.py"), "--model", str(tmp_path / "fs"), "--num-images", "2",
             "--steps", "2", "--real", "none"]
+    # built in memory, so its record names no source to load: the default reference is refused, not guessed
+    r = subprocess.run([*base, "--out", str(tmp_path / "s")], capture_output=True, text=True)
+    assert r.returncode != 0 and "names no single source model" in r.stderr and not (tmp_path / "s").exists()
+    base.extend(["--reference", "self"])
     r = subprocess.run([*base, "--out", str(tmp_path / "s")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "s" / "metrics.json").read_text())
-    assert m["K"] == 4 and m["converted"] == ["unet", "vqvae"] and m["mse"] > 0
+    assert m["K"] == 4 and m["converted"] == ["unet", "vqvae"] and m["mse"] > 0 and m["reference"]["kind"] == "self"
     bad = subprocess.run([*base, "--K", "8", "--out", str(tmp_path / "t")], capture_output=True, text=True)
     assert bad.returncode != 0 and "already converted; --K apply to plain pipelines" in bad.stderr
 

@@ -9,6 +9,7 @@ from fs_neurons import InputDistribution, OursConfig, fit_ours
 from fs_neurons.exact import SpikeObjective, exact_cost, search_many
 from fs_neurons.simulate import fs_simulate
 from fs_neurons.targets import swish
+from spiking_ddim.provenance import budget as budget_of
 
 QUICK = OursConfig(pool=24, restarts=1, iters=50, elite=3, elite_iters=50, rounds=1, mutants=12, round_iters=40,
                    polish_iters=60)
@@ -137,13 +138,13 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
     assert [(r.mse_after, r.spikes_after) for r in loose] == [(r.mse_after, r.spikes_after) for r in plain]
     assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in state.items())
     spent, errors = [], []
-    for fraction in (0.8, 0.5, 0.2, 0.0):
+    for fraction in (0.8, 0.5, 0.2, 0.02):  # a budget of 0 (every site silent) is refused
         reports = apply_budget(pipe, found, SpikeBudget("spikes", fraction * free))
         spent.append(mean_spikes(reports))
         errors.append(sum(neurons[r.name] * r.mse_after for r in reports))
         assert spent[-1] <= fraction * free + 1e-9, (fraction, spent[-1], free)
-        assert pipe.unet.fs_conversion["budget"] == {"kind": "spikes", "value": fraction * free}
-    assert spent == sorted(spent, reverse=True) and spent[-1] == 0 and spent[0] > 0
+        assert budget_of(pipe.unet.fs_conversion) == {"kind": "spikes", "value": fraction * free}
+    assert spent == sorted(spent, reverse=True) and spent[-1] < spent[-2] and spent[0] > 0
     assert errors == sorted(errors)  # per site, a tighter budget never picks an option with less error
     # energy: the accumulates of the chosen spikes fit what the ratio leaves after the dense layers
     budget = SpikeBudget("energy", (1 + found.dense_macs / found.ann_macs) / 2)  # between the floor and 1
@@ -168,7 +169,7 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
         assert probe.error(pipe.unet) == min(additive_error, fewer_error), weighting
     with pytest.raises(ValueError, match="below what the dense \\(MAC\\) layers alone cost"):
         apply_budget(pipe, found, SpikeBudget("energy", 0.5 * found.dense_macs / found.ann_macs))
-    for kind, value, message in (("spikes", -1.0, "finite number >= 0"), ("energy", math.inf, "finite number >= 0"),
+    for kind, value, message in (("spikes", -1.0, "finite number > 0"), ("energy", math.inf, "finite number > 0"),
                                  ("joules", 1.0, "kind must be 'spikes' or 'energy'")):
         with pytest.raises(ValueError, match=message):
             SpikeBudget(kind, value)

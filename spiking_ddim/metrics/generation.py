@@ -121,7 +121,6 @@ def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]]
 METRICS = ("fid", "kid", "isc", "prc")
 KID_MIN_SUBSET = 100  # below this many images per subset a KID is flagged as noise
 IS_SPLIT_IMAGES = 100  # images per IS split: splits = min(10, n // 100), at least 1
-IS_MIN_IMAGES = 1000  # below this an IS is flagged
 
 
 def check_metric_args(n_real: Optional[int], n_fake: int, metrics: Sequence[str], kid_subset_size: Optional[int] = None,
@@ -312,9 +311,9 @@ def generation_metrics(
         splits = min(10, max(1, b.n // IS_SPLIT_IMAGES))
         r = isc_features_to_metric(b.layer_for("isc"), splits=splits, shuffle=True, rng_seed=seed)
         out.isc_mean, out.isc_std = r["inception_score_mean"], r["inception_score_std"]
-        if b.n < IS_MIN_IMAGES:
-            out.notes.append(f"IS unreliable: {b.n} images in {splits} split{'s' if splits > 1 else ''} (IS needs "
-                             f"thousands; small splits bias it low{', and one split has no spread' if splits == 1 else ''})")
+        if splits < 2:
+            out.notes.append(f"IS unreliable: {b.n} images make one split (fewer than {2 * IS_SPLIT_IMAGES}): splits "
+                             f"under {IS_SPLIT_IMAGES} images bias IS low, and one split has no spread")
     if "prc" in metrics:
         r = prc_features_to_metric(b.layer_for("prc"), a.layer_for("prc"), prc_neighborhood=3,
                                    prc_batch_size=10000, save_cpu_ram=True, verbose=False)
