@@ -75,6 +75,19 @@ def source_location(name: str) -> Union[str, Path]:
     return DEFAULT_MODEL if name == EMBEDDED else name
 
 
+def recorded_source(path: Union[str, os.PathLike]) -> Optional[str]:
+    """The source a saved converted pipeline (or model) directory names for its UNet, read
+    from its ``spiking_config.json`` without loading it; None when there is none."""
+    import json
+
+    for candidate in (Path(path) / "unet" / "spiking_config.json", Path(path) / "spiking_config.json"):
+        try:
+            return (json.loads(candidate.read_text()).get("source") or {}).get("model")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
 def describe_source(name: Optional[str]) -> str:
     return "the embedded digits DDIM" if name == EMBEDDED else (name or "an unrecorded model")
 

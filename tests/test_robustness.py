@@ -82,6 +82,9 @@ def test_metrics_json_carries_the_models_real_history(tmp_path, capsys, tuned_mo
     assert [e["event"] for e in m["history"]] == ["convert", "calibrate", "finetune"]
     assert m["source"]["weights_sha256"] and m["scheduler"]["class"] == "DDIMScheduler"
     assert "calibrated under the energy budget 0.5" in out and "fine-tuned" in out
+    from spiking_ddim.provenance import recorded_source
+
+    assert recorded_source(tuned_model) == "embedded:digits-ddim"  # so --real defaults to the held-out digits
 
 
 def test_a_changed_source_is_refused_not_silently_used(tmp_path, capsys):

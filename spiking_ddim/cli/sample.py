@@ -56,7 +56,7 @@ from ..modeling import DEFAULT_MODEL
 from ..outputs import OutputError, check_output, staged_output
 from ..pipelines import SamplingOptions, converted_components, load_pipeline, scheduler_record
 from ..plots import plot_comparison, plot_energy_split, plot_firing_rates
-from ..provenance import provenance
+from ..provenance import EMBEDDED, provenance, recorded_source
 from ..provenance import summary as history_summary
 from ..reference import reference_pipeline
 from ..sampling import plan_batches, sample_pairs
@@ -101,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     add_reference_arg(p)
     p.add_argument("--real", help="real images for FID / KID / IS: a folder, or 'digits' (the held-out digits; "
-                                  "default for the embedded model); 'none' skips these metrics")
+                                  "default for the embedded model and models converted from it); 'none' skips these metrics")
     p.add_argument("--metrics", nargs="+", choices=["fid", "kid", "isc", "prc"], default=["fid", "kid", "isc"],
                    help="generation metrics: fid, kid, isc (Inception Score, or the digits classifier's), prc "
                         "(precision / recall) (default: fid kid isc)")
@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if main_process:
         print(summary, file=sys.stderr)
         print(f"reference: {reference['description']}", file=sys.stderr)
+        scheduler = scheduler_record(fs_pipe)
+        if scheduler["source"].startswith("DEFAULT"):
+            print(f"WARNING: scheduler: {scheduler['source']}", file=sys.stderr)
     with contextlib.ExitStack() as stack:
         staging = [None]
         if main_process:
@@ -285,7 +288,8 @@ def _pipelines(args: argparse.Namespace, device: torch.device):
 
 def _real_images(args: argparse.Namespace) -> Optional[str]:
     """The --real source (None: no generation metrics), checked with the metric flags before any work."""
-    default = "digits" if Path(args.model).expanduser().resolve() == DEFAULT_MODEL else None
+    embedded = Path(args.model).expanduser().resolve() == DEFAULT_MODEL or recorded_source(args.model) == EMBEDDED
+    default = "digits" if embedded else None
     real = args.real or default
     if real is None or real == "none":
         return None
