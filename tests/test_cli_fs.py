@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -12,6 +14,7 @@ def run(*args):
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
+@pytest.mark.integration
 def test_fs_all_methods_writes_fits_and_plots(tmp_path):
     out = tmp_path / "fit"
     r = run("fs", "--K", "3", "--method", "all", "--epochs", "40", "--lr", "0.01", "--points", "3000",
@@ -28,11 +31,9 @@ def test_fs_all_methods_writes_fits_and_plots(tmp_path):
     assert again.returncode != 0 and "--overwrite" in again.stderr
 
 
-def test_fs_bad_arguments_give_clear_errors(tmp_path):
-    r = run("fs", "--K", "0", "--out", str(tmp_path / "a"))
-    assert r.returncode != 0 and "K (time steps) must be an integer >= 1" in r.stderr
-    r = run("fs", "--activation", "swishy", "--out", str(tmp_path / "b"))
-    assert r.returncode != 0 and "unknown activation 'swishy'" in r.stderr
-    r = run("fs", "--samples", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "c"))
-    assert r.returncode != 0 and "samples file not found" in r.stderr
-    assert "Traceback" not in r.stderr
+def test_fs_bad_arguments_give_clear_errors(tmp_path, cli):
+    for args, message in ((["--K", "0"], "K (time steps) must be an integer >= 1"),
+                          (["--activation", "swishy"], "unknown activation 'swishy'"),
+                          (["--samples", tmp_path / "missing.pt"], "samples file not found")):
+        code, _, err = cli("train", "fs", *args, "--out", tmp_path / "a")
+        assert code != 0 and message in err and "Traceback" not in err

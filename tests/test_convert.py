@@ -10,7 +10,6 @@ from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
 from fs_neurons import FSNeuron
-from fs_neurons.bank import BankEntry, write_bank
 from spiking_ddim import FSActivation, convert_unet, fs_activations, load_model, revert_unet, set_mode
 from spiking_ddim.convert import SWISH_TYPES, find_activations
 from spiking_ddim.fs_activation import SiteSignature
@@ -34,20 +33,6 @@ def tiny_cond_unet(seed=0):
 def inputs(seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 1, 8, 8, generator=g), torch.tensor([10, 700])
-
-
-def fine_bank(tmp_path, activation="swish", K=20, lo=-5.0, hi=5.0):
-    """A bank whose only entry is an 'ours' neuron fitted finely to ``activation`` on [lo, hi]."""
-    from fs_neurons import InputDistribution, fit_ours
-    from fs_neurons.exact import OursConfig
-
-    fit = fit_ours(activation, K, InputDistribution.uniform(lo, hi, 20_000),
-                   config=OursConfig(pool=64, restarts=1, iters=150, rounds=0, polish_iters=500))
-    e = BankEntry(K, "ours", (lo, hi), tuple(fit.h), tuple(fit.d), tuple(fit.T), 0.0)
-    e = BankEntry(K, "ours", (lo, hi), e.h, e.d, e.T, e.recompute_mse(activation))  # the schema's 100,000 points
-    path = tmp_path / f"{activation}.json"
-    write_bank(path, activation, [e])
-    return str(path), e.mse
 
 
 def test_every_swish_site_is_converted_and_reported():
@@ -77,8 +62,8 @@ def test_the_default_entry_is_the_unet_fitted_one():
             assert n.params()["h"] == pytest.approx(list(want.h)) and n.params()["T"] == pytest.approx(list(want.T))
 
 
-def test_fine_neurons_reproduce_the_original_closely(tmp_path):
-    bank, mse = fine_bank(tmp_path)
+def test_fine_neurons_reproduce_the_original_closely(fine_bank):
+    bank, mse = fine_bank
     unet = tiny_unet().eval()
     x, t = inputs()
     with torch.no_grad():

@@ -208,6 +208,7 @@ def test_bad_neuron_arguments():
         FSNeuron(2, num_neurons=3)(torch.randn(4, 5))
 
 
+@pytest.mark.integration
 def test_lookup_kernel_gives_the_same_result_on_one_thread_and_starts_no_workers():
     n = FSNeuron.from_bank("swish", K=8, method="ours").eval()
     x = torch.randn(20_000, generator=torch.Generator().manual_seed(0)) * 4

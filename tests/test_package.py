@@ -39,6 +39,7 @@ def wheel(tmp_path_factory) -> Path:
     return found
 
 
+@pytest.mark.integration
 def test_the_wheel_ships_the_model_bank_and_feature_network_and_no_top_level_eval(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("spiking_ddim/default_model/model_index.json",
@@ -54,6 +55,7 @@ def test_the_wheel_ships_the_model_bank_and_feature_network_and_no_top_level_eva
     assert "spiking-ddim = spiking_ddim.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+@pytest.mark.integration
 def test_the_installed_command_runs_the_main_job_outside_the_checkout(wheel, tmp_path):
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -83,6 +85,7 @@ def test_every_subcommand_explains_itself(command, capsys):
     assert out.startswith("usage: spiking-ddim " + " ".join(command)) and "--help" in out
 
 
+@pytest.mark.integration
 def test_the_top_level_scripts_are_the_same_commands():
     for script, first_flag in (("sample.py", "--num-images"), ("train.py", "snn")):
         r = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, cwd=ROOT)
@@ -171,6 +174,7 @@ def test_convert_and_calibrate_save_pipelines_that_load_back(tmp_path, capsys):
     assert changed and all(before[k].equal(after[k]) for k in before if "neurons" not in k)
 
 
+@pytest.mark.integration
 def test_the_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
     r = subprocess.run([sys.executable, str(ROOT / "eval" / "gpu_check.py"), "--device", "cpu", "--K", "4",

@@ -26,7 +26,6 @@ from diffusers import (
     UNet2DModel,
     VQModel,
 )
-from test_convert import fine_bank
 
 from spiking_ddim import FSActivation, fs_activations, measure_cost
 from spiking_ddim.calibrate import calibrate
@@ -119,10 +118,9 @@ def build(kind, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bank(tmp_path_factory):
+def bank(fine_bank):
     """An 'ours' K=20 bank entry fitted finely on [-5, 5]."""
-    path, _ = fine_bank(tmp_path_factory.mktemp("bank"))
-    return path
+    return fine_bank[0]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -217,6 +215,7 @@ def test_recorded_calls_of_a_guided_text_model_replay_exactly(tmp_path):
         torch.testing.assert_close(calls.rows(torch.arange(4)).run(pipe.unet), calls.output[:4], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.integration
 def test_plain_diffusers_never_loads_the_swish_network(tmp_path):
     pipe, options, components, _ = build("ldm", tmp_path)
     convert_pipeline(pipe, K=8, components=components)
@@ -235,6 +234,7 @@ def test_plain_diffusers_never_loads_the_swish_network(tmp_path):
     assert r.returncode != 0 and "import spiking_ddim.modeling" in r.stderr
 
 
+@pytest.mark.integration
 def test_sample_cli_on_a_latent_pipeline_two_processes_equal_one(tmp_path):
     save_pipeline(tiny_ldm(), tmp_path / "ldm")
     args = [str(ROOT / "sample.py"), "--model", str(tmp_path / "ldm"), "--convert", "unet,vqvae", "--num-images", "3",
@@ -296,10 +296,9 @@ def test_bad_pipeline_input_is_a_clear_error(tmp_path):
     (["--guidance-scale", "2"], "has no classifier-free guidance"),
     (["--convert", "unet,vae"], "has no component 'vae'"),
 ])
-def test_sample_cli_pipeline_flag_errors(tmp_path, args, message):
-    r = subprocess.run([sys.executable, str(ROOT / "sample.py"), *args, "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+def test_sample_cli_pipeline_flag_errors(tmp_path, cli, args, message):
+    code, _, err = cli("sample", *args, "--out", tmp_path / "x")
+    assert code != 0 and message in err and "Traceback" not in err, err[-2000:]
 
 
 def test_a_bare_unet_directory_becomes_a_ddim_pipeline(tmp_path):
@@ -308,6 +307,7 @@ def test_a_bare_unet_directory_becomes_a_ddim_pipeline(tmp_path):
     assert isinstance(pipe, DDIMPipeline) and generate(pipe, [0], STEPS).shape == (1, 1, 8, 8)
 
 
+@pytest.mark.integration
 def test_fine_tuning_a_text_model_distils_on_its_guided_latent_trajectories(tmp_path):
     save_pipeline(tiny_sd(tmp_path), tmp_path / "sd")
     (tmp_path / "prompts.txt").write_text("a cat\na red car\n")
@@ -331,6 +331,7 @@ def test_fine_tuning_a_text_model_distils_on_its_guided_latent_trajectories(tmp_
     assert bad.returncode != 0 and "is a latent model" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.integration
 def test_network_table_runs_on_a_latent_pipeline(tmp_path):
     save_pipeline(tiny_ldm(), tmp_path / "ldm")
     r = subprocess.run([sys.executable, str(ROOT / "eval" / "ddim_table.py"), "--model", str(tmp_path / "ldm"),
@@ -345,6 +346,7 @@ def test_network_table_runs_on_a_latent_pipeline(tmp_path):
     assert "LDMPipeline" in (tmp_path / "results" / "ddim_table.md").read_text()
 
 
+@pytest.mark.integration
 def test_sample_cli_on_an_already_converted_pipeline_compares_with_its_swish_weights(tmp_path):
     pipe = tiny_ldm()
     convert_pipeline(pipe, K=4, components=("unet", "vqvae"))

@@ -15,21 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from spiking_ddim.cli import main as cli_main
 from spiking_ddim.modeling import DEFAULT_MODEL
 
 SMALL = ["--num-images", "4", "--batch-size", "2", "--steps", "2"]
-
-
-def cli(capsys, *args):
-    """Run ``spiking-ddim ARGS`` here: (exit code, stdout, stderr); a SystemExit message is stderr."""
-    try:
-        code = cli_main([str(a) for a in args])
-        err = ""
-    except SystemExit as e:
-        code, err = (e.code, "") if isinstance(e.code, int) or e.code is None else (1, str(e.code))
-    out = capsys.readouterr()
-    return code or 0, out.out, out.err + err
 
 
 def png_bytes(folder):
@@ -57,25 +45,25 @@ def tuned_model(tmp_path_factory):
 # --- 1, 2: the reference and the model's history -------------------------------------------------------------------
 
 
-def test_a_fine_tuned_model_is_scored_against_the_model_it_came_from(tmp_path, capsys, tuned_model):
-    code, out, err = cli(capsys, "sample", *SMALL, "--real", "none", "--out", tmp_path / "plain")
+def test_a_fine_tuned_model_is_scored_against_the_model_it_came_from(tmp_path, cli, tuned_model):
+    code, out, err = cli("sample", *SMALL, "--real", "none", "--out", tmp_path / "plain")
     assert code == 0, err
-    code, out, err = cli(capsys, "sample", "--model", tuned_model, *SMALL, "--real", "none", "--out", tmp_path / "ft")
+    code, out, err = cli("sample", "--model", tuned_model, *SMALL, "--real", "none", "--out", tmp_path / "ft")
     assert code == 0, err
     # the reference images are the original DDIM's, not the tuned weights run with Swish
     assert png_bytes(tmp_path / "ft" / "original") == png_bytes(tmp_path / "plain" / "original")
     m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert m["reference"]["kind"] == "source" and m["reference"]["model"] == "embedded:digits-ddim"
     assert "embedded digits DDIM" in out
-    code, _, err = cli(capsys, "sample", "--model", tuned_model, *SMALL, "--real", "none", "--reference", "self",
+    code, _, err = cli("sample", "--model", tuned_model, *SMALL, "--real", "none", "--reference", "self",
                        "--out", tmp_path / "self")
     assert code == 0, err
     assert png_bytes(tmp_path / "self" / "original") != png_bytes(tmp_path / "plain" / "original")
     assert json.loads((tmp_path / "self" / "metrics.json").read_text())["reference"]["kind"] == "self"
 
 
-def test_metrics_json_carries_the_models_real_history(tmp_path, capsys, tuned_model):
-    code, out, err = cli(capsys, "sample", "--model", tuned_model, *SMALL, "--real", "none", "--out", tmp_path / "s")
+def test_metrics_json_carries_the_models_real_history(tmp_path, cli, tuned_model):
+    code, out, err = cli("sample", "--model", tuned_model, *SMALL, "--real", "none", "--out", tmp_path / "s")
     assert code == 0, err
     m = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert m["calibrated"] is True and m["finetuned"] is True and m["budget"] == {"kind": "energy", "value": 0.5}
@@ -87,7 +75,7 @@ def test_metrics_json_carries_the_models_real_history(tmp_path, capsys, tuned_mo
     assert recorded_source(tuned_model) == "embedded:digits-ddim"  # so --real defaults to the held-out digits
 
 
-def test_a_changed_source_is_refused_not_silently_used(tmp_path, capsys):
+def test_a_changed_source_is_refused_not_silently_used(tmp_path, cli):
     from spiking_ddim import convert_pipeline, load_pipeline, save_pipeline
 
     src = tmp_path / "src"
@@ -100,7 +88,7 @@ def test_a_changed_source_is_refused_not_silently_used(tmp_path, capsys):
     with torch.no_grad():
         changed.unet.conv_in.bias.add_(0.1)
     changed.save_pretrained(src)
-    code, _, err = cli(capsys, "sample", "--model", tmp_path / "fs", *SMALL, "--real", "none", "--out", tmp_path / "o")
+    code, _, err = cli("sample", "--model", tmp_path / "fs", *SMALL, "--real", "none", "--out", tmp_path / "o")
     assert code != 0 and "differ from those recorded" in err and "--reference" in err
     assert not (tmp_path / "o").exists()
 
@@ -124,19 +112,19 @@ def test_calibration_records_itself_in_the_history(tmp_path):
 # --- 3: output folders written whole --------------------------------------------------------------------------------
 
 
-def test_overwrite_replaces_the_whole_folder(tmp_path, capsys):
+def test_overwrite_replaces_the_whole_folder(tmp_path, cli):
     out = tmp_path / "s"
-    assert cli(capsys, "sample", "--num-images", "6", "--batch-size", "3", "--steps", "2", "--out", out)[0] == 0
+    assert cli("sample", "--num-images", "6", "--batch-size", "3", "--steps", "2", "--out", out)[0] == 0
     (out / "notes.txt").write_text("the user's")
-    code, _, err = cli(capsys, "sample", *SMALL, "--out", out)
+    code, _, err = cli("sample", *SMALL, "--out", out)
     assert code != 0 and "--overwrite" in err and len(png_bytes(out / "fs")) == 6  # untouched
-    assert cli(capsys, "sample", *SMALL, "--out", out, "--overwrite")[0] == 0
+    assert cli("sample", *SMALL, "--out", out, "--overwrite")[0] == 0
     assert len(png_bytes(out / "fs")) == len(png_bytes(out / "original")) == 4 and not (out / "notes.txt").exists()
     m = json.loads((out / "metrics.json").read_text())
     assert m["images_written"] == {"original": 4, "fs": 4} and m["kid"]["fs"]["subset_size"] == 4
 
 
-def test_an_interrupted_run_publishes_nothing(tmp_path, capsys, monkeypatch):
+def test_an_interrupted_run_publishes_nothing(tmp_path, cli, monkeypatch):
     import spiking_ddim.cli.sample as sample
 
     real = sample.sample_pairs
@@ -146,21 +134,21 @@ def test_an_interrupted_run_publishes_nothing(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sample, "sample_pairs", interrupted)
-    code, _, err = cli(capsys, "sample", *SMALL, "--out", tmp_path / "new")
+    code, _, err = cli("sample", *SMALL, "--out", tmp_path / "new")
     assert code == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []  # no partial folder, no staging folder, no lock
 
 
-def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, capsys):
+def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, cli):
     from spiking_ddim.outputs import output_lock
 
     with output_lock(tmp_path / "s"):
-        code, _, err = cli(capsys, "sample", *SMALL, "--out", tmp_path / "s")
+        code, _, err = cli("sample", *SMALL, "--out", tmp_path / "s")
     assert code != 0 and "is being written by process" in err
-    assert cli(capsys, "sample", *SMALL, "--out", tmp_path / "s")[0] == 0  # the lock is gone with its holder
+    assert cli("sample", *SMALL, "--out", tmp_path / "s")[0] == 0  # the lock is gone with its holder
 
 
-def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, cli, monkeypatch):
     import spiking_ddim.cli.sample as sample
 
     calls = []
@@ -172,16 +160,16 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, capsys, mo
         Image.fromarray(image[..., 0]).save(path, format="PNG")
 
     monkeypatch.setattr(sample, "save_png", full)
-    code, _, err = cli(capsys, "sample", *SMALL, "--out", tmp_path / "s")
+    code, _, err = cli("sample", *SMALL, "--out", tmp_path / "s")
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_metrics_refuses_a_folder_changed_since_its_run(tmp_path, capsys):
+def test_metrics_refuses_a_folder_changed_since_its_run(tmp_path, cli):
     out = tmp_path / "s"
-    assert cli(capsys, "sample", *SMALL, "--real", "none", "--out", out)[0] == 0
+    assert cli("sample", *SMALL, "--real", "none", "--out", out)[0] == 0
     (out / "fs" / "00003.png").unlink()
-    code, _, err = cli(capsys, "metrics", "--real", "digits", "--fake", out / "fs")
+    code, _, err = cli("metrics", "--real", "digits", "--fake", out / "fs")
     assert code == 2 and "recorded 4" in err
 
 
@@ -270,10 +258,10 @@ def _edit_config(path, edit):
     (lambda s: s["modules"][0].__setitem__("activation", "gelu"), "recorded as gelu"),
     (lambda s: s.__setitem__("format", 9), "unsupported format 9"),
 ])
-def test_an_edited_spiking_config_is_refused(tmp_path, capsys, edit, message):
+def test_an_edited_spiking_config_is_refused(tmp_path, cli, edit, message):
     path = _saved_fs_model(tmp_path)
     _edit_config(path, edit)
-    code, _, err = cli(capsys, "sample", "--model", path, *SMALL, "--out", tmp_path / "o")
+    code, _, err = cli("sample", "--model", path, *SMALL, "--out", tmp_path / "o")
     assert code != 0 and message in err and "Traceback" not in err
 
 
@@ -293,11 +281,11 @@ def test_non_finite_fs_parameters_are_refused_at_load(tmp_path, value):
         load_pipeline(path)
 
 
-def test_an_autoencoder_is_not_taken_for_a_unet(tmp_path, capsys):
+def test_an_autoencoder_is_not_taken_for_a_unet(tmp_path, cli):
     from diffusers import AutoencoderKL
 
     AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=2).save_pretrained(tmp_path / "vae")
-    code, _, err = cli(capsys, "convert", "--model", tmp_path / "vae", "--out", tmp_path / "o")
+    code, _, err = cli("convert", "--model", tmp_path / "vae", "--out", tmp_path / "o")
     assert code != 0 and "holds a AutoencoderKL, not a UNet" in err
     assert not (tmp_path / "o").exists()
 
@@ -346,8 +334,8 @@ def test_calibration_outcomes_are_described_plainly():
     assert "4.00x lower" in better and "WARNING" not in better
 
 
-def test_a_zero_spike_budget_is_refused_before_any_work(tmp_path, capsys):
-    code, _, err = cli(capsys, "sample", *SMALL, "--calibrate", "--spike-budget", "0", "--out", tmp_path / "s")
+def test_a_zero_spike_budget_is_refused_before_any_work(tmp_path, cli):
+    code, _, err = cli("sample", *SMALL, "--calibrate", "--spike-budget", "0", "--out", tmp_path / "s")
     assert code != 0 and "must be a finite number > 0" in err and not (tmp_path / "s").exists()
 
 
@@ -374,11 +362,11 @@ def _checkpoints(out):
     return sorted(p.name for p in (out / "checkpoints").iterdir())
 
 
-def test_overwrite_removes_the_old_run_before_the_new_one_writes(tmp_path, capsys):
+def test_overwrite_removes_the_old_run_before_the_new_one_writes(tmp_path, cli):
     out = tmp_path / "run"
-    assert cli(capsys, "train", "ann", *TINY, "--steps", "4", "--checkpoint-every", "2", "--out", out)[0] == 0
+    assert cli("train", "ann", *TINY, "--steps", "4", "--checkpoint-every", "2", "--out", out)[0] == 0
     assert _checkpoints(out) == ["step_00000002", "step_00000004"]
-    code, _, err = cli(capsys, "train", "ann", *TINY, "--steps", "2", "--checkpoint-every", "1", "--out", out,
+    code, _, err = cli("train", "ann", *TINY, "--steps", "2", "--checkpoint-every", "1", "--out", out,
                        "--overwrite")
     assert code == 0, err
     assert _checkpoints(out) == ["step_00000001", "step_00000002"]  # the old step 4 would have won 'latest'
@@ -386,36 +374,36 @@ def test_overwrite_removes_the_old_run_before_the_new_one_writes(tmp_path, capsy
     assert record["steps"] == 2 and record["resumes"] == []
 
 
-def test_resume_refuses_changed_settings_and_keeps_the_record(tmp_path, capsys):
+def test_resume_refuses_changed_settings_and_keeps_the_record(tmp_path, cli):
     out = tmp_path / "run"
-    assert cli(capsys, "train", "ann", *TINY, "--steps", "2", "--checkpoint-every", "2", "--out", out)[0] == 0
+    assert cli("train", "ann", *TINY, "--steps", "2", "--checkpoint-every", "2", "--out", out)[0] == 0
     before = (out / "train_config.json").read_text()
     for flag, value in (("--lr", "0.01"), ("--weight-decay", "0.1"), ("--ema-decay", "0.5")):
-        code, _, err = cli(capsys, "train", "ann", *TINY, "--steps", "4", flag, value, "--resume", "latest",
+        code, _, err = cli("train", "ann", *TINY, "--steps", "4", flag, value, "--resume", "latest",
                            "--out", out)
         assert code != 0 and f"{flag} was" in err and "Traceback" not in err
         assert (out / "train_config.json").read_text() == before
-    code, _, err = cli(capsys, "train", "ann", *TINY, "--steps", "4", "--resume", "latest", "--out", out)
+    code, _, err = cli("train", "ann", *TINY, "--steps", "4", "--resume", "latest", "--out", out)
     assert code == 0, err
     record = json.loads((out / "train_config.json").read_text())
     assert record["steps"] == 4 and len(record["resumes"]) == 1 and record["resumes"][0]["changed"]["steps"] == 4
 
 
-def test_resume_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
+def test_resume_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, cli):
     (tmp_path / "run" / "checkpoints" / "step_00000001").mkdir(parents=True)
-    code, _, err = cli(capsys, "train", "ann", *TINY, "--resume", tmp_path / "run" / "checkpoints" / "step_00000001",
+    code, _, err = cli("train", "ann", *TINY, "--resume", tmp_path / "run" / "checkpoints" / "step_00000001",
                        "--out", tmp_path / "run")
     assert code != 0 and "is not a training checkpoint" in err
 
 
 @pytest.mark.parametrize("k_max", ["0", "1"])
-def test_an_empty_bank_is_never_written(tmp_path, capsys, k_max):
+def test_an_empty_bank_is_never_written(tmp_path, cli, k_max):
     from fs_neurons.bank import bank_path
 
     shipped = bank_path("swish").read_bytes()
-    code, _, err = cli(capsys, "train", "bank", "--K-max", k_max, "--out", tmp_path / "b.json", "--overwrite")
+    code, _, err = cli("train", "bank", "--K-max", k_max, "--out", tmp_path / "b.json", "--overwrite")
     assert code != 0 and "--K-max must be >= 2" in err and not (tmp_path / "b.json").exists()
-    code, _, err = cli(capsys, "train", "bank", "--overwrite")
+    code, _, err = cli("train", "bank", "--overwrite")
     assert code != 0 and "pass --out FILE" in err
     assert bank_path("swish").read_bytes() == shipped
 
@@ -436,12 +424,12 @@ def test_an_empty_bank_is_never_written(tmp_path, capsys, k_max):
     (["metrics", "--real", "digits", "--fake", "{tmp}", "--kid-subsets", "-3"], "KID subsets must be >= 1"),
     (["train", "fs", "--pool", "0", "--method", "ours", "--out", "{tmp}/fs"], "pool must be >= 1"),
 ])
-def test_bad_input_is_a_one_line_error_before_any_work(tmp_path, capsys, args, message):
+def test_bad_input_is_a_one_line_error_before_any_work(tmp_path, cli, args, message):
     for i in range(4):
         Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     out = tmp_path / "out"
-    code, _, err = cli(capsys, *args, *(["--out", out] if args[0] == "sample" else []))
+    code, _, err = cli(*args, *(["--out", out] if args[0] == "sample" else []))
     assert code != 0 and message in err and "Traceback" not in err
     assert not out.exists()
 
@@ -491,9 +479,9 @@ def test_the_lookup_keeps_torchs_thread_count():
         torch.set_num_threads(threads)
 
 
-def test_comparison_png_is_a_figure_a_reader_can_use(tmp_path, capsys):
+def test_comparison_png_is_a_figure_a_reader_can_use(tmp_path, cli):
     out = tmp_path / "s"
-    assert cli(capsys, "sample", *SMALL, "--real", "none", "--out", out)[0] == 0
+    assert cli("sample", *SMALL, "--real", "none", "--out", out)[0] == 0
     with Image.open(out / "comparison.png") as im:
         assert im.width >= 400 and im.height >= 250  # was 273 x 69 of unlabelled 16-pixel tiles
     m = json.loads((out / "metrics.json").read_text())

@@ -18,6 +18,7 @@ def run(*args, torchrun=False):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.integration
 def test_default_main_job_end_to_end(tmp_path):
     out = tmp_path / "s"
     r = run(*SMALL, "--out", str(out))
@@ -52,6 +53,7 @@ def test_default_main_job_end_to_end(tmp_path):
     assert again.returncode != 0 and "--overwrite" in again.stderr
 
 
+@pytest.mark.integration
 def test_two_processes_write_exactly_what_one_writes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     args = [*SMALL, "--real", "none", "--eta", "0.5"]
@@ -82,8 +84,7 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     (["--energy", "sram=5"], "unknown energy constant 'sram=5'"),
     (["--energy", "ac=-1"], "energy constant ac must be a finite number of picojoules >= 0"),
 ])
-def test_clear_errors(tmp_path, args, message):
-    r = subprocess.run([sys.executable, str(ROOT / "sample.py"), *args, "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+def test_clear_errors(tmp_path, cli, monkeypatch, args, message):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read when called, not at import
+    code, _, err = cli("sample", *args, "--out", tmp_path / "x")
+    assert code != 0 and message in err and "Traceback" not in err

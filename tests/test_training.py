@@ -35,6 +35,7 @@ def log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.integration
 def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path):
     out = tmp_path / "ann"
     r = train("ann", "--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8",
@@ -49,6 +50,7 @@ def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path):
 
 @pytest.mark.parametrize("inputs", [["--distill-on", "data"],
                                     ["--distill-on", "trajectories", "--trajectories", "8", "--sampling-steps", "5"]])
+@pytest.mark.integration
 def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     out = tmp_path / "ft"
     # the paper-protocol entry starts far from the optimum, so 24 steps must show the loss falling
@@ -63,6 +65,7 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     assert is_finetuned(model.fs_conversion) and model.fs_conversion["K"] == 8
 
 
+@pytest.mark.integration
 def test_freeze_neurons_trains_the_weights_and_keeps_every_fs_parameter(tmp_path):
     from fs_neurons import FSNeuron
     from fs_neurons.bank import UNET_METHOD
@@ -82,6 +85,7 @@ def test_freeze_neurons_trains_the_weights_and_keeps_every_fs_parameter(tmp_path
     assert any(k.endswith("conv1.weight") for k in moved)
 
 
+@pytest.mark.integration
 def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tmp_path):
     from fs_neurons.exact import OursConfig
     from spiking_ddim.calibrate import calibrate
@@ -153,6 +157,7 @@ def test_recorded_denoiser_calls_are_the_pipeline_s_own_steps():
     torch.testing.assert_close(last, final, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.integration
 def test_two_processes_keep_parameters_identical(tmp_path):
     out = tmp_path / "ddp"
     r = train("snn", "--from-scratch", *TINY, "--steps", "4", "--checkpoint-every", "100", "--out", str(out),
@@ -163,6 +168,7 @@ def test_two_processes_keep_parameters_identical(tmp_path):
     assert sums["checksums"][0] == sums["checksums"][1]
 
 
+@pytest.mark.integration
 def test_resume_equals_uninterrupted(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     common = ["snn", "--from-scratch", *TINY, "--checkpoint-every", "3", "--log-every", "3", "--seed", "3"]
@@ -236,6 +242,7 @@ def test_a_kill_while_checkpointing_leaves_the_previous_checkpoint_loadable(tmp_
         assert torch.equal(v, saved[k])
 
 
+@pytest.mark.integration
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, str(ROOT / "train.py"), "snn", "--from-scratch", *TINY, "--steps", "400",
@@ -268,7 +275,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     (["ann", "--mixed-precision", "fp8", "--steps", "1", "--out", "{tmp}/g"], "invalid choice: 'fp8'"),
     (["ann", "--resume", "{tmp}/no-checkpoint", "--out", "{tmp}/h"], "checkpoint not found"),
 ])
-def test_bad_training_flags(tmp_path, args, message):
-    r = train(*[a.replace("{tmp}", str(tmp_path)) for a in args])
-    assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
+def test_bad_training_flags(tmp_path, cli, args, message):
+    code, _, err = cli("train", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert code != 0 and message in err, err[-2000:]
+    assert "Traceback" not in err
