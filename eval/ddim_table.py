@@ -45,10 +45,10 @@ from noise_floor import floor_line, load_floor  # noqa: E402  (eval/, beside thi
 from tqdm import tqdm  # noqa: E402
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
+from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.energy import EnergyConstants  # noqa: E402
 from spiking_ddim.metrics.generation import extract_features  # noqa: E402
 from spiking_ddim.metrics.image_loss import compare, x0_mae  # noqa: E402
-from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
 from spiking_ddim.provenance import is_calibrated  # noqa: E402
 

@@ -38,9 +38,9 @@ from tqdm import tqdm  # noqa: E402
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
 from spiking_ddim.calibrate import SpikeBudget, apply_budget, fit_site_options  # noqa: E402
+from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.energy import measure_cost  # noqa: E402
 from spiking_ddim.metrics import compare, extract_features, generation_metrics  # noqa: E402
-from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
 from spiking_ddim.plots import save_figure  # noqa: E402
 from spiking_ddim.provenance import budget as budget_of  # noqa: E402

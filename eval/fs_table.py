@@ -35,8 +35,9 @@ from tqdm import tqdm  # noqa: E402
 
 from fs_neurons.distribution import PAPER_RANGE, InputDistribution  # noqa: E402
 from fs_neurons.files import atomic_write, atomic_write_text  # noqa: E402
-from fs_neurons.methods import BASELINES, METHODS, PAPER_TABLE, fit_baselines, fit_ours  # noqa: E402
+from fs_neurons.methods import PAPER_TABLE, fit_baselines, fit_ours  # noqa: E402
 from fs_neurons.metrics import fs_mse  # noqa: E402
+from fs_neurons.names import BASELINES, METHODS  # noqa: E402
 from fs_neurons.targets import resolve_activation  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -46,7 +46,7 @@ from fs_neurons.exact import OursConfig  # noqa: E402
 from fs_neurons.files import atomic_write_text  # noqa: E402
 from fs_neurons.targets import resolve_activation  # noqa: E402
 from spiking_ddim.calibrate import pooled_site_inputs  # noqa: E402
-from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
+from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.pipelines import convert_pipeline, load_pipeline  # noqa: E402
 
 DISTRIBUTION = "swish_unet_inputs.json"

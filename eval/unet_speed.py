@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim.cli.bench import unet_forward_seconds  # noqa: E402
+from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.energy import measure_cost  # noqa: E402
-from spiking_ddim.modeling import DEFAULT_MODEL  # noqa: E402
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
+from spiking_ddim.speed import unet_forward_seconds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -5,23 +5,27 @@ Quick start::
     from fs_neurons import FSNeuron
     act = FSNeuron.from_bank("swish", K=8, method="ours")   # a drop-in Swish
     y = act(x)                                              # any shape, any float dtype
+
+The names below are imported on first use, so ``import fs_neurons`` does not load torch.
 """
 
-from .bank import BankEntry, BankError, load_bank, load_entry
-from .distribution import InputDistribution
-from .methods import METHODS, FSFit, OursConfig, fit_baselines, fit_ours, fit_ours_many
-from .metrics import fs_mse
-from .neuron import FSNeuron, SpikeStats
-from .piecewise import PiecewiseFS, fs_piecewise
-from .simulate import fs_simulate
-from .surrogate import Rectangle, Sigmoid, Triangle
-from .targets import ACTIVATIONS, resolve_activation
-from .tendency import TENDENCIES, TendencyFit, fit_tendencies, fit_tendency
-from .training import train_surrogate
+from .lazy import lazy_exports
+from .names import METHODS, TENDENCIES
 
-__all__ = [
-    "ACTIVATIONS", "BankEntry", "BankError", "FSFit", "FSNeuron", "InputDistribution", "METHODS", "OursConfig",
-    "PiecewiseFS", "Rectangle", "Sigmoid", "SpikeStats", "TENDENCIES", "TendencyFit", "Triangle", "fit_baselines",
-    "fit_ours", "fit_ours_many", "fit_tendencies", "fit_tendency", "fs_mse", "fs_piecewise", "fs_simulate", "load_bank",
-    "load_entry", "resolve_activation", "train_surrogate",
-]
+_EXPORTS = {
+    "BankEntry": "bank", "BankError": "bank", "load_bank": "bank", "load_entry": "bank",
+    "InputDistribution": "distribution",
+    "FSFit": "methods", "fit_baselines": "methods", "fit_ours": "methods", "fit_ours_many": "methods",
+    "OursConfig": "search_config",
+    "fs_mse": "metrics",
+    "FSNeuron": "neuron", "SpikeStats": "neuron",
+    "PiecewiseFS": "piecewise", "fs_piecewise": "piecewise",
+    "fs_simulate": "simulate",
+    "Rectangle": "surrogate", "Sigmoid": "surrogate", "Triangle": "surrogate",
+    "ACTIVATIONS": "targets", "resolve_activation": "targets",
+    "TendencyFit": "tendency", "fit_tendencies": "tendency", "fit_tendency": "tendency",
+    "train_surrogate": "training",
+}
+
+__all__ = ["METHODS", "TENDENCIES", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -25,15 +25,14 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
+from .distribution import InputDistribution
 from .files import atomic_write_text
 from .metrics import fs_mse
+from .names import PAPER_POINTS, PAPER_RANGE
 from .targets import resolve_activation
 
 BANK_DIR = Path(__file__).resolve().parent / "bank"
 ENTRY_KEYS = ("K", "method", "range", "h", "d", "T", "mse")
-UNET_METHOD = "ours-unet"  # ours fitted to the pooled Swish inputs of diffusion UNets (swish_unet_inputs.json)
-BANK_METHODS = ("random", "gaussian", "tbpi", "ours", UNET_METHOD)  # the bank entries one can ask for
 
 
 @dataclass(frozen=True)

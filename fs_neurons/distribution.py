@@ -19,10 +19,8 @@ from typing import Optional
 
 import torch
 
+from .names import PAPER_POINTS, PAPER_RANGE
 from .targets import Activation
-
-PAPER_RANGE = (-8.0, 12.0)
-PAPER_POINTS = 100_000
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:

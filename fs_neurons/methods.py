@@ -22,13 +22,12 @@ from . import exact
 from .distribution import InputDistribution
 from .exact import OursConfig
 from .metrics import fs_mse
+from .names import BASELINES
 from .neuron import FSNeuron, check_K
 from .targets import Activation, resolve_activation
 from .tendency import TendencyFit, fit_tendencies
 from .training import train_surrogate
 
-METHODS = ("random", "gaussian", "tbpi", "ours")
-BASELINES = ("random", "gaussian", "tbpi")
 # The TBPI paper's neuron-level table: MSE x 100 of FS-Swish on 100,000 points of [-8, 12].
 PAPER_TABLE = {
     "random": {4: 3.8797, 8: 0.9776, 12: 0.1521, 16: 0.1425},

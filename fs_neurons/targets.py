@@ -12,6 +12,8 @@ from typing import Callable, Union
 import torch
 import torch.nn.functional as F
 
+from .names import ACTIVATION_NAMES
+
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -46,6 +48,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "softplus": F.softplus,
     "relu": torch.relu,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "fs_neurons.names.ACTIVATION_NAMES must list ACTIVATIONS"
 
 # Names that denote the same function; the bank stores each under its canonical name.
 CANONICAL_NAMES = {"silu": "swish"}

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-TENDENCIES = ("log", "quadratic", "cubic", "exponential")
+from .names import TENDENCIES
+
 N_COEFFS = {"log": 2, "quadratic": 3, "cubic": 4, "exponential": 3}
 
 

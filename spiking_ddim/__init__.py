@@ -11,15 +11,27 @@
     print(meter.report().energy(num_images=16).summary())
 
 ``convert_unet`` / ``load_model`` do the same for one model (a UNet, an autoencoder).
+``spiking_ddim.DEFAULT_MODEL`` is the embedded digits DDIM's directory. The names below
+are imported on first use, so ``import spiking_ddim`` (and the command line's ``--help``)
+does not load torch.
 """
 
-from .convert import ConversionReport, SiteReport, convert_unet, revert_unet
-from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost
-from .fs_activation import FSActivation
-from .modeling import load_model, spiking_class
-from .pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline
-from .sites import fs_activations, set_mode
+from fs_neurons.lazy import lazy_exports
 
-__all__ = ["ConversionReport", "CostReport", "EnergyConstants", "EnergyReport", "FSActivation", "SamplingOptions",
-           "SiteReport", "convert_pipeline", "convert_unet", "fs_activations", "generate", "load_model", "load_pipeline",
-           "measure_cost", "revert_unet", "save_pipeline", "set_mode", "spiking_class"]
+from .defaults import DEFAULT_MODEL
+
+_EXPORTS = {
+    "ConversionReport": "convert", "SiteReport": "convert", "convert_unet": "convert", "revert_unet": "convert",
+    "CostReport": "energy", "EnergyConstants": "energy", "EnergyReport": "energy", "measure_cost": "energy",
+    "FSActivation": "fs_activation",
+    "load_model": "modeling", "spiking_class": "modeling",
+    "SamplingOptions": "pipelines", "convert_pipeline": "pipelines", "generate": "pipelines",
+    "load_pipeline": "pipelines", "save_pipeline": "pipelines",
+    "reference_pipeline": "reference",
+    "fs_activations": "sites", "set_mode": "sites",
+}
+
+__all__ = ["DEFAULT_MODEL", *sorted(_EXPORTS)]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

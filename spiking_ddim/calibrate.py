@@ -34,8 +34,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from fs_neurons import FSFit, InputDistribution, fit_ours_many, fs_mse
-from fs_neurons.bank import UNET_METHOD
 from fs_neurons.exact import OursConfig, exact_cost
+from fs_neurons.names import UNET_METHOD
 from fs_neurons.targets import resolve_activation
 
 from .convert import SiteReport

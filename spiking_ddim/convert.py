@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from fs_neurons.bank import UNET_METHOD
+from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
 from .fs_activation import SiteSignature

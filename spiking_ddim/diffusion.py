@@ -4,11 +4,11 @@ step, the predicted clean image. Sampling runs through the pipelines (:mod:`.pip
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 TRAIN_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon"}
 
@@ -27,6 +27,19 @@ def load_scheduler(model_dir: Optional[Path]) -> tuple[DDIMScheduler, str]:
                 return DDIMScheduler.from_pretrained(str(candidate)), str(candidate / "scheduler_config.json")
     return DDIMScheduler(**TRAIN_SCHEDULER), (f"DEFAULT: no scheduler_config.json beside {model_dir}, so the training "
                                               f"default {TRAIN_SCHEDULER} (check it matches how the UNet was trained)")
+
+
+def build_unet(image_size: int, channels: int, block_out_channels: Sequence[int], layers_per_block: int,
+               attention_level: int) -> UNet2DModel:
+    """A fresh diffusers UNet2DModel for ``channels``-channel images of ``image_size``
+    pixels: one level per width, self-attention at ``attention_level`` (-1: none)."""
+    levels = len(block_out_channels)
+    down = ["AttnDownBlock2D" if i == attention_level else "DownBlock2D" for i in range(levels)]
+    up = ["AttnUpBlock2D" if levels - 1 - i == attention_level else "UpBlock2D" for i in range(levels)]
+    return UNet2DModel(sample_size=image_size, in_channels=channels, out_channels=channels,
+                       layers_per_block=layers_per_block, block_out_channels=tuple(block_out_channels),
+                       down_block_types=tuple(down), up_block_types=tuple(up),
+                       norm_num_groups=min(8, min(block_out_channels)))
 
 
 def noisy_batch(images: torch.Tensor, scheduler, batch_size: int, g: torch.Generator, device: torch.device):

@@ -125,7 +125,8 @@ def attach_site_counter(owner: nn.Module, name: str) -> Callable[[], None]:
 def make_neurons(activation: str, K: int, method: str, n: int, bank_path: Optional[str] = None) -> list[FSNeuron]:
     """``n`` independent neurons initialised from the bank entry (activation, K, method).
     The UNet-fitted entries (``ours-unet``) exist for Swish; other activations take ``ours``."""
-    from fs_neurons.bank import UNET_METHOD, load_entry
+    from fs_neurons.bank import load_entry
+    from fs_neurons.names import UNET_METHOD
 
     if method == UNET_METHOD and activation != "swish":
         method = "ours"

@@ -35,7 +35,6 @@ from fs_neurons.files import atomic_directory, atomic_write_text
 
 from .sites import BANK_ACTIVATION, KINDS, apply_structure, fs_activations
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedded digits DDIM
 SPIKING_CONFIG_NAME = "spiking_config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 FORMAT_VERSION = 2  # 2: the record carries source and history (spiking_ddim.provenance); 1 still loads

@@ -24,8 +24,8 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 from torch import nn
 
-from fs_neurons.bank import UNET_METHOD
 from fs_neurons.files import atomic_directory
+from fs_neurons.names import UNET_METHOD
 
 from .convert import ConversionReport, convert_unet, revert_unet
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes

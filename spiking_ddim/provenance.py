@@ -59,7 +59,7 @@ def weights_digest(model: nn.Module) -> str:
 def source_name(name_or_path: Union[str, os.PathLike]) -> str:
     """How a record names a model: :data:`EMBEDDED` for the shipped default, the absolute
     path of a local directory, a hub id as given."""
-    from .modeling import DEFAULT_MODEL
+    from .defaults import DEFAULT_MODEL
 
     path = Path(name_or_path).expanduser()
     if path.exists():
@@ -70,7 +70,7 @@ def source_name(name_or_path: Union[str, os.PathLike]) -> str:
 
 def source_location(name: str) -> Union[str, Path]:
     """What :func:`source_name` wrote, as something ``load_pipeline`` takes."""
-    from .modeling import DEFAULT_MODEL
+    from .defaults import DEFAULT_MODEL
 
     return DEFAULT_MODEL if name == EMBEDDED else name
 

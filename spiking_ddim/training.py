@@ -35,32 +35,9 @@ from tqdm import tqdm
 
 from fs_neurons.files import atomic_write_text
 
+from .train_config import TrainConfig
+
 CHECKPOINT_RE = re.compile(r"^step_(\d{8})$")
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 4000
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    grad_accum: int = 1
-    ema_decay: float = 0.999
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 25
-    validate_every: int = 100
-    seed: int = 0
-
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
-                     "validate_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not (0.0 <= self.ema_decay < 1.0):
-            raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spiking_ddim.modeling import DEFAULT_MODEL
+from spiking_ddim.defaults import DEFAULT_MODEL
 
 SMALL = ["--num-images", "4", "--batch-size", "2", "--steps", "2"]
 
@@ -125,7 +125,7 @@ def test_overwrite_replaces_the_whole_folder(tmp_path, cli):
 
 
 def test_an_interrupted_run_publishes_nothing(tmp_path, cli, monkeypatch):
-    import spiking_ddim.cli.sample as sample
+    import spiking_ddim.comparison as sample
 
     real = sample.sample_pairs
 
@@ -149,7 +149,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, cli):
 
 
 def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, cli, monkeypatch):
-    import spiking_ddim.cli.sample as sample
+    import spiking_ddim.comparison as sample
 
     calls = []
 

@@ -1,4 +1,8 @@
-"""``spiking-ddim train ann`` (``python train.py ann``): train a diffusers UNet2DModel as a DDPM/DDIM with Accelerate."""
+"""``spiking-ddim train ann`` (``python train.py ann``): train a diffusers UNet2DModel as a DDPM/DDIM with Accelerate.
+
+Also the run-folder glue of ``train ann`` and ``train snn``: the lock on --out, a fresh
+folder or a checked resume, and the run's record (:mod:`spiking_ddim.run_record`).
+"""
 
 from __future__ import annotations
 
@@ -7,43 +11,14 @@ import contextlib
 import os
 from pathlib import Path
 
-import torch
-from accelerate import Accelerator
-from diffusers import DDIMPipeline, UNet2DModel
-
-from ..data import grid, load_images, save_png, to_uint8
-from ..diffusion import TRAIN_SCHEDULER, denoising_loss, train_scheduler
-from ..outputs import OutputError, output_lock
-from ..run_record import check_resume, run_of_checkpoint, settings, write_record
-from ..training import TrainConfig, checkpoints, config_json, train
-from .common import prepare_output_dir
+from ..train_config import TrainConfig
+from .flags import add_train_args, add_unet_shape_args
 
 MODEL_DIR = "model"
 
 
-def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
-    """Flags of the shared training loop (ann and snn)."""
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step and process (default: %(default)s)")
-    g.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay (default: %(default)s)")
-    g.add_argument("--grad-accum", type=int, default=defaults.grad_accum, help="gradient accumulation steps (default: %(default)s)")
-    g.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="EMA decay of the saved weights (default: %(default)s)")
-    g.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
-                   help="autocast precision (bf16 is the usual choice on CPU, fp16 on GPU) (default: %(default)s)")
-    g.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints (default: %(default)s)")
-    g.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between log records (default: %(default)s)")
-    g.add_argument("--resume", metavar="CHECKPOINT",
-                   help="continue the run in --out from one of its checkpoints (RUN/checkpoints/step_N), or 'latest'; "
-                        "every setting but --steps, --log-every and --checkpoint-every must match the run's")
-    g.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights, batches and noise (default: %(default)s)")
-    g.add_argument("--out", type=Path, required=True, help="output directory")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start afresh in a non-empty output directory (the old run is deleted whole first)")
-
-
 def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The loop's settings from the flags; a clear error for one out of range."""
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       grad_accum=args.grad_accum, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
                       log_every=args.log_every, seed=args.seed,
@@ -55,7 +30,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
+def make_accelerator(mixed_precision: str, grad_accum: int):
+    import torch
+    from accelerate import Accelerator
+
     try:
         # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
         return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
@@ -64,13 +42,17 @@ def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
         raise SystemExit(f"error: --mixed-precision {mixed_precision}: {e}") from None
 
 
-def resume_path(args: argparse.Namespace, command: str, accelerator: Accelerator) -> tuple[Path | None, dict | None]:
+def resume_path(args: argparse.Namespace, command: str, accelerator) -> tuple[Path | None, dict | None]:
     """(checkpoint to resume from, its run's record), or (None, None) for a new run.
 
     A new run refuses a non-empty --out without --overwrite and with it removes the old run
     whole before anything is written (no old checkpoint survives to be rotated in). A resume
     refuses a folder that is not a checkpoint and any changed setting (see
     :mod:`spiking_ddim.run_record`). Call on every process; only the main one writes."""
+    from ..run_record import check_resume, run_of_checkpoint, settings
+    from ..training import checkpoints
+    from .common import prepare_output_dir
+
     if args.resume is None:
         if accelerator.is_main_process:
             prepare_output_dir(args.out, args.overwrite)
@@ -97,6 +79,8 @@ def resume_path(args: argparse.Namespace, command: str, accelerator: Accelerator
 def locked_run(args: argparse.Namespace, body) -> int:
     """``body(args)`` holding the lock of --out (by the first process: RANK 0 under torchrun
     and accelerate launch), so no second run writes there."""
+    from ..outputs import OutputError, output_lock
+
     with contextlib.ExitStack() as stack:
         if os.environ.get("RANK", "0") == "0":
             try:
@@ -106,9 +90,11 @@ def locked_run(args: argparse.Namespace, body) -> int:
         return body(args)
 
 
-def record_writer(accelerator: Accelerator, args: argparse.Namespace, command: str, resume: Path | None,
+def record_writer(accelerator, args: argparse.Namespace, command: str, resume: Path | None,
                   previous: dict | None, extra: dict):
-    """The ``on_start`` of :func:`train`: writes the run's record once the state has loaded."""
+    """The ``on_start`` of :func:`spiking_ddim.training.train`: writes the run's record once the state has loaded."""
+    from ..run_record import settings, write_record
+
     def write(_step: int) -> None:
         if accelerator.is_main_process:
             write_record(args.out, command, settings(vars(args)), extra, resume, previous)
@@ -124,33 +110,10 @@ def add_ann_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", default="digits",
                    help="'digits' (scikit-learn's bundled 8x8 digits, upscaled) or an image folder (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=16, help="training resolution (default: %(default)s)")
-    p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64], help="UNet widths (default: %(default)s)")
-    p.add_argument("--layers-per-block", type=int, default=2, help="resnets per UNet level (default: %(default)s)")
-    p.add_argument("--attention-level", type=int, default=1,
-                   help="UNet level (0-based) with self-attention, -1 for none (default: %(default)s)")
+    add_unet_shape_args(p)
     p.add_argument("--samples", type=int, default=64, help="DDIM samples in OUT/samples.png at the end (default: %(default)s)")
     add_train_args(p, TrainConfig())
     p.set_defaults(run=run_ann)
-
-
-def build_unet(args: argparse.Namespace, channels: int) -> UNet2DModel:
-    levels = len(args.block_out_channels)
-    down = ["AttnDownBlock2D" if i == args.attention_level else "DownBlock2D" for i in range(levels)]
-    up = ["AttnUpBlock2D" if levels - 1 - i == args.attention_level else "UpBlock2D" for i in range(levels)]
-    return UNet2DModel(sample_size=args.image_size, in_channels=channels, out_channels=channels,
-                       layers_per_block=args.layers_per_block, block_out_channels=tuple(args.block_out_channels),
-                       down_block_types=tuple(down), up_block_types=tuple(up),
-                       norm_num_groups=min(8, min(args.block_out_channels)))
-
-
-def save_pipeline(unet: UNet2DModel, path: Path, scheduler_config: dict) -> None:
-    """``DDIMPipeline(unet, DDIM scheduler).save_pretrained(path)``, atomically."""
-    from diffusers import DDIMScheduler
-
-    from ..pipelines import save_pipeline as save
-
-    save(DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**scheduler_config)), path)
 
 
 def run_ann(args: argparse.Namespace) -> int:
@@ -159,6 +122,14 @@ def run_ann(args: argparse.Namespace) -> int:
 
 
 def _run_ann(args: argparse.Namespace) -> int:
+    import torch
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    from ..data import grid, load_images, save_png, to_uint8
+    from ..diffusion import TRAIN_SCHEDULER, build_unet, denoising_loss, train_scheduler
+    from ..pipelines import SamplingOptions, generate, load_pipeline, save_pipeline
+    from ..training import config_json, train
+
     cfg = train_config(args)
     accelerator = make_accelerator(args.mixed_precision, cfg.grad_accum)
     resume, previous = resume_path(args, "ann", accelerator)
@@ -167,7 +138,8 @@ def _run_ann(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     torch.manual_seed(cfg.seed)
-    unet = build_unet(args, images.shape[1])
+    unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
+                      args.attention_level)
     scheduler = train_scheduler()
 
     def loss_fn(model, g, _step):
@@ -179,10 +151,8 @@ def _run_ann(args: argparse.Namespace) -> int:
         unet = result.model
         result.apply(list(unet.parameters()))
         unet = unet.to("cpu").eval()
-        save_pipeline(unet, args.out / MODEL_DIR, TRAIN_SCHEDULER)
+        save_pipeline(DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER)), args.out / MODEL_DIR)
         if args.samples > 0:
-            from ..pipelines import SamplingOptions, generate, load_pipeline
-
             x = generate(load_pipeline(args.out / MODEL_DIR), range(args.samples), SamplingOptions(steps=50))
             save_png(grid(to_uint8(x)), args.out / "samples.png")
         print(f"wrote {args.out / MODEL_DIR} (diffusers DDIMPipeline layout) and {args.out / 'samples.png'}")

@@ -1,4 +1,6 @@
-"""What several subcommands share: output directories, flag checks, progress bars, model flags."""
+"""What several commands do with their flags at run time: check them, turn them into library
+arguments, drive progress bars, describe outcomes. Imported when a command runs, never for
+``--help`` (the flags themselves are defined in :mod:`.flags`)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ import torch
 from diffusers import DiffusionPipeline
 from tqdm import tqdm
 
-from fs_neurons.bank import BANK_METHODS, UNET_METHOD
+from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
 from ..calibrate import SpikeBudget, calibrate, calibration_outcome
 from ..convert import SiteReport
+from ..defaults import DEFAULT_K
 from ..energy import EnergyConstants
-from ..modeling import DEFAULT_MODEL
 from ..outputs import OutputError, fresh_run_dir
 from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
 
@@ -50,14 +52,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def add_reference_arg(p: argparse.ArgumentParser) -> None:
-    """--reference: what a converted model is scored against (see spiking_ddim.reference)."""
-    p.add_argument("--reference", metavar="source|self|PATH",
-                   help="what the FS model is compared with: source = the model it was converted from, as its record "
-                        "names it (weights checked against the digest recorded at conversion); self = its own "
-                        "weights with the original activations; or a pipeline directory / hub id (default: source)")
-
-
 def require_positive(args: argparse.Namespace, *names: str) -> None:
     """Exit with a clear error when an integer flag among ``names`` (argparse dests) is < 1."""
     for name in names:
@@ -73,53 +67,19 @@ def tqdm_progress(bar: tqdm) -> Callable[[int, int], None]:
     return update
 
 
-def add_model_args(p: argparse.ArgumentParser, default_K: int) -> None:
-    """Flags that pick a pipeline, how to sample it and how to convert it."""
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="hub id or local diffusers pipeline (or UNet) directory, plain or already converted by this "
-                        "package (default: the embedded digits DDIM)")
-    p.add_argument("--convert", metavar="NAMES",
-                   help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
-                        "(default: unet)")
-    p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
-                   help="ddim: a DDIMScheduler with the pipeline's scheduler configuration; pipeline: its own "
-                        "(default: %(default)s)")
-    p.add_argument("--prompt", action="append", metavar="TEXT",
-                   help="text-conditional pipelines: a prompt (repeatable); image i gets prompt i mod the number "
-                        "of prompts (default: a few built-in prompts)")
-    p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
-    p.add_argument("--guidance-scale", type=float,
-                   help="classifier-free guidance scale, >= 1 (1 = none) (default: the pipeline's)")
-    p.add_argument("--K", type=int, help=f"FS time steps per neuron (default: {default_K})")
-    p.add_argument("--method", choices=BANK_METHODS,
-                   help="bank entry to initialise FS neurons: ours-unet (fitted to diffusion UNets' Swish inputs), "
-                        "or the paper-protocol entries fitted on [-8, 12] (default: ours-unet)")
-
-
 def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
     """--prompt and --prompts together, or None for none."""
     prompts = list(args.prompt or []) + (list(read_prompts(args.prompts)) if args.prompts else [])
     return tuple(prompts) or None
 
 
-def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, default_K: int) -> str:
+def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace) -> str:
     """Convert ``pipe`` in place per --convert / --K / --method; the conversion summary."""
     if args.K is not None:
         check_K(args.K)
     names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
-    reports = convert_pipeline(pipe, K=args.K or default_K, method=args.method or UNET_METHOD, components=names)
+    reports = convert_pipeline(pipe, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD, components=names)
     return "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
-
-
-def add_budget_args(p: argparse.ArgumentParser) -> None:
-    """--spike-budget / --energy-budget: calibration that trades error for spikes."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--spike-budget", type=float, metavar="S",
-                   help="with --calibrate: at most S spikes per neuron per call on average over all FS sites; "
-                        "calibration picks per site how much error to trade for spikes")
-    g.add_argument("--energy-budget", type=float, metavar="R",
-                   help="with --calibrate: an SNN/ANN energy ratio of at most R per image (spikes priced by the "
-                        "accumulates they trigger; the dense layers set a floor)")
 
 
 def budget_from_flags(args: argparse.Namespace, constants: EnergyConstants = EnergyConstants()) -> Optional[SpikeBudget]:

@@ -14,45 +14,26 @@ report. ``calibrate`` does the calibration step for a pipeline converted earlier
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict
 from pathlib import Path
 
-from diffusers import DiffusionPipeline
-
-from fs_neurons.files import atomic_write_text
-
-from ..pipelines import SamplingOptions, converted_components, load_pipeline, save_pipeline
-from .common import (
-    add_budget_args,
-    add_model_args,
-    budget_from_flags,
-    calibrate_with_bar,
-    convert_from_flags,
-    prompts_from_flags,
-    require_positive,
-)
-
-DEFAULT_K = 16
+from .flags import add_budget_args, add_conversion_args, add_model_arg, add_sampling_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("convert", help="convert a pipeline's Swish to FS neurons (optionally calibrate) and save it",
                        description=__doc__, formatter_class=fmt)
-    add_model_args(p, DEFAULT_K)
+    add_model_arg(p)
+    add_conversion_args(p)
+    add_sampling_args(p)
     p.add_argument("--calibrate", action="store_true", help="refit every FS site to its recorded inputs")
     _add_calibration_args(p)
     p.set_defaults(run=run_convert)
 
     p = sub.add_parser("calibrate", help="calibrate a converted pipeline's FS sites to their inputs and save it",
                        description=__doc__, formatter_class=fmt)
-    p.add_argument("--model", required=True, help="a pipeline (or UNet) directory converted by spiking-ddim convert")
-    p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
-                   help="scheduler of the recording runs: ddim, or the pipeline's own (default: %(default)s)")
-    p.add_argument("--prompt", action="append", metavar="TEXT", help="text-conditional pipelines: a prompt (repeatable)")
-    p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
-    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale >= 1 (default: the pipeline's)")
+    add_model_arg(p, required=True, what="a pipeline (or UNet) directory converted by spiking-ddim convert")
+    add_sampling_args(p)
     _add_calibration_args(p)
     p.set_defaults(run=run_calibrate)
 
@@ -65,17 +46,22 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of those runs and of the search (default: %(default)s)")
     add_budget_args(g)
     p.add_argument("--out", type=Path, required=True, help="directory to save the converted pipeline to")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (the whole folder)")
 
 
 def _check_out(args: argparse.Namespace) -> None:
+    from .common import budget_from_flags, require_positive
+
     budget_from_flags(args)  # flag errors before any work
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
         raise SystemExit(f"error: {args.out} exists and is not empty; pass --overwrite to replace it")
     require_positive(args, "calibration_images", "steps")
 
 
-def _load(args: argparse.Namespace) -> tuple[DiffusionPipeline, SamplingOptions]:
+def _load(args: argparse.Namespace):
+    from ..pipelines import SamplingOptions, load_pipeline
+    from .common import prompts_from_flags
+
     try:
         pipe = load_pipeline(args.model, scheduler=args.scheduler)
         return pipe, SamplingOptions(args.steps, 0.0, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
@@ -83,7 +69,15 @@ def _load(args: argparse.Namespace) -> tuple[DiffusionPipeline, SamplingOptions]
         raise SystemExit(f"error: {e}") from None
 
 
-def _calibrate_and_save(pipe: DiffusionPipeline, options: SamplingOptions, args: argparse.Namespace) -> None:
+def _calibrate_and_save(pipe, options, args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import asdict
+
+    from fs_neurons.files import atomic_write_text
+
+    from ..pipelines import save_pipeline
+    from .common import budget_from_flags, calibrate_with_bar
+
     sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed, budget=budget_from_flags(args))
     save_pipeline(pipe, args.out)
     atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
@@ -91,12 +85,15 @@ def _calibrate_and_save(pipe: DiffusionPipeline, options: SamplingOptions, args:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from ..pipelines import converted_components, save_pipeline
+    from .common import convert_from_flags
+
     _check_out(args)
     pipe, options = _load(args)
     if converted_components(pipe):
         raise SystemExit(f"error: {args.model} is already converted; calibrate it with `spiking-ddim calibrate`")
     try:
-        print(convert_from_flags(pipe, args, DEFAULT_K))
+        print(convert_from_flags(pipe, args))
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:
@@ -108,6 +105,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    from ..pipelines import converted_components
+
     _check_out(args)
     pipe, options = _load(args)
     if not converted_components(pipe):

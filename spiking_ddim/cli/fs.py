@@ -5,22 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from fs_neurons.bank import BankEntry, BankError, bank_activation, bank_path, load_bank, write_bank
-from fs_neurons.distribution import PAPER_POINTS, PAPER_RANGE, InputDistribution
-from fs_neurons.files import atomic_write_text
-from fs_neurons.methods import BASELINES, METHODS, PAPER_TABLE, FSFit, OursConfig, fit_baselines, fit_ours
-from fs_neurons.neuron import check_K
-from fs_neurons.plots import plot_approximation, plot_losses, plot_tendency, stage_curves
-from fs_neurons.targets import ACTIVATIONS, resolve_activation
-from fs_neurons.tendency import TENDENCIES
-
-from .common import prepare_output_dir
+from fs_neurons.names import ACTIVATION_NAMES, METHODS, PAPER_POINTS, PAPER_RANGE, TENDENCIES
+from fs_neurons.search_config import OursConfig
 
 
 def add_distribution_args(p: argparse.ArgumentParser) -> None:
@@ -34,7 +22,10 @@ def add_distribution_args(p: argparse.ArgumentParser) -> None:
                    help="fit to recorded inputs: a .pt (tensor) or .npy file of samples")
 
 
-def distribution_from_args(args: argparse.Namespace) -> InputDistribution:
+def distribution_from_args(args: argparse.Namespace):
+    """The input distribution (an :class:`fs_neurons.InputDistribution`) the flags ask for."""
+    from fs_neurons.distribution import InputDistribution
+
     if args.gaussian and args.samples:
         raise SystemExit("error: --gaussian and --samples are mutually exclusive")
     try:
@@ -47,7 +38,10 @@ def distribution_from_args(args: argparse.Namespace) -> InputDistribution:
         raise SystemExit(f"error: {e}") from None
 
 
-def load_samples(path: Path) -> torch.Tensor:
+def load_samples(path: Path):
+    """A tensor of recorded inputs from a .pt or .npy file."""
+    import torch
+
     if not path.is_file():
         raise SystemExit(f"error: samples file not found: {path}")
     try:
@@ -66,7 +60,7 @@ def add_fs_parser(sub: argparse._SubParsersAction) -> None:
         description="Fit a few-spikes neuron to an activation function, write its parameters, "
                     "loss curves and plots, and print its MSE (x100) beside the paper's.",
     )
-    p.add_argument("--activation", default="swish", help=f"target: {', '.join(sorted(ACTIVATIONS))} (default: %(default)s)")
+    p.add_argument("--activation", default="swish", help=f"target: {', '.join(sorted(ACTIVATION_NAMES))} (default: %(default)s)")
     p.add_argument("--K", type=int, default=8, help="time steps per neuron (default: %(default)s)")
     p.add_argument("--method", choices=[*METHODS, "all"], default="all",
                    help="random / gaussian / tbpi (the paper's), ours (exact-gradient search), or all (default)")
@@ -87,11 +81,24 @@ def add_fs_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_fs)
 
 
-def _bar(desc: str, total: int) -> tqdm:
+def _bar(desc: str, total: int):
+    from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, unit="ep", dynamic_ncols=True, mininterval=0.5)
 
 
 def run_fs(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fs_neurons.distribution import InputDistribution
+    from fs_neurons.files import atomic_write_text
+    from fs_neurons.methods import BASELINES, PAPER_TABLE, FSFit, fit_baselines, fit_ours
+    from fs_neurons.neuron import check_K
+    from fs_neurons.plots import plot_approximation, plot_losses, plot_tendency, stage_curves
+    from fs_neurons.targets import resolve_activation
+
+    from .common import prepare_output_dir
+
     try:
         check_K(args.K)
         name, _ = resolve_activation(args.activation)
@@ -174,6 +181,9 @@ def add_bank_parser(sub: argparse._SubParsersAction) -> None:
 
 def _read_fits(src: Path, activation: str) -> list[dict]:
     """Fits of ``activation`` on the paper's range from a fits JSON list or a bank file."""
+    from fs_neurons.bank import BankError, bank_activation, load_bank
+    from fs_neurons.distribution import InputDistribution
+
     if not src.is_file():
         raise SystemExit(f"error: fits file not found: {src}")
     try:
@@ -194,6 +204,14 @@ def _read_fits(src: Path, activation: str) -> list[dict]:
 
 
 def run_bank(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, replace
+
+    from tqdm import tqdm
+
+    from fs_neurons.bank import BankEntry, bank_path, write_bank
+    from fs_neurons.methods import fit_ours
+    from fs_neurons.targets import resolve_activation
+
     try:
         name, _ = resolve_activation(args.activation)
     except ValueError as e:

@@ -17,9 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..data import count_images, image_files, load_image_folder
-from ..metrics import INCEPTION_ENV, METRICS, check_metric_args, compare, extract_features, generation_metrics
-from .common import resolve_device
+from .flags import add_device_arg, add_metric_args
 
 HELP = "FID / KID / IS of image folders against real images, and image loss against the original's"
 
@@ -30,22 +28,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fake", required=True, nargs="+", type=Path, help="folder(s) of generated images, each scored")
     p.add_argument("--original", type=Path,
                    help="folder of the original network's images with the same file names: image MSE / PSNR")
-    p.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid", "kid", "isc"],
-                   help="fid, kid, isc (Inception Score, or the digits classifier's), prc (precision / recall) "
-                        "(default: fid kid isc)")
-    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
-                   help="auto: Inception when its weights are available locally, else digits (default: %(default)s)")
-    p.add_argument("--inception-weights", help=f"Inception weights file (or set {INCEPTION_ENV})")
-    p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default: min(1000, smaller set))")
+    add_metric_args(p)
     p.add_argument("--kid-subsets", type=int, default=100, help="number of random KID subsets, >= 1 (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and IS splits (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    add_device_arg(p, default="cpu")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=run)
 
 
 def image_loss(original: Path, fake: Path) -> dict:
     """Mean MSE and PSNR of ``fake``'s images against ``original``'s of the same file names."""
+    from ..data import image_files, load_image_folder
+    from ..metrics import compare
+
     names = [f.name for f in image_files(fake)]
     missing = sorted(set(names) - {f.name for f in image_files(original)})
     if missing:
@@ -59,6 +54,8 @@ def image_loss(original: Path, fake: Path) -> dict:
 def check_run_folder(folder: Path) -> int:
     """The number of images in ``folder``; ``ValueError`` when ``spiking-ddim sample`` wrote it
     (its metrics.json beside it) with another number of images."""
+    from ..data import count_images
+
     n = count_images(folder)
     record = folder.parent / "metrics.json"
     if record.is_file():
@@ -73,6 +70,10 @@ def check_run_folder(folder: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data import count_images
+    from ..metrics import check_metric_args, extract_features, generation_metrics
+    from .common import resolve_device
+
     if args.real is None and args.original is None:
         raise SystemExit("error: nothing to score: pass --real (FID / KID / IS) and / or --original (image loss)")
     results: dict[str, dict] = {str(f): {} for f in args.fake}
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             n_real = None if args.real == "digits" else count_images(args.real)
             for n_fake in counts.values():
                 check_metric_args(n_real, n_fake, args.metrics, args.kid_subset_size, args.kid_subsets)
-        resolve_device(args.device)
+        args.device = str(resolve_device(args.device))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

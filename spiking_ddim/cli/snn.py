@@ -21,56 +21,19 @@ Modes:
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-from functools import partial
-from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from fs_neurons.bank import BANK_METHODS, UNET_METHOD
-from fs_neurons.neuron import check_K
-
-from ..convert import convert_unet
-from ..data import load_images
-from ..diffusion import TRAIN_SCHEDULER, ddim_noise_gain, noisy_batch, train_scheduler
-from ..modeling import DEFAULT_MODEL
-from ..pipelines import (
-    SamplingOptions,
-    converted_components,
-    decoder,
-    generate,
-    load_pipeline,
-    read_prompts,
-    record_denoiser_calls,
-    save_pipeline,
-)
-from ..provenance import add_event, describe_source, source_name
-from ..reference import reference_pipeline
-from ..sites import fs_activations
-from ..training import TrainConfig, config_json, train
-from .ann import (
-    MODEL_DIR,
-    add_train_args,
-    build_unet,
-    locked_run,
-    make_accelerator,
-    record_writer,
-    resume_path,
-    train_config,
-)
-from .common import (
+from ..train_config import TrainConfig
+from .flags import (
     add_budget_args,
+    add_conversion_args,
+    add_model_arg,
     add_reference_arg,
-    budget_from_flags,
-    calibrate_with_bar,
-    convert_from_flags,
-    require_positive,
+    add_sampling_args,
+    add_train_args,
+    add_unet_shape_args,
 )
 
-TRAJECTORY_SEED = 1_000_000  # first seed of the teacher's DDIM runs for --distill-on trajectories
-DEFAULT_K = 8
 DEFAULTS = TrainConfig(steps=600, batch_size=32, lr=1e-3, weight_decay=0.0, ema_decay=0.99, checkpoint_every=100)
 
 
@@ -79,33 +42,25 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
         "snn", help="fine-tune a converted (FS) UNet, or train one from scratch",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="diffusers pipeline or UNet directory, or hub id: plain (converted here) or already "
-                                   "converted (default: the embedded digits DDIM; not with --from-scratch)")
-    p.add_argument("--convert", default="unet", metavar="NAMES",
-                   help="components to convert when converting here: unet, vae / vqvae (default: %(default)s)")
-    p.add_argument("--prompts", type=Path, metavar="FILE",
-                   help="text-conditional pipelines: prompts for calibration and trajectories, one per line "
-                        "(default: built-in prompts)")
-    p.add_argument("--guidance-scale", type=float,
-                   help="classifier-free guidance scale >= 1 of those runs (default: the pipeline's)")
-    p.add_argument("--K", type=int, help="FS time steps when converting here (default: 8)")
-    p.add_argument("--method", choices=BANK_METHODS,
-                   help="bank entry for the FS neurons when converting here (default: ours-unet)")
+    add_model_arg(p, default=None, what="diffusers pipeline or UNet directory, or hub id: plain (converted here) or "
+                                        "already converted (default: the embedded digits DDIM; not with --from-scratch)")
+    add_conversion_args(p)
+    add_sampling_args(p)
     p.add_argument("--calibrate", action="store_true", help="calibrate every site before training (when converting here)")
     add_budget_args(p)
     add_reference_arg(p)
     p.add_argument("--loss", choices=["denoise", "distill", "both"],
-                   help="denoise: noise-prediction loss on data; distill: match the original network's noise "
-                        "prediction; both (default: distill, or denoise with --from-scratch)")
+                   help="denoise: noise-prediction loss on data; distill: match the reference's noise prediction; "
+                        "both (default: distill, or denoise with --from-scratch)")
     p.add_argument("--distill-on", choices=["data", "trajectories"], default="trajectories",
                    help="inputs of the distillation loss: data = noised training images at random timesteps; "
-                        "trajectories = the UNet's inputs when the original pipeline samples (--trajectories "
+                        "trajectories = the UNet's inputs when the reference pipeline samples (--trajectories "
                         "images of --sampling-steps steps, computed once), each step's error weighted by how far "
                         "it moves that step's output (default: %(default)s)")
     p.add_argument("--trajectories", type=int, default=256, help="images sampled for --distill-on trajectories "
                                                                      "(default: %(default)s)")
     p.add_argument("--held-out", type=int, default=32,
-                   help="when fine-tuning: images sampled from other seeds by the original and the FS pipeline; "
+                   help="when fine-tuning: images sampled from other seeds by the reference and the FS pipeline; "
                         "their MSE scores the model every --validate-every steps and the best-scoring weights are "
                         "saved (0: keep the final EMA weights) (default: %(default)s)")
     p.add_argument("--validate-every", type=int, default=DEFAULTS.validate_every,
@@ -120,15 +75,16 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
                    help="the paper's setting: a fresh UNet with FS activations, all weights trained (denoise loss)")
     p.add_argument("--data", help="training images for --loss denoise / both, --distill-on data and --from-scratch: "
                                   "'digits' or an image folder (default: digits)")
-    p.add_argument("--image-size", type=int, default=16, help="with --from-scratch: resolution (default: %(default)s)")
-    p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64], help="with --from-scratch: UNet widths")
-    p.add_argument("--layers-per-block", type=int, default=2, help="with --from-scratch: resnets per level")
-    p.add_argument("--attention-level", type=int, default=1, help="with --from-scratch: level with self-attention (-1: none)")
+    add_unet_shape_args(p, when="with --from-scratch: ")
     add_train_args(p, DEFAULTS)
     p.set_defaults(run=run_snn)
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    from fs_neurons.neuron import check_K
+
+    from .common import budget_from_flags, require_positive
+
     budget_from_flags(args)  # flag errors before any work
     if args.from_scratch:
         if args.model:
@@ -157,75 +113,92 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
-    """(student pipeline, teacher pipeline, sampling options, reference record) for
-    fine-tuning, per the flags. The teacher is the reference (--reference; by default the
-    model the student was converted from)."""
+    """(student pipeline, reference pipeline, sampling options, reference record) for
+    fine-tuning, per the flags: the reference is --reference (by default the model the
+    student was converted from)."""
+    import copy
+
+    from ..defaults import DEFAULT_MODEL
+    from ..pipelines import SamplingOptions, converted_components, load_pipeline
+    from ..reference import reference_pipeline
+    from .common import budget_from_flags, calibrate_with_bar, convert_from_flags, prompts_from_flags
+
     try:
-        teacher = load_pipeline(args.model or DEFAULT_MODEL)
-        prompts = read_prompts(args.prompts) if args.prompts else None
-        options = SamplingOptions(args.sampling_steps, 0.0, prompts, args.guidance_scale).resolve(teacher)
+        pipe = load_pipeline(args.model or DEFAULT_MODEL, scheduler=args.scheduler)
+        options = SamplingOptions(args.sampling_steps, 0.0, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    done = converted_components(teacher)
+    done = converted_components(pipe)
     if done:
-        student = teacher
-        spec = student.unet.fs_conversion if "unet" in done else next(iter(done.values())).fs_conversion
+        spec = pipe.unet.fs_conversion if "unet" in done else next(iter(done.values())).fs_conversion
         for flag, have in (("K", spec["K"]), ("method", spec["method"])):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
         if args.calibrate:
             raise SystemExit(f"error: conflicting flags: --calibrate but {args.model} is already converted")
+        student, plain, how = pipe, None, args.reference or "source"
+    else:
+        if args.reference not in (None, "source", "self"):
+            raise SystemExit("error: --reference PATH applies to an already converted --model; a plain model is its "
+                             "own source")
+        student, plain, how = copy.deepcopy(pipe), pipe, "source"
         try:
-            teacher, reference = reference_pipeline(student, args.reference or "source")
-        except (FileNotFoundError, OSError, ValueError) as e:
-            raise SystemExit(f"error: reference: {e}") from None
-        return student, teacher, options, reference
-    if args.reference not in (None, "source", "self"):
-        raise SystemExit("error: --reference PATH applies to an already converted --model; a plain model is its own "
-                         "source")
-    student = copy.deepcopy(teacher)
+            convert_from_flags(student, args)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if args.calibrate:
+            _, message = calibrate_with_bar(student, options, seed=args.seed, show=show_progress,
+                                            budget=budget_from_flags(args))
+            if show_progress:
+                print(message, file=sys.stderr)
     try:
-        convert_from_flags(student, args, DEFAULT_K)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    if args.calibrate:
-        _, message = calibrate_with_bar(student, options, seed=args.seed, show=show_progress,
-                                        budget=budget_from_flags(args))
-        if show_progress:
-            print(message, file=sys.stderr)
-    reference = {"kind": "source", "model": source_name(args.model or DEFAULT_MODEL),
-                 "description": f"{describe_source(source_name(args.model or DEFAULT_MODEL))} (the model it was "
-                                "converted from)"}
-    return student, teacher, options, reference
+        reference, record = reference_pipeline(student, how, args.scheduler, original=plain)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise SystemExit(f"error: reference: {e}") from None
+    return student, reference, options, record
 
 
-def _from_scratch(args: argparse.Namespace, images: torch.Tensor):
+def _from_scratch(args: argparse.Namespace, images):
     """The paper's setting: a fresh UNet with FS activations, in a DDIMPipeline."""
+    import torch
     from diffusers import DDIMPipeline, DDIMScheduler
+
+    from fs_neurons.names import UNET_METHOD
+
+    from ..convert import convert_unet
+    from ..defaults import DEFAULT_K
+    from ..diffusion import TRAIN_SCHEDULER, build_unet
 
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
-    unet = build_unet(args, images.shape[1])
+    unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
+                      args.attention_level)
     convert_unet(unet, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD)
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 
 
-def trainable(unet: torch.nn.Module, train_unet: bool, train_neurons: bool = True) -> list[torch.nn.Parameter]:
-    """FS parameters unless not ``train_neurons``; every other weight only with ``train_unet``."""
-    fs = {id(p) for _, act in fs_activations(unet) for p in act.parameters()}
-    for p in unet.parameters():
-        p.requires_grad_(train_neurons if id(p) in fs else train_unet)
-    return [p for p in unet.parameters() if p.requires_grad]
-
-
 def run_snn(args: argparse.Namespace) -> int:
+    from .ann import locked_run, train_config
+
     _check_flags(args)
     train_config(args)  # flag errors before any work
     return locked_run(args, _run_snn)
 
 
 def _run_snn(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    import torch
+    import torch.nn.functional as F
+
+    from ..diffusion import noisy_batch, train_scheduler
+    from ..finetune import TRAJECTORY_SEED, call_errors, image_error, trainable, trajectory_calls
+    from ..pipelines import decoder, generate, save_pipeline
+    from ..provenance import add_event
+    from ..training import config_json, train
+    from .ann import MODEL_DIR, make_accelerator, record_writer, resume_path, train_config
+
     cfg = train_config(args)
     accelerator = make_accelerator(args.mixed_precision, cfg.grad_accum)
     resume, previous = resume_path(args, "snn", accelerator)
@@ -248,7 +221,7 @@ def _run_snn(args: argparse.Namespace) -> int:
     if teacher is not None:
         teacher.to(accelerator.device)
         if args.loss in ("distill", "both") and args.distill_on == "trajectories":
-            calls, weights = _trajectory_calls(teacher, options, range(args.trajectories))
+            calls, weights = trajectory_calls(teacher, options, range(args.trajectories))
         if args.held_out > 0:
             student.to(accelerator.device)
             held_out = range(args.trajectories, args.trajectories + args.held_out)
@@ -289,8 +262,8 @@ def _run_snn(args: argparse.Namespace) -> int:
                   batch_size=cfg.batch_size, seed=cfg.seed, reference=reference,
                   held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
         save_pipeline(student, args.out / MODEL_DIR)
-        print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim sample "
-              "--model)")
+        print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim "
+              "sample --model)")
         if scores:
             print(f"held-out image MSE against {reference['description'] if reference else 'the reference'}: "
                   f"{scores[0]:.4g} at the start, {min(scores):.4g} kept (step {result.step})")
@@ -299,27 +272,9 @@ def _run_snn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trajectory_calls(teacher, options, indices: range):
-    """The teacher UNet's calls while sampling images ``indices`` (the same on every process,
-    seeds far from those sample.py and eval/ use), and each call's loss weight: its DDIM
-    step's noise gain squared (the loss is the error of the step's output), mean 1."""
-    calls = record_denoiser_calls(teacher, indices, options, seed=TRAJECTORY_SEED)
-    weight = ddim_noise_gain(teacher.scheduler, calls.timestep) ** 2
-    return calls, weight / weight.mean()
+def _load_images(data: str, size: int):
+    from ..data import load_images
 
-
-def call_errors(unet: torch.nn.Module, calls, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted squared error of ``unet``'s prediction against the recorded output, per call (N,)."""
-    return weights * (calls.run(unet).float() - calls.output).pow(2).flatten(1).mean(dim=1)
-
-
-def image_error(pipe, indices: range, options, reference: torch.Tensor) -> float:
-    """MSE of ``pipe``'s images ``indices`` (sampled from the trajectory seeds) against
-    ``reference``, the original pipeline's images from the same noise, (N, C, H, W) in [-1, 1]."""
-    return float((generate(pipe, indices, options, TRAJECTORY_SEED) - reference).pow(2).mean())
-
-
-def _load_images(data: str, size: int) -> torch.Tensor:
     try:
         return load_images(data, size, "train")
     except (FileNotFoundError, ValueError) as e:

@@ -24,7 +24,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
-INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"
+from ..defaults import INCEPTION_ENV, METRICS
+
 LABELS = {"inception-v3-compat": "Inception", "digits-cnn": "digits features"}
 ImagesLike = Union[str, Path, torch.Tensor]
 
@@ -118,7 +119,6 @@ def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]]
     return "digits-cnn", {}
 
 
-METRICS = ("fid", "kid", "isc", "prc")
 KID_MIN_SUBSET = 100  # below this many images per subset a KID is flagged as noise
 IS_SPLIT_IMAGES = 100  # images per IS split: splits = min(10, n // 100), at least 1
 

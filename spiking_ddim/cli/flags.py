@@ -1,0 +1,127 @@
+"""Flags that several commands share, each defined once. Importable without torch, so that
+every ``--help`` is quick; what the flags mean is implemented in the library."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fs_neurons.names import BANK_METHODS, UNET_METHOD
+
+from ..defaults import DEFAULT_K, DEFAULT_MODEL, INCEPTION_ENV, METRICS
+from ..train_config import TrainConfig
+
+
+def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str = "",
+                  default: str | None = str(DEFAULT_MODEL)) -> None:
+    """--model: a pipeline or UNet directory, or a hub id."""
+    p.add_argument("--model", required=required, default=None if required else default,
+                   help=what or "hub id or local diffusers pipeline (or UNet) directory, plain or already converted "
+                                "by this package (default: the embedded digits DDIM)")
+
+
+def add_conversion_args(p: argparse.ArgumentParser) -> None:
+    """--convert, --K, --method: how a plain pipeline is converted."""
+    p.add_argument("--convert", metavar="NAMES",
+                   help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
+                        "(default: unet)")
+    p.add_argument("--K", type=int, help=f"FS time steps per neuron (default: {DEFAULT_K})")
+    p.add_argument("--method", choices=BANK_METHODS,
+                   help=f"bank entry to initialise FS neurons: {UNET_METHOD} (fitted to diffusion UNets' Swish inputs), "
+                        f"or the paper-protocol entries fitted on [-8, 12] (default: {UNET_METHOD})")
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """--scheduler, --prompt, --prompts, --guidance-scale: how a pipeline is called."""
+    p.add_argument("--scheduler", choices=["ddim", "pipeline"], default="ddim",
+                   help="ddim: a DDIMScheduler with the pipeline's scheduler configuration; pipeline: its own "
+                        "(default: %(default)s)")
+    p.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="text-conditional pipelines: a prompt (repeatable); image i gets prompt i mod the number "
+                        "of prompts (default: a few built-in prompts)")
+    p.add_argument("--prompts", type=Path, metavar="FILE", help="text-conditional pipelines: prompts, one per line")
+    p.add_argument("--guidance-scale", type=float,
+                   help="classifier-free guidance scale, >= 1 (1 = none) (default: the pipeline's)")
+
+
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    """--spike-budget / --energy-budget: calibration that trades error for spikes."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--spike-budget", type=float, metavar="S",
+                   help="with --calibrate: at most S > 0 spikes per neuron per call on average over all FS sites; "
+                        "calibration picks per site how much error to trade for spikes")
+    g.add_argument("--energy-budget", type=float, metavar="R",
+                   help="with --calibrate: an SNN/ANN energy ratio of at most R > 0 per image (spikes priced by the "
+                        "accumulates they trigger; the dense layers set a floor)")
+
+
+def add_reference_arg(p: argparse.ArgumentParser) -> None:
+    """--reference: what a converted model is scored against (see spiking_ddim.reference)."""
+    p.add_argument("--reference", metavar="source|self|PATH",
+                   help="what the FS model is compared with: source = the model it was converted from, as its record "
+                        "names it (weights checked against the digest recorded at conversion); self = its own "
+                        "weights with the original activations; or a pipeline directory / hub id (default: source)")
+
+
+def add_metric_args(p: argparse.ArgumentParser) -> None:
+    """--metrics, --feature-extractor, --inception-weights, --kid-subset-size."""
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid", "kid", "isc"],
+                   help="generation metrics: fid, kid, isc (Inception Score, or the digits classifier's), prc "
+                        "(precision / recall) (default: fid kid isc)")
+    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
+                   help="feature space of the metrics; auto = Inception if its weights are available locally, else "
+                        "digits (default: %(default)s)")
+    p.add_argument("--inception-weights", help=f"Inception weights file for offline metrics (or set {INCEPTION_ENV})")
+    p.add_argument("--kid-subset-size", type=int, help="images per KID subset, 2 to the smaller set's size "
+                                                       "(default: min(1000, smaller set))")
+
+
+def add_energy_arg(p: argparse.ArgumentParser) -> None:
+    """--energy NAME=PJ: the price of an operation."""
+    p.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
+                   help="energy per operation in picojoules, replacing the 45 nm default (mac=4.6, ac=0.9); "
+                        "repeatable, e.g. --energy mac=3.1 --energy ac=0.1")
+
+
+def add_device_arg(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    p.add_argument("--device", default=default,
+                   help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)")
+
+
+def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """Flags of the shared training loop (train ann and train snn)."""
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help="images per step and process (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                   help="AdamW weight decay (default: %(default)s)")
+    g.add_argument("--grad-accum", type=int, default=defaults.grad_accum,
+                   help="gradient accumulation steps (default: %(default)s)")
+    g.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                   help="EMA decay of the saved weights (default: %(default)s)")
+    g.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
+                   help="autocast precision (bf16 is the usual choice on CPU, fp16 on GPU) (default: %(default)s)")
+    g.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                   help="steps between checkpoints (default: %(default)s)")
+    g.add_argument("--log-every", type=int, default=defaults.log_every,
+                   help="steps between log records (default: %(default)s)")
+    g.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue the run in --out from one of its checkpoints (RUN/checkpoints/step_N), or 'latest'; "
+                        "every setting but --steps, --log-every and --checkpoint-every must match the run's")
+    g.add_argument("--seed", type=int, default=defaults.seed,
+                   help="seed of weights, batches and noise (default: %(default)s)")
+    g.add_argument("--out", type=Path, required=True, help="output directory")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a non-empty output directory (the old run is deleted whole first)")
+
+
+def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
+    """--image-size, --block-out-channels, --layers-per-block, --attention-level: a new UNet's shape."""
+    p.add_argument("--image-size", type=int, default=16, help=f"{when}training resolution (default: %(default)s)")
+    p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64],
+                   help=f"{when}UNet widths per level (default: %(default)s)")
+    p.add_argument("--layers-per-block", type=int, default=2, help=f"{when}resnets per level (default: %(default)s)")
+    p.add_argument("--attention-level", type=int, default=1,
+                   help=f"{when}level (0-based) with self-attention, -1 for none (default: %(default)s)")

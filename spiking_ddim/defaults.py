@@ -1,0 +1,16 @@
+"""Defaults the package and its command line share, importable without torch.
+
+Each is defined here once: the embedded model (a small DDIM trained on scikit-learn's
+digits, shipped in the wheel), the FS time steps a conversion uses when none are given,
+the generation metrics one can ask for, and the environment variable that points to
+Inception weights. ``--help`` builds from these alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedded digits DDIM
+DEFAULT_K = 16  # FS time steps of every command that converts (sample, convert, train snn)
+METRICS = ("fid", "kid", "isc", "prc")  # FID, KID, Inception Score, precision / recall
+INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"  # a path to Inception weights, for offline metrics

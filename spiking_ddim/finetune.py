@@ -1,0 +1,52 @@
+"""Fine-tuning a converted UNet towards its reference: what is trained, the distillation
+loss on the reference's own sampling trajectories, and the held-out image score.
+
+The trajectories are the reference pipeline's UNet calls while it samples images from
+seeds ``TRAJECTORY_SEED + i`` (far from the seeds sampling and the benchmarks use), each
+call weighted by its DDIM step's noise gain squared (the loss is then the error of the
+step's output, not of the predicted noise; mean weight 1). The held-out score is the MSE
+of the FS pipeline's images against the reference's from the same noise, on [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from diffusers import DiffusionPipeline
+
+from .diffusion import ddim_noise_gain
+from .pipelines import DenoiserCalls, SamplingOptions, generate, record_denoiser_calls
+from .sites import fs_activations
+
+TRAJECTORY_SEED = 1_000_000  # first seed of the reference's runs for trajectories and held-out images
+
+
+def trainable(unet: torch.nn.Module, train_unet: bool, train_neurons: bool = True) -> list[torch.nn.Parameter]:
+    """Set ``requires_grad``: FS parameters unless not ``train_neurons``, every other weight
+    only with ``train_unet``; the parameters to optimise, in the model's order."""
+    fs = {id(p) for _, act in fs_activations(unet) for p in act.parameters()}
+    for p in unet.parameters():
+        p.requires_grad_(train_neurons if id(p) in fs else train_unet)
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def trajectory_calls(reference: DiffusionPipeline, options: SamplingOptions,
+                     indices: Sequence[int]) -> tuple[DenoiserCalls, torch.Tensor]:
+    """The reference UNet's calls while sampling images ``indices`` (the same on every
+    process) and each call's loss weight (N,), mean 1."""
+    calls = record_denoiser_calls(reference, indices, options, seed=TRAJECTORY_SEED)
+    weight = ddim_noise_gain(reference.scheduler, calls.timestep) ** 2
+    return calls, weight / weight.mean()
+
+
+def call_errors(unet: torch.nn.Module, calls: DenoiserCalls, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted squared error of ``unet``'s prediction against the recorded output, per call (N,)."""
+    return weights * (calls.run(unet).float() - calls.output).pow(2).flatten(1).mean(dim=1)
+
+
+def image_error(pipe: DiffusionPipeline, indices: Sequence[int], options: SamplingOptions,
+                reference: torch.Tensor) -> float:
+    """MSE of ``pipe``'s images ``indices`` (from the trajectory seeds) against ``reference``,
+    the reference pipeline's images from the same noise, (N, C, H, W) in [-1, 1]."""
+    return float((generate(pipe, indices, options, TRAJECTORY_SEED) - reference).pow(2).mean())

@@ -1,0 +1,37 @@
+"""The settings of the training loop (:mod:`spiking_ddim.training`), importable without torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Optimizer steps, images per step and process, AdamW learning rate and weight decay,
+    gradient accumulation, EMA decay of the kept weights, and every how many steps to
+    checkpoint (keeping the last ``keep_checkpoints``), log and validate; the seed of
+    weights, batches and noise."""
+
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_accum: int = 1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    validate_every: int = 100
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "validate_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not (0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.weight_decay < float("inf"):
+            raise ValueError(f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
