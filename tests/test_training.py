@@ -68,7 +68,7 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
 @pytest.mark.integration
 def test_freeze_neurons_trains_the_weights_and_keeps_every_fs_parameter(tmp_path):
     from fs_neurons import FSNeuron
-    from fs_neurons.bank import UNET_METHOD
+    from fs_neurons.names import UNET_METHOD
     from spiking_ddim import load_model
     from spiking_ddim.defaults import DEFAULT_MODEL
     from spiking_ddim.sites import fs_activations
