@@ -50,7 +50,6 @@ from spiking_ddim.energy import EnergyConstants  # noqa: E402
 from spiking_ddim.metrics.generation import extract_features  # noqa: E402
 from spiking_ddim.metrics.image_loss import compare, x0_mae  # noqa: E402
 from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
-from spiking_ddim.provenance import is_calibrated  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["random", "gaussian", "tbpi", "ours", "ours-unet", "ours+cal", "ours-unet+cal"]
@@ -340,10 +339,10 @@ def main(argv=None) -> int:
         bar.update()
     for path in args.finetuned:
         tuned = load_pipeline(path)
-        spec = tuned.unet.fs_conversion
-        name = spec["method"] + ("+cal" if is_calibrated(spec) else "")
-        new_rows.append(evaluate(name, tuned, reference, held_out, real, args, spec["K"],
-                                 calibrated=is_calibrated(spec), finetuned=True)[0])
+        spec = tuned.unet.fs_config
+        name = spec.method + ("+cal" if spec.calibrated else "")
+        new_rows.append(evaluate(name, tuned, reference, held_out, real, args, spec.K,
+                                 calibrated=spec.calibrated, finetuned=True)[0])
         bar.update()
     bar.close()
     rows = merge_rows(json.loads(files[0].read_text()), new_rows) if args.update else new_rows

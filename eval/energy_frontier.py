@@ -43,8 +43,6 @@ from spiking_ddim.energy import measure_cost  # noqa: E402
 from spiking_ddim.metrics import compare, extract_features, generation_metrics  # noqa: E402
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
 from spiking_ddim.plots import save_figure  # noqa: E402
-from spiking_ddim.provenance import budget as budget_of  # noqa: E402
-from spiking_ddim.provenance import is_finetuned  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {8: (0.40, 30.0), 16: (0.60, 34.0)}  # K: (energy ratio at most, at PSNR at least)
@@ -200,8 +198,8 @@ def add_finetuned(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path, model in zip(args.finetuned, models):
-        conversion = getattr(model.unet, "fs_conversion", None)
-        if not conversion or not is_finetuned(conversion) or not budget_of(conversion):
+        conversion = getattr(model.unet, "fs_config", None)
+        if not conversion or not conversion.finetuned or not conversion.budget:
             print(f"error: {path} is not a budgeted, fine-tuned FS model (train snn --calibrate --energy-budget R)",
                   file=sys.stderr)
             return 2
@@ -209,8 +207,8 @@ def add_finetuned(args) -> int:
     _, real, reference, ann_kid = original(args)
     points = data["points"]
     for path, model in zip(args.finetuned, models):
-        conversion, run = model.unet.fs_conversion, run_name(path)
-        new = point(model, reference, real, args, conversion["K"], budget_of(conversion)["value"], run)
+        conversion, run = model.unet.fs_config, run_name(path)
+        new = point(model, reference, real, args, conversion.K, conversion.budget["value"], run)
         points = [p for p in points if identity(p) != identity(new)]
         points.append(new)
     points.sort(key=lambda p: p["K"])  # stable: a K's fine-tuned points after its budgets

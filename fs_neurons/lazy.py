@@ -23,3 +23,4 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
         return sorted(set(namespace) | set(exports))
 
     return getattr_, dir_
+

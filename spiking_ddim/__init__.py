@@ -13,7 +13,9 @@
 ``convert_unet`` / ``load_model`` do the same for one model (a UNet, an autoencoder).
 ``spiking_ddim.DEFAULT_MODEL`` is the embedded digits DDIM's directory. The names below
 are imported on first use, so ``import spiking_ddim`` (and the command line's ``--help``)
-does not load torch.
+does not load torch. Plain ``DiffusionPipeline.from_pretrained`` loads a saved FS
+pipeline once ``spiking_ddim.modeling`` is imported (diffusers looks its Spiking classes up
+among imported modules); before, it stops with an error naming that module.
 """
 
 from fs_neurons.lazy import lazy_exports
@@ -24,7 +26,8 @@ _EXPORTS = {
     "ConversionReport": "convert", "SiteReport": "convert", "convert_unet": "convert", "revert_unet": "convert",
     "CostReport": "energy", "EnergyConstants": "energy", "EnergyReport": "energy", "measure_cost": "energy",
     "FSActivation": "fs_activation",
-    "load_model": "modeling", "spiking_class": "modeling",
+    "load_model": "modeling",
+    "FSConfig": "record",
     "SamplingOptions": "pipelines", "convert_pipeline": "pipelines", "generate": "pipelines",
     "load_pipeline": "pipelines", "save_pipeline": "pipelines",
     "reference_pipeline": "reference",

@@ -43,7 +43,7 @@ from .diffusion import ddim_noise_gain
 from .energy import EnergyConstants, measure_cost
 from .fs_activation import make_neurons
 from .pipelines import DenoiserCalls, SamplingOptions, converted_components, generate, record_denoiser_calls
-from .provenance import add_event
+from .record import add_event
 from .sites import fs_activations, set_mode
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All

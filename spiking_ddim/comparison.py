@@ -32,7 +32,6 @@ from .metrics import compare, generation_metrics
 from .metrics.generation import Features, GenerationMetrics
 from .pipelines import SamplingOptions, converted_components, scheduler_record
 from .plots import plot_comparison, plot_energy_split, plot_firing_rates
-from .provenance import provenance
 from .sampling import plan_batches, sample_pairs
 from .sites import fs_activations
 
@@ -100,11 +99,11 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
         name: generation_metrics(real_features, out / name, metric_settings.feature_extractor,
                                  metric_settings.inception_weights, metric_settings.metrics,
                                  metric_settings.kid_subset_size) for name in ("original", "fs")}
-    record = next(iter(components.values())).fs_conversion
-    history = provenance(record)
+    record = next(iter(components.values())).fs_config
+    history = record.provenance()
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
-        "K": record["K"], "method": record["method"], "calibrated": history["calibrated"],
+        "K": record.K, "method": record.method, "coding": record.coding, "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],
         "source": history["source"], "reference": reference, "scheduler": scheduler_record(fs_pipe),
         "steps": options.steps, "eta": options.eta, "prompts": list(options.prompts or []),
@@ -120,9 +119,9 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     header = f"FS ({history['summary']}; {', '.join(sorted(components))})"
     _write_comparison(out, rows, f"{header}\nvs {reference['description']}: mean PSNR {psnr:.2f} dB over "
                                  f"{num_images} images, {options.steps} steps")
-    name = (f"FS K={record['K']} {record['method']}{'+cal' if history['calibrated'] else ''}"
+    name = (f"FS K={record.K} {record.method}{'+cal' if history['calibrated'] else ''}"
             f"{'+ft' if history['finetuned'] else ''}")
-    plot_firing_rates({name: energy.firing_rates}, out / "firing_rates.png", K=record["K"],
+    plot_firing_rates({name: energy.firing_rates}, out / "firing_rates.png", K=record.K,
                       break_even=constants.break_even, title=f"{name}: spikes per neuron per call, per site")
     plot_energy_split({name: energy.by_kind}, constants, out / "energy.png", steps=options.steps)
     return Comparison(metrics, scores, energy, header)

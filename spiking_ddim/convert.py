@@ -24,8 +24,9 @@ from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
 from .fs_activation import SiteSignature
-from .modeling import SpikingModelMixin, mark_converted
-from .provenance import add_event, source_record
+from .modeling import as_base_class, as_spiking_class, check_convertible
+from .provenance import source_record
+from .record import FSConfig, SiteModule, add_event
 from .sites import GELU_TYPES, SWISH_TYPES, activation_name, apply_structure, remove_structure, site_kind
 
 
@@ -213,8 +214,9 @@ def convert_unet(
     bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
     check_K(K)
-    if hasattr(model, "fs_conversion"):
-        raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_conversion.get('K')})")
+    check_convertible(model)
+    if hasattr(model, "fs_config"):
+        raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_config.K})")
     if scope is None and is_autoencoder(model):
         scope = "decoder"
     if scope is not None and scope not in dict(model.named_modules()):
@@ -236,14 +238,14 @@ def convert_unet(
             continue
         if not per_site:
             sigs = sigs[:1]
-        spec.append({"path": f.path, "kind": site_kind(f.module), "activation": activation_name(f.module),
-                     "signatures": [s.to_json() for s in sigs]})
+        spec.append(SiteModule(f.path, site_kind(f.module), activation_name(f.module),
+                               tuple(tuple(s.to_json()) for s in sigs)))
     origin = source_record(model, source, component)
     apply_structure(model, spec, K, method, bank_path)
     try:
-        report.modules = [s["path"] for s in spec]
-        report.sites = [SiteReport(f"{s['path']}[{i}]", s["activation"], sig)
-                        for s in spec for i, sig in enumerate(s["signatures"])]
+        report.modules = [s.path for s in spec]
+        report.sites = [SiteReport(f"{s.path}[{i}]", s.activation, list(sig))
+                        for s in spec for i, sig in enumerate(s.signatures)]
         left = find_activations(model, SWISH_TYPES)
         _, functional = trace(model, left, run)
         report.remaining += [f.path for f in _in_scope(left, scope)]
@@ -251,10 +253,12 @@ def convert_unet(
     except BaseException:
         remove_structure(model, spec)
         raise
-    model.fs_conversion = {"K": K, "method": method, "per_site": per_site, "modules": spec, "source": origin}
+    config = getattr(model, "config", None)
+    model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), per_site=per_site,
+                               act_fn=config.get("act_fn", None) if config is not None else None, source=origin)
     add_event(model, "convert", K=K, method=method, per_site=per_site, bank=str(bank_path) if bank_path else "shipped",
               sites=len(report.sites), scope=scope)
-    mark_converted(model)  # a converted model saves and loads as Spiking<Base>
+    as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     return report
 
 
@@ -268,11 +272,9 @@ def _in_scope(found: list[_Found], scope: Optional[str]) -> list[_Found]:
 
 def revert_unet(model: nn.Module) -> nn.Module:
     """Undo :func:`convert_unet` in place: every FS site gets back the module it replaced."""
-    spec = getattr(model, "fs_conversion", None)
-    if spec is None:
+    record = getattr(model, "fs_config", None)
+    if record is None:
         raise ValueError("this model was not converted by convert_unet")
-    remove_structure(model, spec["modules"])
-    del model.fs_conversion
-    if isinstance(model, SpikingModelMixin):
-        model.__class__ = type(model).__mro__[2]
-    return model
+    remove_structure(model, record.modules)
+    del model.fs_config
+    return as_base_class(model)

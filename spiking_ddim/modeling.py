@@ -1,21 +1,28 @@
 """Saving and loading converted models the diffusers way.
 
-A converted model's class becomes ``Spiking<Base>`` (e.g. ``SpikingUNet2DModel``), a
-subclass of its diffusers class whose ``save_pretrained`` also writes
-``spiking_config.json`` (the conversion: sites, K, method) beside diffusers' ``config.json``
-and safetensors weights, which include every FS neuron's h, d and T. ``load_model`` (and
-``Spiking<Base>.from_pretrained``) rebuilds the base model from its config, reinstalls the
-FS sites and loads the weights strictly, so outputs are identical after a round trip.
+Converted models are instances of real, importable subclasses of the diffusers classes we
+support: :class:`SpikingUNet2DModel`, :class:`SpikingUNet2DConditionModel`,
+:class:`SpikingAutoencoderKL`, :class:`SpikingVQModel`. Conversion works in place (a
+pipeline keeps the object it holds), so it gives the model its Spiking class
+(:func:`as_spiking_class`) and :func:`spiking_ddim.revert_unet` gives the base class back;
+each Spiking class names its base in ``base_class``. Their ``save_pretrained`` writes
+diffusers' ``config.json`` and safetensors weights (every FS neuron's h, d and T
+included) and ``spiking_config.json``, the conversion record
+(:class:`spiking_ddim.record.FSConfig`). :func:`load_model` (and ``Spiking*.from_pretrained``)
+rebuilds the base model from its config, reinstalls the FS sites, loads the weights
+strictly and checks them, so outputs are identical after a round trip.
 
-Plain diffusers never silently loads the Swish network from such a directory:
+Plain diffusers never silently loads a different network from such a directory:
 
 * a pipeline's ``model_index.json`` names the component ``["spiking_ddim.modeling",
   "SpikingUNet2DModel"]``; ``DiffusionPipeline.from_pretrained`` loads it through this
-  module (FS neurons included) once ``spiking_ddim`` is imported, and otherwise stops with
-  diffusers' error naming ``spiking_ddim.modeling`` and asking to import it;
-* a model's ``config.json`` carries ``quantization_config = {"quant_method": QUANT_METHOD}``,
-  so ``UNet2DModel.from_pretrained(dir)`` stops with "Unknown quantization type, got
-  spiking_ddim ..." naming the loader to use.
+  module (FS neurons included) once it is imported (diffusers looks classes up among
+  imported modules only), and otherwise stops with diffusers' error asking to import
+  ``spiking_ddim.modeling``;
+* a model's ``config.json`` gives its activation as ``act_fn`` = :data:`FS_ACT_FN` (it is
+  no longer SiLU), so ``UNet2DModel.from_pretrained(dir)`` stops in diffusers'
+  ``get_activation`` with an error quoting that value, which names ``spiking_ddim.load_model``.
+  The record keeps the original ``act_fn`` to rebuild the base model.
 """
 
 from __future__ import annotations
@@ -27,38 +34,40 @@ from typing import Optional, Union
 
 import diffusers
 import torch
-from diffusers import ModelMixin  # also looked up here by diffusers' pipeline loader, to find from_pretrained
+from diffusers import AutoencoderKL, ModelMixin, UNet2DConditionModel, UNet2DModel, VQModel
 from safetensors.torch import load_file
 from torch import nn
 
 from fs_neurons.files import atomic_directory, atomic_write_text
 
-from .sites import BANK_ACTIVATION, KINDS, apply_structure, fs_activations
+from .record import FSConfig, RecordError
+from .sites import apply_structure, fs_activations
 
 SPIKING_CONFIG_NAME = "spiking_config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-FORMAT_VERSION = 2  # 2: the record carries source and history (spiking_ddim.provenance); 1 still loads
-READABLE_FORMATS = (1, 2)
-# diffusers prints this in its "Unknown quantization type" error when plain diffusers opens a converted model
-QUANT_METHOD = "spiking_ddim (a model converted to FS neurons: load it with spiking_ddim.load_model(path))"
-_CLASSES: dict[type, type] = {}
+# config.json's act_fn of a converted model: plain diffusers quotes it in its "activation function ... not found" error
+FS_ACT_FN = "fs-neurons (a spiking_ddim model: load it with spiking_ddim.load_model)"
 
 
 class SpikingModelMixin:
-    """Behaviour shared by every ``Spiking<Base>`` class."""
+    """Saving and loading shared by every Spiking class; ``base_class`` is the diffusers
+    class it extends."""
 
-    fs_conversion: dict
+    base_class: type
+    fs_config: FSConfig
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs) -> None:
-        """diffusers' save_pretrained (safetensors), plus ``spiking_config.json``; atomic."""
+        """diffusers' save_pretrained (safetensors), with the FS activation in config.json and
+        the record in spiking_config.json; atomic."""
         kwargs.setdefault("safe_serialization", True)
         with atomic_directory(save_directory) as tmp:
             super().save_pretrained(tmp, **kwargs)
             config = json.loads((tmp / "config.json").read_text())
-            config["quantization_config"] = {"quant_method": QUANT_METHOD}
+            config["_class_name"] = self.base_class.__name__
+            if "act_fn" in config:
+                config["act_fn"] = FS_ACT_FN
             atomic_write_text(tmp / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
-            spec = {"format": FORMAT_VERSION, "base_class": type(self).__mro__[2].__name__, **self.fs_conversion}
-            atomic_write_text(tmp / SPIKING_CONFIG_NAME, json.dumps(spec, indent=1) + "\n")
+            atomic_write_text(tmp / SPIKING_CONFIG_NAME, json.dumps(self.fs_config.to_json(), indent=1) + "\n")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,
@@ -78,31 +87,59 @@ class SpikingModelMixin:
 
 # harmless options diffusers' pipeline loader passes to every component
 _IGNORED_LOAD_KWARGS = {"low_cpu_mem_usage", "cache_dir", "local_files_only", "force_download", "proxies", "token",
-                        "revision", "provider", "provider_options", "sess_options", "disable_mmap", "use_safetensors", "output_loading_info"}
+                        "revision", "provider", "provider_options", "sess_options", "disable_mmap", "use_safetensors",
+                        "output_loading_info"}
 
 
-def spiking_class(base: type) -> type:
-    """The ``Spiking<Base>`` subclass of a diffusers model class (created once), defined in
-    this module, so that a pipeline's ``model_index.json`` points here."""
-    if issubclass(base, SpikingModelMixin):
-        return base
-    if base not in _CLASSES:
-        _CLASSES[base] = type(f"Spiking{base.__name__}", (SpikingModelMixin, base), {"__module__": __name__})
-    return _CLASSES[base]
+class SpikingUNet2DModel(SpikingModelMixin, UNet2DModel):
+    """A UNet2DModel (DDPM, DDIM, latent diffusion) with FS neurons."""
+
+    base_class = UNet2DModel
 
 
-def __getattr__(name: str) -> type:
-    """``Spiking<Base>`` for any diffusers model class, as diffusers' pipeline loader looks
-    classes up by the name ``model_index.json`` gives (PEP 562)."""
-    base = getattr(diffusers, name[len("Spiking"):], None) if name.startswith("Spiking") else None
-    if isinstance(base, type) and issubclass(base, ModelMixin):
-        return spiking_class(base)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class SpikingUNet2DConditionModel(SpikingModelMixin, UNet2DConditionModel):
+    """A UNet2DConditionModel (Stable Diffusion) with FS neurons."""
+
+    base_class = UNet2DConditionModel
 
 
-def mark_converted(model: nn.Module) -> nn.Module:
-    """Give a model converted in place its ``Spiking<Base>`` class."""
-    model.__class__ = spiking_class(type(model))
+class SpikingAutoencoderKL(SpikingModelMixin, AutoencoderKL):
+    """An AutoencoderKL whose decoder has FS neurons."""
+
+    base_class = AutoencoderKL
+
+
+class SpikingVQModel(SpikingModelMixin, VQModel):
+    """A VQModel whose decoder has FS neurons."""
+
+    base_class = VQModel
+
+
+SPIKING_CLASSES: dict[type, type] = {c.base_class: c for c in (SpikingUNet2DModel, SpikingUNet2DConditionModel,
+                                                              SpikingAutoencoderKL, SpikingVQModel)}
+
+
+def check_convertible(model: nn.Module) -> None:
+    """``ValueError`` for a diffusers model of a class without a Spiking class: it could not
+    be saved without plain diffusers loading it as a different network. (A plain torch
+    module converts; it is never saved the diffusers way.)"""
+    if isinstance(model, ModelMixin) and not isinstance(model, SpikingModelMixin) and type(model) not in SPIKING_CLASSES:
+        supported = ", ".join(c.__name__ for c in SPIKING_CLASSES)
+        raise ValueError(f"spiking_ddim converts the diffusers models {supported}; not {type(model).__name__}")
+
+
+def as_spiking_class(model: nn.Module) -> nn.Module:
+    """Give a diffusers model converted in place its Spiking class (a plain torch module keeps its own)."""
+    spiking = SPIKING_CLASSES.get(type(model))
+    if spiking is not None:
+        model.__class__ = spiking
+    return model
+
+
+def as_base_class(model: nn.Module) -> nn.Module:
+    """Undo :func:`as_spiking_class`."""
+    if isinstance(model, SpikingModelMixin):
+        model.__class__ = model.base_class
     return model
 
 
@@ -136,43 +173,12 @@ def resolve_model_dir(name_or_path: Union[str, os.PathLike], subfolder: Optional
     return path
 
 
-def check_record(spec: object, where: Union[str, Path]) -> None:
-    """``ValueError`` naming the first field of a ``spiking_config.json`` record that is
-    missing or malformed."""
-    def bad(what: str) -> ValueError:
-        return ValueError(f"{where}: {what}")
-
-    if not isinstance(spec, dict):
-        raise bad("must be a JSON object")
-    if spec.get("format") not in READABLE_FORMATS:
-        raise bad(f"unsupported format {spec.get('format')!r} (this version reads {', '.join(map(str, READABLE_FORMATS))})")
-    for key in ("base_class", "K", "method", "modules"):
-        if key not in spec:
-            raise bad(f"missing field {key!r}")
-    K = spec["K"]
-    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-        raise bad(f"K must be an integer >= 1, got {K!r}")
-    if not isinstance(spec["method"], str) or not isinstance(spec["base_class"], str):
-        raise bad("method and base_class must be strings")
-    if not isinstance(spec["modules"], list) or not spec["modules"]:
-        raise bad("modules must be a non-empty list")
-    for i, m in enumerate(spec["modules"]):
-        if not isinstance(m, dict) or not all(k in m for k in ("path", "kind", "activation", "signatures")):
-            raise bad(f"modules[{i}] must have path, kind, activation and signatures")
-        if m["kind"] not in KINDS:
-            raise bad(f"modules[{i}] ({m['path']}): kind must be one of {', '.join(KINDS)}, got {m['kind']!r}")
-        if m["activation"] not in BANK_ACTIVATION:
-            raise bad(f"modules[{i}] ({m['path']}): activation must be one of {', '.join(BANK_ACTIVATION)}, "
-                      f"got {m['activation']!r}")
-        sigs = m["signatures"]
-        if not (isinstance(sigs, list) and sigs and all(
-                isinstance(g, list) and len(g) == 2 and all(isinstance(v, int) and v >= 1 for v in g) for g in sigs)):
-            raise bad(f"modules[{i}] ({m['path']}): signatures must be a non-empty list of [ndim, channels]")
-
-
 def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,
                device: Union[str, torch.device, None] = None) -> nn.Module:
-    """Load a diffusers model, converted (``spiking_config.json`` present) or plain."""
+    """Load a diffusers model, converted (``spiking_config.json`` present) or plain.
+
+    Raises ``ValueError`` naming the problem for a record that is malformed or does not fit
+    the model, weights of another shape (an edited K) and non-finite FS parameters."""
     path = resolve_model_dir(name_or_path, subfolder)
     try:
         config = json.loads((path / "config.json").read_text())
@@ -186,22 +192,25 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
         model = cls.from_pretrained(path)
         return model.to(device) if device is not None else model
     try:
-        spec = json.loads(spiking.read_text())
+        record = FSConfig.from_json(json.loads(spiking.read_text()), spiking)
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"corrupt {spiking}: {e}") from None
-    check_record(spec, spiking)
-    base = getattr(diffusers, spec["base_class"], None)
+    except RecordError as e:
+        raise ValueError(str(e)) from None
+    base = getattr(diffusers, record.base_class, None)
     if not (isinstance(base, type) and issubclass(base, ModelMixin)):
-        raise ValueError(f"{spiking}: unknown base class {spec['base_class']!r}")
-    if config.get("_class_name") not in (spec["base_class"], f"Spiking{spec['base_class']}"):
-        raise ValueError(f"{spiking}: base class {spec['base_class']!r} does not match config.json's "
+        raise ValueError(f"{spiking}: unknown base class {record.base_class!r}")
+    if config.get("_class_name") not in (record.base_class, f"Spiking{record.base_class}"):
+        raise ValueError(f"{spiking}: base class {record.base_class!r} does not match config.json's "
                          f"{config.get('_class_name')!r}")
-    model = base.from_config({k: v for k, v in config.items() if not k.startswith("_") and k != "quantization_config"})
+    init = {k: v for k, v in config.items() if not k.startswith("_") and k != "quantization_config"}
+    if "act_fn" in init:  # FS_ACT_FN (format 3) stands for the activation the record keeps
+        init["act_fn"] = record.act_fn or "silu"
+    model = base.from_config(init)
     try:
-        apply_structure(model, spec["modules"], spec["K"], spec["method"], from_bank=False)
+        apply_structure(model, record.modules, record.K, record.method, from_bank=False)
     except ValueError as e:
         raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
-    model.fs_conversion = {k: v for k, v in spec.items() if k not in ("format", "base_class")}
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"weights not found: {weights}")
@@ -213,7 +222,7 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shapes differ, e.g. K edited in spiking_config.json
         first = " ".join(str(e).split())[:400]
-        raise ValueError(f"{weights} does not match {spiking} (K={spec['K']}): {first}") from None
+        raise ValueError(f"{weights} does not match {spiking} (K={record.K}): {first}") from None
     if missing or unexpected:
         raise ValueError(f"{weights} does not match the converted model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for name, act in fs_activations(model):
@@ -221,6 +230,7 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
             for p in ("h", "d", "T"):
                 if not torch.isfinite(getattr(neuron, p)).all():
                     raise ValueError(f"{weights}: FS site {name}[{i}] has NaN or infinite values in its parameter {p}")
-    mark_converted(model)
+    model.fs_config = record
+    as_spiking_class(model)
     model.eval()
     return model.to(device) if device is not None else model

@@ -183,7 +183,7 @@ def decoder(pipe: DiffusionPipeline) -> Optional[str]:
 
 def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
     """Components of ``pipe`` that hold FS neurons, by name."""
-    return {n: m for n, m in pipe.components.items() if isinstance(m, nn.Module) and hasattr(m, "fs_conversion")}
+    return {n: m for n, m in pipe.components.items() if isinstance(m, nn.Module) and hasattr(m, "fs_config")}
 
 
 def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
@@ -222,7 +222,7 @@ def check_components(pipe: DiffusionPipeline, components: Sequence[str]) -> None
         if name not in CONVERTIBLE:
             raise ValueError(f"component {name!r} is not converted: spiking-ddim converts {', '.join(CONVERTIBLE)} "
                              "(text encoders stay as they are)")
-        if hasattr(pipe.components[name], "fs_conversion"):
+        if hasattr(pipe.components[name], "fs_config"):
             raise ValueError(f"component {name!r} is already converted")
 
 

@@ -48,7 +48,7 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
         return ref, {"kind": "self", "model": None,
                      "description": "the converted model's own weights with the original activations"}
     if reference == "source":
-        sources = {(m.fs_conversion.get("source") or {}).get("model") for m in done.values()}
+        sources = {m.fs_config.source_model for m in done.values()}
         if None in sources or len(sources) != 1:
             raise ValueError("the conversion record names no single source model (converted by an older version, or "
                              "from a model object): pass --reference self or --reference PATH")
@@ -65,7 +65,7 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
             raise ValueError(f"the reference {name} has no component {component!r}")
         if converted_components(ref):
             raise ValueError(f"the reference {name} is itself converted to FS neurons: give the original model")
-        recorded = (m.fs_conversion.get("source") or {}).get("weights_sha256")
+        recorded = (m.fs_config.source or {}).get("weights_sha256")
         digests[component] = {"weights_sha256": weights_digest(other), "recorded": recorded}
         if reference == "source" and digests[component]["weights_sha256"] != recorded:
             raise ValueError(f"the {component} weights of {describe_source(name)} differ from those recorded when the "

@@ -1,15 +1,16 @@
 """Installing FS sites in a model: the module surgery shared by conversion and loading.
 
-A conversion is recorded as a *structure* (``model.fs_conversion["modules"]``): per
-replaced module its dotted path, kind (a plain activation module, diffusers' ``GELU`` or
-``GEGLU``), activation name and one signature per call site. :func:`apply_structure`
-installs the :class:`FSActivation` modules it describes; :func:`convert_unet` writes it
-after tracing a model, :func:`load_model` replays it before loading saved weights.
+A conversion records its replaced modules (``model.fs_config.modules``, a tuple of
+:class:`spiking_ddim.record.SiteModule`): per module its dotted path, kind (a plain
+activation module, diffusers' ``GELU`` or ``GEGLU``), activation name and one signature
+per call site. :func:`apply_structure` installs the :class:`FSActivation` modules they
+describe; :func:`convert_unet` records them after tracing a model, :func:`load_model`
+replays them before loading saved weights.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from diffusers.models.activations import GEGLU, GELU, FP32SiLU
@@ -18,11 +19,11 @@ from torch import nn
 from fs_neurons.neuron import FSNeuron
 
 from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
+from .record import SiteModule
 
-BANK_ACTIVATION = {"swish": "swish", "gelu": "gelu", "gelu_tanh": "gelu"}
+BANK_ACTIVATION = {"swish": "swish", "gelu": "gelu", "gelu_tanh": "gelu"}  # record activation -> bank file
 SWISH_TYPES: tuple[type, ...] = (nn.SiLU, FP32SiLU)
 GELU_TYPES: tuple[type, ...] = (nn.GELU, GELU, GEGLU)
-KINDS = ("module", "projected", "geglu")
 
 
 def activation_name(module: nn.Module) -> str:
@@ -63,11 +64,11 @@ class _GatedFS(nn.Module):
         return value * self.act(gate)
 
 
-def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, bank_path: Optional[str] = None,
-                    from_bank: bool = True) -> None:
+def apply_structure(model: nn.Module, spec: Sequence[SiteModule], K: int, method: str,
+                    bank_path: Optional[str] = None, from_bank: bool = True) -> None:
     """Install FSActivation modules described by ``spec`` (as recorded in
-    ``model.fs_conversion["modules"]``); neurons come from the bank entry (activation, K,
-    method), or are placeholders (``from_bank=False``) for weights loaded afterwards.
+    ``model.fs_config.modules``); neurons come from the bank entry (activation, K, method),
+    or are placeholders (``from_bank=False``) for weights loaded afterwards.
 
     All or nothing: every replacement is built and checked (each path names a module of the
     recorded activation and kind) before the first is installed, so an error (a missing bank
@@ -76,23 +77,23 @@ def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, ban
     modules = dict(model.named_modules())
     planned = []
     for s in spec:
-        owner_path, _, attr = s["path"].rpartition(".")
+        owner_path, _, attr = s.path.rpartition(".")
         owner = modules.get(owner_path) if owner_path else model
         old = getattr(owner, attr, None) if owner is not None else None
         if old is None or not isinstance(old, SWISH_TYPES + GELU_TYPES):
             found = "nothing" if old is None else type(old).__name__
-            raise ValueError(f"module {s['path']!r}: the record converts a Swish / GELU module there, the model has "
+            raise ValueError(f"module {s.path!r}: the record converts a Swish / GELU module there, the model has "
                              f"{found}")
-        if (site_kind(old), activation_name(old)) != (s["kind"], s["activation"]):
-            raise ValueError(f"module {s['path']!r} is recorded as {s['activation']} ({s['kind']}), but the model has "
+        if (site_kind(old), activation_name(old)) != (s.kind, s.activation):
+            raise ValueError(f"module {s.path!r} is recorded as {s.activation} ({s.kind}), but the model has "
                              f"{activation_name(old)} ({site_kind(old)}) there")
-        sigs = [SiteSignature(*sig) for sig in s["signatures"]]
+        sigs = [SiteSignature(*sig) for sig in s.signatures]
         if from_bank:
-            neurons = make_neurons(BANK_ACTIVATION[s["activation"]], K, method, len(sigs), bank_path)
+            neurons = make_neurons(BANK_ACTIVATION[s.activation], K, method, len(sigs), bank_path)
         else:
             neurons = [FSNeuron(K) for _ in sigs]
-        act = FSActivation(s["activation"], neurons, sigs)
-        new = act if s["kind"] == "module" else (_GatedFS if s["kind"] == "geglu" else _ProjectedFS)(old.proj, act)
+        act = FSActivation(s.activation, neurons, sigs)
+        new = act if s.kind == "module" else (_GatedFS if s.kind == "geglu" else _ProjectedFS)(old.proj, act)
         new.__dict__["_replaced"] = old  # kept for revert_unet, outside the module tree
         new.train(old.training)  # an eval-mode model gets eval-mode (lookup) neurons
         planned.append((owner, attr, new, act))
@@ -101,11 +102,11 @@ def apply_structure(model: nn.Module, spec: list[dict], K: int, method: str, ban
         act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
 
 
-def remove_structure(model: nn.Module, spec: list[dict]) -> None:
+def remove_structure(model: nn.Module, spec: Sequence[SiteModule]) -> None:
     """Undo :func:`apply_structure`: every installed FS site gets back the module it replaced."""
     modules = dict(model.named_modules())
     for s in spec:
-        owner_path, _, attr = s["path"].rpartition(".")
+        owner_path, _, attr = s.path.rpartition(".")
         owner = modules[owner_path] if owner_path else model
         current = getattr(owner, attr)
         if not isinstance(current, (FSActivation, _ProjectedFS, _GatedFS)):

@@ -56,7 +56,7 @@ def test_the_default_entry_is_the_unet_fitted_one():
     unet = tiny_unet()
     convert_unet(unet, K=8)
     want = load_entry("swish", 8, "ours-unet")
-    assert want.distribution == "swish_unet_inputs.json" and unet.fs_conversion["method"] == "ours-unet"
+    assert want.distribution == "swish_unet_inputs.json" and unet.fs_config.method == "ours-unet"
     for _, act in fs_activations(unet):
         for n in act.neurons:
             assert n.params()["h"] == pytest.approx(list(want.h)) and n.params()["T"] == pytest.approx(list(want.T))
@@ -234,3 +234,39 @@ def test_hub_id_while_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="cannot fetch model 'some-org/some-ddim'.*Offline"):
         load_model("some-org/some-ddim")
+
+
+def test_the_record_is_typed_frozen_and_round_trips_through_json(tmp_path):
+    import dataclasses
+    import json
+
+    from spiking_ddim import load_model
+    from spiking_ddim.record import FSConfig, RecordError, add_event
+
+    unet = tiny_unet()
+    convert_unet(unet, K=4, source=str(tmp_path), component="unet")
+    record = unet.fs_config
+    assert isinstance(record, FSConfig) and record.base_class == "UNet2DModel" and record.act_fn == "silu"
+    assert FSConfig.from_json(json.loads(json.dumps(record.to_json()))) == record
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.K = 8
+    add_event(unet, "calibrate", budget={"kind": "spikes", "value": 1.0})
+    assert unet.fs_config is not record and not record.calibrated  # a new record; the old one is unchanged
+    assert unet.fs_config.calibrated and unet.fs_config.budget == {"kind": "spikes", "value": 1.0}
+    unet.save_pretrained(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["_class_name"] == "UNet2DModel" and "spiking_ddim.load_model" in saved["act_fn"]
+    assert "quantization_config" not in saved
+    assert load_model(tmp_path / "m").fs_config == unet.fs_config
+    old = {**record.to_json(), "format": 2, "calibrated": True, "budget": None}
+    del old["history"]
+    assert [e["event"] for e in FSConfig.from_json(old).history] == ["convert", "calibrate"]
+    with pytest.raises(RecordError, match="coding must be one of"):
+        FSConfig.from_json({**record.to_json(), "coding": "delta"})
+
+
+def test_only_supported_diffusers_classes_are_converted():
+    from diffusers import UNet1DModel
+
+    with pytest.raises(ValueError, match="spiking_ddim converts the diffusers models"):
+        convert_unet(UNet1DModel())

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from spiking_ddim.cli import main
-from spiking_ddim.provenance import is_calibrated
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = ("fs_neurons", "spiking_ddim")
@@ -152,7 +151,7 @@ def test_convert_and_calibrate_save_pipelines_that_load_back(tmp_path, capsys):
     assert main(["convert", "--K", "4", "--out", str(tmp_path / "fs")]) == 0
     assert "converted 19 modules, 53 call sites to FS neurons (K=4, method=ours-unet)" in capsys.readouterr().out
     fs = load_pipeline(tmp_path / "fs")
-    assert fs.unet.fs_conversion["K"] == 4 and not is_calibrated(fs.unet.fs_conversion)
+    assert fs.unet.fs_config.K == 4 and not fs.unet.fs_config.calibrated
     with pytest.raises(SystemExit, match="pass --overwrite"):
         main(["convert", "--K", "4", "--out", str(tmp_path / "fs")])
     with pytest.raises(SystemExit, match="already converted; calibrate it with `spiking-ddim calibrate`"):
@@ -166,7 +165,7 @@ def test_convert_and_calibrate_save_pipelines_that_load_back(tmp_path, capsys):
                  "--out", str(tmp_path / "cal")]) == 0
     cal = load_pipeline(tmp_path / "cal")
     sites = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert is_calibrated(cal.unet.fs_conversion) and len(sites) == 53
+    assert cal.unet.fs_config.calibrated and len(sites) == 53
     assert all(s["mse_after"] <= s["mse_before"] for s in sites)
     assert sum(s["mse_after"] for s in sites) < 0.9 * sum(s["mse_before"] for s in sites)
     before, after = fs.unet.state_dict(), cal.unet.state_dict()

@@ -40,7 +40,6 @@ from spiking_ddim.pipelines import (
     save_pipeline,
     use_ddim_scheduler,
 )
-from spiking_ddim.provenance import is_calibrated, is_finetuned
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = SamplingOptions(steps=3)
@@ -135,7 +134,7 @@ def test_convert_sample_save_load(kind, tmp_path, bank):
     # the decoder is converted, the encoder is not: sampling never runs it
     if len(components) > 1:
         dec = fs.components[components[1]]
-        assert all(s["path"].startswith("decoder.") for s in dec.fs_conversion["modules"])
+        assert all(s.path.startswith("decoder.") for s in dec.fs_config.modules)
         encoder = [m for n, m in dec.named_modules() if n.startswith("encoder.")]
         assert any(isinstance(m, torch.nn.SiLU) for m in encoder)
         assert not any(isinstance(m, FSActivation) for m in encoder)
@@ -185,7 +184,7 @@ def test_calibration_lowers_every_site_error_on_latent_and_text_models(tmp_path)
                                                 for _, a in fs_activations(m))
     assert all(s.mse_after <= s.mse_before for s in sites)
     assert sum(s.mse_after for s in sites) < 0.9 * sum(s.mse_before for s in sites)
-    assert all(is_calibrated(m.fs_conversion) for m in converted_components(fs).values())
+    assert all(m.fs_config.calibrated for m in converted_components(fs).values())
     reference = generate(pipe, range(2), options)
     assert (generate(fs, range(2), options) - reference).abs().mean() < (before - reference).abs().mean()
 
@@ -224,14 +223,19 @@ def test_plain_diffusers_never_loads_the_swish_network(tmp_path):
     # a converted model alone: plain diffusers stops and names the loader
     with pytest.raises(ValueError, match="spiking_ddim.load_model"):
         UNet2DModel.from_pretrained(tmp_path / "fs" / "unet")
-    # a converted pipeline: plain diffusers loads the FS components once spiking_ddim is imported
+    # a converted pipeline: plain diffusers loads the FS components once spiking_ddim.modeling is imported
     loaded = DiffusionPipeline.from_pretrained(tmp_path / "fs")
     assert type(loaded.unet).__name__ == "SpikingUNet2DModel" and type(loaded.vqvae).__name__ == "SpikingVQModel"
     assert torch.equal(generate(loaded, range(2), options), expected)
+    index = json.loads((tmp_path / "fs" / "model_index.json").read_text())
+    assert index["unet"] == ["spiking_ddim.modeling", "SpikingUNet2DModel"]
     # ... and without it, stops naming the module to import
-    code = f"from diffusers import DiffusionPipeline; DiffusionPipeline.from_pretrained({str(tmp_path / 'fs')!r})"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    load = f"from diffusers import DiffusionPipeline; p = DiffusionPipeline.from_pretrained({str(tmp_path / 'fs')!r})"
+    r = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
     assert r.returncode != 0 and "import spiking_ddim.modeling" in r.stderr
+    r = subprocess.run([sys.executable, "-c", f"import spiking_ddim.modeling; {load}; print(type(p.unet).__name__)"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "SpikingUNet2DModel" in r.stdout, r.stderr[-2000:]
 
 
 @pytest.mark.integration
@@ -323,7 +327,7 @@ def test_fine_tuning_a_text_model_distils_on_its_guided_latent_trajectories(tmp_
     assert losses[-1] < 0.8 * losses[0], losses
     tuned = load_pipeline(out / "model")
     assert isinstance(tuned, StableDiffusionPipeline) and set(converted_components(tuned)) == {"unet", "vae"}
-    assert is_finetuned(tuned.unet.fs_conversion) and tuned.tokenizer is not None
+    assert tuned.unet.fs_config.finetuned and tuned.tokenizer is not None
     assert generate(tuned, [0], PROMPTS).shape == (1, 3, 16, 16)
     # a latent model has no training images in its UNet's space
     bad = subprocess.run([*base, "--loss", "denoise", "--steps", "1", "--out", str(tmp_path / "bad")],

@@ -29,7 +29,7 @@ def tuned_model(tmp_path_factory):
     """The embedded DDIM converted (K=4), then 'fine-tuned': one conv weight moved, and a
     calibration and a fine-tuning event in its history, as those commands record them."""
     from spiking_ddim import convert_pipeline, load_pipeline, save_pipeline
-    from spiking_ddim.provenance import add_event
+    from spiking_ddim.record import add_event
 
     pipe = load_pipeline(DEFAULT_MODEL)
     convert_pipeline(pipe, K=4)
@@ -83,7 +83,7 @@ def test_a_changed_source_is_refused_not_silently_used(tmp_path, cli):
     pipe = load_pipeline(src)
     convert_pipeline(pipe, K=4)
     save_pipeline(pipe, tmp_path / "fs")
-    assert pipe.unet.fs_conversion["source"]["model"] == str(src.resolve())
+    assert pipe.unet.fs_config.source_model == str(src.resolve())
     changed = load_pipeline(src)
     with torch.no_grad():
         changed.unet.conv_in.bias.add_(0.1)
@@ -96,15 +96,14 @@ def test_a_changed_source_is_refused_not_silently_used(tmp_path, cli):
 def test_calibration_records_itself_in_the_history(tmp_path):
     from spiking_ddim import SamplingOptions, convert_pipeline, load_pipeline
     from spiking_ddim.calibrate import CALIBRATION_SEARCH, calibrate
-    from spiking_ddim.provenance import budget, is_calibrated
 
     pipe = load_pipeline(DEFAULT_MODEL)
     convert_pipeline(pipe, K=2)
     search = CALIBRATION_SEARCH.__class__(pool=4, restarts=1, iters=2, elite=1, elite_iters=2, rounds=0, polish_iters=2)
     calibrate(pipe, SamplingOptions(steps=2), num_images=2, search=search)
-    record = pipe.unet.fs_conversion
-    assert is_calibrated(record) and budget(record) is None
-    event = record["history"][-1]
+    record = pipe.unet.fs_config
+    assert record.calibrated and record.budget is None
+    event = record.history[-1]
     assert event["event"] == "calibrate" and event["images"] == 2 and event["steps"] == 2
     assert event["summed_mse_after"] <= event["summed_mse_before"]
 
@@ -461,9 +460,9 @@ def test_a_failed_conversion_leaves_the_model_unconverted():
     before = [type(m) for m in unet.modules()]
     with pytest.raises(ValueError, match="no bank entry"):
         convert_unet(unet, K=12, convert_gelu=True)  # the GELU bank has no K=12
-    assert [type(m) for m in unet.modules()] == before and not hasattr(unet, "fs_conversion")
+    assert [type(m) for m in unet.modules()] == before and not hasattr(unet, "fs_config")
     report = convert_unet(unet, K=8, convert_gelu=True)  # a retry converts every site once, recorded
-    assert report.complete and unet.fs_conversion["K"] == 8
+    assert report.complete and unet.fs_config.K == 8
     assert not [m for m in unet.modules() if isinstance(m, SWISH_TYPES + GELU_TYPES)]
 
 

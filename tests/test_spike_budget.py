@@ -9,7 +9,6 @@ from fs_neurons import InputDistribution, OursConfig, fit_ours
 from fs_neurons.exact import SpikeObjective, exact_cost, search_many
 from fs_neurons.simulate import fs_simulate
 from fs_neurons.targets import swish
-from spiking_ddim.provenance import budget as budget_of
 
 QUICK = OursConfig(pool=24, restarts=1, iters=50, elite=3, elite_iters=50, rounds=1, mutants=12, round_iters=40,
                    polish_iters=60)
@@ -143,7 +142,7 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
         spent.append(mean_spikes(reports))
         errors.append(sum(neurons[r.name] * r.mse_after for r in reports))
         assert spent[-1] <= fraction * free + 1e-9, (fraction, spent[-1], free)
-        assert budget_of(pipe.unet.fs_conversion) == {"kind": "spikes", "value": fraction * free}
+        assert pipe.unet.fs_config.budget == {"kind": "spikes", "value": fraction * free}
     assert spent == sorted(spent, reverse=True) and spent[-1] < spent[-2] and spent[0] > 0
     assert errors == sorted(errors)  # per site, a tighter budget never picks an option with less error
     # energy: the accumulates of the chosen spikes fit what the ratio leaves after the dense layers

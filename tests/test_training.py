@@ -13,8 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from spiking_ddim.provenance import is_finetuned
-
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8", "--attention-level", "-1",
         "--batch-size", "8", "--K", "4"]
@@ -62,7 +60,7 @@ def test_short_fine_tune_lowers_the_training_loss(tmp_path, inputs):
     from spiking_ddim import load_model
 
     model = load_model(out / "model")
-    assert is_finetuned(model.fs_conversion) and model.fs_conversion["K"] == 8
+    assert model.fs_config.finetuned and model.fs_config.K == 8
 
 
 @pytest.mark.integration

@@ -175,11 +175,11 @@ def _calibrate(args, accelerator, out: Path, fs_pipe, options, budget) -> None:
         atomic_write_text(out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
         print(f"{message} (per site: {args.out / 'calibration.json'})", file=sys.stderr)
         state = [({n: {k: v.cpu() for k, v in m.state_dict().items()} for n, m in components.items()},
-                  {n: m.fs_conversion for n, m in components.items()})]
+                  {n: m.fs_config for n, m in components.items()})]
     state = broadcast_object_list(state)
     for n, m in components.items():
         m.load_state_dict(state[0][0][n])
-        m.fs_conversion = state[0][1][n]
+        m.fs_config = state[0][1][n]
 
 
 def _print(result, reference: dict, args: argparse.Namespace) -> None:
@@ -204,7 +204,6 @@ def _pipelines(args: argparse.Namespace, device):
     import copy
 
     from ..pipelines import SamplingOptions, converted_components, load_pipeline
-    from ..provenance import summary as history_summary
     from ..reference import reference_pipeline
     from .common import convert_from_flags, prompts_from_flags
 
@@ -216,7 +215,7 @@ def _pipelines(args: argparse.Namespace, device):
             given = [f"--{flag}" for flag in ("K", "method", "convert") if getattr(args, flag) is not None]
             if given:
                 raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
-            summary = "\n".join(f"{n}: already converted ({history_summary(m.fs_conversion)})" for n, m in done.items())
+            summary = "\n".join(f"{n}: already converted ({m.fs_config.summary()})" for n, m in done.items())
             plain = None
         else:
             plain = copy.deepcopy(pipe)

@@ -130,8 +130,8 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
         raise SystemExit(f"error: {e}") from None
     done = converted_components(pipe)
     if done:
-        spec = pipe.unet.fs_conversion if "unet" in done else next(iter(done.values())).fs_conversion
-        for flag, have in (("K", spec["K"]), ("method", spec["method"])):
+        spec = pipe.unet.fs_config if "unet" in done else next(iter(done.values())).fs_config
+        for flag, have in (("K", spec.K), ("method", spec.method)):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
@@ -195,7 +195,7 @@ def _run_snn(args: argparse.Namespace) -> int:
     from ..diffusion import noisy_batch, train_scheduler
     from ..finetune import TRAJECTORY_SEED, call_errors, image_error, trainable, trajectory_calls
     from ..pipelines import decoder, generate, save_pipeline
-    from ..provenance import add_event
+    from ..record import add_event
     from ..training import config_json, train
     from .ann import MODEL_DIR, make_accelerator, record_writer, resume_path, train_config
 

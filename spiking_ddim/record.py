@@ -1,0 +1,188 @@
+"""The conversion record: what a converted model is and where it comes from, as one typed value.
+
+:class:`FSConfig` (frozen) is created by conversion (:func:`spiking_ddim.convert_unet`)
+and attached to the model as ``model.fs_config``; it changes only through
+:func:`add_event`, which replaces it with a copy holding one more history event. It is
+saved as ``spiking_config.json`` beside diffusers' ``config.json`` and read back by
+:meth:`FSConfig.from_json`, which checks every field and the format version.
+
+Fields: the diffusers ``base_class`` and the ``act_fn`` its config had; ``K``; the bank
+``method``; the ``coding`` of the FS sites (``step``: every neuron sends its whole K-step
+code at every denoising step); ``per_site`` (one neuron per call site); ``modules``, the
+replaced modules (:class:`SiteModule`); ``source``, the model it was converted from (see
+:mod:`spiking_ddim.provenance`); ``history``, one dict per event, oldest first, with
+``event`` (``convert``, ``calibrate``, ``finetune``), ``time`` (UTC), ``version`` (this
+package's) and the event's settings and outcome. Format 3; formats 1 and 2 (earlier
+versions' dict records) still load, a history rebuilt from their flags marked
+``"inferred": true``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from torch import nn
+
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+KINDS = ("module", "projected", "geglu")  # the replaced module itself, or diffusers' GELU / GEGLU around it
+ACTIVATIONS = ("swish", "gelu", "gelu_tanh")
+CODINGS = ("step",)
+
+
+class RecordError(ValueError):
+    """A conversion record (``spiking_config.json``) is missing a field or malformed."""
+
+
+@dataclass(frozen=True)
+class SiteModule:
+    """One replaced module: its dotted ``path``, ``kind``, ``activation`` and one (ndim,
+    channels) ``signature`` per call site (one FS neuron each)."""
+
+    path: str
+    kind: str
+    activation: str
+    signatures: tuple[tuple[int, int], ...]
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "activation": self.activation,
+                "signatures": [list(s) for s in self.signatures]}
+
+
+@dataclass(frozen=True)
+class FSConfig:
+    """A converted model's record (see the module docstring)."""
+
+    base_class: str
+    K: int
+    method: str
+    modules: tuple[SiteModule, ...]
+    coding: str = "step"
+    per_site: bool = True
+    act_fn: Optional[str] = None
+    source: Optional[dict] = None
+    history: tuple[dict, ...] = field(default_factory=tuple)
+
+    @property
+    def num_sites(self) -> int:
+        return sum(len(m.signatures) for m in self.modules)
+
+    def events(self, kind: str) -> list[dict]:
+        return [e for e in self.history if e["event"] == kind]
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.events("calibrate"))
+
+    @property
+    def finetuned(self) -> bool:
+        return bool(self.events("finetune"))
+
+    @property
+    def budget(self) -> Optional[dict]:
+        """The budget of the latest calibration ({"kind", "value"}), or None."""
+        found = self.events("calibrate")
+        return found[-1].get("budget") if found else None
+
+    @property
+    def source_model(self) -> Optional[str]:
+        return (self.source or {}).get("model")
+
+    def summary(self) -> str:
+        """One line: K, method, source, calibration (and budget), fine-tuning runs."""
+        from .provenance import describe_source
+
+        parts = [f"K={self.K}, {self.method}", f"converted from {describe_source(self.source_model)}"]
+        for e in self.events("calibrate"):
+            b = e.get("budget")
+            parts.append("calibrated" + (f" under the {b['kind']} budget {b['value']:g}" if b else ""))
+        for e in self.events("finetune"):
+            what = "weights and neurons" if e.get("train_unet") and not e.get("freeze_neurons") else (
+                "weights" if e.get("train_unet") else "neurons")
+            steps = f", {e['steps']} steps" if e.get("steps") is not None else ""
+            parts.append(f"fine-tuned ({what}{steps}" + (f", run {e['run']})" if e.get("run") else ")"))
+        return "; ".join(parts)
+
+    def provenance(self) -> dict:
+        """What metrics.json and model cards say about the model."""
+        return {"K": self.K, "method": self.method, "coding": self.coding, "source": self.source,
+                "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
+                "history": list(self.history), "summary": self.summary()}
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "base_class": self.base_class, "act_fn": self.act_fn, "K": self.K,
+                "method": self.method, "coding": self.coding, "per_site": self.per_site,
+                "modules": [m.to_json() for m in self.modules], "source": self.source, "history": list(self.history)}
+
+    @classmethod
+    def from_json(cls, data: Any, where: Union[str, object] = "spiking_config.json") -> "FSConfig":
+        """The record of a ``spiking_config.json`` (format 1, 2 or 3); :class:`RecordError`
+        naming the first missing or malformed field."""
+        def bad(what: str) -> RecordError:
+            return RecordError(f"{where}: {what}")
+
+        if not isinstance(data, dict):
+            raise bad("must be a JSON object")
+        if data.get("format") not in READABLE_FORMATS:
+            raise bad(f"unsupported format {data.get('format')!r} (this version reads "
+                      f"{', '.join(map(str, READABLE_FORMATS))})")
+        for key in ("base_class", "K", "method", "modules"):
+            if key not in data:
+                raise bad(f"missing field {key!r}")
+        K = data["K"]
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+            raise bad(f"K must be an integer >= 1, got {K!r}")
+        if not isinstance(data["method"], str) or not isinstance(data["base_class"], str):
+            raise bad("method and base_class must be strings")
+        coding = data.get("coding", "step")
+        if coding not in CODINGS:
+            raise bad(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
+        if not isinstance(data["modules"], list) or not data["modules"]:
+            raise bad("modules must be a non-empty list")
+        modules = []
+        for i, m in enumerate(data["modules"]):
+            if not isinstance(m, dict) or not all(k in m for k in ("path", "kind", "activation", "signatures")):
+                raise bad(f"modules[{i}] must have path, kind, activation and signatures")
+            if m["kind"] not in KINDS:
+                raise bad(f"modules[{i}] ({m['path']}): kind must be one of {', '.join(KINDS)}, got {m['kind']!r}")
+            if m["activation"] not in ACTIVATIONS:
+                raise bad(f"modules[{i}] ({m['path']}): activation must be one of {', '.join(ACTIVATIONS)}, "
+                          f"got {m['activation']!r}")
+            sigs = m["signatures"]
+            if not (isinstance(sigs, list) and sigs and all(
+                    isinstance(g, list) and len(g) == 2 and all(isinstance(v, int) and v >= 1 for v in g)
+                    for g in sigs)):
+                raise bad(f"modules[{i}] ({m['path']}): signatures must be a non-empty list of [ndim, channels]")
+            modules.append(SiteModule(str(m["path"]), m["kind"], m["activation"], tuple(tuple(g) for g in sigs)))
+        history = data.get("history")
+        if history is None:  # formats 1 and 2 without one: rebuilt from the flags they kept
+            history = [{"event": "convert", "K": K, "method": data["method"], "inferred": True}]
+            if data.get("calibrated"):
+                history.append({"event": "calibrate", "budget": data.get("budget"), "inferred": True})
+            if data.get("finetuned"):
+                history.append({"event": "finetune", "inferred": True})
+        if not (isinstance(history, list) and all(isinstance(e, dict) and "event" in e for e in history)):
+            raise bad("history must be a list of events")
+        source = data.get("source")
+        if source is not None and not isinstance(source, dict):
+            raise bad("source must be an object")
+        return cls(data["base_class"], K, data["method"], tuple(modules), coding, bool(data.get("per_site", True)),
+                   data.get("act_fn"), source, tuple(history))
+
+
+def add_event(model: nn.Module, event: str, **fields: Any) -> dict:
+    """Give ``model`` a record with one more history event (time, version and ``fields``); returns the event."""
+    from .provenance import package_version
+
+    entry = {"event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": package_version(),
+             **fields}
+    model.fs_config = dataclasses.replace(model.fs_config, history=(*model.fs_config.history, entry))
+    return entry
+
+
+def record_of(model: nn.Module) -> Optional[FSConfig]:
+    """``model``'s conversion record, or None for a model that is not converted."""
+    return getattr(model, "fs_config", None)
