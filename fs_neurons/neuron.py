@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -14,9 +13,29 @@ from .piecewise import PiecewiseFS, fs_piecewise
 from .simulate import fs_simulate
 from .surrogate import Surrogate, get_surrogate
 
-MODES = ("auto", "simulate", "lookup")
+BACKENDS = ("auto", "simulate", "lookup")  # how a neuron computes: see FSNeuron
 ParamLike = Union[torch.Tensor, Sequence[float], Sequence[Sequence[float]]]
 SpikeHook = Callable[["FSNeuron", torch.Tensor, torch.Tensor], None]
+
+
+def check_backend(backend: str) -> str:
+    """Validate a backend name (:data:`BACKENDS`); returns it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def _checked_params(h: ParamLike, d: ParamLike, T: ParamLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h, d, T as float32 tensors of one shape, (K,) or (num_neurons, K), all finite."""
+    h, d, T = (torch.as_tensor(p, dtype=torch.float32) for p in (h, d, T))
+    if not (h.shape == d.shape == T.shape):
+        raise ValueError(f"h, d and T must have the same shape, got {tuple(h.shape)}, {tuple(d.shape)}, {tuple(T.shape)}")
+    if h.ndim not in (1, 2) or h.shape[-1] < 1:
+        raise ValueError(f"parameters must have shape (K,) or (num_neurons, K), got {tuple(h.shape)}")
+    for name, p in (("h", h), ("d", d), ("T", T)):
+        if not torch.isfinite(p).all():
+            raise ValueError(f"parameter {name} contains NaN or infinite values")
+    return h, d, T
 
 
 def check_K(K: int) -> int:
@@ -26,20 +45,6 @@ def check_K(K: int) -> int:
     return K
 
 
-@dataclass
-class SpikeStats:
-    """Running spike statistics of one neuron module."""
-
-    spikes: float = 0.0  # total spikes emitted
-    elements: int = 0  # total neuron activations (input elements seen)
-    calls: int = 0  # forward calls
-
-    @property
-    def spikes_per_activation(self) -> float:
-        """Mean spikes per neuron per call (0 <= value <= K)."""
-        return self.spikes / self.elements if self.elements else 0.0
-
-
 class FSNeuron(nn.Module):
     """A few-spikes neuron approximating an activation with K time steps.
 
@@ -47,13 +52,15 @@ class FSNeuron(nn.Module):
     neuron shared by every input element, or (num_neurons, K) for independent neurons
     indexed by input dim ``neuron_dim`` (multi-start fits, per-channel neurons).
 
-    Forward: any input shape and floating dtype. Modes: ``simulate`` runs the spike loop
-    (surrogate gradients); ``lookup`` evaluates the exact piecewise-constant table (fast,
-    no gradients: its output is detached); ``auto`` (default) simulates in training mode,
-    and in eval mode looks up, except for an input that needs a gradient (autograd on),
-    which it simulates: the same output up to float rounding, with the surrogate gradient.
-    With ``record_spikes = True`` the module accumulates :class:`SpikeStats`; a hook added
-    with :meth:`register_spike_hook` sees every call's output and per-element spike counts.
+    Forward: any input shape and floating dtype. How it computes is its ``backend``
+    (:data:`BACKENDS`; set a whole model's with :func:`fs_neurons.functional.set_backend`):
+    ``simulate`` runs the spike loop (surrogate gradients); ``lookup`` evaluates the exact
+    piecewise-constant table (fast, no gradients: its output is detached); ``auto``
+    (default) simulates in training mode, and in eval mode looks up, except for an input
+    that needs a gradient (autograd on), which it simulates: the same output up to float
+    rounding, with the surrogate gradient. Spikes are counted only for a hook added with
+    :meth:`register_spike_hook` (monitors such as :class:`spiking_ddim.energy.CostMeter`
+    attach one from outside), which sees every call's output and per-element spike counts.
     """
 
     def __init__(
@@ -62,15 +69,14 @@ class FSNeuron(nn.Module):
         num_neurons: Optional[int] = None,
         neuron_dim: int = 0,
         surrogate: Union[str, Surrogate] = "triangle",
-        mode: str = "auto",
+        backend: str = "auto",
         generator: Optional[torch.Generator] = None,
     ):
         super().__init__()
         check_K(K)
         if num_neurons is not None and num_neurons < 1:
             raise ValueError(f"num_neurons must be >= 1, got {num_neurons}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_backend(backend)
         shape = (K,) if num_neurons is None else (num_neurons, K)
         # The paper's random initialisation: h, d ~ |N(0, 1)|, T ~ N(0, 1).
         self.h = nn.Parameter(torch.randn(shape, generator=generator).abs())
@@ -78,30 +84,27 @@ class FSNeuron(nn.Module):
         self.T = nn.Parameter(torch.randn(shape, generator=generator))
         self.neuron_dim = neuron_dim
         self.surrogate = get_surrogate(surrogate)
-        self.mode = mode
-        self.record_spikes = False
-        self.stats = SpikeStats()
+        self.backend = backend
         self._spike_hooks: OrderedDict[int, SpikeHook] = OrderedDict()
         self._table: Optional[tuple[tuple, PiecewiseFS]] = None
 
     @classmethod
     def from_params(cls, h: ParamLike, d: ParamLike, T: ParamLike, **kwargs) -> "FSNeuron":
         """A neuron with given parameters, each of shape (K,) or (num_neurons, K)."""
-        h, d, T = (torch.as_tensor(p, dtype=torch.float32) for p in (h, d, T))
-        if not (h.shape == d.shape == T.shape):
-            raise ValueError(f"h, d and T must have the same shape, got {tuple(h.shape)}, {tuple(d.shape)}, {tuple(T.shape)}")
-        if h.ndim not in (1, 2) or h.shape[-1] < 1:
-            raise ValueError(f"parameters must have shape (K,) or (num_neurons, K), got {tuple(h.shape)}")
-        for name, p in (("h", h), ("d", d), ("T", T)):
-            if not torch.isfinite(p).all():
-                raise ValueError(f"parameter {name} contains NaN or infinite values")
-        num = None if h.ndim == 1 else h.shape[0]
-        neuron = cls(h.shape[-1], num_neurons=num, **kwargs)
-        with torch.no_grad():
-            neuron.h.copy_(h)
-            neuron.d.copy_(d)
-            neuron.T.copy_(T)
+        h, d, T = _checked_params(h, d, T)
+        neuron = cls(h.shape[-1], num_neurons=None if h.ndim == 1 else h.shape[0], **kwargs)
+        neuron.set_params(h, d, T)
         return neuron
+
+    @torch.no_grad()
+    def set_params(self, h: ParamLike, d: ParamLike, T: ParamLike) -> None:
+        """Replace h, d and T (each of this neuron's shape, finite) in place, keeping their
+        device and dtype. ``ValueError`` for another shape or a NaN / infinite value."""
+        h, d, T = _checked_params(h, d, T)
+        if h.shape != self.h.shape:
+            raise ValueError(f"parameters of shape {tuple(h.shape)} do not fit this neuron's {tuple(self.h.shape)}")
+        for name, value in (("h", h), ("d", d), ("T", T)):
+            getattr(self, name).copy_(value.to(self.h.device, self.h.dtype))
 
     @classmethod
     def from_bank(cls, activation: str = "swish", K: int = 8, method: str = "ours", **kwargs) -> "FSNeuron":
@@ -142,18 +145,14 @@ class FSNeuron(nn.Module):
                 f"input has {x.shape[self.neuron_dim]} entries along dim {self.neuron_dim}, "
                 f"but this FSNeuron holds {self.num_neurons} neurons"
             )
-        want_count = self.record_spikes or bool(self._spike_hooks)
+        want_count = bool(self._spike_hooks)
         wants_grad = torch.is_grad_enabled() and x.requires_grad
-        if self.mode == "lookup" or (self.mode == "auto" and not self.training and not wants_grad):
+        if self.backend == "lookup" or (self.backend == "auto" and not self.training and not wants_grad):
             dim = None if self.num_neurons is None else self.neuron_dim
             out, count = self.table().evaluate(x.detach(), dim, want_count=want_count)
         else:
             params = (self._param_view(p, x.ndim) for p in (self.h, self.d, self.T))
             out, count = fs_simulate(x, *params, surrogate=self.surrogate, count_spikes=want_count)
-        if self.record_spikes:
-            self.stats.spikes += float(count.sum(dtype=torch.float64))
-            self.stats.elements += x.numel()
-            self.stats.calls += 1
         for hook in list(self._spike_hooks.values()):
             hook(self, out, count)
         return out
@@ -166,13 +165,10 @@ class FSNeuron(nn.Module):
         self._spike_hooks[handle.id] = hook
         return handle
 
-    def reset_stats(self) -> None:
-        self.stats = SpikeStats()
-
     def params(self) -> dict[str, list]:
         """h, d, T as nested lists (JSON-ready)."""
         return {name: getattr(self, name).detach().cpu().double().tolist() for name in ("h", "d", "T")}
 
     def extra_repr(self) -> str:
         n = "" if self.num_neurons is None else f", num_neurons={self.num_neurons}, neuron_dim={self.neuron_dim}"
-        return f"K={self.K}{n}, mode={self.mode!r}"
+        return f"K={self.K}{n}, backend={self.backend!r}"

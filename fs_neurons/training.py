@@ -7,6 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from .distribution import InputDistribution
+from .functional import backend
 from .neuron import FSNeuron
 from .targets import Activation
 
@@ -39,25 +40,24 @@ def train_surrogate(
         if neuron.neuron_dim != 0:
             raise ValueError("train_surrogate needs neuron_dim=0 for a multi-neuron FSNeuron")
         x = x.expand(P, -1)
-    was_training, mode = neuron.training, neuron.mode
+    was_training = neuron.training
     neuron.train()
-    neuron.mode = "simulate"
     opt = torch.optim.Adam(neuron.parameters(), lr=lr)
     curve = []
     try:
-        for epoch in range(epochs + 1):
-            err = neuron(x) - y
-            losses = (w * err * err).sum(-1).reshape(P)
-            if epoch % log_every == 0 or epoch == epochs:
-                curve.append(losses.detach().double())
-            if epoch == epochs:
-                break
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
-            if callback is not None:
-                callback(epoch, losses.detach())
+        with backend(neuron, "simulate"):
+            for epoch in range(epochs + 1):
+                err = neuron(x) - y
+                losses = (w * err * err).sum(-1).reshape(P)
+                if epoch % log_every == 0 or epoch == epochs:
+                    curve.append(losses.detach().double())
+                if epoch == epochs:
+                    break
+                opt.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                opt.step()
+                if callback is not None:
+                    callback(epoch, losses.detach())
     finally:
         neuron.train(was_training)
-        neuron.mode = mode
     return torch.stack(curve, 1)

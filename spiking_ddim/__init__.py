@@ -31,7 +31,8 @@ _EXPORTS = {
     "SamplingOptions": "pipelines", "convert_pipeline": "pipelines", "generate": "pipelines",
     "load_pipeline": "pipelines", "save_pipeline": "pipelines",
     "reference_pipeline": "reference",
-    "fs_activations": "sites", "set_mode": "sites",
+    "SiteInputMonitor": "monitors",
+    "fs_activations": "sites", "original_activations": "sites",
 }
 
 __all__ = ["DEFAULT_MODEL", *sorted(_EXPORTS)]

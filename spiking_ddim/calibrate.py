@@ -25,6 +25,7 @@ sweep of budgets searches once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -42,9 +43,10 @@ from .convert import SiteReport
 from .diffusion import ddim_noise_gain
 from .energy import EnergyConstants, measure_cost
 from .fs_activation import make_neurons
+from .monitors import SiteInputMonitor
 from .pipelines import DenoiserCalls, SamplingOptions, converted_components, generate, record_denoiser_calls
 from .record import add_event
-from .sites import fs_activations, set_mode
+from .sites import fs_activations, original_activations
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All
 # sites are searched in one batch, so the budget bounds the whole calibration.
@@ -133,22 +135,20 @@ class SiteOptions:
 
 @torch.no_grad()
 def record_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = SamplingOptions(), num_images: int = 16,
-                       batch_size: int = 16, seed: int = 10_000) -> None:
+                       batch_size: int = 16, seed: int = 10_000) -> SiteInputMonitor:
     """Sample ``num_images`` images through ``pipe`` with the original activations in every FS
-    component, recording each site's inputs (kept in its FSActivation)."""
+    component; the monitor holding each call site's inputs (:meth:`SiteInputMonitor.samples`)."""
     components = converted_components(pipe)
     if not components:
         raise ValueError(f"{type(pipe).__name__} has no FS components to calibrate; convert it first")
-    for model in components.values():
-        for _, act in fs_activations(model):
-            act.clear_records()
-        set_mode(model, "record")
-    try:
+    monitor = SiteInputMonitor(torch.nn.ModuleList(components.values()))
+    with contextlib.ExitStack() as stack:
+        for model in components.values():
+            stack.enter_context(original_activations(model))
+        stack.enter_context(monitor)
         for start in range(0, num_images, batch_size):
             generate(pipe, range(start, min(start + batch_size, num_images)), options, seed)
-    finally:
-        for model in components.values():
-            set_mode(model, "fs")
+    return monitor
 
 
 def pooled_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = SamplingOptions(), num_images: int = 16,
@@ -157,14 +157,13 @@ def pooled_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = Sampl
     weight per site: ``points_per_site`` evenly spaced quantiles of each site's recorded
     inputs, concatenated, shape (sites * points_per_site,), float64. What one neuron shared
     by every site (a bank entry) should be fitted to."""
-    record_site_inputs(pipe, options, num_images, seed=seed)
+    inputs = record_site_inputs(pipe, options, num_images, seed=seed)
     quantiles = []
     for model in converted_components(pipe).values():
         for _, act in fs_activations(model):
             for i in range(act.num_sites):
-                s = torch.sort(act.site_samples(i).double()).values
+                s = torch.sort(inputs.samples(act, i).double()).values
                 quantiles.append(s[torch.linspace(0, s.numel() - 1, points_per_site).round().long()])
-            act.clear_records()
     return torch.cat(quantiles)
 
 
@@ -262,17 +261,15 @@ def fit_site_options(
         _measure_costs(pipe, options, found)
         if budget is not None:
             _limit(found, budget)
-    record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
+    inputs = record_site_inputs(pipe, options, num_images, seed=seed + 10_000)
     jobs = {}  # inputs and start -> (activation, K, samples, start)
     for name, model in converted_components(pipe).items():
         for path, act in fs_activations(model):
             for i in range(act.num_sites):
-                samples, start = act.site_samples(i), act.neurons[i].params()
+                samples, start = inputs.samples(act, i), act.neurons[i].params()
                 key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
                 found.sites.append((f"{path if name == 'unet' else f'{name}.{path}'}[{i}]", act, i, key))
                 jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start))
-    for _, act, _, _ in found.sites:
-        act.clear_records()
     for key, (opts, *before) in zip(jobs, _fit_jobs(list(jobs.values()), seed, search, progress, tuple(weights))):
         found.options[key], found.before[key] = opts, tuple(before)
     if len(weights) > 1:
@@ -293,8 +290,7 @@ def _measure_sensitivity(pipe: DiffusionPipeline, options: SamplingOptions, foun
     if set(components) != {"unet"}:
         return
     unet = components["unet"]
-    set_mode(unet, "ann")
-    try:
+    with original_activations(unet):
         calls = record_denoiser_calls(pipe, range(images), options, seed=seed)
         gain = ddim_noise_gain(pipe.scheduler, calls.timestep).to(torch.float64) ** 2
         weight = (gain / gain.mean()).view(-1, *[1] * (calls.output.ndim - 1))
@@ -305,8 +301,7 @@ def _measure_sensitivity(pipe: DiffusionPipeline, options: SamplingOptions, foun
             g = torch.Generator().manual_seed(seed)
 
             def perturb(module, _args, out, i=i, sigma=sigma, g=g):
-                site = module.calls - 1 if module.num_sites > 1 else 0
-                if site == i:
+                if module.site_index() == i:
                     return out + sigma * torch.randn(out.shape, generator=g, dtype=torch.float32).to(out.device, out.dtype)
                 return None
 
@@ -315,8 +310,6 @@ def _measure_sensitivity(pipe: DiffusionPipeline, options: SamplingOptions, foun
                 found.sensitivity[name] = probe.error(unet) / max(sigma * sigma, 1e-300)
             finally:
                 handle.remove()
-    finally:
-        set_mode(unet, "fs")
 
 
 @torch.no_grad()
@@ -395,8 +388,7 @@ def _allocate(found: SiteOptions, budget: SpikeBudget, weighting: str) -> list[d
 def _set_options(found: SiteOptions, choice: dict[bytes, int]) -> None:
     """Give every site the option ``choice`` names for its job."""
     for _, act, i, key in found.sites:
-        for p in ("h", "d", "T"):
-            getattr(act.neurons[i], p).copy_(torch.tensor(found.options[key][choice[key]].params[p]))
+        act.neurons[i].set_params(**found.options[key][choice[key]].params)
 
 
 def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[SpikeBudget] = None,

@@ -11,8 +11,6 @@ from torch import nn
 from fs_neurons import FSNeuron
 from fs_neurons.targets import resolve_activation
 
-RECORD_LIMIT = 200_000  # input samples kept per site while recording
-
 
 @dataclass(frozen=True)
 class SiteSignature:
@@ -38,9 +36,9 @@ class FSActivation(nn.Module):
     owner resets the count with a forward pre-hook (see :func:`attach_site_counter`), and
     each site checks its input's signature so a changed call order fails loudly.
 
-    ``mode``: ``"fs"`` runs the FS neurons; ``"ann"`` runs the original activation;
-    ``"record"`` runs the original activation and keeps a sample of each site's inputs
-    (for calibration).
+    ``original``: run the activation it replaced instead of the FS neurons (set for a
+    whole model, for a block, by :func:`spiking_ddim.sites.original_activations`).
+    Recording a site's inputs is a monitor's job (:class:`spiking_ddim.monitors.SiteInputMonitor`).
     """
 
     def __init__(self, activation: str, neurons: list[FSNeuron], signatures: list[SiteSignature]):
@@ -50,9 +48,8 @@ class FSActivation(nn.Module):
         self.activation, self._target = resolve_activation(activation)
         self.neurons = nn.ModuleList(neurons)
         self.signatures = list(signatures)
-        self.mode = "fs"
+        self.original = False
         self.calls = 0
-        self.clear_records()
 
     @property
     def num_sites(self) -> int:
@@ -60,6 +57,10 @@ class FSActivation(nn.Module):
 
     def reset_calls(self) -> None:
         self.calls = 0
+
+    def site_index(self) -> int:
+        """The call site of the call in progress (in a forward hook) or just made."""
+        return self.calls - 1 if self.num_sites > 1 else 0
 
     def _site(self, x: torch.Tensor) -> int:
         i = self.calls if self.num_sites > 1 else 0
@@ -80,36 +81,13 @@ class FSActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         i = self._site(x)
-        if self.mode == "fs":
+        if not self.original:
             return self.neurons[i](x)
-        if self.mode == "record":
-            self._record(i, x)
         return self._target(x.float()).to(x.dtype) if x.dtype in (torch.float16, torch.bfloat16) else self._target(x)
 
-    def _record(self, i: int, x: torch.Tensor) -> None:
-        """Keep a random sample (seeded, reproducible) of at most RECORD_LIMIT inputs."""
-        flat = x.detach().reshape(-1)
-        if flat.numel() > RECORD_LIMIT // 8:
-            idx = torch.randint(0, flat.numel(), (RECORD_LIMIT // 8,), generator=self._rng)
-            flat = flat[idx.to(flat.device)]
-        self.recorded[i].append(flat.float().cpu())
-        if sum(t.numel() for t in self.recorded[i]) > RECORD_LIMIT:
-            joined = torch.cat(self.recorded[i])
-            self.recorded[i] = [joined[torch.randperm(joined.numel(), generator=self._rng)[:RECORD_LIMIT]]]
-
-    def site_samples(self, i: int) -> torch.Tensor:
-        """The recorded inputs of site ``i`` (1-D float32)."""
-        if not self.recorded[i]:
-            raise RuntimeError(f"site {i} recorded no inputs; run the model in mode 'record' first")
-        return torch.cat(self.recorded[i])
-
-    def clear_records(self) -> None:
-        """Forget recorded inputs and restart the sampling generator."""
-        self.recorded: list[list[torch.Tensor]] = [[] for _ in self.neurons]
-        self._rng = torch.Generator().manual_seed(0)
-
     def extra_repr(self) -> str:
-        return f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}, mode={self.mode!r}"
+        return (f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}"
+                f"{', original' if self.original else ''}")
 
 
 def attach_site_counter(owner: nn.Module, name: str) -> Callable[[], None]:

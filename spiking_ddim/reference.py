@@ -21,9 +21,9 @@ from typing import Optional
 
 from diffusers import DiffusionPipeline
 
+from .convert import revert_unet
 from .pipelines import converted_components, load_pipeline
 from .provenance import describe_source, source_location, weights_digest
-from .sites import set_mode
 
 REFERENCES = ("source", "self")
 
@@ -43,8 +43,8 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
         raise ValueError("the pipeline has no FS components: it is its own reference")
     if reference == "self":
         ref = copy.deepcopy(fs_pipe)
-        for m in converted_components(ref).values():
-            set_mode(m, "ann")
+        for name, m in converted_components(ref).items():
+            ref.register_modules(**{name: revert_unet(m)})  # the same weights, the original activations
         return ref, {"kind": "self", "model": None,
                      "description": "the converted model's own weights with the original activations"}
     if reference == "source":

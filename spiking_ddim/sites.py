@@ -10,7 +10,8 @@ replays them before loading saved weights.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import contextlib
+from typing import Iterator, Optional, Sequence
 
 import torch
 from diffusers.models.activations import GEGLU, GELU, FP32SiLU
@@ -120,9 +121,16 @@ def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, FSActivation)]
 
 
-def set_mode(model: nn.Module, mode: str) -> None:
-    """Switch every FSActivation of ``model`` to ``fs``, ``ann`` or ``record``."""
-    if mode not in ("fs", "ann", "record"):
-        raise ValueError(f"mode must be fs, ann or record, got {mode!r}")
-    for _, m in fs_activations(model):
-        m.mode = mode
+@contextlib.contextmanager
+def original_activations(model: nn.Module) -> Iterator[nn.Module]:
+    """Every FS site of ``model`` runs the activation it replaced inside the block (the
+    converted model as the original network, with its current weights); FS neurons after."""
+    acts = [m for _, m in fs_activations(model)]
+    before = [a.original for a in acts]
+    for a in acts:
+        a.original = True
+    try:
+        yield model
+    finally:
+        for a, b in zip(acts, before):
+            a.original = b

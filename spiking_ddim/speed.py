@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from .sites import fs_activations
+from fs_neurons.functional import backend
 
 
 def synchronize(device: torch.device) -> None:
@@ -36,22 +36,15 @@ def unet_forward_seconds(pipe, fs_pipe, batch: int, repeats: int, device: torch.
     """Median seconds of one UNet forward pass (``batch`` noise images at t=500): the ANN
     (``ann_seconds``), the FS model's exact lookup (``lookup_seconds``) and its spike
     simulation (``simulate_seconds``, over ``simulate_repeats``, default ``repeats``); the
-    FS neurons' modes are restored afterwards."""
+    FS neurons' backends are restored afterwards."""
     cfg = pipe.unet.config
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g).to(device)
     t = torch.full((batch,), 500, device=device)
     out = {"ann_seconds": median_seconds(lambda: pipe.unet(x, t), repeats, device),
            "lookup_seconds": median_seconds(lambda: fs_pipe.unet(x, t), repeats, device)}
-    neurons = [n for _, act in fs_activations(fs_pipe.unet) for n in act.neurons]
-    modes = [n.mode for n in neurons]
-    for n in neurons:
-        n.mode = "simulate"
-    try:
+    with backend(fs_pipe.unet, "simulate"):
         out["simulate_seconds"] = median_seconds(lambda: fs_pipe.unet(x, t), simulate_repeats or repeats, device)
-    finally:
-        for n, mode in zip(neurons, modes):
-            n.mode = mode
     return out
 
 

@@ -10,7 +10,8 @@ from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
 from fs_neurons import FSNeuron
-from spiking_ddim import FSActivation, convert_unet, fs_activations, load_model, revert_unet, set_mode
+from fs_neurons.functional import backend
+from spiking_ddim import FSActivation, convert_unet, fs_activations, load_model, original_activations, revert_unet
 from spiking_ddim.convert import SWISH_TYPES, find_activations
 from spiking_ddim.fs_activation import SiteSignature
 
@@ -87,7 +88,7 @@ def test_fine_neurons_reproduce_the_original_closely(fine_bank):
     assert err < 0.2 * bad_err
 
 
-def test_ann_mode_equals_the_original_and_lookup_equals_simulation():
+def test_original_activations_equal_the_original_and_lookup_equals_simulation():
     unet = tiny_unet().eval()
     x, t = inputs()
     with torch.no_grad():
@@ -95,14 +96,11 @@ def test_ann_mode_equals_the_original_and_lookup_equals_simulation():
     convert_unet(unet, K=8, method="ours")
     unet.eval()
     with torch.no_grad():
-        set_mode(unet, "ann")
-        torch.testing.assert_close(unet(x, t).sample, ref, atol=1e-5, rtol=1e-5)
-        set_mode(unet, "fs")
+        with original_activations(unet):
+            torch.testing.assert_close(unet(x, t).sample, ref, atol=1e-5, rtol=1e-5)
         fast = unet(x, t).sample
-        for _, act in fs_activations(unet):
-            for n in act.neurons:
-                n.mode = "simulate"
-        sim = unet(x, t).sample
+        with backend(unet, "simulate"):
+            sim = unet(x, t).sample
     torch.testing.assert_close(fast, sim, atol=1e-4, rtol=1e-4)
 
 
@@ -153,11 +151,11 @@ def test_a_deep_copy_of_a_converted_model_counts_its_own_call_sites():
     student = tiny_unet()
     convert_unet(student, K=8, method="ours")
     teacher = copy.deepcopy(student)
-    set_mode(teacher, "ann")
     with torch.no_grad():
         fs_first = student(x, t).sample
         for _ in range(3):
-            assert torch.allclose(teacher(x, t).sample, want, atol=1e-5)
+            with original_activations(teacher):
+                assert torch.allclose(teacher(x, t).sample, want, atol=1e-5)
             assert torch.equal(student(x, t).sample, fs_first)
     revert_unet(teacher)
     with torch.no_grad():

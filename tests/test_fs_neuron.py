@@ -43,9 +43,9 @@ def test_hand_worked_example():
     n = FSNeuron.from_params([2.0, 1.0], [3.0, 0.5], [1.5, 0.25])
     x = torch.tensor([0.0, 0.3, 1.6, 2.4, 1.5])
     expected = torch.tensor([0.0, 0.5, 3.0, 3.5, 0.5])
-    for mode in ("simulate", "lookup"):
-        n.mode = mode
-        assert torch.equal(n(x), expected), mode
+    for backend in ("simulate", "lookup"):
+        n.backend = backend
+        assert torch.equal(n(x), expected), backend
 
 
 def test_gradients_reach_h_d_T_and_match_autograd():
@@ -94,9 +94,9 @@ def test_lookup_equals_simulation_on_a_million_inputs(dtype):
         n = FSNeuron(K, generator=g)
         x = (torch.rand(10**6, generator=g, dtype=torch.float64) * 200 - 100).to(dtype)
         with torch.no_grad():
-            n.mode = "simulate"
+            n.backend = "simulate"
             sim = n(x)
-            n.mode = "lookup"
+            n.backend = "lookup"
             fast = n(x)
         table = n.table()
         bp = table.breakpoints[0][torch.isfinite(table.breakpoints[0])].to(torch.float64)
@@ -127,28 +127,51 @@ def test_lookup_table_follows_parameter_updates():
     assert float(n(x)) == 2.0
 
 
-def test_spike_counts_agree_between_paths():
+def test_spike_counts_agree_between_backends_and_only_a_hook_counts_them():
     n = FSNeuron(8, generator=torch.Generator().manual_seed(5))
-    n.record_spikes = True
     x = torch.randn(4, 3, 5, 5) * 3
+    counts = {}
+    handle = n.register_spike_hook(lambda neuron, out, count: counts.__setitem__(neuron.backend, count.clone()))
     with torch.no_grad():
-        n.mode = "simulate"
-        n(x)
-        sim = n.stats.spikes
-        n.reset_stats()
-        n.mode = "lookup"
-        n(x)
-    assert n.stats.spikes == sim
-    assert n.stats.elements == x.numel()
-    assert 0 < n.stats.spikes_per_activation <= 8
+        for backend in ("simulate", "lookup"):
+            n.backend = backend
+            n(x)
+    handle.remove()
+    assert torch.equal(counts["simulate"], counts["lookup"]) and counts["lookup"].shape == x.shape
+    assert 0 < float(counts["lookup"].mean()) <= 8
+    n(x)  # the hook is gone: nothing more is counted
+    assert len(counts) == 2
+
+
+def test_set_backend_for_a_model_and_for_a_block():
+    from fs_neurons.functional import backend, set_backend
+
+    model = torch.nn.Sequential(FSNeuron(4), torch.nn.Linear(3, 3), FSNeuron(4, backend="lookup"))
+    with backend(model, "simulate"):
+        assert [m.backend for m in model if isinstance(m, FSNeuron)] == ["simulate", "simulate"]
+    assert [m.backend for m in model if isinstance(m, FSNeuron)] == ["auto", "lookup"]
+    set_backend(model, "lookup")
+    assert all(m.backend == "lookup" for m in model if isinstance(m, FSNeuron))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        set_backend(model, "fast")
+
+
+def test_set_params_checks_and_keeps_device_and_dtype():
+    n = FSNeuron(3).double()
+    n.set_params([1.0, 0.5, 0.25], [1.0, 0.5, 0.25], [0.5, 0.25, 0.125])
+    assert n.h.dtype == torch.float64 and n.params()["T"] == [0.5, 0.25, 0.125]
+    with pytest.raises(ValueError, match="do not fit"):
+        n.set_params([1.0], [1.0], [1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        n.set_params([1.0, float("inf"), 0.0], [1.0] * 3, [1.0] * 3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_any_shape_and_dtype(dtype):
     n = FSNeuron.from_params([1.0, 0.5, 0.25], [1.0, 0.5, 0.25], [0.5, 0.25, 0.125])
     x = torch.linspace(-1, 2, 2 * 3 * 4 * 5).reshape(2, 3, 4, 5).to(dtype)
-    for mode in ("simulate", "lookup"):
-        n.mode = mode
+    for backend in ("simulate", "lookup"):
+        n.backend = backend
         y = n(x)
         assert y.shape == x.shape and y.dtype == dtype
         assert float(y.detach().float().max()) == 1.75
@@ -158,8 +181,8 @@ def test_any_shape_and_dtype(dtype):
 def test_nan_input_propagates():
     n = FSNeuron.from_params([1.0], [1.0], [0.0])
     x = torch.tensor([float("nan"), 1.0])
-    for mode in ("simulate", "lookup"):
-        n.mode = mode
+    for backend in ("simulate", "lookup"):
+        n.backend = backend
         y = n(x)
         assert torch.isnan(y[0]) and y[1] == 1.0
 
@@ -169,15 +192,15 @@ def test_vectorised_neurons_equal_separate_neurons():
     multi = FSNeuron(6, num_neurons=3, neuron_dim=1, generator=g)
     x = torch.randn(2, 3, 10, generator=g) * 3
     singles = [FSNeuron.from_params(multi.h[i], multi.d[i], multi.T[i]) for i in range(3)]
-    for mode in ("simulate", "lookup"):
-        multi.mode = mode
+    for backend in ("simulate", "lookup"):
+        multi.backend = backend
         for s in singles:
-            s.mode = mode
+            s.backend = backend
         y = multi(x)
         for i, s in enumerate(singles):
             assert torch.equal(y[:, i], s(x[:, i]))
     # gradients stay per neuron
-    multi.mode = "simulate"
+    multi.backend = "simulate"
     multi(x)[:, 1].sum().backward()
     assert multi.T.grad[0].abs().sum() == 0 and multi.T.grad[2].abs().sum() == 0
     assert multi.T.grad[1].abs().sum() > 0
@@ -200,8 +223,8 @@ def test_bad_neuron_arguments():
         FSNeuron.from_params([1.0, 2.0], [1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="NaN"):
         FSNeuron.from_params([1.0, float("nan")], [1.0, 1.0], [1.0, 1.0])
-    with pytest.raises(ValueError, match="mode"):
-        FSNeuron(2, mode="fast")
+    with pytest.raises(ValueError, match="backend"):
+        FSNeuron(2, backend="fast")
     with pytest.raises(TypeError, match="floating"):
         FSNeuron(2)(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="neurons"):

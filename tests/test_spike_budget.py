@@ -84,16 +84,16 @@ def test_a_neuron_of_fewer_steps_padded_to_K_keeps_its_output_and_spikes():
     short = FSNeuron.from_bank("swish", 4, "ours-unet")
     long = FSNeuron.from_params(**_padded(short.params(), 9, hi=6.0))
     x = torch.linspace(-8.0, 6.0, 20_001)
-    seen = {}  # (mode, K) -> (output, spike count per element)
+    seen = {}  # (backend, K) -> (output, spike count per element)
     for neuron in (short, long):
-        neuron.register_spike_hook(lambda n, out, count: seen.__setitem__((n.mode, n.K), (out, count)))
-        for mode in ("simulate", "lookup"):
-            neuron.mode = mode
+        neuron.register_spike_hook(lambda n, out, count: seen.__setitem__((n.backend, n.K), (out, count)))
+        for backend in ("simulate", "lookup"):
+            neuron.backend = backend
             with torch.no_grad():
                 neuron(x)
-    for mode in ("simulate", "lookup"):
-        (out4, count4), (out9, count9) = seen[mode, 4], seen[mode, 9]
-        assert count4.sum() > 0 and torch.equal(out4, out9) and torch.equal(count4, count9), mode
+    for backend in ("simulate", "lookup"):
+        (out4, count4), (out9, count9) = seen[backend, 4], seen[backend, 9]
+        assert count4.sum() > 0 and torch.equal(out4, out9) and torch.equal(count4, count9), backend
 
 
 def _tiny_converted_pipeline():

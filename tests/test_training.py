@@ -90,7 +90,7 @@ def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tm
     from spiking_ddim.defaults import DEFAULT_MODEL
     from spiking_ddim.finetune import TRAJECTORY_SEED
     from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline
-    from spiking_ddim.sites import set_mode
+    from spiking_ddim.sites import original_activations
 
     quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20, time_budget=5.0)
     pipe = load_pipeline(DEFAULT_MODEL)
@@ -110,8 +110,8 @@ def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tm
     # measured here: the images of the held-out seeds (indices after the 4 training runs) against the original's
     held_out = range(4, 10)
     original = load_pipeline(start_dir)
-    set_mode(original.unet, "ann")
-    reference = generate(original, held_out, options, TRAJECTORY_SEED)
+    with original_activations(original.unet):
+        reference = generate(original, held_out, options, TRAJECTORY_SEED)
 
     def error(model_dir):
         return float((generate(load_pipeline(model_dir), held_out, options, TRAJECTORY_SEED) - reference).pow(2).mean())

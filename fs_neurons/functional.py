@@ -1,0 +1,42 @@
+"""Settings of every FS neuron in a model at once (as spikingjelly's ``functional``).
+
+    set_backend(model, "simulate")        # every FSNeuron of model simulates its spike loop
+    with backend(model, "lookup"): ...    # for a block; the previous backends come back after
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from torch import nn
+
+from .neuron import FSNeuron, check_backend
+
+
+def neurons(model: nn.Module) -> list[FSNeuron]:
+    """Every FSNeuron in ``model`` (itself included), in module order."""
+    return [m for m in model.modules() if isinstance(m, FSNeuron)]
+
+
+def set_backend(model: nn.Module, name: str) -> None:
+    """Set the backend (``auto``, ``simulate``, ``lookup``) of every FSNeuron in ``model``."""
+    check_backend(name)
+    for n in neurons(model):
+        n.backend = name
+
+
+@contextlib.contextmanager
+def backend(model: nn.Module, name: str) -> Iterator[nn.Module]:
+    """Every FSNeuron of ``model`` computes with backend ``name`` inside the block; each gets
+    its own backend back after it, also on an error."""
+    check_backend(name)
+    found = neurons(model)
+    before = [n.backend for n in found]
+    for n in found:
+        n.backend = name
+    try:
+        yield model
+    finally:
+        for n, b in zip(found, before):
+            n.backend = b

@@ -1,0 +1,69 @@
+"""Monitors: what a converted model's FS sites see, recorded from outside the sites.
+
+A monitor attaches forward hooks to every :class:`FSActivation` of a model when entered
+and removes them when left (as spikingjelly's ``monitor`` classes), so a site never
+changes behaviour to be observed.
+
+    with original_activations(model), SiteInputMonitor(model) as inputs:
+        ...                                   # run the model
+    x = inputs.samples(act, i)                # call site i's inputs, 1-D float32 on the CPU
+
+(Spikes and operations are counted by :class:`spiking_ddim.energy.CostMeter`, a monitor
+on the FS neurons' spike hooks.)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .fs_activation import FSActivation
+from .sites import fs_activations
+
+RECORD_LIMIT = 200_000  # input samples kept per call site
+
+
+class SiteInputMonitor:
+    """Keeps a random sample (reproducible: one generator per FSActivation, seeded ``seed``) of at
+    most ``limit`` inputs of every call site of every FSActivation in ``model``."""
+
+    def __init__(self, model: nn.Module, limit: int = RECORD_LIMIT, seed: int = 0):
+        if limit < 8:
+            raise ValueError(f"limit must be >= 8, got {limit}")
+        self.model, self.limit, self.seed = model, limit, seed
+        self._records: dict[int, list[list[torch.Tensor]]] = {}
+        self._rng: dict[int, torch.Generator] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> "SiteInputMonitor":
+        if self._handles:
+            raise RuntimeError("this monitor is already attached")
+        for _, act in fs_activations(self.model):
+            self._records[id(act)] = [[] for _ in range(act.num_sites)]
+            self._rng[id(act)] = torch.Generator().manual_seed(self.seed)
+            self._handles.append(act.register_forward_hook(self._record))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _record(self, act: FSActivation, args: tuple, _output) -> None:
+        i, rng, kept = act.site_index(), self._rng[id(act)], self._records[id(act)]
+        flat = args[0].detach().reshape(-1)
+        if flat.numel() > self.limit // 8:
+            flat = flat[torch.randint(0, flat.numel(), (self.limit // 8,), generator=rng).to(flat.device)]
+        kept[i].append(flat.float().cpu())
+        if sum(t.numel() for t in kept[i]) > self.limit:
+            joined = torch.cat(kept[i])
+            kept[i] = [joined[torch.randperm(joined.numel(), generator=rng)[:self.limit]]]
+
+    def samples(self, act: FSActivation, i: int) -> torch.Tensor:
+        """The recorded inputs of call site ``i`` of ``act``, 1-D float32 on the CPU."""
+        kept: Optional[list] = self._records.get(id(act))
+        if kept is None or not kept[i]:
+            raise RuntimeError(f"call site {i} of {act.extra_repr()} recorded no inputs; run the model inside the monitor")
+        return torch.cat(kept[i])
