@@ -35,21 +35,17 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
+import torch
+from noise_floor import floor_line, load_floor
+from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: the checkout's packages
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from noise_floor import floor_line, load_floor  # noqa: E402  (eval/, beside this script)
-from tqdm import tqdm  # noqa: E402
-
-from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
-from spiking_ddim.energy import EnergyConstants  # noqa: E402
-from spiking_ddim.metrics.generation import extract_features  # noqa: E402
-from spiking_ddim.metrics.image_loss import compare, x0_mae  # noqa: E402
-from spiking_ddim.plots import plot_energy_split, plot_firing_rates, save_figure  # noqa: E402
+from fs_neurons.figures import new_figure, save_figure
+from fs_neurons.files import atomic_write_text
+from spiking_ddim.defaults import DEFAULT_MODEL
+from spiking_ddim.energy import EnergyConstants
+from spiking_ddim.metrics.generation import extract_features
+from spiking_ddim.metrics.image_loss import compare, x0_mae
+from spiking_ddim.plots import plot_energy_split, plot_firing_rates
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["random", "gaussian", "tbpi", "ours", "ours-unet", "ours+cal", "ours-unet+cal"]
@@ -197,7 +193,7 @@ def markdown(rows: list[dict], args) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     original = next(r for r in rows if r["method"] == "original")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = new_figure(1, 3, figsize=(15, 4.2))
     for ax, key, title in zip(axes, ("kid_mean", "mae_x0", "psnr"),
                               (original["kid_label"], "image loss (x0-MAE)", "PSNR vs original (dB)")):
         for m in METHODS:
@@ -236,7 +232,7 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
     """PSNR and KID against SNN energy per image: one curve per method, one point per K."""
     original = next(r for r in rows if r["method"] == "original")
     rows = [r for r in rows if r.get("snn_joules_per_image") is not None and r["method"] != "original"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, axes = new_figure(1, 2, figsize=(12, 4.4))
     for ax, key, title in zip(axes, ("psnr", "kid_mean"), ("PSNR vs original (dB)", original["kid_label"])):
         for m in METHODS:
             pts = sorted((r["snn_joules_per_image"] * 1e3, r[key], r["K"]) for r in rows

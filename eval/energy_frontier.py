@@ -26,23 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: the checkout's packages
+import torch
+from noise_floor import floor_line, load_floor
+from tqdm import tqdm
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from noise_floor import floor_line, load_floor  # noqa: E402  (eval/, beside this script)
-from tqdm import tqdm  # noqa: E402
-
-from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim.calibrate import SpikeBudget, apply_budget, fit_site_options  # noqa: E402
-from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
-from spiking_ddim.energy import measure_cost  # noqa: E402
-from spiking_ddim.metrics import compare, extract_features, generation_metrics  # noqa: E402
-from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
-from spiking_ddim.plots import save_figure  # noqa: E402
+from fs_neurons.figures import new_figure, save_figure
+from fs_neurons.files import atomic_write_text
+from spiking_ddim.calibrate import SpikeBudget, apply_budget, fit_site_options
+from spiking_ddim.defaults import DEFAULT_MODEL
+from spiking_ddim.energy import measure_cost
+from spiking_ddim.metrics import compare, extract_features, generation_metrics
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {8: (0.40, 30.0), 16: (0.60, 34.0)}  # K: (energy ratio at most, at PSNR at least)
@@ -144,7 +138,7 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
                 if any(p["K"] == K and p["energy_ratio"] <= e for p in points) else "no point that low)")))
     atomic_write_text(args.out_dir / "energy_frontier.md", "\n".join(lines) + "\n")
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = new_figure(1, 2, figsize=(11, 4.2))
     for K in sorted({p["K"] for p in points}):
         ps = sorted((p for p in points if p["K"] == K and not p.get("finetuned")), key=lambda p: p["energy_ratio"])
         tuned = [p for p in points if p["K"] == K and p.get("finetuned")]

@@ -27,18 +27,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import matplotlib
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from fs_neurons.distribution import PAPER_RANGE, InputDistribution  # noqa: E402
-from fs_neurons.files import atomic_write, atomic_write_text  # noqa: E402
-from fs_neurons.methods import PAPER_TABLE, fit_baselines, fit_ours  # noqa: E402
-from fs_neurons.metrics import fs_mse  # noqa: E402
-from fs_neurons.names import BASELINES, METHODS  # noqa: E402
-from fs_neurons.targets import resolve_activation  # noqa: E402
+from fs_neurons.distribution import PAPER_RANGE, InputDistribution
+from fs_neurons.figures import new_figure, save_figure
+from fs_neurons.files import atomic_write_text
+from fs_neurons.methods import PAPER_TABLE, fit_baselines, fit_ours
+from fs_neurons.metrics import fs_mse
+from fs_neurons.names import BASELINES, METHODS
+from fs_neurons.targets import resolve_activation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {4: 3.8795, 8: 0.30, 12: 0.07, 16: 0.04}  # ours, MSE x100 (issue 2)
@@ -90,7 +87,7 @@ def markdown(rows: list[dict], Ks: list[int], methods: list[str], seeds: list[in
 
 
 def plot(rows: list[dict], Ks: list[int], methods: list[str], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure(figsize=(7, 4.5))
     for m in methods:
         means = [statistics.mean([r["mse_x100"] for r in rows if r["K"] == K and r["method"] == m]) for K in Ks]
         line, = ax.plot(Ks, means, "o-", label=m)
@@ -102,9 +99,7 @@ def plot(rows: list[dict], Ks: list[int], methods: list[str], path: Path) -> Non
     ax.set_xticks(Ks)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:

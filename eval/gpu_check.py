@@ -10,9 +10,7 @@ Every flag of ``spiking-ddim bench --help`` applies; --out defaults to the resul
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spiking_ddim.cli import main  # noqa: E402
+from spiking_ddim.cli import main
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 

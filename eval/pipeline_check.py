@@ -30,11 +30,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim.energy import measure_cost  # noqa: E402
-from spiking_ddim.pipelines import (  # noqa: E402
+from fs_neurons.files import atomic_write_text
+from spiking_ddim.energy import measure_cost
+from spiking_ddim.pipelines import (
     SamplingOptions,
     convert_pipeline,
     decoder,

@@ -8,12 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from safetensors.torch import save_file
 
-from safetensors.torch import save_file  # noqa: E402
-
-from fs_neurons.files import atomic_write  # noqa: E402
-from spiking_ddim.metrics.digits_features import WEIGHTS, train_cnn  # noqa: E402
+from fs_neurons.files import atomic_write
+from spiking_ddim.metrics.digits_features import WEIGHTS, train_cnn
 
 
 def main(argv=None) -> int:

@@ -29,10 +29,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fs_neurons import InputDistribution, fit_ours, fs_mse  # noqa: E402
-from fs_neurons.bank import (  # noqa: E402
+from fs_neurons import InputDistribution, fit_ours, fs_mse
+from fs_neurons.bank import (
     BANK_DIR,
     UNET_METHOD,
     BankEntry,
@@ -42,12 +40,12 @@ from fs_neurons.bank import (  # noqa: E402
     write_bank,
     write_distribution,
 )
-from fs_neurons.exact import OursConfig  # noqa: E402
-from fs_neurons.files import atomic_write_text  # noqa: E402
-from fs_neurons.targets import resolve_activation  # noqa: E402
-from spiking_ddim.calibrate import pooled_site_inputs  # noqa: E402
-from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
-from spiking_ddim.pipelines import convert_pipeline, load_pipeline  # noqa: E402
+from fs_neurons.exact import OursConfig
+from fs_neurons.files import atomic_write_text
+from fs_neurons.targets import resolve_activation
+from spiking_ddim.calibrate import pooled_site_inputs
+from spiking_ddim.defaults import DEFAULT_MODEL
+from spiking_ddim.pipelines import convert_pipeline, load_pipeline
 
 DISTRIBUTION = "swish_unet_inputs.json"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,13 +23,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fs_neurons.files import atomic_write_text  # noqa: E402
-from spiking_ddim.defaults import DEFAULT_MODEL  # noqa: E402
-from spiking_ddim.energy import measure_cost  # noqa: E402
-from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline  # noqa: E402
-from spiking_ddim.speed import unet_forward_seconds  # noqa: E402
+from fs_neurons.files import atomic_write_text
+from spiking_ddim.defaults import DEFAULT_MODEL
+from spiking_ddim.energy import measure_cost
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
+from spiking_ddim.speed import unet_forward_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

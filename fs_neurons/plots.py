@@ -5,29 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence, Union
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .distribution import InputDistribution  # noqa: E402
-from .methods import FSFit  # noqa: E402
-from .piecewise import fs_piecewise  # noqa: E402
-from .targets import resolve_activation  # noqa: E402
-from .tendency import evaluate_tendency  # noqa: E402
+from .distribution import InputDistribution
+from .figures import new_figure, save_figure
+from .methods import FSFit
+from .piecewise import fs_piecewise
+from .targets import resolve_activation
+from .tendency import evaluate_tendency
 
 PathLike = Union[str, Path]
 
 
 def _save(fig, path: PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_tendency(fit: FSFit, path: PathLike) -> Path:
@@ -37,7 +29,7 @@ def plot_tendency(fit: FSFit, path: PathLike) -> Path:
         raise ValueError("plot_tendency needs a TBPI fit (pre-trained parameters and tendencies)")
     t = np.arange(1, fit.K + 1)
     dense = np.linspace(1, fit.K, 200)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = new_figure(1, 3, figsize=(13, 3.8))
     for ax, name in zip(axes, ("h", "d", "T")):
         tf = fit.tendency[name]
         ax.plot(t, fit.pretrained[name], "o", label="pre-trained")
@@ -57,7 +49,7 @@ def plot_approximation(fits: Sequence[FSFit], path: PathLike, dist: InputDistrib
     _, target = resolve_activation(fits[0].activation)
     x = torch.linspace(dist.lo, dist.hi, 4000, dtype=torch.float64)
     y = target(x).numpy()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1.4])
+    fig, (top, bottom) = new_figure(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1.4])
     top.plot(x, y, "k-", lw=2, label=fits[0].activation)
     for f in fits:
         out, _ = fs_piecewise(torch.tensor(f.h), torch.tensor(f.d), torch.tensor(f.T)).evaluate(x)
@@ -74,7 +66,7 @@ def plot_approximation(fits: Sequence[FSFit], path: PathLike, dist: InputDistrib
 
 def plot_losses(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: PathLike, xlabel: str = "epoch") -> Path:
     """Loss curves, log scale: ``{label: (x values, losses)}``."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure(figsize=(7, 4))
     for label, (xs, ys) in curves.items():
         ax.plot(xs, np.asarray(ys) * 100, label=label)
     ax.set_yscale("log")

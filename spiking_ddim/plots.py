@@ -12,29 +12,16 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from fs_neurons.figures import new_figure, save_figure
 
-from fs_neurons.files import atomic_write  # noqa: E402
-
-from .energy import EnergyConstants, network_part  # noqa: E402
+from .energy import EnergyConstants, network_part
 
 PART_COLOURS = {"time": "tab:gray", "in": "tab:cyan", "down": "tab:blue", "mid": "tab:purple", "up": "tab:orange",
                 "out": "tab:green", "other": "tab:brown"}
 KIND_NAMES = {"conv": "conv", "linear": "linear", "matmul": "attention matmul"}
 PathLike = Union[str, Path]
-
-
-def save_figure(fig, path: PathLike, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    path = Path(path)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
-    plt.close(fig)
-    return path
 
 
 def plot_comparison(original: np.ndarray, fs: np.ndarray, path: PathLike, psnr: Sequence[float], title: str,
@@ -47,7 +34,7 @@ def plot_comparison(original: np.ndarray, fs: np.ndarray, path: PathLike, psnr: 
     n = len(original)
     cols = min(cols, n)
     groups = (n + cols - 1) // cols
-    fig, axes = plt.subplots(2 * groups, cols, figsize=(1.25 * cols + 0.9, 2.7 * groups + 0.5), squeeze=False)
+    fig, axes = new_figure(2 * groups, cols, figsize=(1.25 * cols + 0.9, 2.7 * groups + 0.5), squeeze=False)
     grey = original.shape[-1] == 1
     for g in range(groups):
         for c in range(cols):
@@ -81,7 +68,7 @@ def plot_firing_rates(runs: Mapping[str, Mapping[str, float]], path: PathLike, K
     if not runs:
         raise ValueError("no FS site spiked in these runs; is the model converted and in mode 'fs'?")
     names = list(next(iter(runs.values())))
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.16 * len(names) + 3), 4.0))
+    fig, ax = new_figure(figsize=(max(7.0, 0.16 * len(names) + 3), 4.0))
     start = 0
     for i, name in enumerate(names + [None]):
         part = network_part(names[start])
@@ -121,8 +108,10 @@ def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], con
                        **{(k, "ACs"): v["snn_acs"] * ac for k, v in kinds.items() if v["snn_acs"]}}
     segments = list(dict.fromkeys(seg for bar in bars.values() for seg in bar))
     segments.sort(key=lambda seg: (seg[1] == "ACs", list(KIND_NAMES).index(seg[0]) if seg[0] in KIND_NAMES else 9))
-    fig, ax = plt.subplots(figsize=(4.5 + 0.9 * len(bars), 4.4))
-    colours = plt.get_cmap("tab10").colors
+    fig, ax = new_figure(figsize=(4.5 + 0.9 * len(bars), 4.4))
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10"].colors
     bottom = [0.0] * len(bars)
     for i, seg in enumerate(segments):
         heights = [bar.get(seg, 0.0) for bar in bars.values()]
