@@ -129,20 +129,17 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def image_grid(images: torch.Tensor, cols: int = 8) -> np.ndarray:
+    """(N, C, H, W) images in [-1, 1] tiled by ``torchvision.utils.make_grid`` (one white
+    pixel between tiles) as one (H', W', C) uint8 image."""
+    from torchvision.utils import make_grid
+
+    tiles = make_grid((images.detach().float().cpu().clamp(-1, 1) + 1) / 2, nrow=cols, padding=1, pad_value=1.0)
+    return to_uint8(tiles[None] * 2 - 1)[0][..., : images.shape[1]]
+
+
 def save_png(image: np.ndarray, path: Union[str, Path]) -> None:
     """Save one (H, W, C) uint8 image as PNG."""
     from PIL import Image
 
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path, format="PNG")
-
-
-def grid(images: np.ndarray, cols: int = 8, pad: int = 1) -> np.ndarray:
-    """Tile (N, H, W, C) uint8 images into one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) image."""
-    n, h, w, c = images.shape
-    cols = max(1, min(cols, n))
-    rows = (n + cols - 1) // cols
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, q = divmod(i, cols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = im
-    return out

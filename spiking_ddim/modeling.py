@@ -40,6 +40,7 @@ from torch import nn
 
 from fs_neurons.files import atomic_directory, atomic_write_text
 
+from .model_card import write_model_card
 from .record import FSConfig, RecordError
 from .sites import apply_structure, fs_activations
 
@@ -57,8 +58,8 @@ class SpikingModelMixin:
     fs_config: FSConfig
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs) -> None:
-        """diffusers' save_pretrained (safetensors), with the FS activation in config.json and
-        the record in spiking_config.json; atomic."""
+        """diffusers' save_pretrained (safetensors), with the FS activation in config.json, the
+        record in spiking_config.json and a model card in README.md; atomic."""
         kwargs.setdefault("safe_serialization", True)
         with atomic_directory(save_directory) as tmp:
             super().save_pretrained(tmp, **kwargs)
@@ -68,6 +69,8 @@ class SpikingModelMixin:
                 config["act_fn"] = FS_ACT_FN
             atomic_write_text(tmp / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
             atomic_write_text(tmp / SPIKING_CONFIG_NAME, json.dumps(self.fs_config.to_json(), indent=1) + "\n")
+            write_model_card(tmp, {(self.fs_config.source or {}).get("component") or "model": self.fs_config},
+                             pipeline=False)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,

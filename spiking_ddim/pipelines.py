@@ -28,6 +28,7 @@ from fs_neurons.files import atomic_directory
 from fs_neurons.names import UNET_METHOD
 
 from .convert import ConversionReport, convert_unet, revert_unet
+from .model_card import write_model_card
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
 
 DECODERS = ("vae", "vqvae")  # autoencoder components whose decoder can be converted
@@ -228,9 +229,13 @@ def check_components(pipe: DiffusionPipeline, components: Sequence[str]) -> None
 
 def save_pipeline(pipe: DiffusionPipeline, path: Union[str, os.PathLike]) -> None:
     """``pipe.save_pretrained(path)`` (safetensors), written atomically; FS components save
-    with their conversion and load back with :func:`load_pipeline`."""
+    with their conversion and load back with :func:`load_pipeline`; a converted pipeline
+    gets a model card (README.md, :mod:`spiking_ddim.model_card`)."""
     with atomic_directory(path) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        done = converted_components(pipe)
+        if done:
+            write_model_card(tmp, {n: m.fs_config for n, m in done.items()}, pipeline=True)
 
 
 @torch.no_grad()

@@ -70,6 +70,9 @@ def check_resume(checkpoint: Path, command: str, new: dict) -> dict:
     if not is_checkpoint(checkpoint):
         raise ValueError(f"{checkpoint} is not a training checkpoint (no optimizer.bin and model weights); pass a "
                          "RUN/checkpoints/step_N folder or 'latest'")
+    if not (checkpoint / "scheduler.bin").is_file():
+        raise ValueError(f"{checkpoint} was written by an older spiking-ddim, without a learning-rate schedule; "
+                         "start a new run (another --out, or --overwrite)")
     run = run_of_checkpoint(checkpoint)
     record = read_record(run)
     if record.get("command") != command:

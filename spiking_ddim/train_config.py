@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")  # names of diffusers' get_scheduler
+
 
 @dataclass
 class TrainConfig:
     """Optimizer steps, images per step and process, AdamW learning rate and weight decay,
-    gradient accumulation, EMA decay of the kept weights, and every how many steps to
-    checkpoint (keeping the last ``keep_checkpoints``), log and validate; the seed of
-    weights, batches and noise."""
+    the learning-rate schedule (diffusers' ``get_scheduler``: constant, constant_with_warmup,
+    linear, cosine) and its warm-up steps, gradient accumulation, EMA decay of the kept
+    weights, and every how many steps to checkpoint (keeping the last ``keep_checkpoints``),
+    log and validate; the seed of weights, batches and noise."""
 
     steps: int = 4000
     batch_size: int = 64
@@ -23,6 +26,8 @@ class TrainConfig:
     log_every: int = 25
     validate_every: int = 100
     seed: int = 0
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
@@ -33,5 +38,9 @@ class TrainConfig:
             raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.lr_scheduler not in LR_SCHEDULES:
+            raise ValueError(f"lr-scheduler must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_scheduler!r}")
+        if not 0 <= self.lr_warmup_steps <= self.steps:
+            raise ValueError(f"lr-warmup-steps must be in [0, steps], got {self.lr_warmup_steps}")
         if not 0 <= self.weight_decay < float("inf"):
             raise ValueError(f"weight-decay must be a finite number >= 0, got {self.weight_decay}")

@@ -14,7 +14,10 @@ checkpoints every N steps that resume exactly:
 
 With a validation function the loop also scores the EMA weights every ``validate_every``
 steps (the start included) and returns the best-scoring ones, so fine-tuning can never
-leave the model worse on held-out data than it began.
+leave the model worse on held-out data than it began. The learning rate follows diffusers'
+``get_scheduler`` (constant by default; warm-up, linear and cosine on request) and is
+logged; loss, learning rate and validation also go to the Accelerator's trackers (e.g.
+TensorBoard), when it has any.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Callable, Optional
 
 import torch
 from accelerate import Accelerator
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
@@ -146,9 +150,13 @@ def train(
     """
     config.validate()
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # Accelerate steps a prepared schedule once per process for every optimizer step, as diffusers' scripts count it
+    n = accelerator.num_processes
+    schedule = get_scheduler(config.lr_scheduler, opt, num_warmup_steps=config.lr_warmup_steps * n,
+                             num_training_steps=config.steps * n)
     ema = EMAModel(params, decay=config.ema_decay)
     counter, best = Counter(), BestWeights()
-    model, opt = accelerator.prepare(model, opt)
+    model, opt, schedule = accelerator.prepare(model, opt, schedule)
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema, counter, best)
     if resume is not None:
@@ -173,6 +181,7 @@ def train(
         model.train()
         ema.restore(params)
         best.offer(counter.step, error, ema.shadow_params)
+        accelerator.log({"validation": error}, step=counter.step)
         if accelerator.is_main_process:
             records.append({"step": counter.step, "validation": error})
             atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
@@ -191,6 +200,7 @@ def train(
                     raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
                 accelerator.backward(loss)
                 opt.step()
+                schedule.step()
                 opt.zero_grad(set_to_none=True)
             running.append(loss.detach())
         ema.step(params)
@@ -199,8 +209,11 @@ def train(
         if counter.step % config.log_every == 0 or counter.step == config.steps:
             mean = accelerator.reduce(torch.stack(running).mean(), reduction="mean").item()
             running = []
+            lr = schedule.get_last_lr()[0]
+            accelerator.log({"loss": mean, "lr": lr}, step=counter.step)
             if accelerator.is_main_process:
-                records.append({"step": counter.step, "loss": mean, "seconds": round(time.perf_counter() - t0, 2)})
+                records.append({"step": counter.step, "loss": mean, "lr": lr,
+                                "seconds": round(time.perf_counter() - t0, 2)})
                 atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
                 bar.set_postfix(loss=f"{mean:.4f}")
         if validate is not None and (counter.step % config.validate_every == 0 or counter.step == config.steps):

@@ -255,6 +255,8 @@ def test_the_record_is_typed_frozen_and_round_trips_through_json(tmp_path):
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
     assert saved["_class_name"] == "UNet2DModel" and "spiking_ddim.load_model" in saved["act_fn"]
     assert "quantization_config" not in saved
+    card = (tmp_path / "m" / "README.md").read_text()  # the model card, from the record
+    assert "library_name: diffusers" in card and "K=4" in card and "under the spikes budget 1" in card
     assert load_model(tmp_path / "m").fs_config == unet.fs_config
     old = {**record.to_json(), "format": 2, "calibrated": True, "budget": None}
     del old["history"]

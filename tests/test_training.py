@@ -277,3 +277,33 @@ def test_bad_training_flags(tmp_path, cli, args, message):
     code, _, err = cli("train", *[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert code != 0 and message in err, err[-2000:]
     assert "Traceback" not in err
+
+
+def test_the_learning_rate_follows_its_schedule_and_is_logged(tmp_path):
+    from accelerate import Accelerator
+
+    from spiking_ddim.training import TrainConfig, train
+
+    cfg = TrainConfig(steps=8, batch_size=1, lr=0.1, ema_decay=0.0, log_every=1, checkpoint_every=100,
+                      lr_scheduler="cosine", lr_warmup_steps=3)
+    model = torch.nn.Linear(1, 1, bias=False)
+    result = train(Accelerator(cpu=True), model, list(model.parameters()), lambda m, g, step: m.weight.sum() ** 2, cfg,
+                   tmp_path)
+    lrs = [r["lr"] for r in result.records if "lr" in r]
+    assert len(lrs) == 8 and lrs[2] == pytest.approx(0.1)  # three warm-up steps up to the full rate ...
+    assert lrs[0] < lrs[1] < lrs[2] and lrs[2] > lrs[5] > lrs[7] >= 0  # ... then the cosine down
+    assert [r["lr"] for r in log(tmp_path) if "lr" in r] == lrs
+    with pytest.raises(ValueError, match="lr-scheduler must be one of"):
+        TrainConfig(lr_scheduler="step").validate()
+
+
+def test_an_unavailable_tracker_is_a_clear_error(tmp_path, cli):
+    import importlib.util
+
+    code, _, err = cli("train", "ann", "--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8",
+                       "--attention-level", "-1", "--batch-size", "4", "--samples", "0", "--steps", "1", "--log-with",
+                       "tensorboard", "--out", tmp_path / "t")
+    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        assert code != 0 and "--log-with tensorboard" in err and "Traceback" not in err
+    else:
+        assert code == 0 and any((tmp_path / "t").rglob("events.out.tfevents*"))

@@ -22,7 +22,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       grad_accum=args.grad_accum, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
                       log_every=args.log_every, seed=args.seed,
-                      validate_every=getattr(args, "validate_every", TrainConfig.validate_every))
+                      validate_every=getattr(args, "validate_every", TrainConfig.validate_every),
+                      lr_scheduler=args.lr_scheduler, lr_warmup_steps=args.lr_warmup_steps)
     try:
         cfg.validate()
     except ValueError as e:
@@ -30,16 +31,32 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int):
+def make_accelerator(args: argparse.Namespace):
+    """The Accelerator of a training run: devices, processes, --mixed-precision, gradient
+    accumulation, and the --log-with tracker (its files under --out)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.utils import is_tensorboard_available
 
+    log_with = None if args.log_with == "none" else args.log_with
+    if log_with == "tensorboard" and not is_tensorboard_available():
+        raise SystemExit("error: --log-with tensorboard: TensorBoard is not installed "
+                         "(pip install 'spiking-ddim[tensorboard]')")
     try:
         # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
-        return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision,
-                           gradient_accumulation_steps=grad_accum)
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=args.mixed_precision,
+                                  gradient_accumulation_steps=args.grad_accum, log_with=log_with,
+                                  project_dir=str(args.out))
     except ValueError as e:  # e.g. fp16 without a GPU
-        raise SystemExit(f"error: --mixed-precision {mixed_precision}: {e}") from None
+        raise SystemExit(f"error: --mixed-precision {args.mixed_precision}: {e}") from None
+    return accelerator
+
+
+def start_trackers(accelerator, args: argparse.Namespace, command: str) -> None:
+    """Start the --log-with tracker (once the run's folder exists), with the run's settings."""
+    if args.log_with != "none":
+        accelerator.init_trackers(f"train-{command}", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                              for k, v in vars(args).items() if k != "run"})
 
 
 def resume_path(args: argparse.Namespace, command: str, accelerator) -> tuple[Path | None, dict | None]:
@@ -125,14 +142,15 @@ def _run_ann(args: argparse.Namespace) -> int:
     import torch
     from diffusers import DDIMPipeline, DDIMScheduler
 
-    from ..data import grid, load_images, save_png, to_uint8
+    from ..data import image_grid, load_images, save_png
     from ..diffusion import TRAIN_SCHEDULER, build_unet, denoising_loss, train_scheduler
     from ..pipelines import SamplingOptions, generate, load_pipeline, save_pipeline
     from ..training import config_json, train
 
     cfg = train_config(args)
-    accelerator = make_accelerator(args.mixed_precision, cfg.grad_accum)
+    accelerator = make_accelerator(args)
     resume, previous = resume_path(args, "ann", accelerator)
+    start_trackers(accelerator, args, "ann")
     try:
         images = load_images(args.data, args.image_size, "train")
     except (FileNotFoundError, ValueError) as e:
@@ -154,7 +172,7 @@ def _run_ann(args: argparse.Namespace) -> int:
         save_pipeline(DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER)), args.out / MODEL_DIR)
         if args.samples > 0:
             x = generate(load_pipeline(args.out / MODEL_DIR), range(args.samples), SamplingOptions(steps=50))
-            save_png(grid(to_uint8(x)), args.out / "samples.png")
+            save_png(image_grid(x), args.out / "samples.png")
         print(f"wrote {args.out / MODEL_DIR} (diffusers DDIMPipeline layout) and {args.out / 'samples.png'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -9,7 +9,7 @@ from pathlib import Path
 from fs_neurons.names import BANK_METHODS, UNET_METHOD
 
 from ..defaults import DEFAULT_K, DEFAULT_MODEL, INCEPTION_ENV, METRICS
-from ..train_config import TrainConfig
+from ..train_config import LR_SCHEDULES, TrainConfig
 
 
 def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str = "",
@@ -95,6 +95,10 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     g.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help="images per step and process (default: %(default)s)")
     g.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default: %(default)s)")
+    g.add_argument("--lr-scheduler", choices=LR_SCHEDULES, default=defaults.lr_scheduler,
+                   help="learning-rate schedule (diffusers' get_scheduler) (default: %(default)s)")
+    g.add_argument("--lr-warmup-steps", type=int, default=defaults.lr_warmup_steps,
+                   help="linear warm-up steps of constant_with_warmup, linear and cosine (default: %(default)s)")
     g.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
                    help="AdamW weight decay (default: %(default)s)")
     g.add_argument("--grad-accum", type=int, default=defaults.grad_accum,
@@ -106,7 +110,10 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     g.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
                    help="steps between checkpoints (default: %(default)s)")
     g.add_argument("--log-every", type=int, default=defaults.log_every,
-                   help="steps between log records (default: %(default)s)")
+                   help="steps between log records (loss, learning rate) in OUT/log.jsonl (default: %(default)s)")
+    g.add_argument("--log-with", choices=["none", "tensorboard"], default="none",
+                   help="also log loss, learning rate and validation to an experiment tracker in OUT/ (tensorboard: "
+                        "pip install spiking-ddim[tensorboard]) (default: %(default)s)")
     g.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue the run in --out from one of its checkpoints (RUN/checkpoints/step_N), or 'latest'; "
                         "every setting but --steps, --log-every and --checkpoint-every must match the run's")
