@@ -260,7 +260,7 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from spiking_ddim.calibrate import calibrate
+    from spiking_ddim.calibration import calibrate
     from spiking_ddim.data import load_images
     from spiking_ddim.pipelines import (
         SamplingOptions,

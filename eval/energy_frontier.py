@@ -2,7 +2,7 @@
 """The quality-per-energy frontier of budgeted calibration on the embedded digits DDIM.
 
 For each K: convert (``ours-unet``), fit every site's options once
-(:func:`spiking_ddim.calibrate.fit_site_options`: plain fit, a grid of spike weights,
+(:func:`spiking_ddim.calibration.fit_site_options`: plain fit, a grid of spike weights,
 silent), then for the plain calibration and each SNN/ANN energy budget of the sweep
 choose the sites' options (:func:`apply_budget`) and sample ``--num-images`` images
 (``--steps`` DDIM steps, seeds SEED..SEED+N-1, as ``eval/ddim_table.py``): PSNR against
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
-from spiking_ddim.calibrate import SpikeBudget, apply_budget, fit_site_options
+from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.metrics import compare, extract_features, generation_metrics

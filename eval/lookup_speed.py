@@ -56,8 +56,8 @@ def main(argv=None) -> int:
             fused = table.evaluate(x, want_count=True)
             with mock.patch.object(kernels, "available", lambda: False):
                 plain = table.evaluate(x, want_count=True)
-                torch_s = seconds(lambda: table.evaluate(x, want_count=True), args.repeats)
-            numba_s = seconds(lambda: table.evaluate(x, want_count=True), args.repeats)
+                torch_s = seconds(lambda table=table, x=x: table.evaluate(x, want_count=True), args.repeats)
+            numba_s = seconds(lambda table=table, x=x: table.evaluate(x, want_count=True), args.repeats)
             rows.append({"K": K, "inputs": n, "numba_seconds": numba_s, "torch_seconds": torch_s,
                          "torch_over_numba": torch_s / numba_s,
                          "identical": bool(torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1]))})

@@ -43,7 +43,7 @@ from fs_neurons.bank import (
 from fs_neurons.exact import OursConfig
 from fs_neurons.files import atomic_write_text
 from fs_neurons.targets import resolve_activation
-from spiking_ddim.calibrate import pooled_site_inputs
+from spiking_ddim.calibration import pooled_site_inputs
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.pipelines import convert_pipeline, load_pipeline
 

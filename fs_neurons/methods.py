@@ -24,6 +24,7 @@ from .exact import OursConfig
 from .metrics import fs_mse
 from .names import BASELINES
 from .neuron import FSNeuron, check_K
+from .seeds import stream
 from .targets import Activation, resolve_activation
 from .tendency import TendencyFit, fit_tendencies
 from .training import train_surrogate
@@ -110,7 +111,7 @@ def fit_baselines(
     inits, tendencies = {m: {k: [] for k in "hdT"} for m in BASELINES}, []
     for i, seed in enumerate(seeds):
         p = {k: pre_params[k][i] for k in "hdT"}
-        noise = torch.Generator().manual_seed(10_000 + seed)
+        noise = torch.Generator().manual_seed(stream("gaussian-baseline-noise", seed))
         fits = fit_tendencies(p, tendency)
         tendencies.append(fits)
         for k in "hdT":

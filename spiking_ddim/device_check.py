@@ -35,7 +35,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .calibrate import calibrate
+from .calibration import calibrate
 from .defaults import DEFAULT_MODEL
 from .energy import measure_cost
 from .metrics import compare, generation_metrics

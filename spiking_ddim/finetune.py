@@ -15,11 +15,13 @@ from typing import Sequence
 import torch
 from diffusers import DiffusionPipeline
 
+from fs_neurons.seeds import stream
+
 from .diffusion import ddim_noise_gain
 from .pipelines import DenoiserCalls, SamplingOptions, generate, record_denoiser_calls
 from .sites import fs_activations
 
-TRAJECTORY_SEED = 1_000_000  # first seed of the reference's runs for trajectories and held-out images
+TRAJECTORY_SEED = stream("trajectories")  # first seed of the reference's runs for trajectories and held-out images
 
 
 def trainable(unet: torch.nn.Module, train_unet: bool, train_neurons: bool = True) -> list[torch.nn.Parameter]:

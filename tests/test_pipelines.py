@@ -28,7 +28,7 @@ from diffusers import (
 )
 
 from spiking_ddim import FSActivation, fs_activations, measure_cost
-from spiking_ddim.calibrate import calibrate
+from spiking_ddim.calibration import calibrate
 from spiking_ddim.pipelines import (
     SamplingOptions,
     convert_pipeline,

@@ -95,7 +95,7 @@ def test_a_changed_source_is_refused_not_silently_used(tmp_path, cli):
 
 def test_calibration_records_itself_in_the_history(tmp_path):
     from spiking_ddim import SamplingOptions, convert_pipeline, load_pipeline
-    from spiking_ddim.calibrate import CALIBRATION_SEARCH, calibrate
+    from spiking_ddim.calibration import CALIBRATION_SEARCH, calibrate
 
     pipe = load_pipeline(DEFAULT_MODEL)
     convert_pipeline(pipe, K=2)
@@ -319,7 +319,7 @@ def test_bank_files_are_checked(tmp_path):
 
 
 def test_calibration_outcomes_are_described_plainly():
-    from spiking_ddim.calibrate import SpikeBudget
+    from spiking_ddim.calibration import SpikeBudget
     from spiking_ddim.cli.common import describe_calibration
 
     with pytest.raises(ValueError, match="must be a finite number > 0"):

@@ -78,11 +78,11 @@ def test_bad_budgets_and_weights_give_clear_errors(kwargs, message):
 
 def test_a_neuron_of_fewer_steps_padded_to_K_keeps_its_output_and_spikes():
     from fs_neurons import FSNeuron
-    from spiking_ddim.calibrate import _padded, lower_steps
+    from spiking_ddim.calibration import lower_steps, padded
 
     assert (lower_steps(16), lower_steps(8), lower_steps(6), lower_steps(3)) == ([8, 4], [4, 2], [3], [])
     short = FSNeuron.from_bank("swish", 4, "ours-unet")
-    long = FSNeuron.from_params(**_padded(short.params(), 9, hi=6.0))
+    long = FSNeuron.from_params(**padded(short.params(), 9, hi=6.0))
     x = torch.linspace(-8.0, 6.0, 20_001)
     seen = {}  # (backend, K) -> (output, spike count per element)
     for neuron in (short, long):
@@ -111,8 +111,8 @@ def _tiny_converted_pipeline():
 
 def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_less():
     from spiking_ddim import SamplingOptions
-    from spiking_ddim import calibrate as cal
-    from spiking_ddim.calibrate import LOWER_K_GRID, SPIKE_GRID, SpikeBudget, apply_budget, fit_site_options
+    from spiking_ddim.calibration import LOWER_K_GRID, SPIKE_GRID, SpikeBudget, apply_budget, fit_site_options
+    from spiking_ddim.calibration.budget import set_options
 
     pipe, options = _tiny_converted_pipeline(), SamplingOptions(steps=3)
     found = fit_site_options(pipe, options, num_images=2, search=QUICK)
@@ -157,7 +157,7 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
              for k, opts in found.options.items()}
     spend = sum(neurons[name] * found.options[key][fewer[key]].spikes for name, _, _, key in found.sites)
     budget, probe = SpikeBudget("spikes", spend / sum(neurons.values())), found.probe
-    cal._set_options(found, fewer)
+    set_options(found, fewer)
     fewer_error = probe.error(pipe.unet)
     for weighting in ("sensitivity", "neurons"):
         found.probe = None  # the additive model's choice alone

@@ -86,7 +86,7 @@ def test_freeze_neurons_trains_the_weights_and_keeps_every_fs_parameter(tmp_path
 @pytest.mark.integration
 def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tmp_path):
     from fs_neurons.exact import OursConfig
-    from spiking_ddim.calibrate import calibrate
+    from spiking_ddim.calibration import calibrate
     from spiking_ddim.defaults import DEFAULT_MODEL
     from spiking_ddim.finetune import TRAJECTORY_SEED
     from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from ..calibrate import SpikeBudget, calibrate, calibration_outcome
+from ..calibration import SpikeBudget, calibrate, calibration_outcome
 from ..convert import SiteReport
 from ..defaults import DEFAULT_K
 from ..energy import EnergyConstants
