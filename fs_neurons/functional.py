@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 from torch import nn
 
@@ -27,16 +27,24 @@ def set_backend(model: nn.Module, name: str) -> None:
 
 
 @contextlib.contextmanager
+def temporarily(objects: Iterable[object], attribute: str, value: Any) -> Iterator[None]:
+    """Set ``attribute`` of every one of ``objects`` to ``value`` for the block; each gets its
+    own value back after it, also on an error."""
+    objects = list(objects)
+    before = [getattr(o, attribute) for o in objects]
+    for o in objects:
+        setattr(o, attribute, value)
+    try:
+        yield
+    finally:
+        for o, b in zip(objects, before):
+            setattr(o, attribute, b)
+
+
+@contextlib.contextmanager
 def backend(model: nn.Module, name: str) -> Iterator[nn.Module]:
     """Every FSNeuron of ``model`` computes with backend ``name`` inside the block; each gets
     its own backend back after it, also on an error."""
     check_backend(name)
-    found = neurons(model)
-    before = [n.backend for n in found]
-    for n in found:
-        n.backend = name
-    try:
+    with temporarily(neurons(model), "backend", name):
         yield model
-    finally:
-        for n, b in zip(found, before):
-            n.backend = b

@@ -17,6 +17,7 @@ import torch
 from diffusers.models.activations import GEGLU, GELU, FP32SiLU
 from torch import nn
 
+from fs_neurons.functional import temporarily
 from fs_neurons.neuron import FSNeuron
 
 from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
@@ -125,12 +126,5 @@ def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:
 def original_activations(model: nn.Module) -> Iterator[nn.Module]:
     """Every FS site of ``model`` runs the activation it replaced inside the block (the
     converted model as the original network, with its current weights); FS neurons after."""
-    acts = [m for _, m in fs_activations(model)]
-    before = [a.original for a in acts]
-    for a in acts:
-        a.original = True
-    try:
+    with temporarily((m for _, m in fs_activations(model)), "original", True):
         yield model
-    finally:
-        for a, b in zip(acts, before):
-            a.original = b
