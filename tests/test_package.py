@@ -82,6 +82,7 @@ def test_every_subcommand_explains_itself(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: spiking-ddim " + " ".join(command)) and "--help" in out
+    assert "``" not in out and ":mod:`" not in out and ":func:`" not in out  # plain text, no reST markup
 
 
 @pytest.mark.integration

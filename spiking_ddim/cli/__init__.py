@@ -21,10 +21,11 @@ import sys
 from typing import Callable
 
 from . import bench, convert, metrics, sample, train
+from .flags import help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spiking-ddim", description=__doc__,
+    p = argparse.ArgumentParser(prog="spiking-ddim", description=help_text(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
     for module in (sample, convert, train, metrics, bench):

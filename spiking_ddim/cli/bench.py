@@ -17,12 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from .flags import add_device_arg
+from .flags import add_device_arg, help_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="check a device (GPU): sample, calibrate, train in mixed precision, speed",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_arg(p)
     p.add_argument("--dtype", choices=["bf16", "fp16"], default="bf16",
                    help="reduced precision of the sample and train checks (default: %(default)s)")

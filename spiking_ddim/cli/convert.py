@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .flags import add_budget_args, add_conversion_args, add_model_arg, add_sampling_args
+from .flags import add_budget_args, add_conversion_args, add_model_arg, add_sampling_args, help_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("convert", help="convert a pipeline's Swish to FS neurons (optionally calibrate) and save it",
-                       description=__doc__, formatter_class=fmt)
+                       description=help_text(__doc__), formatter_class=fmt)
     add_model_arg(p)
     add_conversion_args(p)
     add_sampling_args(p)
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_convert)
 
     p = sub.add_parser("calibrate", help="calibrate a converted pipeline's FS sites to their inputs and save it",
-                       description=__doc__, formatter_class=fmt)
+                       description=help_text(__doc__), formatter_class=fmt)
     add_model_arg(p, required=True, what="a pipeline (or UNet) directory converted by spiking-ddim convert")
     add_sampling_args(p)
     _add_calibration_args(p)

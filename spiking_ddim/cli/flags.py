@@ -4,12 +4,19 @@ every ``--help`` is quick; what the flags mean is implemented in the library."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from fs_neurons.names import BANK_METHODS, UNET_METHOD
 
 from ..defaults import DEFAULT_K, DEFAULT_MODEL, INCEPTION_ENV, METRICS
 from ..train_config import LR_SCHEDULES, TrainConfig
+
+
+def help_text(doc: str) -> str:
+    """A module docstring as ``--help`` shows it: reST markup (double backquotes, roles such
+    as :mod:`x`) removed."""
+    return re.sub(r":[a-z]+:`([^`]+)`", r"\1", re.sub(r"``(.+?)``", r"\1", doc))
 
 
 def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str = "",

@@ -17,13 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from .flags import add_device_arg, add_metric_args
+from .flags import add_device_arg, add_metric_args, help_text
 
 HELP = "FID / KID / IS of image folders against real images, and image loss against the original's"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("metrics", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("metrics", help=HELP, description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", help="folder of real images, or 'digits' (the held-out digits); without it no FID / KID / IS")
     p.add_argument("--fake", required=True, nargs="+", type=Path, help="folder(s) of generated images, each scored")
     p.add_argument("--original", type=Path,

@@ -44,18 +44,19 @@ from .flags import (
     add_model_arg,
     add_reference_arg,
     add_sampling_args,
+    help_text,
 )
 
 HELP = "sample a pipeline and its FS conversion from identical noise; print image loss, FID/KID, spikes, energy"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    add_arguments(sub.add_parser("sample", help=HELP, description=__doc__,
+    add_arguments(sub.add_parser("sample", help=HELP, description=help_text(__doc__),
                                  formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     return p
 

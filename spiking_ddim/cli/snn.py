@@ -32,6 +32,7 @@ from .flags import (
     add_sampling_args,
     add_train_args,
     add_unet_shape_args,
+    help_text,
 )
 
 DEFAULTS = TrainConfig(steps=600, batch_size=32, lr=1e-3, weight_decay=0.0, ema_decay=0.99, checkpoint_every=100)
@@ -40,7 +41,7 @@ DEFAULTS = TrainConfig(steps=600, batch_size=32, lr=1e-3, weight_decay=0.0, ema_
 def add_snn_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "snn", help="fine-tune a converted (FS) UNet, or train one from scratch",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arg(p, default=None, what="diffusers pipeline or UNet directory, or hub id: plain (converted here) or "
                                         "already converted (default: the embedded digits DDIM; not with --from-scratch)")

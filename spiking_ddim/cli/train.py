@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from .ann import add_ann_parser
+from .flags import help_text
 from .fs import add_bank_parser, add_fs_parser
 from .snn import add_snn_parser
 
@@ -26,13 +27,13 @@ def add_commands(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    add_commands(sub.add_parser("train", help=HELP, description=__doc__,
+    add_commands(sub.add_parser("train", help=HELP, description=help_text(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python train.py``: the same commands as ``spiking-ddim train``."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_commands(p)
     args = p.parse_args(argv)
     from . import guarded
