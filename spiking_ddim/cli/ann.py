@@ -52,11 +52,17 @@ def make_accelerator(args: argparse.Namespace):
     return accelerator
 
 
-def start_trackers(accelerator, args: argparse.Namespace, command: str) -> None:
-    """Start the --log-with tracker (once the run's folder exists), with the run's settings."""
+def begin_run(args: argparse.Namespace, command: str):
+    """(loop settings, accelerator, checkpoint to resume or None, its run's record or None)
+    of a training run: the folder made fresh or the resume checked, then the --log-with
+    tracker started with the run's settings."""
+    cfg = train_config(args)
+    accelerator = make_accelerator(args)
+    resume, previous = resume_path(args, command, accelerator)
     if args.log_with != "none":
         accelerator.init_trackers(f"train-{command}", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
                                                               for k, v in vars(args).items() if k != "run"})
+    return cfg, accelerator, resume, previous
 
 
 def resume_path(args: argparse.Namespace, command: str, accelerator) -> tuple[Path | None, dict | None]:
@@ -147,10 +153,7 @@ def _run_ann(args: argparse.Namespace) -> int:
     from ..pipelines import SamplingOptions, generate, load_pipeline, save_pipeline
     from ..training import config_json, train
 
-    cfg = train_config(args)
-    accelerator = make_accelerator(args)
-    resume, previous = resume_path(args, "ann", accelerator)
-    start_trackers(accelerator, args, "ann")
+    cfg, accelerator, resume, previous = begin_run(args, "ann")
     try:
         images = load_images(args.data, args.image_size, "train")
     except (FileNotFoundError, ValueError) as e:

@@ -198,12 +198,9 @@ def _run_snn(args: argparse.Namespace) -> int:
     from ..pipelines import decoder, generate, save_pipeline
     from ..record import add_event
     from ..training import config_json, train
-    from .ann import MODEL_DIR, make_accelerator, record_writer, resume_path, start_trackers, train_config
+    from .ann import MODEL_DIR, begin_run, record_writer
 
-    cfg = train_config(args)
-    accelerator = make_accelerator(args)
-    resume, previous = resume_path(args, "snn", accelerator)
-    start_trackers(accelerator, args, "snn")
+    cfg, accelerator, resume, previous = begin_run(args, "snn")
     needs_data = args.loss in ("denoise", "both") or args.distill_on == "data"
     reference = None
     if args.from_scratch:
