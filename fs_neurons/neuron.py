@@ -119,6 +119,11 @@ class FSNeuron(nn.Module):
         return self.h.shape[-1]
 
     @property
+    def updates_per_element(self) -> int:
+        """Neuron updates per input element per call: the K compare-and-subtract steps."""
+        return self.K
+
+    @property
     def num_neurons(self) -> Optional[int]:
         return None if self.h.ndim == 1 else self.h.shape[0]
 
@@ -156,6 +161,14 @@ class FSNeuron(nn.Module):
         for hook in list(self._spike_hooks.values()):
             hook(self, out, count)
         return out
+
+    @torch.no_grad()
+    def code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output and per-element spike counts (both ``x``'s shape and dtype) from the exact
+        lookup table, without gradient and without calling spike hooks (for a caller that
+        reports the spikes itself, as :class:`fs_neurons.delta.DeltaFSNeuron`'s first step)."""
+        dim = None if self.num_neurons is None else self.neuron_dim
+        return self.table().evaluate(x.detach(), dim, want_count=True)
 
     def register_spike_hook(self, hook: SpikeHook) -> RemovableHandle:
         """Call ``hook(neuron, output, spike_count)`` after every forward; ``spike_count`` has

@@ -23,11 +23,21 @@ from torch.overrides import TorchFunctionMode
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
+from .defaults import DEFAULT_DELTA_K
+from .delta import check_delta_capable, install_encoders, remove_encoders
 from .fs_activation import SiteSignature
 from .modeling import as_base_class, as_spiking_class, check_convertible
 from .provenance import source_record
-from .record import FSConfig, SiteModule, add_event
-from .sites import GELU_TYPES, SWISH_TYPES, activation_name, apply_structure, remove_structure, site_kind
+from .record import FSConfig, SiteModule, add_event, check_coding
+from .sites import (
+    GELU_TYPES,
+    SWISH_TYPES,
+    activation_name,
+    apply_structure,
+    is_autoencoder,
+    remove_structure,
+    site_kind,
+)
 
 
 @dataclass
@@ -85,12 +95,6 @@ def find_activations(model: nn.Module, types: tuple[type, ...]) -> list[_Found]:
             if isinstance(child, types):
                 found.append(_Found(f"{owner_path}.{attr}" if owner_path else attr, owner, attr, child))
     return found
-
-
-def is_autoencoder(model: nn.Module) -> bool:
-    """A diffusers autoencoder (AutoencoderKL, VQModel): sampling runs only its ``decode``."""
-    cfg = getattr(model, "config", None)
-    return hasattr(model, "decode") and hasattr(model, "decoder") and cfg is not None and "latent_channels" in cfg
 
 
 def example_call(model: nn.Module, example_inputs: Optional[tuple[tuple, dict]] = None) -> Callable[[], Any]:
@@ -200,6 +204,8 @@ def convert_unet(
     scope: Optional[str] = None,
     source: Optional[str] = None,
     component: str = "unet",
+    coding: str = "step",
+    delta_K: Optional[int] = None,
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
     FS neurons from the bank entry (activation, K, method; by default ``ours-unet``, fitted to
@@ -208,13 +214,23 @@ def convert_unet(
     an autoencoder (AutoencoderKL, VQModel) is converted in its ``decoder`` by default, the
     part that sampling runs. ``source`` (a hub id or directory the model was loaded from)
     and ``component`` (its name in a pipeline) go into the record with a digest of the
-    weights (:mod:`spiking_ddim.provenance`). Returns a :class:`ConversionReport`.
+    weights (:mod:`spiking_ddim.provenance`). ``coding``: ``step`` (every call sends its full
+    FS code) or ``delta`` (a denoiser's sites send only changes between denoising steps; fit
+    the encoders with :func:`spiking_ddim.calibration.fit_delta` before sampling), its
+    encoders coding changes in ``delta_K`` time steps (default: min(K, 8)). Returns a
+    :class:`ConversionReport`.
 
     All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
     bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
     check_K(K)
     check_convertible(model)
+    check_coding(coding)
+    if coding == "delta":
+        check_delta_capable(model)
+        delta_K = check_K(min(K, DEFAULT_DELTA_K) if delta_K is None else delta_K)
+    elif delta_K is not None:
+        raise ValueError("delta_K applies to coding 'delta'")
     if hasattr(model, "fs_config"):
         raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_config.K})")
     if scope is None and is_autoencoder(model):
@@ -250,14 +266,17 @@ def convert_unet(
         _, functional = trace(model, left, run)
         report.remaining += [f.path for f in _in_scope(left, scope)]
         report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
+        if coding == "delta":
+            install_encoders(model, delta_K)
     except BaseException:
         remove_structure(model, spec)
         raise
     config = getattr(model, "config", None)
-    model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), per_site=per_site,
+    model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, delta_K=delta_K,
+                               per_site=per_site,
                                act_fn=config.get("act_fn", None) if config is not None else None, source=origin)
-    add_event(model, "convert", K=K, method=method, per_site=per_site, bank=str(bank_path) if bank_path else "shipped",
-              sites=len(report.sites), scope=scope)
+    add_event(model, "convert", K=K, method=method, coding=coding, delta_K=delta_K, per_site=per_site,
+              bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites), scope=scope)
     as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     return report
 
@@ -275,6 +294,8 @@ def revert_unet(model: nn.Module) -> nn.Module:
     record = getattr(model, "fs_config", None)
     if record is None:
         raise ValueError("this model was not converted by convert_unet")
+    if record.coding == "delta":
+        remove_encoders(model)
     remove_structure(model, record.modules)
     del model.fs_config
     return as_base_class(model)

@@ -2,7 +2,8 @@
 
 Each is defined here once: the embedded model (a small DDIM trained on scikit-learn's
 digits, shipped in the wheel), the FS time steps a conversion uses when none are given,
-the generation metrics one can ask for, and the environment variable that points to
+the generation metrics one can ask for, the codings and the delta encoders' fitting
+defaults, and the environment variable that points to
 Inception weights. ``--help`` builds from these alone.
 """
 
@@ -14,3 +15,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedde
 DEFAULT_K = 16  # FS time steps of every command that converts (sample, convert, train snn)
 METRICS = ("fid", "kid", "isc", "prc")  # FID, KID, Inception Score, precision / recall
 INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"  # a path to Inception weights, for offline metrics
+CODINGS = ("step", "delta")  # how FS sites code across denoising steps (spiking_ddim.delta)
+DELTA_SPIKE_WEIGHT = 0.1  # delta encoders' price of a spike, in units of the site's mean squared change
+DEFAULT_DELTA_K = 8  # at most this many time steps code a change (fewer when K is lower)
+DELTA_IMAGES = 16  # images whose changes the delta encoders are fitted to

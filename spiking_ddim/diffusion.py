@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
+from .delta import step_coding
+
 TRAIN_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon"}
 
 
@@ -71,7 +73,9 @@ def ddim_noise_gain(scheduler: DDIMScheduler, timesteps: torch.Tensor) -> torch.
 
 
 def predicted_x0(unet: torch.nn.Module, scheduler, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The model's estimate of the clean image from a noisy one (epsilon prediction)."""
+    """The model's estimate of the clean image from a noisy one (epsilon prediction); a
+    delta-coded model codes the call in full (it is not a step of one run)."""
     alphas = scheduler.alphas_cumprod.to(xt.device)[t].float().view(-1, 1, 1, 1)
-    eps = unet(xt, t).sample.float()
+    with step_coding(unet):
+        eps = unet(xt, t).sample.float()
     return (xt.float() - (1 - alphas).sqrt() * eps) / alphas.sqrt()

@@ -10,6 +10,10 @@ pipeline's UNet (whose passes are the samples) and every other model component t
   is one, named ``<path>[i]``): calls, neurons (input elements, summed over calls) and
   spikes; firing rate = spikes per neuron per call; neuron updates = K per neuron per
   call (the K compare-and-subtract steps), reported on their own, not priced as energy.
+  A delta-coded site (:mod:`spiking_ddim.delta`) is one site too: its first call counts
+  the spikes of its FS neuron's full code, every later call those of its encoder's code of
+  the change (``<path>.encoders.<i>`` is named ``<path>[i]`` as well), and K + 1 updates
+  per neuron (the graded activation, then the K steps of the change's code).
 * Layers (``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``, ``nn.Linear``) and the
   attention matmuls (``F.scaled_dot_product_attention``, ``torch.bmm``, ``baddbmm``,
   ``matmul``, ``@``), attributed to the module that calls them:
@@ -110,6 +114,7 @@ class SiteCost:
     neurons: int = 0
     spikes: float = 0.0
     acs: float = 0.0  # accumulates its spikes cost in the layers they feed
+    updates: int = 0  # neuron updates: K per neuron per call (K + 1 for a delta encoder's call)
 
     @property
     def firing_rate(self) -> float:
@@ -123,11 +128,11 @@ class SiteCost:
 
     @property
     def neuron_updates(self) -> int:
-        return self.K * self.neurons
+        return self.updates
 
     def __add__(self, other: "SiteCost") -> "SiteCost":
         return SiteCost(self.name, self.K, self.calls + other.calls, self.neurons + other.neurons,
-                        self.spikes + other.spikes, self.acs + other.acs)
+                        self.spikes + other.spikes, self.acs + other.acs, self.updates + other.updates)
 
 
 @dataclass
@@ -367,8 +372,9 @@ class _MatmulSpy(TorchFunctionMode):
 # --- the meter ----------------------------------------------------------------------------
 
 def site_name(path: str) -> str:
-    """``a.b.neurons.2`` (neuron 2 of an FSActivation) -> ``a.b[2]``; other paths unchanged."""
-    return re.sub(r"\.neurons\.(\d+)$", r"[\1]", path)
+    """``a.b.neurons.2`` (neuron 2 of an FSActivation) or ``a.b.encoders.2`` (its delta
+    encoder) -> ``a.b[2]``; other paths unchanged."""
+    return re.sub(r"\.(?:neurons|encoders)\.(\d+)$", r"[\1]", path)
 
 
 class CostMeter:
@@ -458,6 +464,7 @@ class CostMeter:
         count = count.sum(dim=0, dtype=torch.float32) if count.ndim > 1 else count
         site.calls += 1
         site.neurons += out.numel()
+        site.updates += out.numel() * neuron.updates_per_element
         self._site_spikes[name] += count.sum(dtype=torch.float64)
         self._tag(out, count, name)
 

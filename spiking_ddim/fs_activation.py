@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fs_neurons import FSNeuron
+from fs_neurons.delta import DeltaFSNeuron
 from fs_neurons.targets import resolve_activation
 
 
@@ -39,6 +40,13 @@ class FSActivation(nn.Module):
     ``original``: run the activation it replaced instead of the FS neurons (set for a
     whole model, for a block, by :func:`spiking_ddim.sites.original_activations`).
     Recording a site's inputs is a monitor's job (:class:`spiking_ddim.monitors.SiteInputMonitor`).
+
+    Delta coding (``encoders``: one :class:`~fs_neurons.delta.DeltaFSNeuron` per call site,
+    installed by :func:`spiking_ddim.delta.install_encoders`): in eval mode, the first call
+    of a run sends the FS neuron's full code and the correction of its error, every later
+    call the change of the exact activation since what was sent (see :mod:`spiking_ddim.delta`). In training mode, or
+    while ``stepwise`` is set (:func:`spiking_ddim.delta.step_coding`), every call sends its
+    full FS code, as step coding does.
     """
 
     def __init__(self, activation: str, neurons: list[FSNeuron], signatures: list[SiteSignature]):
@@ -49,7 +57,14 @@ class FSActivation(nn.Module):
         self.neurons = nn.ModuleList(neurons)
         self.signatures = list(signatures)
         self.original = False
+        self.stepwise = False
+        self.encoders: Optional[nn.ModuleList] = None
         self.calls = 0
+
+    @property
+    def coding(self) -> str:
+        """``delta`` with encoders installed, else ``step``."""
+        return "step" if self.encoders is None else "delta"
 
     @property
     def num_sites(self) -> int:
@@ -79,14 +94,26 @@ class FSActivation(nn.Module):
             )
         return i
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = self._site(x)
-        if not self.original:
-            return self.neurons[i](x)
+    def exact(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation this module replaced, computed exactly (in float32 for 16-bit inputs)."""
         return self._target(x.float()).to(x.dtype) if x.dtype in (torch.float16, torch.bfloat16) else self._target(x)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = self._site(x)
+        if self.original:
+            return self.exact(x)
+        if self.encoders is None or self.training or self.stepwise:
+            return self.neurons[i](x)
+        encoder: DeltaFSNeuron = self.encoders[i]
+        if not encoder.started:
+            if not bool(encoder.fitted):
+                raise RuntimeError("this site's delta encoder is not fitted; fit the encoders to the pipeline's "
+                                   "changes with spiking_ddim.fit_delta(pipe, options) before sampling")
+            encoder.start(*self.neurons[i].code(x), self.neurons[i].K)
+        return encoder(self.exact(x))
+
     def extra_repr(self) -> str:
-        return (f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}"
+        return (f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}, coding={self.coding!r}"
                 f"{', original' if self.original else ''}")
 
 

@@ -40,6 +40,7 @@ from torch import nn
 
 from fs_neurons.files import atomic_directory, atomic_write_text
 
+from .delta import install_encoders
 from .model_card import write_model_card
 from .record import FSConfig, RecordError
 from .sites import apply_structure, fs_activations
@@ -212,6 +213,8 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
     model = base.from_config(init)
     try:
         apply_structure(model, record.modules, record.K, record.method, from_bank=False)
+        if record.coding == "delta":
+            install_encoders(model, record.delta_K)
     except ValueError as e:
         raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
     weights = path / WEIGHTS_NAME

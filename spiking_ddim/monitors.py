@@ -8,7 +8,8 @@ changes behaviour to be observed.
         ...                                   # run the model
     x = inputs.samples(act, i)                # call site i's inputs, 1-D float32 on the CPU
 
-(Spikes and operations are counted by :class:`spiking_ddim.energy.CostMeter`, a monitor
+:class:`ChangeMonitor` records how much each site's value changes between consecutive
+denoising steps (what delta coding sends). (Spikes and operations are counted by :class:`spiking_ddim.energy.CostMeter`, a monitor
 on the FS neurons' spike hooks.)
 """
 
@@ -22,7 +23,7 @@ from torch import nn
 from .fs_activation import FSActivation
 from .sites import fs_activations
 
-RECORD_LIMIT = 200_000  # input samples kept per call site
+RECORD_LIMIT = 200_000  # input samples (or changes) kept per call site
 
 
 class SiteInputMonitor:
@@ -67,3 +68,55 @@ class SiteInputMonitor:
         if kept is None or not kept[i]:
             raise RuntimeError(f"call site {i} of {act.extra_repr()} recorded no inputs; run the model inside the monitor")
         return torch.cat(kept[i])
+
+
+class ChangeMonitor:
+    """Records, per call site, a sample of |change| of the exact activation between consecutive
+    calls of one run (the model runs with its original activations inside
+    :func:`spiking_ddim.sites.original_activations`). :meth:`new_run` between runs."""
+
+    def __init__(self, model: nn.Module, limit: int = RECORD_LIMIT, seed: int = 0):
+        self.model, self.limit = model, limit
+        self._rng = torch.Generator().manual_seed(seed)
+        self._last: dict[tuple[int, int], torch.Tensor] = {}
+        self._kept: dict[tuple[int, int], list[torch.Tensor]] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> "ChangeMonitor":
+        for _, act in fs_activations(self.model):
+            self._handles.append(act.register_forward_hook(self._record))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._last.clear()
+
+    def new_run(self) -> None:
+        self._last.clear()
+
+    def _record(self, act: FSActivation, _args: tuple, output: torch.Tensor) -> None:
+        key = (id(act), act.site_index())
+        value = output.detach().float()
+        before = self._last.get(key)
+        self._last[key] = value
+        if before is None or before.shape != value.shape:
+            return
+        change = (value - before).abs().reshape(-1)
+        keep = max(self.limit // 32, 8)
+        if change.numel() > keep:
+            change = change[torch.randint(0, change.numel(), (keep,), generator=self._rng).to(change.device)]
+        kept = self._kept.setdefault(key, [])
+        kept.append(change.cpu())
+        if sum(t.numel() for t in kept) > self.limit:
+            joined = torch.cat(kept)
+            self._kept[key] = [joined[torch.randperm(joined.numel(), generator=self._rng)[:self.limit]]]
+
+    def samples(self, act: FSActivation, i: int) -> torch.Tensor:
+        """Recorded |change| of call site ``i`` of ``act``: 1-D float32 on the CPU."""
+        kept = self._kept.get((id(act), i))
+        if not kept:
+            raise RuntimeError(f"call site {i} of {act.extra_repr()} saw no consecutive calls; record a sampling run "
+                               "of at least 2 steps")
+        return torch.cat(kept)

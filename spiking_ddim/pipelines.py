@@ -28,6 +28,7 @@ from fs_neurons.files import atomic_directory
 from fs_neurons.names import UNET_METHOD
 
 from .convert import ConversionReport, convert_unet, revert_unet
+from .delta import step_coding
 from .model_card import write_model_card
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
 
@@ -188,9 +189,12 @@ def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
 
 
 def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
-                     bank_path: Optional[str] = None) -> dict[str, ConversionReport]:
+                     bank_path: Optional[str] = None, coding: str = "step",
+                     delta_K: Optional[int] = None) -> dict[str, ConversionReport]:
     """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
-    decoder) and return one report per component; all or nothing. Each component records
+    decoder) and return one report per component; all or nothing. ``coding="delta"`` gives
+    the UNet delta coding (:mod:`spiking_ddim.delta`, changes coded in ``delta_K`` steps; fit it with
+    :func:`spiking_ddim.calibration.fit_delta` before sampling); decoders keep step coding. Each component records
     the pipeline's source (``pipe.config._name_or_path``, set by :func:`load_pipeline`) and
     a digest of its weights. Raises ``ValueError`` for a pipeline without a UNet, a
     component it does not have or that cannot be converted, one already converted, or a
@@ -201,7 +205,8 @@ def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_MET
     try:
         for name in dict.fromkeys(components):
             reports[name] = convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path, source=source,
-                                         component=name)
+                                         component=name, coding=coding if name == "unet" else "step",
+                                         delta_K=delta_K if name == "unet" else None)
     except BaseException:
         for name in reports:
             revert_unet(pipe.components[name])
@@ -285,12 +290,14 @@ class DenoiserCalls:
 
     def run(self, unet: nn.Module) -> torch.Tensor:
         """``unet`` on these inputs, moved to its device and dtype: its prediction (N, C, H, W),
-        on its device."""
+        on its device. Recorded calls are not steps of one run: a delta-coded model codes
+        each in full (:func:`spiking_ddim.delta.step_coding`)."""
         weight = next(unet.parameters())
         move = {"device": weight.device, "dtype": weight.dtype}
         ehs = self.encoder_hidden_states
         kwargs = {} if ehs is None else {"encoder_hidden_states": ehs.to(**move)}
-        return unet(self.sample.to(**move), self.timestep.to(weight.device), **kwargs).sample
+        with step_coding(unet):
+            return unet(self.sample.to(**move), self.timestep.to(weight.device), **kwargs).sample
 
 
 _RECORDED = ("sample", "timestep", "encoder_hidden_states")

@@ -36,6 +36,12 @@ def activation_name(module: nn.Module) -> str:
     return "gelu_tanh" if approximate == "tanh" else "gelu"
 
 
+def is_autoencoder(model: nn.Module) -> bool:
+    """A diffusers autoencoder (AutoencoderKL, VQModel): sampling runs only its ``decode``."""
+    cfg = getattr(model, "config", None)
+    return hasattr(model, "decode") and hasattr(model, "decoder") and cfg is not None and "latent_channels" in cfg
+
+
 def site_kind(module: nn.Module) -> str:
     """How a module is replaced: itself (``module``), or its activation behind a projection."""
     if isinstance(module, GEGLU):

@@ -261,7 +261,9 @@ def test_the_record_is_typed_frozen_and_round_trips_through_json(tmp_path):
     old = {**record.to_json(), "format": 2, "calibrated": True, "budget": None}
     del old["history"]
     assert [e["event"] for e in FSConfig.from_json(old).history] == ["convert", "calibrate"]
-    with pytest.raises(RecordError, match="coding must be one of"):
+    with pytest.raises(RecordError, match="coding must be one of step, delta"):
+        FSConfig.from_json({**record.to_json(), "coding": "sigma"})
+    with pytest.raises(RecordError, match="delta_K must be an integer >= 1"):
         FSConfig.from_json({**record.to_json(), "coding": "delta"})
 
 

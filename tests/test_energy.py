@@ -193,7 +193,7 @@ def test_site_spikes_match_the_simulated_spike_loop_on_the_site_inputs():
 
 
 def test_energy_arithmetic_and_runs_added_up():
-    a = CostReport(samples=20, forwards=2, sites=[SiteCost("s[0]", K=8, calls=2, neurons=100, spikes=250.0)],
+    a = CostReport(samples=20, forwards=2, sites=[SiteCost("s[0]", K=8, calls=2, neurons=100, spikes=250.0, updates=800)],
                    layers=[LayerCost("conv1", "conv", 2, 2, ann_macs=1000, snn_macs=0, snn_acs=2200.0),
                            LayerCost("conv_in", "conv", 2, 0, ann_macs=300, snn_macs=300, snn_acs=0.0)])
     both = a + a

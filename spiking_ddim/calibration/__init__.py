@@ -25,6 +25,7 @@ sweep of budgets searches once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Callable, Optional
 
@@ -34,9 +35,11 @@ from fs_neurons.exact import OursConfig
 from fs_neurons.seeds import stream
 
 from ..convert import SiteReport
+from ..delta import step_coding
 from ..pipelines import SamplingOptions, converted_components
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
+from .delta import DELTA_IMAGES, DELTA_SPIKE_WEIGHT, fit_delta
 from .options import (
     CALIBRATION_SEARCH,
     LOWER_K_GRID,
@@ -50,8 +53,8 @@ from .options import (
 )
 from .probe import measure_costs, measure_sensitivity
 
-__all__ = ["CALIBRATION_SEARCH", "LOWER_K_GRID", "SPIKE_GRID", "SiteOptions", "SpikeBudget", "apply_budget",
-           "calibrate", "calibration_outcome", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs",
+__all__ = ["CALIBRATION_SEARCH", "DELTA_IMAGES", "DELTA_SPIKE_WEIGHT", "LOWER_K_GRID", "SPIKE_GRID", "SiteOptions", "SpikeBudget", "apply_budget",
+           "calibrate", "calibration_outcome", "fit_delta", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs",
            "record_site_inputs"]
 
 
@@ -111,6 +114,9 @@ def calibrate(
     (:func:`fs_neurons.fit_ours_many`); ``progress(done, total)`` counts its phases.
     """
     weights = (0.0,) if budget is None else SPIKE_GRID
-    found = fit_site_options(pipe, options, num_images, seed, search, progress, weights, budget)
+    with contextlib.ExitStack() as stack:  # delta-coded models: calibration prices and fits full codes
+        for model in converted_components(pipe).values():
+            stack.enter_context(step_coding(model))
+        found = fit_site_options(pipe, options, num_images, seed, search, progress, weights, budget)
     return apply_budget(pipe, found, budget, details={"images": num_images, "steps": options.steps, "seed": seed,
                                                       "prompts": list(options.prompts or []) or None})

@@ -15,9 +15,9 @@ from tqdm import tqdm
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from ..calibration import SpikeBudget, calibrate, calibration_outcome
+from ..calibration import SpikeBudget, calibrate, calibration_outcome, fit_delta
 from ..convert import SiteReport
-from ..defaults import DEFAULT_K
+from ..defaults import DEFAULT_K, DELTA_IMAGES, DELTA_SPIKE_WEIGHT
 from ..energy import EnergyConstants
 from ..outputs import OutputError, fresh_run_dir
 from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
@@ -73,13 +73,33 @@ def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
     return tuple(prompts) or None
 
 
-def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace) -> str:
-    """Convert ``pipe`` in place per --convert / --K / --method; the conversion summary."""
+def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, options: SamplingOptions,
+                       show: bool = True) -> str:
+    """Convert ``pipe`` in place per --convert / --K / --method / --coding (with --coding
+    delta, the encoders are fitted to the changes of ``options``' runs, under a progress
+    bar); the conversion summary."""
     if args.K is not None:
         check_K(args.K)
+    coding = args.coding or "step"
+    if coding != "delta":
+        given = [flag for flag in ("delta_K", "delta_spike_weight", "delta_images") if getattr(args, flag) is not None]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} applies to --coding delta")
+    elif args.delta_images is not None and args.delta_images < 1:
+        raise ValueError(f"--delta-images must be >= 1, got {args.delta_images}")
     names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
-    reports = convert_pipeline(pipe, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD, components=names)
-    return "\n".join(f"{n}: {r.summary()}" for n, r in reports.items())
+    reports = convert_pipeline(pipe, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD, components=names,
+                               coding=coding, delta_K=args.delta_K if coding == "delta" else None)
+    lines = [f"{n}: {r.summary()}" for n, r in reports.items()]
+    if coding == "delta":
+        weight = DELTA_SPIKE_WEIGHT if args.delta_spike_weight is None else args.delta_spike_weight
+        images = args.delta_images or DELTA_IMAGES
+        with tqdm(desc="delta coding: fit encoders", unit="phase", dynamic_ncols=True, disable=not show) as bar:
+            sites = fit_delta(pipe, options, num_images=images, spike_weight=weight, progress=tqdm_progress(bar))
+        spikes = sum(r["spikes_per_change"] for r in sites) / len(sites)
+        lines.append(f"delta coding: {len(sites)} encoders fitted to the changes of {images} images "
+                     f"(spike weight {weight:g}; {spikes:.3f} expected spikes per change on average)")
+    return "\n".join(lines)
 
 
 def budget_from_flags(args: argparse.Namespace, constants: EnergyConstants = EnergyConstants()) -> Optional[SpikeBudget]:

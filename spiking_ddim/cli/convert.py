@@ -93,7 +93,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if converted_components(pipe):
         raise SystemExit(f"error: {args.model} is already converted; calibrate it with `spiking-ddim calibrate`")
     try:
-        print(convert_from_flags(pipe, args))
+        print(convert_from_flags(pipe, args, options))
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.calibrate:

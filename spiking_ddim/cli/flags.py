@@ -9,7 +9,16 @@ from pathlib import Path
 
 from fs_neurons.names import BANK_METHODS, UNET_METHOD
 
-from ..defaults import DEFAULT_K, DEFAULT_MODEL, INCEPTION_ENV, METRICS
+from ..defaults import (
+    CODINGS,
+    DEFAULT_DELTA_K,
+    DEFAULT_K,
+    DEFAULT_MODEL,
+    DELTA_IMAGES,
+    DELTA_SPIKE_WEIGHT,
+    INCEPTION_ENV,
+    METRICS,
+)
 from ..train_config import LR_SCHEDULES, TrainConfig
 
 
@@ -28,7 +37,7 @@ def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str 
 
 
 def add_conversion_args(p: argparse.ArgumentParser) -> None:
-    """--convert, --K, --method: how a plain pipeline is converted."""
+    """--convert, --K, --method, --coding and its delta flags: how a plain pipeline is converted."""
     p.add_argument("--convert", metavar="NAMES",
                    help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
                         "(default: unet)")
@@ -36,6 +45,19 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=BANK_METHODS,
                    help=f"bank entry to initialise FS neurons: {UNET_METHOD} (fitted to diffusion UNets' Swish inputs), "
                         f"or the paper-protocol entries fitted on [-8, 12] (default: {UNET_METHOD})")
+    p.add_argument("--coding", choices=CODINGS,
+                   help="step: every FS site sends its full K-step code at every denoising step; delta: the UNet's "
+                        "sites send their full code at a run's first step, then only signed spike codes of what "
+                        "changed since (their encoders are fitted to the pipeline's changes after conversion) "
+                        "(default: step)")
+    p.add_argument("--delta-spike-weight", type=float, metavar="W",
+                   help=f"--coding delta: the price of a spike when fitting the encoders, in units of the site's mean "
+                        f"squared change; larger sends fewer spikes with more error (default: {DELTA_SPIKE_WEIGHT})")
+    p.add_argument("--delta-K", type=int, metavar="K",
+                   help=f"--coding delta: time steps of the code of a change (default: the smaller of --K and "
+                        f"{DEFAULT_DELTA_K})")
+    p.add_argument("--delta-images", type=int, metavar="N",
+                   help=f"--coding delta: images whose changes the encoders are fitted to (default: {DELTA_IMAGES})")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:

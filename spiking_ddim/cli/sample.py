@@ -213,14 +213,15 @@ def _pipelines(args: argparse.Namespace, device):
         options = SamplingOptions(args.steps, args.eta, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
         done = converted_components(pipe)
         if done:
-            given = [f"--{flag}" for flag in ("K", "method", "convert") if getattr(args, flag) is not None]
+            given = [f"--{flag.replace('_', '-')}" for flag in ("K", "method", "convert", "coding", "delta_K",
+                                                                "delta_spike_weight", "delta_images") if getattr(args, flag) is not None]
             if given:
                 raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
             summary = "\n".join(f"{n}: already converted ({m.fs_config.summary()})" for n, m in done.items())
             plain = None
         else:
             plain = copy.deepcopy(pipe)
-            summary = convert_from_flags(pipe, args)
+            summary = convert_from_flags(pipe, args, options)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     try:

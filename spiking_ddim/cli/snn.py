@@ -132,7 +132,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     done = converted_components(pipe)
     if done:
         spec = pipe.unet.fs_config if "unet" in done else next(iter(done.values())).fs_config
-        for flag, have in (("K", spec.K), ("method", spec.method)):
+        for flag, have in (("K", spec.K), ("method", spec.method), ("coding", spec.coding)):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
@@ -145,7 +145,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
                              "own source")
         student, plain, how = copy.deepcopy(pipe), pipe, "source"
         try:
-            convert_from_flags(student, args)
+            convert_from_flags(student, args, options, show=show_progress)
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
         if args.calibrate:
@@ -171,6 +171,9 @@ def _from_scratch(args: argparse.Namespace, images):
     from ..defaults import DEFAULT_K
     from ..diffusion import TRAIN_SCHEDULER, build_unet
 
+    if args.coding == "delta":
+        raise SystemExit("error: --coding delta fits its encoders to a trained model's sampling runs; train from "
+                         "scratch with step coding, then convert or fine-tune the result with --coding delta")
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,

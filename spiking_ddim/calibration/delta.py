@@ -1,0 +1,104 @@
+"""Fitting delta encoders to the changes their sites see (see :mod:`spiking_ddim.delta`).
+
+The pipeline samples a few images with its original activations while a
+:class:`~spiking_ddim.monitors.ChangeMonitor` records, per call site, |change| of the
+activation between consecutive denoising steps; each site's encoder is then fitted by the
+exact method to the identity on that distribution, a spike priced at ``spike_weight``
+times the site's mean squared change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional
+
+import torch
+from diffusers import DiffusionPipeline
+
+from fs_neurons.distribution import InputDistribution
+from fs_neurons.methods import fit_ours_many
+from fs_neurons.seeds import stream
+
+from ..defaults import DELTA_IMAGES, DELTA_SPIKE_WEIGHT
+from ..delta import encoders, reset_net
+from ..monitors import ChangeMonitor
+from ..pipelines import SamplingOptions, converted_components, generate
+from ..record import add_event
+from ..sites import fs_activations, original_activations
+from .options import CALIBRATION_SEARCH
+
+
+def _binary_start(samples: torch.Tensor, K: int) -> tuple[list[float], list[float]]:
+    """(h, T) of a binary code of K steps covering the 99.9th percentile of ``samples``."""
+    top = float(torch.quantile(samples[:100_000].double(), 0.999)) or float(samples.max()) or 1.0
+    step = top / (2 ** K - 1)
+    h = [step * 2 ** (K - 1 - k) for k in range(K)]
+    return h, [v - step / 2 for v in h]
+
+
+def fit_delta(
+    pipe: DiffusionPipeline,
+    options: SamplingOptions,
+    num_images: int = DELTA_IMAGES,
+    seed: int = 0,
+    spike_weight: float = DELTA_SPIKE_WEIGHT,
+    progress: Optional[Callable[[int, int], None]] = None,
+    batch_size: int = 8,
+) -> list[dict]:
+    """Fit every delta encoder of a converted pipeline to the changes its site sees when the
+    pipeline samples ``num_images`` images with ``options`` (the original network's run,
+    images from the ``calibration-inputs`` stream of ``seed``), in place, and record the
+    fit in the model's history. The exact method (``ours``, the calibration search) fits
+    each encoder to the identity (``relu``) on its site's |change| distribution, minimising
+    MSE + ``spike_weight`` x (the site's mean squared change) x spikes, so ``spike_weight``
+    is the price of one spike relative to the typical change (larger: fewer spikes, more
+    error). Returns per site: name, expected spikes per change, MSE, mean squared change."""
+    if not (isinstance(spike_weight, (int, float)) and spike_weight >= 0):
+        raise ValueError(f"spike_weight must be a number >= 0, got {spike_weight!r}")
+    if num_images < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
+    if not models:
+        raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")
+    first = stream("calibration-inputs", seed)
+    with contextlib.ExitStack() as stack:
+        monitors = {}
+        for name, model in models.items():
+            stack.enter_context(original_activations(model))
+            monitors[name] = stack.enter_context(ChangeMonitor(model, seed=seed))
+        for start in range(0, num_images, batch_size):
+            for m in monitors.values():
+                m.new_run()
+            generate(pipe, range(start, min(num_images, start + batch_size)), options, seed=first)
+    jobs, silent = [], []
+    for name, model in models.items():
+        for path, act in fs_activations(model):
+            for i, encoder in enumerate(act.encoders):
+                samples = monitors[name].samples(act, i).double()
+                label = f"{path if name == 'unet' else f'{name}.{path}'}[{i}]"
+                if float(samples.max()) <= 0:  # nothing ever changed: an encoder that never spikes
+                    silent.append((label, encoder))
+                    continue
+                jobs.append((label, encoder, samples))
+    results = []
+    by_K: dict[int, list] = {}
+    for job in jobs:
+        by_K.setdefault(job[1].K, []).append(job)
+    for K, group in by_K.items():
+        dists = [InputDistribution.from_samples(s) for _, _, s in group]
+        scale = [float((s * s).mean()) for _, _, s in group]
+        fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], CALIBRATION_SEARCH,
+                             [_binary_start(s, K) for _, _, s in group], progress,
+                             spike_weight=[spike_weight * v for v in scale])
+        for (label, encoder, _), fit, ms in zip(group, fits, scale):
+            encoder.set_params(fit.h, fit.d, fit.T)
+            results.append({"site": label, "spikes_per_change": fit.spikes, "mse": fit.mse, "mean_square_change": ms})
+    for label, encoder in silent:
+        K = encoder.K
+        encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
+        results.append({"site": label, "spikes_per_change": 0.0, "mse": 0.0, "mean_square_change": 0.0})
+    for model in models.values():
+        reset_net(model)
+        add_event(model, "delta-fit", images=num_images, steps=options.steps, seed=seed, spike_weight=spike_weight,
+                  sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
+    return results

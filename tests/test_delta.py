@@ -1,0 +1,262 @@
+"""Delta coding across denoising steps: state, resets, batch and guidance independence,
+accumulated layer outputs, operation counts, fitting, saving, bad input."""
+
+import pytest
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler
+from test_convert import tiny_cond_unet, tiny_unet
+from test_pipelines import _AUTOENCODER
+from torch import nn
+
+from fs_neurons import FSNeuron
+from fs_neurons.delta import DeltaFSNeuron
+from spiking_ddim import SamplingOptions, convert_pipeline, convert_unet, generate, load_model, measure_cost
+from spiking_ddim.calibration import fit_delta
+from spiking_ddim.delta import encoders, reset_net, step_coding
+from spiking_ddim.fs_activation import FSActivation, SiteSignature
+
+
+def binary(K: int, step: float) -> tuple[list[float], list[float], list[float]]:
+    """h, d, T of a signed-magnitude binary code: rounds |change| to a multiple of ``step`` up to (2^K - 1) step."""
+    h = [step * 2 ** (K - 1 - k) for k in range(K)]
+    return h, h, [v - step / 2 for v in h]
+
+
+def fit_by_hand(model: nn.Module, step: float = 1e-3) -> None:
+    for _, e in encoders(model):
+        e.set_params(*binary(e.K, step))
+
+
+def test_a_change_is_sent_as_a_signed_code_with_error_feedback_by_hand():
+    n = DeltaFSNeuron(2)
+    n.set_params(*binary(2, 1.0))  # codes 0, 1, 2, 3 (rounded) per step
+    counts = []
+    n.register_spike_hook(lambda _n, _out, count: counts.append(count.tolist()))
+    n.start(torch.tensor([0.0]), torch.tensor([0.0]), steps=2)
+    assert n(torch.tensor([3.0])).tolist() == [3.0] and counts[-1] == [2.0]  # 2 + 1: two spikes
+    assert n(torch.tensor([3.0])).tolist() == [3.0] and counts[-1] == [0.0]  # no change: nothing sent
+    assert n(torch.tensor([2.0])).tolist() == [2.0] and counts[-1] == [1.0]  # -1: one spike of the other polarity
+    assert n(torch.tensor([2.4])).tolist() == [2.0] and counts[-1] == [0.0]  # 0.4 is under the first threshold...
+    assert n(torch.tensor([2.6])).tolist() == [3.0] and counts[-1] == [1.0]  # ...and kept: 0.6 since the last sent
+    assert n(torch.tensor([9.0])).tolist() == [6.0] and counts[-1] == [2.0]  # clipped at 3 per step,
+    assert n(torch.tensor([9.0])).tolist() == [9.0] and counts[-1] == [2.0]  # the rest follows next step
+
+
+def test_the_layer_fed_by_a_delta_site_accumulates_exactly_what_it_would_compute_from_the_sent_value():
+    # by hand: a linear layer y = 0.5 x + 1 keeps its output and adds 0.5 x change
+    n = DeltaFSNeuron(2)
+    n.set_params(*binary(2, 1.0))
+    n.start(torch.tensor([0.0]), torch.tensor([0.0]), steps=2)
+    kept = 1.0  # the layer's output for the sent value 0
+    for v in (3.0, 3.0, 2.0, 2.6):
+        before = n.sent.clone()
+        sent = n(torch.tensor([v]))
+        kept += 0.5 * float(sent - before)
+        assert kept == 0.5 * float(sent) + 1
+    # a conv layer over 50 steps of a random walk: accumulated output == the layer on the sent value
+    g = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    n = DeltaFSNeuron(8)
+    n.set_params(*binary(8, 0.01))
+    v = torch.randn(2, 3, 6, 6, generator=g)
+    n.start(v, torch.zeros_like(v), steps=8)
+    acc = conv(n.sent)
+    with torch.no_grad():
+        for _ in range(50):
+            v = v + 0.1 * torch.randn(v.shape, generator=g)
+            before = n.sent.clone()
+            sent = n(v)
+            acc = acc + nn.functional.conv2d(sent - before, conv.weight, None, padding=1)
+            assert torch.allclose(acc, conv(sent), atol=1e-4)
+
+
+def site_with_encoder(K=4):
+    act = FSActivation("swish", [FSNeuron.from_bank("swish", K=K, method="ours")], [SiteSignature(2, 6)])
+    act.encoders = nn.ModuleList([DeltaFSNeuron(K)])
+    act.encoders[0].set_params(*binary(K, 0.05))
+    return act.eval()
+
+
+def test_a_delta_site_fed_the_same_input_twice_sends_no_spike_the_second_time():
+    act = site_with_encoder()
+    x = torch.randn(3, 6, generator=torch.Generator().manual_seed(1))
+    model = nn.Sequential(nn.Identity(), act, nn.Linear(6, 5)).eval()
+    with measure_cost(model) as meter:
+        model(x)
+        first = meter.report().spikes
+        model(x)
+        second = meter.report().spikes - first
+    assert first > 0 and second == 0
+    # the second call's linear layer costs accumulates for those (no) spikes, not MACs
+    linear = [lay for lay in meter.report().layers if lay.kind == "linear"][0]
+    assert linear.spike_calls == 2 and linear.snn_macs == 0
+
+
+def test_accumulates_of_a_delta_step_equal_a_hand_count():
+    act = site_with_encoder()
+    model = nn.Sequential(nn.Identity(), act, nn.Linear(6, 5)).eval()
+    x = torch.randn(3, 6, generator=torch.Generator().manual_seed(2))
+    model(x)  # the run's first step
+    enc = act.encoders[0]
+    before = enc.sent.clone()
+    y = x + 0.3 * torch.randn(3, 6, generator=torch.Generator().manual_seed(3))
+    change = (torch.nn.functional.silu(y) - before).abs()
+    _, hand_count = enc.code(change)  # the encoder's code of the change, by its own table
+    with measure_cost(model) as meter:
+        model(y)
+    report = meter.report()
+    assert report.spikes == float(hand_count.sum()) > 0
+    assert report.layers[-1].snn_acs == float(hand_count.sum()) * 5  # one AC per spike per output
+    assert report.sites[0].updates == 18 * (4 + 1)  # the graded activation and K steps per neuron
+
+
+def tiny_pipe(seed=0):
+    return DDIMPipeline(unet=tiny_unet(seed).eval(), scheduler=DDIMScheduler(num_train_timesteps=100))
+
+
+def delta_pipe(K=8, step=1e-3):
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=K, method="ours", coding="delta")
+    fit_by_hand(pipe.unet, step)
+    return pipe
+
+
+OPTIONS = SamplingOptions(steps=6)
+
+
+def test_identical_runs_give_identical_images_and_every_call_of_the_pipeline_starts_afresh():
+    pipe = delta_pipe()
+    calls = []
+    pipe.unet.register_forward_pre_hook(lambda m, a: calls.append(encoders(m)[0][1].started))
+    a = generate(pipe, range(2), OPTIONS)
+    b = generate(pipe, range(2), OPTIONS)
+    assert torch.equal(a, b)
+    assert calls == [False] + [True] * 5 + [False] + [True] * 5  # a new run at each pipeline call
+    reset_net(pipe.unet)
+    assert not any(e.started for _, e in encoders(pipe.unet))
+
+
+def test_an_image_alone_and_in_a_batch_of_four_are_the_same():
+    pipe = delta_pipe()
+    batch = generate(pipe, range(4), OPTIONS)
+    other = generate(pipe, [0, 1, 7, 3], OPTIONS)  # other companions, same batch shape: bit for bit
+    assert torch.equal(batch[[0, 1, 3]], other[[0, 1, 3]]) and not torch.allclose(batch[2], other[2])
+    # alone: equal up to float rounding (a batch of another size sums in another order, and
+    # FS codes are discontinuous: eval/noise_floor.py measures this for step coding too)
+    alone = generate(pipe, [2], OPTIONS)
+    assert (batch[2:3] - alone).abs().max() < 5e-3
+
+
+def test_guidance_halves_keep_separate_state():
+    unet = tiny_cond_unet().eval()
+    convert_unet(unet, K=8, method="ours", coding="delta")
+    fit_by_hand(unet)
+    g = torch.Generator().manual_seed(0)
+    x, text, other = torch.randn(1, 1, 8, 8, generator=g), torch.randn(2, 3, 8, generator=g), torch.randn(1, 3, 8, generator=g)
+
+    def run(texts):  # 4 denoising steps of one run, the batch [unconditional, conditional] as CFG calls it
+        reset_net(unet)
+        with torch.no_grad():
+            return [unet(torch.cat([x, x]) * (1 + 0.1 * k), 90 - 10 * k, encoder_hidden_states=texts).sample
+                    for k in range(4)]
+
+    a, b = run(text), run(torch.cat([text[:1], other]))
+    for k in range(4):  # another conditional half leaves the unconditional half's run bit for bit as it was
+        assert torch.equal(a[k][0], b[k][0]) and not torch.allclose(a[k][1], b[k][1], atol=1e-3)
+    alone = []
+    reset_net(unet)
+    with torch.no_grad():
+        for k in range(4):
+            alone.append(unet(x * (1 + 0.1 * k), 90 - 10 * k, encoder_hidden_states=text[1:]).sample)
+    for k in range(4):  # the conditional half alone: the same up to float rounding (another batch size)
+        assert (a[k][1:] - alone[k]).abs().max() < 5e-3
+
+
+def test_with_fine_neurons_the_delta_model_matches_the_per_step_model(fine_bank):
+    bank, _ = fine_bank
+    ann, step_pipe, delta = tiny_pipe(), tiny_pipe(), tiny_pipe()
+    convert_pipeline(step_pipe, K=20, method="ours", bank_path=bank)
+    convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding="delta", delta_K=16)
+    fit_by_hand(delta.unet, step=1e-4)  # changes to 1e-4, up to 6.5 per step
+    reference, a, b = (generate(p, range(4), OPTIONS) for p in (ann, step_pipe, delta))
+    step_error = (a - reference).abs().max()  # the per-step model's own error (inputs beyond the bank's range)
+    # the delta model matches the per-step model within that error, and is no further from the original
+    assert (b - a).abs().max() <= step_error + 1e-3 and (b - reference).abs().max() <= step_error
+    assert (b - reference).abs().max() < 1e-3  # with changes sent to 1e-4 it follows the original closely
+    with measure_cost(step_pipe) as m_step:  # and the saving is real: fewer spikes than the per-step model
+        generate(step_pipe, range(2), OPTIONS)
+    with measure_cost(delta) as m_delta:
+        generate(delta, range(2), OPTIONS)
+    assert m_delta.report().spikes < m_step.report().spikes
+
+
+def test_fit_delta_fits_every_encoder_and_records_it():
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=8, method="ours", coding="delta", delta_K=4)
+    sites = fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.0)
+    assert len(sites) == len(encoders(pipe.unet)) and all(bool(e.fitted) and e.K == 4 for _, e in encoders(pipe.unet))
+    event = pipe.unet.fs_config.events("delta-fit")[-1]
+    assert event["spike_weight"] == 0.0 and event["images"] == 2 and pipe.unet.fs_config.delta_K == 4
+    assert all(r["mse"] < r["mean_square_change"] for r in sites if r["mean_square_change"] > 0)
+
+
+def test_a_larger_spike_price_fits_encoders_that_send_fewer_spikes():
+    cheap, dear = tiny_pipe(), tiny_pipe()
+    for pipe, weight in ((cheap, 0.0), (dear, 1.0)):
+        convert_pipeline(pipe, K=4, method="ours", coding="delta")
+        fit_delta(pipe, OPTIONS, num_images=2, spike_weight=weight)
+    counts = []
+    for pipe in (cheap, dear):
+        with measure_cost(pipe) as meter:
+            generate(pipe, range(2), OPTIONS)
+        counts.append(meter.report().spikes)
+    assert counts[1] < counts[0]
+
+
+def test_eta_above_zero_still_runs_and_repeats():
+    pipe = delta_pipe()
+    options = SamplingOptions(steps=6, eta=0.5)
+    a, b = generate(pipe, range(2), options), generate(pipe, range(2), options)
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+
+
+def test_save_and_load_keep_the_coding_and_the_encoders(tmp_path):
+    pipe = delta_pipe(K=6, step=2e-3)
+    pipe.unet.save_pretrained(tmp_path / "unet")
+    loaded = load_model(tmp_path / "unet")
+    assert loaded.fs_config.coding == "delta"
+    for (name, a), (_, b) in zip(encoders(pipe.unet), encoders(loaded)):
+        assert torch.equal(a.h, b.h) and torch.equal(a.T, b.T) and bool(b.fitted), name
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outs = [[m(x * (1 + 0.05 * k), 80 - 10 * k).sample for k in range(3)] for m in (pipe.unet.eval(), loaded)]
+    assert all(torch.equal(p, q) for p, q in zip(*outs))
+
+
+def test_step_coding_codes_every_call_in_full():
+    pipe = delta_pipe()
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), step_coding(pipe.unet):
+        a, b = pipe.unet(x, 50).sample, pipe.unet(x, 40).sample
+    assert not any(e.started for _, e in encoders(pipe.unet))
+    step = tiny_pipe()
+    convert_pipeline(step, K=8, method="ours")
+    with torch.no_grad():
+        assert torch.equal(a, step.unet(x, 50).sample) and torch.equal(b, step.unet(x, 40).sample)
+
+
+def test_bad_codings_are_clear_errors():
+    from diffusers import AutoencoderKL
+
+    with pytest.raises(ValueError, match="coding must be one of step, delta"):
+        convert_unet(tiny_unet(), K=4, coding="sigma")
+    with pytest.raises(ValueError, match="needs a denoiser called once per denoising step"):
+        convert_unet(AutoencoderKL(latent_channels=2, **_AUTOENCODER), K=4, coding="delta")
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=4, method="ours", coding="delta")
+    with pytest.raises(RuntimeError, match="fit_delta"):
+        generate(pipe, range(1), OPTIONS)
+    plain = tiny_pipe()
+    convert_pipeline(plain, K=4, method="ours")
+    with pytest.raises(ValueError, match="no delta-coded component"):
+        fit_delta(plain, OPTIONS)
