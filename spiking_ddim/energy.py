@@ -38,6 +38,11 @@ that spiking papers use, E_MAC = 4.6 pJ and E_AC = 0.9 pJ (:class:`EnergyConstan
 NeuroBench's names: Dense = ``ann_macs``, Eff_MACs = ``snn_macs``, Eff_ACs = ``snn_acs``
 (per sample, i.e. per image per forward pass); activation sparsity = the share of the K
 binary steps of all FS sites without a spike.
+
+Beside it, two figures a sceptic asks for: the ratio to the same network with 8-bit
+integer MACs (``ratio_int8``, E_MAC = 0.23 pJ), and a memory-aware estimate in which
+weight, activation and neuron-state accesses cost by buffer size (``memory``, see
+:mod:`spiking_ddim.memory`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from fs_neurons import FSNeuron
+from fs_neurons.delta import DeltaFSNeuron
+
+from .memory import memory_energy
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -70,10 +78,11 @@ class EnergyConstants:
 
     mac_pj: float = 4.6
     ac_pj: float = 0.9
+    int8_mac_pj: float = 0.23  # the INT8 ANN's MAC: 8-bit multiply 0.2 pJ + add 0.03 pJ (45 nm, Horowitz)
     source: str = HOROWITZ_45NM
 
     def __post_init__(self) -> None:
-        for name in ("mac_pj", "ac_pj"):
+        for name in ("mac_pj", "ac_pj", "int8_mac_pj"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"energy constant {name.removesuffix('_pj')} must be a finite number of "
@@ -115,6 +124,8 @@ class SiteCost:
     spikes: float = 0.0
     acs: float = 0.0  # accumulates its spikes cost in the layers they feed
     updates: int = 0  # neuron updates: K per neuron per call (K + 1 for a delta encoder's call)
+    size: int = 0  # neurons per sample (one image), the largest call's: the site's state buffer
+    graded: int = 0  # neurons of calls that computed the activation exactly (delta encoders), over all calls
 
     @property
     def firing_rate(self) -> float:
@@ -132,7 +143,8 @@ class SiteCost:
 
     def __add__(self, other: "SiteCost") -> "SiteCost":
         return SiteCost(self.name, self.K, self.calls + other.calls, self.neurons + other.neurons,
-                        self.spikes + other.spikes, self.acs + other.acs, self.updates + other.updates)
+                        self.spikes + other.spikes, self.acs + other.acs, self.updates + other.updates,
+                        max(self.size, other.size), self.graded + other.graded)
 
 
 @dataclass
@@ -146,10 +158,20 @@ class LayerCost:
     ann_macs: int = 0
     snn_macs: int = 0
     snn_acs: float = 0.0
+    # for the memory-aware estimate (spiking_ddim.memory): elements over all calls, and buffer sizes
+    inputs: int = 0  # input elements read (a matmul: both operands)
+    outputs: int = 0  # output elements written
+    spike_events: float = 0.0  # spikes arriving at the layer in spike-fed calls
+    weights: int = 0  # the layer's weight elements (a matmul: 0, both operands count as inputs)
+    input_size: int = 0  # input elements per sample, the largest call's
+    output_size: int = 0  # output elements per sample, the largest call's
 
     def __add__(self, other: "LayerCost") -> "LayerCost":
         return LayerCost(self.name, self.kind, self.calls + other.calls, self.spike_calls + other.spike_calls,
-                         self.ann_macs + other.ann_macs, self.snn_macs + other.snn_macs, self.snn_acs + other.snn_acs)
+                         self.ann_macs + other.ann_macs, self.snn_macs + other.snn_macs, self.snn_acs + other.snn_acs,
+                         self.inputs + other.inputs, self.outputs + other.outputs,
+                         self.spike_events + other.spike_events, max(self.weights, other.weights),
+                         max(self.input_size, other.input_size), max(self.output_size, other.output_size))
 
 
 def _merge(a: list, b: list, key: Callable) -> list:
@@ -216,6 +238,9 @@ class EnergyReport:
     ratio: float
     ann_joules_per_step: float
     snn_joules_per_step: float
+    ann_int8_joules_per_image: float  # the same network with 8-bit integer MACs
+    ratio_int8: float  # SNN / INT8 ANN
+    memory: dict  # the memory-aware estimate (spiking_ddim.memory.MemoryEnergy), per image
     constants: dict
     neurobench: dict
     by_kind: dict  # conv / linear / matmul -> ann_macs, snn_macs, snn_acs per image
@@ -252,7 +277,10 @@ class EnergyReport:
             spikes_per_neuron=report.firing_rate, activation_sparsity=sparsity,
             ann_joules_per_image=ann_j, snn_joules_per_image=snn_j, ratio=snn_j / ann_j if ann_j else math.nan,
             ann_joules_per_step=ann_j / steps, snn_joules_per_step=snn_j / steps,
-            constants={"mac_pj": c.mac_pj, "ac_pj": c.ac_pj, "source": c.source},
+            ann_int8_joules_per_image=ann * c.int8_mac_pj * 1e-12 / n,
+            ratio_int8=snn_j / (ann * c.int8_mac_pj * 1e-12 / n) if ann and c.int8_mac_pj else math.nan,
+            memory=memory_energy(report, n).to_json(),
+            constants={"mac_pj": c.mac_pj, "ac_pj": c.ac_pj, "int8_mac_pj": c.int8_mac_pj, "source": c.source},
             neurobench={"Dense": ann / report.samples, "Eff_MACs": macs / report.samples,
                         "Eff_ACs": acs / report.samples, "ActivationSparsity": sparsity,
                         "per": "sample (one image through one forward pass)"},
@@ -268,11 +296,17 @@ class EnergyReport:
         return asdict(self)
 
     def summary(self) -> str:
-        """One line: J per image of both networks, their ratio, ACs and MACs per image."""
-        return (f"ANN {self.ann_joules_per_image:.3e} J/image, SNN {self.snn_joules_per_image:.3e} J/image, "
+        """J per image of both networks, their ratio, ACs and MACs per image; the ratios to the
+        INT8 ANN and under the memory-aware estimate."""
+        m = self.memory
+        return (f"ANN {self.ann_joules_per_image:.3e} J/image ({self.ann_joules_per_step:.3e} J/step), SNN "
+                f"{self.snn_joules_per_image:.3e} J/image ({self.snn_joules_per_step:.3e} J/step), "
                 f"ratio {self.ratio:.3f}; SNN {self.snn_acs_per_image:.3e} ACs + {self.snn_macs_per_image:.3e} "
                 f"MACs per image (ANN {self.ann_macs_per_image:.3e} MACs; {self.constants['mac_pj']} pJ/MAC, "
-                f"{self.constants['ac_pj']} pJ/AC)")
+                f"{self.constants['ac_pj']} pJ/AC)\n"
+                f"               against an INT8 ANN ({self.constants['int8_mac_pj']} pJ/MAC): ratio "
+                f"{self.ratio_int8:.3f}; memory-aware (Lemaire et al.): ratio {m['ratio']:.3f}, against an INT8 "
+                f"ANN {m['ratio_int8']:.3f} (SNN {m['snn_joules_per_image']:.3e} J/image)")
 
 
 def network_part(name: str) -> str:
@@ -356,7 +390,7 @@ MATMUL_MACS: dict[Callable, Callable[[tuple, dict, torch.Tensor], int]] = {
 class _MatmulSpy(TorchFunctionMode):
     """Reports the MACs of every matmul-like call made while it is active."""
 
-    def __init__(self, on_matmul: Callable[[int], None]):
+    def __init__(self, on_matmul: Callable[[int, int, torch.Tensor], None]):
         super().__init__()
         self.on_matmul = on_matmul
 
@@ -365,7 +399,8 @@ class _MatmulSpy(TorchFunctionMode):
         out = func(*args, **kwargs)
         count = MATMUL_MACS.get(func)
         if count is not None:
-            self.on_matmul(count(args, kwargs, out))
+            operands = sum(t.numel() for t in (*args, *kwargs.values())[:3] if isinstance(t, torch.Tensor))
+            self.on_matmul(count(args, kwargs, out), operands, out)
         return out
 
 
@@ -388,6 +423,7 @@ class CostMeter:
         self._site_spikes: dict[str, torch.Tensor] = {}
         self._layers: dict[tuple[str, str], LayerCost] = {}
         self._layer_acs: dict[tuple[str, str], torch.Tensor] = {}
+        self._layer_events: dict[tuple[str, str], torch.Tensor] = {}
         self._site_acs: dict[str, torch.Tensor] = {}  # ACs each site's spikes cost downstream
         self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str]] = {}  # FS outputs -> spike counts, site
         self._stack: list[str] = []
@@ -465,6 +501,9 @@ class CostMeter:
         site.calls += 1
         site.neurons += out.numel()
         site.updates += out.numel() * neuron.updates_per_element
+        site.size = max(site.size, out[0].numel() if out.ndim > 1 else out.numel())
+        if isinstance(neuron, DeltaFSNeuron):
+            site.graded += out.numel()
         self._site_spikes[name] += count.sum(dtype=torch.float64)
         self._tag(out, count, name)
 
@@ -480,6 +519,8 @@ class CostMeter:
         macs = layer_macs(layer, x, out)
         cost.calls += 1
         cost.ann_macs += macs
+        _sizes(cost, x.numel(), out)
+        cost.weights = layer.weight.numel()
         spikes = self._spikes_of(x)
         if spikes is None:
             cost.snn_macs += macs
@@ -489,6 +530,7 @@ class CostMeter:
         key = (path, cost.kind)
         acs = layer_acs(layer, count)
         self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs
+        self._layer_events[key] = self._layer_events.get(key, 0.0) + count.sum(dtype=torch.float64)
         self._site_acs[site] = self._site_acs.get(site, 0.0) + acs
 
     def _pass_through(self, module: nn.Module, args: tuple, out: Any) -> None:
@@ -496,18 +538,30 @@ class CostMeter:
         if spikes is not None and isinstance(out, torch.Tensor) and out is not args[0]:
             self._tag(out, *spikes)
 
-    def _on_matmul(self, macs: int) -> None:
+    def _on_matmul(self, macs: int, operands: int, out: torch.Tensor) -> None:
         cost = self._layer(self._stack[-1] if self._stack[-1] else "<model>", "matmul")
         cost.calls += 1
         cost.ann_macs += macs
         cost.snn_macs += macs
+        _sizes(cost, operands, out)
 
     def report(self) -> CostReport:
         """The totals so far (a copy; the meter goes on counting while open)."""
         sites = [replace(s, spikes=float(self._site_spikes[s.name]), acs=float(self._site_acs.get(s.name, 0.0)))
                  for s in self._sites.values()]
-        layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0))) for key, lay in self._layers.items()]
+        layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0)),
+                          spike_events=float(self._layer_events.get(key, 0.0))) for key, lay in self._layers.items()]
         return CostReport(self._samples, self._forwards, sites, layers)
+
+
+def _sizes(cost: LayerCost, inputs: int, out: torch.Tensor) -> None:
+    """Add one call's input and output elements to ``cost`` and keep the largest per-sample sizes
+    (a sample: one entry of the output's first dim)."""
+    batch = out.shape[0] if out.ndim > 1 else 1
+    cost.inputs += inputs
+    cost.outputs += out.numel()
+    cost.input_size = max(cost.input_size, inputs // batch)
+    cost.output_size = max(cost.output_size, out.numel() // batch)
 
 
 def measure_cost(model: Union[nn.Module, "DiffusionPipeline"]) -> CostMeter:

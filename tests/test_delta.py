@@ -10,7 +10,15 @@ from torch import nn
 
 from fs_neurons import FSNeuron
 from fs_neurons.delta import DeltaFSNeuron
-from spiking_ddim import SamplingOptions, convert_pipeline, convert_unet, generate, load_model, measure_cost
+from spiking_ddim import (
+    SamplingOptions,
+    convert_pipeline,
+    convert_unet,
+    fs_activations,
+    generate,
+    load_model,
+    measure_cost,
+)
 from spiking_ddim.calibration import fit_delta
 from spiking_ddim.delta import encoders, reset_net, step_coding
 from spiking_ddim.fs_activation import FSActivation, SiteSignature
@@ -260,3 +268,18 @@ def test_bad_codings_are_clear_errors():
     convert_pipeline(plain, K=4, method="ours")
     with pytest.raises(ValueError, match="no delta-coded component"):
         fit_delta(plain, OPTIONS)
+
+
+def test_the_rate_coded_if_baseline_counts_floor_K_x_over_theta_spikes():
+    from spiking_ddim.calibration import rate_coded_if
+
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=4, method="ours")
+    sites = rate_coded_if(pipe, OPTIONS, num_images=2)
+    act = fs_activations(pipe.unet)[0][1]
+    neuron, theta = act.neurons[0], sites[0]["threshold"]
+    x = torch.tensor([-1.0, 0.1 * theta, 0.3 * theta, 0.99 * theta, 2 * theta])
+    out, count = neuron.code(x)
+    assert count.tolist() == [0, 0, 1, 3, 4]  # floor(K x / theta), at most K: the IF neuron's spikes
+    assert torch.allclose(out, count * theta / 4)
+    assert pipe.unet.fs_config.events("if-baseline")[-1]["percentile"] == 99.9

@@ -230,3 +230,45 @@ def test_energy_constants_parse_and_reject_bad_values():
         CostReport().energy(1)
     with pytest.raises(ValueError, match="num_images must be >= 1"):
         CostReport(samples=1).energy(0)
+
+
+def test_memory_aware_estimate_by_hand():
+    from spiking_ddim.memory import MemoryConstants, memory_energy
+
+    c = MemoryConstants()
+    assert c.word_pj(0) == 0 and c.word_pj(4 * 1024) == 5.0 and c.word_pj(8 * 1024) == 10.0
+    assert c.word_pj(20 * 1024) == 15.0 and c.word_pj(2 * 1024 * 1024) == 100.0
+    # one image: a dense linear layer (4 -> 6) feeding an FS site (K=8), then a spike-fed linear layer (6 -> 3)
+    dense = LayerCost("a", "linear", calls=1, spike_calls=0, ann_macs=24, snn_macs=24, inputs=4, outputs=6,
+                      weights=24, input_size=4, output_size=6)
+    fed = LayerCost("b", "linear", calls=1, spike_calls=1, ann_macs=18, snn_macs=0, snn_acs=30.0, inputs=6, outputs=3,
+                    spike_events=10.0, weights=18, input_size=6, output_size=3)
+    site = SiteCost("s[0]", K=8, calls=1, neurons=6, spikes=10.0, acs=30.0, updates=48, size=6)
+    m = memory_energy(CostReport(samples=1, forwards=1, sites=[site], layers=[dense, fed]), num_images=1)
+    pj = c.word_pj
+    ann = {"ops": (24 + 18 + 6) * 3.2,  # both layers' MACs and the activation of 6 elements
+           "weights": 24 * pj(96) + 18 * pj(72),
+           "activations": 4 * pj(16) + 6 * pj(24) + 6 * pj(24) + 3 * pj(12)}
+    snn = {"ops": 24 * 3.2 + 30 * 0.1 + 48 * 0.1,
+           "weights": 24 * pj(96) + 30 * pj(72),
+           "activations": 4 * pj(16) + 6 * pj(24) + 2 * 30 * pj(12) + 10 * pj(4000),
+           "state": 2 * 48 * pj(24)}
+    assert m.ann_joules_per_image == pytest.approx(sum(ann.values()) * 1e-12)
+    assert m.snn_joules_per_image == pytest.approx(sum(snn.values()) * 1e-12)
+    assert m.snn_breakdown["state"] == pytest.approx(snn["state"] * 1e-12)
+    assert m.ann_int8_joules_per_image < m.ann_joules_per_image and m.ratio_int8 > m.ratio
+    with pytest.raises(ValueError, match="increasing sizes"):
+        MemoryConstants(sram=((0.0, 0.0), (0.0, 1.0)))
+
+
+def test_energy_report_carries_the_int8_ratio_and_the_memory_aware_estimate():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), bank_neuron(), nn.Linear(6, 3)).eval()
+    with measure_cost(model) as meter:
+        model(torch.randn(5, 4))
+    e = meter.report().energy(5)
+    assert e.ann_int8_joules_per_image == pytest.approx(e.ann_macs_per_image * 0.23e-12)
+    assert e.ratio_int8 == pytest.approx(e.snn_joules_per_image / e.ann_int8_joules_per_image)
+    assert e.memory["snn_joules_per_image"] > 0 and "memory-aware" in e.summary() and "INT8" in e.summary()
+    fed = [lay for lay in meter.report().layers if lay.spike_calls][0]
+    assert fed.spike_events == meter.report().spikes and fed.weights == 18 and fed.output_size == 3

@@ -1,8 +1,9 @@
 """Calibration: fit every FS site to the inputs that site actually sees.
 
-The converted pipeline samples with its original activations (FSActivation mode
-``record``) through its own ``__call__``, so latents, prompts and classifier-free guidance
-are those of real use, keeping a sample of each site's inputs; each site's neuron is then
+The converted pipeline samples with its original activations
+(:func:`~spiking_ddim.sites.original_activations`) through its own ``__call__``, so
+latents, prompts and classifier-free guidance are those of real use, while a
+:class:`~spiking_ddim.monitors.SiteInputMonitor` keeps a sample of each site's inputs; each site's neuron is then
 refitted to that input distribution with the exact-gradient search of ``fs_neurons``,
 starting from its current (bank) parameters, so no site gets worse. All sites are
 searched together in one batch.
@@ -21,6 +22,12 @@ site at its best fit of fewer steps (where that fits the budget), and the one wh
 denoiser output comes closest to the original's on recorded sampling calls is kept.
 :func:`fit_site_options` does the search once and :func:`apply_budget` the choice, so a
 sweep of budgets searches once.
+
+Two fits of other neurons live here too: :func:`fit_delta` fits a delta-coded model's
+encoders to the changes its sites see between denoising steps (:mod:`.delta`), and
+:func:`rate_coded_if` sets every site to the rate-coded IF baseline with balanced
+thresholds (:mod:`.if_baseline`). A delta-coded model is calibrated with full codes at
+every call (:func:`spiking_ddim.delta.step_coding`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from ..pipelines import SamplingOptions, converted_components
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
 from .delta import DELTA_IMAGES, DELTA_SPIKE_WEIGHT, fit_delta
+from .if_baseline import IF_PERCENTILE, rate_coded_if
 from .options import (
     CALIBRATION_SEARCH,
     LOWER_K_GRID,
@@ -53,9 +61,9 @@ from .options import (
 )
 from .probe import measure_costs, measure_sensitivity
 
-__all__ = ["CALIBRATION_SEARCH", "DELTA_IMAGES", "DELTA_SPIKE_WEIGHT", "LOWER_K_GRID", "SPIKE_GRID", "SiteOptions", "SpikeBudget", "apply_budget",
-           "calibrate", "calibration_outcome", "fit_delta", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs",
-           "record_site_inputs"]
+__all__ = ["CALIBRATION_SEARCH", "DELTA_IMAGES", "DELTA_SPIKE_WEIGHT", "IF_PERCENTILE", "LOWER_K_GRID", "SPIKE_GRID",
+           "SiteOptions", "SpikeBudget", "apply_budget", "calibrate", "calibration_outcome", "fit_delta",
+           "fit_site_options", "lower_steps", "padded", "pooled_site_inputs", "rate_coded_if", "record_site_inputs"]
 
 
 def fit_site_options(

@@ -88,7 +88,8 @@ def fit_delta(
         dists = [InputDistribution.from_samples(s) for _, _, s in group]
         scale = [float((s * s).mean()) for _, _, s in group]
         fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], CALIBRATION_SEARCH,
-                             [_binary_start(s, K) for _, _, s in group], progress,
+                             [_binary_start(s, K) for _, _, s in group],
+                             None if progress is None else (lambda _stage, done, total: progress(done, total)),
                              spike_weight=[spike_weight * v for v in scale])
         for (label, encoder, _), fit, ms in zip(group, fits, scale):
             encoder.set_params(fit.h, fit.d, fit.T)

@@ -1,0 +1,280 @@
+#!/usr/bin/env python
+"""Per-step against delta coding on the embedded digits DDIM: quality, spikes and energy.
+
+Each point converts the embedded DDIM (``ours-unet`` bank, no calibration) with one coding
+at one K: ``step:K`` (every site sends its full K-step code at every denoising step) or
+``delta:K:W`` (a run's first step sends the K-step code and its correction, later steps
+signed codes of the change in min(K, 8) steps, the encoders fitted to 16 images' changes
+with spike weight W, :func:`spiking_ddim.calibration.fit_delta`), or ``if:K``, the
+rate-coded IF baseline (every site an integrate-and-fire neuron of T = K steps, thresholds
+balanced on 16 images, :func:`spiking_ddim.calibration.rate_coded_if`). It samples
+``--num-images`` images (``--steps`` DDIM steps, seeds SEED..SEED+N-1) and records the PSNR
+against the original from the same noise, the KID (digits features) against the held-out
+digits, spikes per neuron, and the energy per image and per step: SNN / ANN (45 nm
+operation count, the headline), SNN / INT8 ANN, and both under the memory-aware estimate
+(:mod:`spiking_ddim.memory`). ``--scan-steps`` then prices one image at each number of
+denoising steps for the ANN and the scanned points (PSNR on ``--scan-images`` images).
+
+Every point records ``coding`` and ``spiking`` (``swish``: the Swish sites spike, the
+other layers' inputs stay analog). Writes eval/results/delta_frontier.{json,md,png}, the
+JSON after every point, so a long run leaves what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from noise_floor import floor_line, load_floor
+from tqdm import tqdm
+
+from fs_neurons.figures import new_figure, save_figure
+from fs_neurons.files import atomic_write_text
+from spiking_ddim.calibration import fit_delta, rate_coded_if
+from spiking_ddim.defaults import DEFAULT_DELTA_K, DEFAULT_MODEL
+from spiking_ddim.energy import measure_cost
+from spiking_ddim.metrics import compare, extract_features, generation_metrics
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POINTS = ["step:8", "step:16", "delta:16:0.003", "delta:16:0.01", "delta:16:0.03", "delta:16:0.1",
+          "delta:8:0.01", "delta:8:0.1", "delta:4:0.01", "delta:4:0.1"]
+TARGETS = [("delta", 40.0, 0.40), ("delta", 35.0, 0.33)]  # coding: PSNR at least, at energy ratio at most
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--points", nargs="+", default=POINTS, metavar="CODING:K[:W]",
+                   help="points to measure: step:K or delta:K:W (default: %(default)s)")
+    p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    p.add_argument("--scan-steps", type=int, nargs="*", default=[10, 20, 50],
+                   help="denoising steps of the energy-per-step scan; none to skip it (default: %(default)s)")
+    p.add_argument("--scan-points", nargs="*", default=["step:16", "delta:16:0.01"], metavar="CODING:K[:W]",
+                   help="points priced at every --scan-steps (default: %(default)s)")
+    p.add_argument("--scan-images", type=int, default=100, help="images per scan point (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.add_argument("--replot", action="store_true", help="rewrite the .md and .png from the existing .json")
+    p.add_argument("--add", action="store_true",
+                   help="measure --points and add them to the existing .json (replacing points of the same coding, "
+                        "K and W), keeping its settings and steps scan")
+    args = p.parse_args(argv)
+    try:
+        args.parsed = [parse_point(s) for s in args.points]
+        args.scan_parsed = [parse_point(s) for s in args.scan_points]
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def parse_point(text: str) -> dict:
+    """``step:K``, ``if:K`` or ``delta:K:W`` -> {coding, K, spike_weight}."""
+    parts = text.split(":")
+    try:
+        if parts[0] in ("step", "if") and len(parts) == 2:
+            return {"coding": parts[0], "K": int(parts[1]), "spike_weight": None}
+        if parts[0] == "delta" and len(parts) == 3:
+            return {"coding": "delta", "K": int(parts[1]), "spike_weight": float(parts[2])}
+    except ValueError:
+        pass
+    raise ValueError(f"a point is step:K, if:K or delta:K:W, got {text!r}")
+
+
+def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> torch.Tensor:
+    return torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
+
+
+def converted(plain, spec: dict, options: SamplingOptions) -> tuple:
+    """The FS pipeline of a point (delta encoders fitted to ``options``' runs) and the fit's seconds."""
+    fs = copy.deepcopy(plain)
+    convert_pipeline(fs, K=spec["K"], coding="delta" if spec["coding"] == "delta" else "step")
+    t0 = time.perf_counter()
+    if spec["coding"] == "delta":
+        fit_delta(fs, options, spike_weight=spec["spike_weight"])
+    elif spec["coding"] == "if":
+        rate_coded_if(fs, options)
+    return fs, round(time.perf_counter() - t0, 1)
+
+
+def energy_fields(energy) -> dict:
+    m = energy.memory
+    return {"energy_ratio": energy.ratio, "energy_ratio_int8": energy.ratio_int8,
+            "memory_ratio": m["ratio"], "memory_ratio_int8": m["ratio_int8"],
+            "snn_joules_per_image": energy.snn_joules_per_image, "snn_joules_per_step": energy.snn_joules_per_step,
+            "ann_joules_per_image": energy.ann_joules_per_image, "ann_joules_per_step": energy.ann_joules_per_step,
+            "memory_snn_joules_per_image": m["snn_joules_per_image"],
+            "memory_ann_joules_per_image": m["ann_joules_per_image"],
+            "memory_ann_int8_joules_per_image": m["ann_int8_joules_per_image"],
+            "spikes_per_neuron": energy.spikes_per_neuron, "snn_acs_per_image": energy.snn_acs_per_image,
+            "snn_macs_per_image": energy.snn_macs_per_image}
+
+
+def measure(fs, reference: torch.Tensor, real, options: SamplingOptions, args, n: int) -> dict:
+    with measure_cost(fs) as meter:
+        images = sample(fs, options, n, args.batch_size, args.seed)
+    out = {"psnr": compare(reference, images)["mean_psnr"], **energy_fields(meter.report().energy(n))}
+    if real is not None:
+        kid = generation_metrics(real, images, "digits", metrics=("kid",))
+        out.update(kid=kid.kid_mean, kid_std=kid.kid_std)
+    return out
+
+
+def name(p: dict) -> str:
+    coding = "rate-coded IF" if p["coding"] == "if" else p["coding"]
+    return f"{coding} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "")
+
+
+def point(spec: dict, fs, seconds: float, reference, real, options, args) -> dict:
+    return {**spec, "spiking": "swish", "delta_K": min(spec["K"], DEFAULT_DELTA_K) if spec["coding"] == "delta"
+            else None, "fit_seconds": seconds, **measure(fs, reference, real, options, args, args.num_images)}
+
+
+def write(args, data: dict) -> None:
+    atomic_write_text(args.out_dir / "delta_frontier.json", json.dumps(data, indent=1) + "\n")
+    points, ann_kid = data["points"], data["original_kid"]
+    lines = ["# Per-step against delta coding: the embedded digits DDIM", "",
+             f"{data['num_images']} images per point, {data['steps']} DDIM steps, seeds {data['seed']}..; PSNR "
+             f"against the original from the same noise; KID (digits features) against held-out digits (original: "
+             f"{ann_kid:.5f}). Energy per image, SNN over ANN: the 45 nm operation count (4.6 pJ / MAC, 0.9 pJ / AC; "
+             "the headline), against an INT8 ANN (0.23 pJ / MAC), and the memory-aware estimate (Lemaire et al., "
+             "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. No calibration; spiking: the Swish sites "
+             "(every other layer's input stays analog). Delta: encoders of min(K, "
+             f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W. Written by "
+             "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
+             "| coding | K | W | PSNR (dB) | KID | spikes/neuron/call | energy SNN/ANN | vs INT8 ANN "
+             "| memory-aware SNN/ANN | memory-aware vs INT8 ANN | fit (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}"
+        lines.append(f"| {'rate-coded IF' if p['coding'] == 'if' else p['coding']} | {p['K']} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
+                     f"{p['spikes_per_neuron']:.3f} | {p['energy_ratio']:.3f} | {p['energy_ratio_int8']:.2f} | "
+                     f"{p['memory_ratio']:.3f} | {p['memory_ratio_int8']:.2f} | {p['fit_seconds']} |")
+    lines += ["", "Targets (45 nm count): " + "; ".join(f"{c} PSNR >= {q} dB at energy <= {e}" for c, q, e in TARGETS)
+              + f"; KID within 50% of the original's ({1.5 * ann_kid:.5f})"]
+    for coding, q, e in TARGETS:
+        met = [p for p in points if p["coding"] == coding and p["energy_ratio"] <= e and p["psnr"] >= q]
+        near = [p for p in points if p["coding"] == coding and p["energy_ratio"] <= e]
+        best = max(near, key=lambda p: p["psnr"]) if near else None
+        lines.append(f"- PSNR >= {q} dB at energy <= {e}: " + (
+            "met by " + ", ".join(f"{name(p)} ({p['psnr']:.2f} dB at {p['energy_ratio']:.3f}, KID "
+                                  f"{p['kid']:.5f})" for p in met) if met else
+            "not met" + (f" (best at energy <= {e}: {name(best)}, {best['psnr']:.2f} dB)" if best else
+                         " (no point that low)")))
+    if data.get("scan"):
+        lines += ["", "Energy per image against denoising steps (45 nm count; PSNR on "
+                  f"{data['scan_images']} images):", "",
+                  "| model | " + " | ".join(f"{s} steps" for s in data["scan_steps"]) + " | growth "
+                  f"{data['scan_steps'][0]} -> {data['scan_steps'][-1]} steps |",
+                  "|---|" + "---|" * (len(data["scan_steps"]) + 1)]
+        for row in data["scan"]:
+            cells = [f"{e['snn_joules_per_image']:.3e} J ({e['psnr']:.1f} dB)" if "psnr" in e
+                     else f"{e['snn_joules_per_image']:.3e} J" for e in row["by_steps"]]
+            growth = row["by_steps"][-1]["snn_joules_per_image"] / row["by_steps"][0]["snn_joules_per_image"]
+            lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {growth:.2f}x |")
+    atomic_write_text(args.out_dir / "delta_frontier.md", "\n".join(lines) + "\n")
+    plot(args, data)
+
+
+def plot(args, data: dict) -> None:
+    scanned = bool(data.get("scan"))
+    fig, axes = new_figure(1, 2 if scanned else 1, figsize=(11 if scanned else 6, 4.5), squeeze=False)
+    ax = axes[0][0]
+    for coding, marker in (("step", "o"), ("delta", "s"), ("if", "^")):
+        pts = [p for p in data["points"] if p["coding"] == coding]
+        for K in sorted({p["K"] for p in pts}):
+            row = sorted((p for p in pts if p["K"] == K), key=lambda p: p["energy_ratio"])
+            ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row], marker=marker, label=f"{coding} K={K}")
+    for _, q, e in TARGETS:
+        ax.plot([e], [q], marker="*", color="k", markersize=10)
+    ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
+    ax.set_ylabel("PSNR against the original (dB)")
+    ax.set_title("quality per energy (stars: targets)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if scanned:
+        ax = axes[0][1]
+        for row in data["scan"]:
+            ax.plot(data["scan_steps"], [e["snn_joules_per_image"] * 1e3 for e in row["by_steps"]], marker="o",
+                    label=row["model"])
+        ax.set_xlabel("denoising steps")
+        ax.set_ylabel("energy per image (mJ, 45 nm)")
+        ax.set_title("energy per image against steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, args.out_dir / "delta_frontier.png")
+
+
+def scan(args, plain, data: dict) -> None:
+    """Energy per image at each of --scan-steps for the ANN and the --scan-points."""
+    rows = {"ANN": []} | {name(s): [] for s in args.scan_parsed}
+    for steps in tqdm(args.scan_steps, desc="steps scan", unit="setting", dynamic_ncols=True):
+        options = SamplingOptions(steps=steps)
+        with measure_cost(plain) as meter:
+            reference = sample(plain, options, args.scan_images, args.batch_size, args.seed)
+        ann = meter.report().energy(args.scan_images)
+        rows["ANN"].append({"steps": steps, "snn_joules_per_image": ann.ann_joules_per_image})
+        for spec in args.scan_parsed:
+            fs, _ = converted(plain, spec, options)
+            rows[name(spec)].append({"steps": steps, **measure(fs, reference, None, options, args, args.scan_images)})
+        data["scan"] = [{"model": m, "by_steps": r} for m, r in rows.items()]
+        data["scan_steps"] = args.scan_steps[:len(rows["ANN"])]
+        write(args, data)
+
+
+def add_points(args) -> int:
+    """--add: measure --points with the existing results' settings and merge them in."""
+    data = json.loads((args.out_dir / "delta_frontier.json").read_text())
+    args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
+    options = SamplingOptions(steps=args.steps)
+    plain = load_pipeline(DEFAULT_MODEL)
+    real = extract_features("digits", "digits", metrics=("kid",), what="real")
+    reference = sample(plain, options, args.num_images, args.batch_size, args.seed)
+    key = lambda p: (p["coding"], p["K"], p["spike_weight"])  # noqa: E731
+    for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
+        fs, seconds = converted(plain, spec, options)
+        new = point(spec, fs, seconds, reference, real, options, args)
+        data["points"] = [p for p in data["points"] if key(p) != key(new)] + [new]
+        write(args, data)
+    print((args.out_dir / "delta_frontier.md").read_text())
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        write(args, json.loads((args.out_dir / "delta_frontier.json").read_text()))
+        print((args.out_dir / "delta_frontier.md").read_text())
+        return 0
+    if args.add:
+        return add_points(args)
+    outs = [args.out_dir / f"delta_frontier.{x}" for x in ("json", "md", "png")]
+    if any(o.exists() for o in outs) and not args.overwrite:
+        print(f"error: {args.out_dir}/delta_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
+        return 2
+    options = SamplingOptions(steps=args.steps)
+    plain = load_pipeline(DEFAULT_MODEL)
+    real = extract_features("digits", "digits", metrics=("kid",), what="real")
+    reference = sample(plain, options, args.num_images, args.batch_size, args.seed)
+    data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed,
+            "original_kid": generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean,
+            "scan_images": args.scan_images, "points": []}
+    for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
+        fs, seconds = converted(plain, spec, options)
+        data["points"].append(point(spec, fs, seconds, reference, real, options, args))
+        write(args, data)
+    if args.scan_steps:
+        scan(args, plain, data)
+    print((args.out_dir / "delta_frontier.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
