@@ -103,7 +103,8 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     history = record.provenance()
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
-        "K": record.K, "method": record.method, "coding": record.coding, "calibrated": history["calibrated"],
+        "K": record.K, "method": record.method, "coding": record.coding, "delta_K": record.delta_K, "spiking": "swish",
+        "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],
         "source": history["source"], "reference": reference, "scheduler": scheduler_record(fs_pipe),
         "steps": options.steps, "eta": options.eta, "prompts": list(options.prompts or []),

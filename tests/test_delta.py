@@ -283,3 +283,17 @@ def test_the_rate_coded_if_baseline_counts_floor_K_x_over_theta_spikes():
     assert count.tolist() == [0, 0, 1, 3, 4]  # floor(K x / theta), at most K: the IF neuron's spikes
     assert torch.allclose(out, count * theta / 4)
     assert pipe.unet.fs_config.events("if-baseline")[-1]["percentile"] == 99.9
+
+
+@pytest.mark.integration
+def test_sample_with_delta_coding_records_it(tmp_path, cli):
+    import json
+
+    code, out, err = cli("sample", "--coding", "delta", "--K", "4", "--delta-spike-weight", "0.05", "--num-images", "4",
+                         "--batch-size", "4", "--real", "none", "--out", tmp_path / "run")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["coding"] == "delta" and metrics["delta_K"] == 4 and metrics["spiking"] == "swish"
+    assert [e["event"] for e in metrics["history"]] == ["convert", "delta-fit"]
+    assert metrics["history"][-1]["spike_weight"] == 0.05 and metrics["energy"]["memory"]["ratio"] > 0
+    assert "delta coding (K=4)" in out + err and "memory-aware" in out

@@ -83,6 +83,11 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     (["--model", "someone/ddim-offline-test"], "cannot fetch model"),
     (["--energy", "sram=5"], "unknown energy constant 'sram=5'"),
     (["--energy", "ac=-1"], "energy constant ac must be a finite number of picojoules >= 0"),
+    (["--coding", "sigma"], "invalid choice: 'sigma'"),
+    (["--delta-spike-weight", "0.1"], "--delta-spike-weight applies to --coding delta"),
+    (["--coding", "delta", "--delta-images", "0"], "--delta-images must be >= 1"),
+    (["--coding", "delta", "--delta-K", "0"], "K (time steps) must be an integer >= 1"),
+    (["--coding", "delta", "--delta-spike-weight", "-1"], "spike_weight must be a number >= 0"),
 ])
 def test_clear_errors(tmp_path, cli, monkeypatch, args, message):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read when called, not at import

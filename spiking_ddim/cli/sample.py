@@ -188,7 +188,8 @@ def _print(result, reference: dict, args: argparse.Namespace) -> None:
     print(f"\n{result.header}\n  vs {reference['description']}, {m['pipeline']}, {m['num_images']} images, "
           f"{m['steps']} steps:")
     print(f"  image loss   MSE {m['mse']:.6f}   PSNR {m['psnr']:.2f} dB")
-    print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {m['K']}), "
+    most = f"{m['K']}" if m["coding"] == "step" else f"{m['K']} + {m['delta_K']} in a run's first step, {m['delta_K']} after"
+    print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {most}), "
           f"{energy.spikes_per_image:.4g} per image")
     print(f"  energy       {energy.summary()}")
     if not result.scores:
