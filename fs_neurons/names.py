@@ -14,5 +14,5 @@ UNET_METHOD = "ours-unet"  # ours fitted to the pooled Swish inputs of diffusion
 BANK_METHODS = (*METHODS, UNET_METHOD)  # the bank entries one can ask for
 PAPER_RANGE = (-8.0, 12.0)  # the TBPI paper's input range ...
 PAPER_POINTS = 100_000  # ... and its number of evenly spaced points
-ACTIVATION_NAMES = ("swish", "silu", "gelu", "gelu_tanh", "sigmoid", "tanh", "mish", "softplus", "relu")
+ACTIVATION_NAMES = ("swish", "silu", "gelu", "gelu_tanh", "sigmoid", "tanh", "mish", "softplus", "relu", "identity")
 TENDENCIES = ("log", "quadratic", "cubic", "exponential")  # TBPI's curve families

@@ -150,17 +150,19 @@ class FSNeuron(nn.Module):
                 f"input has {x.shape[self.neuron_dim]} entries along dim {self.neuron_dim}, "
                 f"but this FSNeuron holds {self.num_neurons} neurons"
             )
-        want_count = bool(self._spike_hooks)
-        wants_grad = torch.is_grad_enabled() and x.requires_grad
-        if self.backend == "lookup" or (self.backend == "auto" and not self.training and not wants_grad):
-            dim = None if self.num_neurons is None else self.neuron_dim
-            out, count = self.table().evaluate(x.detach(), dim, want_count=want_count)
-        else:
-            params = (self._param_view(p, x.ndim) for p in (self.h, self.d, self.T))
-            out, count = fs_simulate(x, *params, surrogate=self.surrogate, count_spikes=want_count)
+        out, count = self._evaluate(x, bool(self._spike_hooks))
         for hook in list(self._spike_hooks.values()):
             hook(self, out, count)
         return out
+
+    def _evaluate(self, x: torch.Tensor, want_count: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Output and (with ``want_count``) per-element spike counts by the neuron's backend."""
+        wants_grad = torch.is_grad_enabled() and x.requires_grad
+        if self.backend == "lookup" or (self.backend == "auto" and not self.training and not wants_grad):
+            dim = None if self.num_neurons is None else self.neuron_dim
+            return self.table().evaluate(x.detach(), dim, want_count=want_count)
+        params = (self._param_view(p, x.ndim) for p in (self.h, self.d, self.T))
+        return fs_simulate(x, *params, surrogate=self.surrogate, count_spikes=want_count)
 
     @torch.no_grad()
     def code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,6 +37,11 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     return x * torch.tanh(F.softplus(x))
 
 
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """x itself: what a signed encoder of an analog value approximates (:mod:`fs_neurons.signed`)."""
+    return x
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "swish": swish,
     "silu": swish,
@@ -47,6 +52,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "mish": mish,
     "softplus": F.softplus,
     "relu": torch.relu,
+    "identity": identity,
 }
 assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "fs_neurons.names.ACTIVATION_NAMES must list ACTIVATIONS"
 

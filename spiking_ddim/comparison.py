@@ -103,7 +103,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     history = record.provenance()
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
-        "K": record.K, "method": record.method, "coding": record.coding, "delta_K": record.delta_K, "spiking": "swish",
+        "K": record.K, "method": record.method, "coding": record.coding, "delta_K": record.delta_K, "spiking": record.spiking,
         "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],
         "source": history["source"], "reference": reference, "scheduler": scheduler_record(fs_pipe),

@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from .defaults import DEFAULT_DELTA_K
+from .defaults import DEFAULT_DELTA_K, SPIKING
 from .delta import check_delta_capable, install_encoders, remove_encoders
 from .fs_activation import SiteSignature
 from .modeling import as_base_class, as_spiking_class, check_convertible
@@ -31,6 +31,7 @@ from .provenance import source_record
 from .record import FSConfig, SiteModule, add_event, check_coding
 from .sites import (
     GELU_TYPES,
+    INPUT_LAYER_TYPES,
     SWISH_TYPES,
     activation_name,
     apply_structure,
@@ -63,6 +64,7 @@ class ConversionReport:
     sites: list[SiteReport] = field(default_factory=list)
     functional_calls: list[str] = field(default_factory=list)
     remaining: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)  # layers whose analog input got an FS encoder (spiking "all")
 
     @property
     def complete(self) -> bool:
@@ -72,6 +74,9 @@ class ConversionReport:
     def summary(self) -> str:
         lines = [f"converted {len(self.modules)} modules, {len(self.sites)} call sites to FS neurons "
                  f"(K={self.K}, method={self.method})"]
+        if self.inputs:
+            lines.append(f"fully spiking: the analog inputs of {len(self.inputs)} conv / linear layers get signed FS "
+                         "encoders (calibrate to fit them)")
         if self.remaining:
             lines.append(f"NOT converted (Swish modules left): {', '.join(self.remaining)}")
         if self.functional_calls:
@@ -206,6 +211,7 @@ def convert_unet(
     component: str = "unet",
     coding: str = "step",
     delta_K: Optional[int] = None,
+    spiking: str = "swish",
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
     FS neurons from the bank entry (activation, K, method; by default ``ours-unet``, fitted to
@@ -217,7 +223,11 @@ def convert_unet(
     weights (:mod:`spiking_ddim.provenance`). ``coding``: ``step`` (every call sends its full
     FS code) or ``delta`` (a denoiser's sites send only changes between denoising steps; fit
     the encoders with :func:`spiking_ddim.calibration.fit_delta` before sampling), its
-    encoders coding changes in ``delta_K`` time steps (default: min(K, 8)). Returns a
+    encoders coding changes in ``delta_K`` time steps (default: min(K, 8)). ``spiking``:
+    ``swish`` (the replaced activations spike; every other layer input stays analog) or
+    ``all`` (a denoiser's conv / linear layers fed by analog values also read a signed FS
+    code of it, except the first layer, which reads the model's input; attention score
+    matmuls stay analog); fit those encoders by calibrating. Returns a
     :class:`ConversionReport`.
 
     All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
@@ -226,8 +236,11 @@ def convert_unet(
     check_K(K)
     check_convertible(model)
     check_coding(coding)
+    if spiking not in SPIKING:
+        raise ValueError(f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
+    if coding == "delta" or spiking == "all":
+        check_delta_capable(model, "coding 'delta'" if coding == "delta" else "spiking 'all'")
     if coding == "delta":
-        check_delta_capable(model)
         delta_K = check_K(min(K, DEFAULT_DELTA_K) if delta_K is None else delta_K)
     elif delta_K is not None:
         raise ValueError("delta_K applies to coding 'delta'")
@@ -266,6 +279,11 @@ def convert_unet(
         _, functional = trace(model, left, run)
         report.remaining += [f.path for f in _in_scope(left, scope)]
         report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
+        if spiking == "all":
+            inputs = analog_inputs(model, run)
+            apply_structure(model, inputs, K, method)
+            spec += inputs
+            report.inputs = [s.path for s in inputs]
         if coding == "delta":
             install_encoders(model, delta_K)
     except BaseException:
@@ -273,12 +291,41 @@ def convert_unet(
         raise
     config = getattr(model, "config", None)
     model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, delta_K=delta_K,
-                               per_site=per_site,
+                               spiking=spiking, per_site=per_site,
                                act_fn=config.get("act_fn", None) if config is not None else None, source=origin)
-    add_event(model, "convert", K=K, method=method, coding=coding, delta_K=delta_K, per_site=per_site,
+    add_event(model, "convert", K=K, method=method, coding=coding, delta_K=delta_K, spiking=spiking, per_site=per_site,
               bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites), scope=scope)
     as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     return report
+
+
+def analog_inputs(model: nn.Module, run: Callable[[], Any]) -> list[SiteModule]:
+    """The conv / linear layers of a converted ``model`` that read analog values in the call
+    ``run`` makes (not an FS site's output), except the one reading the model's own input:
+    one ``input`` site each, with its input's signature."""
+    from .energy import CostMeter
+
+    first: list[int] = []
+    signatures: dict[str, SiteSignature] = {}
+    sample_hook = model.register_forward_pre_hook(
+        lambda _m, args, kwargs: first.append(id(args[0] if args else kwargs["sample"])), with_kwargs=True)
+    handles = [sample_hook]
+    for path, layer in model.named_modules():
+        if isinstance(layer, INPUT_LAYER_TYPES):
+            def seen(m, args, path=path):
+                signatures.setdefault(path, SiteSignature.of(args[0]))
+                if id(args[0]) in first[:1]:
+                    signatures[path] = None  # reads the model's input: stays analog
+            handles.append(layer.register_forward_pre_hook(seen))
+    try:
+        with CostMeter(model) as meter:
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return [SiteModule(lay.name, "input", "identity", (tuple(signatures[lay.name].to_json()),))
+            for lay in meter.report().layers
+            if lay.kind != "matmul" and lay.spike_calls < lay.calls and signatures.get(lay.name) is not None]
 
 
 def _under(path: str, scope: str) -> bool:

@@ -15,6 +15,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedde
 DEFAULT_K = 16  # FS time steps of every command that converts (sample, convert, train snn)
 METRICS = ("fid", "kid", "isc", "prc")  # FID, KID, Inception Score, precision / recall
 INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"  # a path to Inception weights, for offline metrics
+SPIKING = ("swish", "all")  # what spikes: the Swish sites, or also every conv / linear input but the first layer's
 CODINGS = ("step", "delta")  # how FS sites code across denoising steps (spiking_ddim.delta)
 DELTA_SPIKE_WEIGHT = 0.1  # delta encoders' price of a spike, in units of the site's mean squared change
 DEFAULT_DELTA_K = 8  # at most this many time steps code a change (fewer when K is lower)

@@ -71,11 +71,12 @@ def _run_clock(model: nn.Module, args: tuple, kwargs: dict) -> None:
     model.__dict__["_delta_last_call"] = now
 
 
-def check_delta_capable(model: nn.Module) -> None:
-    """``ValueError`` unless ``model`` is a denoiser (a UNet called once per denoising step)."""
+def check_delta_capable(model: nn.Module, what: str = "coding 'delta'") -> None:
+    """``ValueError`` unless ``model`` is a denoiser (a UNet called once per denoising step);
+    ``what`` names the option that needs one."""
     if is_autoencoder(model):
-        raise ValueError(f"coding 'delta' needs a denoiser called once per denoising step; {type(model).__name__} "
-                         "decodes once per image: convert it with coding 'step'")
+        raise ValueError(f"{what} needs a denoiser called once per denoising step; {type(model).__name__} "
+                         "decodes once per image: convert it with coding 'step' and spiking 'swish'")
 
 
 def install_encoders(model: nn.Module, K: int) -> None:

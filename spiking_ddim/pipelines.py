@@ -190,11 +190,13 @@ def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
 
 def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
                      bank_path: Optional[str] = None, coding: str = "step",
-                     delta_K: Optional[int] = None) -> dict[str, ConversionReport]:
+                     delta_K: Optional[int] = None, spiking: str = "swish") -> dict[str, ConversionReport]:
     """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
     decoder) and return one report per component; all or nothing. ``coding="delta"`` gives
     the UNet delta coding (:mod:`spiking_ddim.delta`, changes coded in ``delta_K`` steps; fit it with
-    :func:`spiking_ddim.calibration.fit_delta` before sampling); decoders keep step coding. Each component records
+    :func:`spiking_ddim.calibration.fit_delta` before sampling), ``spiking="all"`` FS encoders
+    on its layers' analog inputs (calibrate to fit them); decoders keep step coding and
+    spiking Swish. Each component records
     the pipeline's source (``pipe.config._name_or_path``, set by :func:`load_pipeline`) and
     a digest of its weights. Raises ``ValueError`` for a pipeline without a UNet, a
     component it does not have or that cannot be converted, one already converted, or a
@@ -206,7 +208,8 @@ def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_MET
         for name in dict.fromkeys(components):
             reports[name] = convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path, source=source,
                                          component=name, coding=coding if name == "unet" else "step",
-                                         delta_K=delta_K if name == "unet" else None)
+                                         delta_K=delta_K if name == "unet" else None,
+                                         spiking=spiking if name == "unet" else "swish")
     except BaseException:
         for name in reports:
             revert_unet(pipe.components[name])

@@ -10,7 +10,8 @@ Fields: the diffusers ``base_class`` and the ``act_fn`` its config had; ``K``; t
 ``method``; the ``coding`` of the FS sites (``step``: every neuron sends its whole K-step
 code at every denoising step; ``delta``: after a run's first step, only changes, see
 :mod:`spiking_ddim.delta`, coded in ``delta_K`` time steps); ``per_site`` (one neuron per call site); ``modules``, the
-replaced modules (:class:`SiteModule`); ``source``, the model it was converted from (see
+replaced modules (:class:`SiteModule`; with ``spiking`` ``all``, also the conv / linear
+layers whose analog input a signed FS encoder codes, kind ``input``); ``source``, the model it was converted from (see
 :mod:`spiking_ddim.provenance`); ``history``, one dict per event, oldest first, with
 ``event`` (``convert``, ``calibrate``, ``delta-fit``, ``finetune``), ``time`` (UTC), ``version`` (this
 package's) and the event's settings and outcome. Format 3; formats 1 and 2 (earlier
@@ -27,12 +28,13 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
-from .defaults import CODINGS
+from .defaults import CODINGS, SPIKING
 
 FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
-KINDS = ("module", "projected", "geglu")  # the replaced module itself, or diffusers' GELU / GEGLU around it
-ACTIVATIONS = ("swish", "gelu", "gelu_tanh")
+# the replaced module itself, diffusers' GELU / GEGLU around it, or the input of a conv / linear layer
+KINDS = ("module", "projected", "geglu", "input")
+ACTIVATIONS = ("swish", "gelu", "gelu_tanh", "identity")
 
 
 def check_coding(coding: str) -> str:
@@ -71,6 +73,7 @@ class FSConfig:
     modules: tuple[SiteModule, ...]
     coding: str = "step"
     delta_K: Optional[int] = None  # time steps of the delta encoders' codes (coding "delta")
+    spiking: str = "swish"  # "all": the analog inputs of conv / linear layers are FS-coded too (kind "input")
     per_site: bool = True
     act_fn: Optional[str] = None
     source: Optional[dict] = None
@@ -105,7 +108,8 @@ class FSConfig:
         """One line: K, method, source, calibration (and budget), fine-tuning runs."""
         from .provenance import describe_source
 
-        parts = [f"K={self.K}, {self.method}" + (f", delta coding (K={self.delta_K})" if self.coding == "delta" else ""),
+        parts = [f"K={self.K}, {self.method}" + (f", delta coding (K={self.delta_K})" if self.coding == "delta" else "")
+                 + (", fully spiking" if self.spiking == "all" else ""),
                  f"converted from {describe_source(self.source_model)}"]
         for e in self.events("calibrate"):
             b = e.get("budget")
@@ -119,13 +123,15 @@ class FSConfig:
 
     def provenance(self) -> dict:
         """What metrics.json and model cards say about the model."""
-        return {"K": self.K, "method": self.method, "coding": self.coding, "delta_K": self.delta_K, "source": self.source,
+        return {"K": self.K, "method": self.method, "coding": self.coding, "delta_K": self.delta_K,
+                "spiking": self.spiking, "source": self.source,
                 "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
                 "history": list(self.history), "summary": self.summary()}
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "base_class": self.base_class, "act_fn": self.act_fn, "K": self.K,
-                "method": self.method, "coding": self.coding, "delta_K": self.delta_K, "per_site": self.per_site,
+                "method": self.method, "coding": self.coding, "delta_K": self.delta_K, "spiking": self.spiking,
+                "per_site": self.per_site,
                 "modules": [m.to_json() for m in self.modules], "source": self.source, "history": list(self.history)}
 
     @classmethod
@@ -151,6 +157,9 @@ class FSConfig:
         coding = data.get("coding", "step")
         if coding not in CODINGS:
             raise bad(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
+        spiking = data.get("spiking", "swish")
+        if spiking not in SPIKING:
+            raise bad(f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
         delta_K = data.get("delta_K")
         if coding == "delta" and (isinstance(delta_K, bool) or not isinstance(delta_K, int) or delta_K < 1):
             raise bad(f"delta_K must be an integer >= 1 for coding 'delta', got {delta_K!r}")
@@ -184,7 +193,7 @@ class FSConfig:
         if source is not None and not isinstance(source, dict):
             raise bad("source must be an object")
         return cls(data["base_class"], K, data["method"], tuple(modules), coding,
-                   delta_K if coding == "delta" else None, bool(data.get("per_site", True)),
+                   delta_K if coding == "delta" else None, spiking, bool(data.get("per_site", True)),
                    data.get("act_fn"), source, tuple(history))
 
 

@@ -2,8 +2,9 @@
 
 A conversion records its replaced modules (``model.fs_config.modules``, a tuple of
 :class:`spiking_ddim.record.SiteModule`): per module its dotted path, kind (a plain
-activation module, diffusers' ``GELU`` or ``GEGLU``), activation name and one signature
-per call site. :func:`apply_structure` installs the :class:`FSActivation` modules they
+activation module, diffusers' ``GELU`` or ``GEGLU``; or ``input``: a conv / linear layer
+whose analog input a signed FS site codes, installed as its ``input_encoder`` and applied
+by a forward pre-hook), activation name and one signature per call site. :func:`apply_structure` installs the :class:`FSActivation` modules they
 describe; :func:`convert_unet` records them after tracing a model, :func:`load_model`
 replays them before loading saved weights.
 """
@@ -19,6 +20,7 @@ from torch import nn
 
 from fs_neurons.functional import temporarily
 from fs_neurons.neuron import FSNeuron
+from fs_neurons.signed import SignedFSNeuron
 
 from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
 from .record import SiteModule
@@ -72,6 +74,26 @@ class _GatedFS(nn.Module):
         return value * self.act(gate)
 
 
+INPUT_LAYER_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd, nn.Linear)  # layers an input site can code for
+
+
+def _encode_input(layer: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of a layer with an input site: the layer reads its input's FS code."""
+    return (layer.input_encoder(args[0]), *args[1:])
+
+
+def _input_site(layer: nn.Module, s: SiteModule, K: int) -> FSActivation:
+    """The FS site that codes ``layer``'s analog input: signed neurons, a binary start."""
+    if not isinstance(layer, INPUT_LAYER_TYPES):
+        found = "nothing" if layer is None else type(layer).__name__
+        raise ValueError(f"module {s.path!r}: the record codes the input of a conv / linear layer there, the model "
+                         f"has {found}")
+    sigs = [SiteSignature(*sig) for sig in s.signatures]
+    act = FSActivation("identity", [SignedFSNeuron.binary(K) for _ in sigs], sigs)
+    act.train(layer.training)
+    return act
+
+
 def apply_structure(model: nn.Module, spec: Sequence[SiteModule], K: int, method: str,
                     bank_path: Optional[str] = None, from_bank: bool = True) -> None:
     """Install FSActivation modules described by ``spec`` (as recorded in
@@ -83,8 +105,11 @@ def apply_structure(model: nn.Module, spec: Sequence[SiteModule], K: int, method
     entry, a record that does not fit the model) leaves ``model`` as it was. Raises
     ``ValueError`` naming the module."""
     modules = dict(model.named_modules())
-    planned = []
+    planned, inputs = [], []
     for s in spec:
+        if s.kind == "input":
+            inputs.append((modules.get(s.path), _input_site(modules.get(s.path), s, K)))
+            continue
         owner_path, _, attr = s.path.rpartition(".")
         owner = modules.get(owner_path) if owner_path else model
         old = getattr(owner, attr, None) if owner is not None else None
@@ -108,12 +133,23 @@ def apply_structure(model: nn.Module, spec: Sequence[SiteModule], K: int, method
     for owner, attr, new, act in planned:
         setattr(owner, attr, new)
         act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
+    for layer, act in inputs:
+        layer.input_encoder = act
+        remove_counter = attach_site_counter(layer, "input_encoder")
+        handle = layer.register_forward_pre_hook(_encode_input)
+        act._remove_counter = lambda r=remove_counter, h=handle: (r(), h.remove())
 
 
 def remove_structure(model: nn.Module, spec: Sequence[SiteModule]) -> None:
     """Undo :func:`apply_structure`: every installed FS site gets back the module it replaced."""
     modules = dict(model.named_modules())
     for s in spec:
+        if s.kind == "input":
+            layer = modules[s.path]
+            if isinstance(getattr(layer, "input_encoder", None), FSActivation):
+                layer.input_encoder._remove_counter()
+                del layer.input_encoder
+            continue
         owner_path, _, attr = s.path.rpartition(".")
         owner = modules[owner_path] if owner_path else model
         current = getattr(owner, attr)

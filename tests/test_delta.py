@@ -8,7 +8,7 @@ from test_convert import tiny_cond_unet, tiny_unet
 from test_pipelines import _AUTOENCODER
 from torch import nn
 
-from fs_neurons import FSNeuron
+from fs_neurons import FSNeuron, OursConfig
 from fs_neurons.delta import DeltaFSNeuron
 from spiking_ddim import (
     SamplingOptions,
@@ -130,6 +130,7 @@ def delta_pipe(K=8, step=1e-3):
 
 
 OPTIONS = SamplingOptions(steps=6)
+QUICK = OursConfig(pool=8, restarts=0, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20)  # light searches
 
 
 def test_identical_runs_give_identical_images_and_every_call_of_the_pipeline_starts_afresh():
@@ -201,7 +202,7 @@ def test_with_fine_neurons_the_delta_model_matches_the_per_step_model(fine_bank)
 def test_fit_delta_fits_every_encoder_and_records_it():
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=8, method="ours", coding="delta", delta_K=4)
-    sites = fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.0)
+    sites = fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.0, search=QUICK)
     assert len(sites) == len(encoders(pipe.unet)) and all(bool(e.fitted) and e.K == 4 for _, e in encoders(pipe.unet))
     event = pipe.unet.fs_config.events("delta-fit")[-1]
     assert event["spike_weight"] == 0.0 and event["images"] == 2 and pipe.unet.fs_config.delta_K == 4
@@ -212,7 +213,7 @@ def test_a_larger_spike_price_fits_encoders_that_send_fewer_spikes():
     cheap, dear = tiny_pipe(), tiny_pipe()
     for pipe, weight in ((cheap, 0.0), (dear, 1.0)):
         convert_pipeline(pipe, K=4, method="ours", coding="delta")
-        fit_delta(pipe, OPTIONS, num_images=2, spike_weight=weight)
+        fit_delta(pipe, OPTIONS, num_images=2, spike_weight=weight, search=QUICK)
     counts = []
     for pipe in (cheap, dear):
         with measure_cost(pipe) as meter:
@@ -297,3 +298,54 @@ def test_sample_with_delta_coding_records_it(tmp_path, cli):
     assert [e["event"] for e in metrics["history"]] == ["convert", "delta-fit"]
     assert metrics["history"][-1]["spike_weight"] == 0.05 and metrics["energy"]["memory"]["ratio"] > 0
     assert "delta coding (K=4)" in out + err and "memory-aware" in out
+
+
+def test_a_signed_fs_neuron_codes_both_signs_with_spikes_of_the_magnitude():
+    from fs_neurons.signed import SignedFSNeuron
+
+    n = SignedFSNeuron.binary(3, top=7.0).eval()  # levels 0..7, step 1, rounded
+    x = torch.tensor([-6.2, -0.4, 0.0, 2.6, 9.0])
+    out, count = n.code(x)
+    assert out.tolist() == [-6.0, 0.0, 0.0, 3.0, 7.0] and count.tolist() == [2.0, 0.0, 0.0, 2.0, 3.0]
+    assert torch.equal(n(x), out)
+
+
+def test_fully_spiking_leaves_only_the_first_layer_and_attention_matmuls_dense(tmp_path):
+    pipe = tiny_pipe()
+    report = convert_pipeline(pipe, K=6, method="ours", spiking="all")["unet"]
+    assert "conv_in" not in report.inputs and "down_blocks.1.attentions.0.to_q" in report.inputs
+    assert pipe.unet.fs_config.spiking == "all"
+    with measure_cost(pipe) as meter:
+        generate(pipe, range(2), OPTIONS)
+    layers = {lay["name"]: lay for lay in meter.report().energy(2).layers}
+    dense = {name for name, lay in layers.items() if lay["input"] != "spikes"}
+    assert dense == {"conv_in"} | {name for name, lay in layers.items() if lay["kind"] == "matmul"}
+    # saved and loaded: the same encoders, the same images
+    pipe.unet.save_pretrained(tmp_path / "unet")
+    loaded = load_model(tmp_path / "unet")
+    assert loaded.fs_config.spiking == "all" and len(fs_activations(loaded)) == len(fs_activations(pipe.unet))
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(x, 50).sample, pipe.unet(x, 50).sample)
+
+
+def test_calibration_fits_the_input_encoders_to_their_inputs():
+    from spiking_ddim.calibration import calibrate
+
+    ann, pipe = tiny_pipe(), tiny_pipe()
+    convert_pipeline(pipe, K=8, method="ours", spiking="all")
+    reference = generate(ann, range(4), OPTIONS)
+    before = (generate(pipe, range(4), OPTIONS) - reference).pow(2).mean()
+    sites = calibrate(pipe, OPTIONS, num_images=2, search=QUICK)
+    after = (generate(pipe, range(4), OPTIONS) - reference).pow(2).mean()
+    inputs = [s for s in sites if ".input_encoder[" in s.name]
+    assert inputs and all(s.mse_after <= s.mse_before for s in inputs) and after < before
+
+
+def test_fully_spiking_with_delta_coding_runs_through_the_pipeline():
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=8, method="ours", spiking="all", coding="delta")
+    fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.1, search=QUICK)
+    a, b = generate(pipe, range(2), OPTIONS), generate(pipe, range(2), OPTIONS)
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+    assert any(".input_encoder" in name for name, _ in encoders(pipe.unet))

@@ -40,6 +40,7 @@ from diffusers import DiffusionPipeline
 
 from fs_neurons.exact import OursConfig
 from fs_neurons.seeds import stream
+from fs_neurons.signed import SignedFSNeuron
 
 from ..convert import SiteReport
 from ..delta import step_coding
@@ -82,6 +83,9 @@ def fit_site_options(
     pipeline), and with a ``budget`` check that it can be met at all before searching.
     Changes no neuron."""
     found = SiteOptions([], {}, {})
+    if len(weights) > 1 and any(m.fs_config.spiking == "all" for m in converted_components(pipe).values()):
+        raise ValueError("spike and energy budgets work on Swish sites; a fully spiking model (spiking 'all') is "
+                         "calibrated without a budget")
     if len(weights) > 1:
         measure_costs(pipe, options, found)
         if budget is not None:
@@ -92,9 +96,12 @@ def fit_site_options(
         for path, act in fs_activations(model):
             for i in range(act.num_sites):
                 samples, start = inputs.samples(act, i), act.neurons[i].params()
-                key = hashlib.sha1(samples.numpy().tobytes() + repr((act.activation, start)).encode()).digest()
+                activation = act.activation
+                if isinstance(act.neurons[i], SignedFSNeuron):  # a signed code of x: FS(|x|) fitted to |x|
+                    samples, activation = samples.abs(), "relu"
+                key = hashlib.sha1(samples.numpy().tobytes() + repr((activation, start)).encode()).digest()
                 found.sites.append((f"{path if name == 'unet' else f'{name}.{path}'}[{i}]", act, i, key))
-                jobs.setdefault(key, (act.activation, act.neurons[i].K, samples, start))
+                jobs.setdefault(key, (activation, act.neurons[i].K, samples, start))
     for key, (opts, *before) in zip(jobs, fit_jobs(list(jobs.values()), seed, search, progress, tuple(weights))):
         found.options[key], found.before[key] = opts, tuple(before)
     if len(weights) > 1:

@@ -17,6 +17,7 @@ from diffusers import DiffusionPipeline
 
 from fs_neurons.distribution import InputDistribution
 from fs_neurons.methods import fit_ours_many
+from fs_neurons.search_config import OursConfig
 from fs_neurons.seeds import stream
 
 from ..defaults import DELTA_IMAGES, DELTA_SPIKE_WEIGHT
@@ -44,12 +45,14 @@ def fit_delta(
     spike_weight: float = DELTA_SPIKE_WEIGHT,
     progress: Optional[Callable[[int, int], None]] = None,
     batch_size: int = 8,
+    search: OursConfig = CALIBRATION_SEARCH,
 ) -> list[dict]:
     """Fit every delta encoder of a converted pipeline to the changes its site sees when the
     pipeline samples ``num_images`` images with ``options`` (the original network's run,
     images from the ``calibration-inputs`` stream of ``seed``), in place, and record the
     fit in the model's history. The exact method (``ours``, the calibration search) fits
-    each encoder to the identity (``relu``) on its site's |change| distribution, minimising
+    each encoder to the identity (``relu``) on its site's |change| distribution (``search``:
+    the effort, calibration's by default), minimising
     MSE + ``spike_weight`` x (the site's mean squared change) x spikes, so ``spike_weight``
     is the price of one spike relative to the typical change (larger: fewer spikes, more
     error). Returns per site: name, expected spikes per change, MSE, mean squared change."""
@@ -87,7 +90,7 @@ def fit_delta(
     for K, group in by_K.items():
         dists = [InputDistribution.from_samples(s) for _, _, s in group]
         scale = [float((s * s).mean()) for _, _, s in group]
-        fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], CALIBRATION_SEARCH,
+        fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], search,
                              [_binary_start(s, K) for _, _, s in group],
                              None if progress is None else (lambda _stage, done, total: progress(done, total)),
                              spike_weight=[spike_weight * v for v in scale])

@@ -87,9 +87,12 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
             raise ValueError(f"--{given[0].replace('_', '-')} applies to --coding delta")
     elif args.delta_images is not None and args.delta_images < 1:
         raise ValueError(f"--delta-images must be >= 1, got {args.delta_images}")
+    spiking = args.spiking or "swish"
+    if spiking == "all" and not getattr(args, "calibrate", False):
+        raise ValueError("--spiking all needs --calibrate: its input encoders are fitted to the inputs they see")
     names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
     reports = convert_pipeline(pipe, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD, components=names,
-                               coding=coding, delta_K=args.delta_K if coding == "delta" else None)
+                               coding=coding, delta_K=args.delta_K if coding == "delta" else None, spiking=spiking)
     lines = [f"{n}: {r.summary()}" for n, r in reports.items()]
     if coding == "delta":
         weight = DELTA_SPIKE_WEIGHT if args.delta_spike_weight is None else args.delta_spike_weight

@@ -18,6 +18,7 @@ from ..defaults import (
     DELTA_SPIKE_WEIGHT,
     INCEPTION_ENV,
     METRICS,
+    SPIKING,
 )
 from ..train_config import LR_SCHEDULES, TrainConfig
 
@@ -37,7 +38,7 @@ def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str 
 
 
 def add_conversion_args(p: argparse.ArgumentParser) -> None:
-    """--convert, --K, --method, --coding and its delta flags: how a plain pipeline is converted."""
+    """--convert, --K, --method, --spiking, --coding and its delta flags: how a plain pipeline is converted."""
     p.add_argument("--convert", metavar="NAMES",
                    help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
                         "(default: unet)")
@@ -45,6 +46,11 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=BANK_METHODS,
                    help=f"bank entry to initialise FS neurons: {UNET_METHOD} (fitted to diffusion UNets' Swish inputs), "
                         f"or the paper-protocol entries fitted on [-8, 12] (default: {UNET_METHOD})")
+    p.add_argument("--spiking", choices=SPIKING,
+                   help="swish: the Swish sites spike, every other layer input stays analog; all: also the analog "
+                        "inputs of the UNet's conv / linear layers are sent as signed FS codes, except the first "
+                        "layer's (the attention score matmuls stay analog); needs --calibrate, which fits them "
+                        "(default: swish)")
     p.add_argument("--coding", choices=CODINGS,
                    help="step: every FS site sends its full K-step code at every denoising step; delta: the UNet's "
                         "sites send their full code at a run's first step, then only signed spike codes of what "

@@ -214,7 +214,7 @@ def _pipelines(args: argparse.Namespace, device):
         options = SamplingOptions(args.steps, args.eta, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
         done = converted_components(pipe)
         if done:
-            given = [f"--{flag.replace('_', '-')}" for flag in ("K", "method", "convert", "coding", "delta_K",
+            given = [f"--{flag.replace('_', '-')}" for flag in ("K", "method", "convert", "spiking", "coding", "delta_K",
                                                                 "delta_spike_weight", "delta_images") if getattr(args, flag) is not None]
             if given:
                 raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")

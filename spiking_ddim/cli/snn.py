@@ -132,7 +132,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     done = converted_components(pipe)
     if done:
         spec = pipe.unet.fs_config if "unet" in done else next(iter(done.values())).fs_config
-        for flag, have in (("K", spec.K), ("method", spec.method), ("coding", spec.coding)):
+        for flag, have in (("K", spec.K), ("method", spec.method), ("coding", spec.coding), ("spiking", spec.spiking)):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
@@ -171,9 +171,9 @@ def _from_scratch(args: argparse.Namespace, images):
     from ..defaults import DEFAULT_K
     from ..diffusion import TRAIN_SCHEDULER, build_unet
 
-    if args.coding == "delta":
-        raise SystemExit("error: --coding delta fits its encoders to a trained model's sampling runs; train from "
-                         "scratch with step coding, then convert or fine-tune the result with --coding delta")
+    if args.coding == "delta" or args.spiking == "all":
+        raise SystemExit("error: --coding delta and --spiking all fit their encoders to a trained model's sampling "
+                         "runs; train from scratch with the defaults, then convert or fine-tune the result with them")
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
