@@ -13,10 +13,14 @@ against the original from the same noise, the KID (digits features) against the 
 digits, spikes per neuron, and the energy per image and per step: SNN / ANN (45 nm
 operation count, the headline), SNN / INT8 ANN, and both under the memory-aware estimate
 (:mod:`spiking_ddim.memory`). ``--scan-steps`` then prices one image at each number of
-denoising steps for the ANN and the scanned points (PSNR on ``--scan-images`` images).
+denoising steps for the ANN and the scanned points (PSNR on ``--scan-images`` images;
+delta encoders refitted at each number of steps, a fully spiking model's calibration kept
+from ``--steps``).
 
 Every point records ``coding`` and ``spiking`` (``swish``: the Swish sites spike, the
-other layers' inputs stay analog). Writes eval/results/delta_frontier.{json,md,png}, the
+other layers' inputs stay analog; ``all``, written ``step+all:K`` / ``delta+all:K:W``: every
+conv / linear input but the first layer's is FS-coded too, and the model is calibrated,
+which fits those encoders). Writes eval/results/delta_frontier.{json,md,png}, the
 JSON after every point, so a long run leaves what it measured.
 """
 
@@ -35,7 +39,7 @@ from tqdm import tqdm
 
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
-from spiking_ddim.calibration import fit_delta, rate_coded_if
+from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
 from spiking_ddim.defaults import DEFAULT_DELTA_K, DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.metrics import compare, extract_features, generation_metrics
@@ -44,13 +48,15 @@ from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, 
 RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = ["step:8", "step:16", "delta:16:0.003", "delta:16:0.01", "delta:16:0.03", "delta:16:0.1",
           "delta:8:0.01", "delta:8:0.1", "delta:4:0.01", "delta:4:0.1"]
-TARGETS = [("delta", 40.0, 0.40), ("delta", 35.0, 0.33)]  # coding: PSNR at least, at energy ratio at most
+# (coding, spiking): PSNR at least, at energy ratio at most
+TARGETS = [("delta", "swish", 40.0, 0.40), ("delta", "swish", 35.0, 0.33), ("delta", "all", 35.0, 0.15)]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", nargs="+", default=POINTS, metavar="CODING:K[:W]",
-                   help="points to measure: step:K or delta:K:W (default: %(default)s)")
+                   help="points to measure: step:K, if:K or delta:K:W; step+all / delta+all: fully spiking, "
+                        "calibrated (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
@@ -65,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--replot", action="store_true", help="rewrite the .md and .png from the existing .json")
     p.add_argument("--add", action="store_true",
                    help="measure --points and add them to the existing .json (replacing points of the same coding, "
-                        "K and W), keeping its settings and steps scan")
+                        "spiking, K and W) with its settings; then the steps scan, unless --scan-steps is given empty")
     args = p.parse_args(argv)
     try:
         args.parsed = [parse_point(s) for s in args.points]
@@ -76,27 +82,45 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def parse_point(text: str) -> dict:
-    """``step:K``, ``if:K`` or ``delta:K:W`` -> {coding, K, spike_weight}."""
+    """``step:K``, ``if:K`` or ``delta:K:W``, each with ``+all`` after the coding for the fully
+    spiking model -> {coding, spiking, K, spike_weight}."""
     parts = text.split(":")
+    coding, _, spiking = parts[0].partition("+")
     try:
-        if parts[0] in ("step", "if") and len(parts) == 2:
-            return {"coding": parts[0], "K": int(parts[1]), "spike_weight": None}
-        if parts[0] == "delta" and len(parts) == 3:
-            return {"coding": "delta", "K": int(parts[1]), "spike_weight": float(parts[2])}
+        if spiking in ("", "all") and not (coding == "if" and spiking):
+            if coding in ("step", "if") and len(parts) == 2:
+                return {"coding": coding, "spiking": spiking or "swish", "K": int(parts[1]), "spike_weight": None}
+            if coding == "delta" and len(parts) == 3:
+                return {"coding": "delta", "spiking": spiking or "swish", "K": int(parts[1]),
+                        "spike_weight": float(parts[2])}
     except ValueError:
         pass
-    raise ValueError(f"a point is step:K, if:K or delta:K:W, got {text!r}")
+    raise ValueError(f"a point is step[+all]:K, if:K or delta[+all]:K:W, got {text!r}")
 
 
 def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> torch.Tensor:
     return torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
 
 
+# (K, coding, spiking) -> a calibrated fully spiking pipeline, shared by its points: calibrated once, at the
+# first number of steps it is used with (--steps; the steps scan reuses it and refits only delta encoders)
+_CALIBRATED: dict = {}
+
+
 def converted(plain, spec: dict, options: SamplingOptions) -> tuple:
-    """The FS pipeline of a point (delta encoders fitted to ``options``' runs) and the fit's seconds."""
-    fs = copy.deepcopy(plain)
-    convert_pipeline(fs, K=spec["K"], coding="delta" if spec["coding"] == "delta" else "step")
+    """The FS pipeline of a point (delta encoders fitted to ``options``' runs) and the seconds
+    its fits took (a fully spiking model's calibration counted at its first point)."""
+    coding = "delta" if spec["coding"] == "delta" else "step"
+    key = (spec["K"], coding, spec["spiking"])
     t0 = time.perf_counter()
+    if key in _CALIBRATED:
+        fs = copy.deepcopy(_CALIBRATED[key])
+    else:
+        fs = copy.deepcopy(plain)
+        convert_pipeline(fs, K=spec["K"], coding=coding, spiking=spec["spiking"])
+        if spec["spiking"] == "all":  # its input encoders are fitted by calibration (all sites are calibrated)
+            calibrate(fs, options)
+            _CALIBRATED[key] = copy.deepcopy(fs)
     if spec["coding"] == "delta":
         fit_delta(fs, options, spike_weight=spec["spike_weight"])
     elif spec["coding"] == "if":
@@ -127,13 +151,17 @@ def measure(fs, reference: torch.Tensor, real, options: SamplingOptions, args, n
     return out
 
 
-def name(p: dict) -> str:
+def coding_name(p: dict) -> str:
     coding = "rate-coded IF" if p["coding"] == "if" else p["coding"]
-    return f"{coding} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "")
+    return coding + (" + fully spiking" if p.get("spiking", "swish") == "all" else "")
+
+
+def name(p: dict) -> str:
+    return f"{coding_name(p)} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "")
 
 
 def point(spec: dict, fs, seconds: float, reference, real, options, args) -> dict:
-    return {**spec, "spiking": "swish", "delta_K": min(spec["K"], DEFAULT_DELTA_K) if spec["coding"] == "delta"
+    return {**spec, "delta_K": min(spec["K"], DEFAULT_DELTA_K) if spec["coding"] == "delta"
             else None, "fit_seconds": seconds, **measure(fs, reference, real, options, args, args.num_images)}
 
 
@@ -145,8 +173,9 @@ def write(args, data: dict) -> None:
              f"against the original from the same noise; KID (digits features) against held-out digits (original: "
              f"{ann_kid:.5f}). Energy per image, SNN over ANN: the 45 nm operation count (4.6 pJ / MAC, 0.9 pJ / AC; "
              "the headline), against an INT8 ANN (0.23 pJ / MAC), and the memory-aware estimate (Lemaire et al., "
-             "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. No calibration; spiking: the Swish sites "
-             "(every other layer's input stays analog). Delta: encoders of min(K, "
+             "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. Spiking the Swish sites only (every other "
+             "layer's input analog): not calibrated; fully spiking (every conv / linear input but the first "
+             "layer's; attention score matmuls analog): calibrated, all sites. Delta: encoders of min(K, "
              f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W. Written by "
              "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
              "| coding | K | W | PSNR (dB) | KID | spikes/neuron/call | energy SNN/ANN | vs INT8 ANN "
@@ -154,31 +183,37 @@ def write(args, data: dict) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}"
-        lines.append(f"| {'rate-coded IF' if p['coding'] == 'if' else p['coding']} | {p['K']} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
+        lines.append(f"| {coding_name(p)} | {p['K']} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
                      f"{p['spikes_per_neuron']:.3f} | {p['energy_ratio']:.3f} | {p['energy_ratio_int8']:.2f} | "
                      f"{p['memory_ratio']:.3f} | {p['memory_ratio_int8']:.2f} | {p['fit_seconds']} |")
-    lines += ["", "Targets (45 nm count): " + "; ".join(f"{c} PSNR >= {q} dB at energy <= {e}" for c, q, e in TARGETS)
-              + f"; KID within 50% of the original's ({1.5 * ann_kid:.5f})"]
-    for coding, q, e in TARGETS:
-        met = [p for p in points if p["coding"] == coding and p["energy_ratio"] <= e and p["psnr"] >= q]
-        near = [p for p in points if p["coding"] == coding and p["energy_ratio"] <= e]
+    lines += ["", "Targets (45 nm count): " + "; ".join(
+        f"{coding_name({'coding': c, 'spiking': sp})}: PSNR >= {q} dB at energy <= {e}" for c, sp, q, e in TARGETS)
+        + f"; KID within 50% of the original's (at most {1.5 * ann_kid:.5f})"]
+    for coding, spiking, q, e in TARGETS:
+        mine = [p for p in points if p["coding"] == coding and p.get("spiking", "swish") == spiking]
+        met = [p for p in mine if p["energy_ratio"] <= e and p["psnr"] >= q]
+        near = [p for p in mine if p["energy_ratio"] <= e]
         best = max(near, key=lambda p: p["psnr"]) if near else None
-        lines.append(f"- PSNR >= {q} dB at energy <= {e}: " + (
+        lines.append(f"- {coding_name({'coding': coding, 'spiking': spiking})}, PSNR >= {q} dB at energy <= {e}: " + (
             "met by " + ", ".join(f"{name(p)} ({p['psnr']:.2f} dB at {p['energy_ratio']:.3f}, KID "
                                   f"{p['kid']:.5f})" for p in met) if met else
             "not met" + (f" (best at energy <= {e}: {name(best)}, {best['psnr']:.2f} dB)" if best else
                          " (no point that low)")))
     if data.get("scan"):
+        steps = data["scan_steps"]
+        base = data["steps"] if data["steps"] in steps else steps[0]
         lines += ["", "Energy per image against denoising steps (45 nm count; PSNR on "
-                  f"{data['scan_images']} images):", "",
-                  "| model | " + " | ".join(f"{s} steps" for s in data["scan_steps"]) + " | growth "
-                  f"{data['scan_steps'][0]} -> {data['scan_steps'][-1]} steps |",
-                  "|---|" + "---|" * (len(data["scan_steps"]) + 1)]
+                  f"{data['scan_images']} images; delta encoders refitted at each number of steps):", "",
+                  "| model | " + " | ".join(f"{s} steps" for s in steps) + f" | {steps[-1]} / {base} steps |",
+                  "|---|" + "---|" * (len(steps) + 1)]
         for row in data["scan"]:
             cells = [f"{e['snn_joules_per_image']:.3e} J ({e['psnr']:.1f} dB)" if "psnr" in e
                      else f"{e['snn_joules_per_image']:.3e} J" for e in row["by_steps"]]
-            growth = row["by_steps"][-1]["snn_joules_per_image"] / row["by_steps"][0]["snn_joules_per_image"]
-            lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {growth:.2f}x |")
+            at = {e["steps"]: e["snn_joules_per_image"] for e in row["by_steps"]}
+            growth = f"{at[steps[-1]] / at[base]:.2f}x" if steps[-1] in at and base in at else "-"
+            lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {growth} |")
+        lines += ["", f"Target: under delta + fully spiking coding, energy per image at {steps[-1]} steps at most "
+                  f"1.6x its {base}-step value (the ANN: {steps[-1] / base:.1f}x), at equal or better PSNR."]
     atomic_write_text(args.out_dir / "delta_frontier.md", "\n".join(lines) + "\n")
     plot(args, data)
 
@@ -187,12 +222,14 @@ def plot(args, data: dict) -> None:
     scanned = bool(data.get("scan"))
     fig, axes = new_figure(1, 2 if scanned else 1, figsize=(11 if scanned else 6, 4.5), squeeze=False)
     ax = axes[0][0]
-    for coding, marker in (("step", "o"), ("delta", "s"), ("if", "^")):
-        pts = [p for p in data["points"] if p["coding"] == coding]
-        for K in sorted({p["K"] for p in pts}):
-            row = sorted((p for p in pts if p["K"] == K), key=lambda p: p["energy_ratio"])
-            ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row], marker=marker, label=f"{coding} K={K}")
-    for _, q, e in TARGETS:
+    groups = sorted({(coding_name(p), p["K"]) for p in data["points"]})
+    markers = {"step": "o", "delta": "s", "rate-coded IF": "^"}
+    for group in groups:
+        row = sorted((p for p in data["points"] if (coding_name(p), p["K"]) == group), key=lambda p: p["energy_ratio"])
+        ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row],
+                marker=markers.get(group[0].split(" + ")[0], "o"), linestyle="--" if "fully" in group[0] else "-",
+                label=f"{group[0]} K={group[1]}")
+    for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
     ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
     ax.set_ylabel("PSNR against the original (dB)")
@@ -215,6 +252,8 @@ def plot(args, data: dict) -> None:
 def scan(args, plain, data: dict) -> None:
     """Energy per image at each of --scan-steps for the ANN and the --scan-points."""
     rows = {"ANN": []} | {name(s): [] for s in args.scan_parsed}
+    kept = [row for row in data.get("scan") or [] if row["model"] not in rows
+            and data.get("scan_steps") == args.scan_steps]  # --add: rows of other models at the same steps
     for steps in tqdm(args.scan_steps, desc="steps scan", unit="setting", dynamic_ncols=True):
         options = SamplingOptions(steps=steps)
         with measure_cost(plain) as meter:
@@ -224,7 +263,7 @@ def scan(args, plain, data: dict) -> None:
         for spec in args.scan_parsed:
             fs, _ = converted(plain, spec, options)
             rows[name(spec)].append({"steps": steps, **measure(fs, reference, None, options, args, args.scan_images)})
-        data["scan"] = [{"model": m, "by_steps": r} for m, r in rows.items()]
+        data["scan"] = [{"model": m, "by_steps": r} for m, r in rows.items()] + kept
         data["scan_steps"] = args.scan_steps[:len(rows["ANN"])]
         write(args, data)
 
@@ -237,12 +276,14 @@ def add_points(args) -> int:
     plain = load_pipeline(DEFAULT_MODEL)
     real = extract_features("digits", "digits", metrics=("kid",), what="real")
     reference = sample(plain, options, args.num_images, args.batch_size, args.seed)
-    key = lambda p: (p["coding"], p["K"], p["spike_weight"])  # noqa: E731
+    key = lambda p: (p["coding"], p.get("spiking", "swish"), p["K"], p["spike_weight"])  # noqa: E731
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
         new = point(spec, fs, seconds, reference, real, options, args)
         data["points"] = [p for p in data["points"] if key(p) != key(new)] + [new]
         write(args, data)
+    if args.scan_steps:
+        scan(args, plain, data)
     print((args.out_dir / "delta_frontier.md").read_text())
     return 0
 

@@ -279,7 +279,7 @@ class EnergyReport:
             ann_joules_per_step=ann_j / steps, snn_joules_per_step=snn_j / steps,
             ann_int8_joules_per_image=ann * c.int8_mac_pj * 1e-12 / n,
             ratio_int8=snn_j / (ann * c.int8_mac_pj * 1e-12 / n) if ann and c.int8_mac_pj else math.nan,
-            memory=memory_energy(report, n).to_json(),
+            memory=memory_energy(report.layers, report.sites, n).to_json(),
             constants={"mac_pj": c.mac_pj, "ac_pj": c.ac_pj, "int8_mac_pj": c.int8_mac_pj, "source": c.source},
             neurobench={"Dense": ann / report.samples, "Eff_MACs": macs / report.samples,
                         "Eff_ACs": acs / report.samples, "ActivationSparsity": sparsity,
@@ -574,7 +574,7 @@ def measure_cost(model: Union[nn.Module, "DiffusionPipeline"]) -> CostMeter:
     """
     if isinstance(model, nn.Module):
         return CostMeter(model)
-    from .pipelines import denoiser
+    from .components import denoiser
 
     unet = denoiser(model)
     return CostMeter(unet, {n: m for n, m in model.components.items() if isinstance(m, nn.Module) and m is not unet})

@@ -6,7 +6,8 @@ efficiency" (ICONIP 2022, arXiv:2210.13107), the model behind spikingjelly's
 the size of the buffer it reads or writes. spikingjelly's profiler is not used: it counts
 spikingjelly neurons and binary spike tensors, while our FS sites emit graded values with
 a spike count per element (``CostMeter`` already has them), and it has no notion of delta
-state. The formulas below follow the paper's; the counts come from a :class:`CostReport`.
+state. The formulas below follow the paper's; the counts come from a
+:class:`spiking_ddim.energy.CostReport`'s layers and sites.
 
 Per image (every figure summed over the run's forward passes), with 32-bit words:
 
@@ -40,10 +41,7 @@ integer add 0.1 pJ, multiply 3.1 pJ; 8-bit multiply 0.2 pJ + add 0.03 pJ; SRAM a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .energy import CostReport
+from typing import Sequence
 
 KIB = 1024
 
@@ -100,15 +98,17 @@ class MemoryEnergy:
         return asdict(self)
 
 
-def memory_energy(report: "CostReport", num_images: int, c: MemoryConstants = MemoryConstants()) -> MemoryEnergy:
-    """The memory-aware estimate (module docstring) of a run that made ``num_images`` images."""
+def memory_energy(layers: Sequence, sites: Sequence, num_images: int,
+                  c: MemoryConstants = MemoryConstants()) -> MemoryEnergy:
+    """The memory-aware estimate (module docstring) of a run that made ``num_images`` images,
+    from its :class:`~spiking_ddim.energy.LayerCost` and :class:`~spiking_ddim.energy.SiteCost` totals."""
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     word = 4
     ann = {"ops": 0.0, "weights": 0.0, "activations": 0.0, "state": 0.0}
     ann8 = dict(ann)
     snn = dict(ann)
-    for lay in report.layers:
+    for lay in layers:
         w_pj = c.word_pj(lay.weights * word)
         in_pj, out_pj = c.word_pj(lay.input_size * word), c.word_pj(lay.output_size * word)
         if lay.kind == "matmul":
@@ -125,7 +125,7 @@ def memory_energy(report: "CostReport", num_images: int, c: MemoryConstants = Me
         snn["weights"] += share * dense_reads[0] * w_pj + lay.snn_acs * w_pj
         snn["activations"] += (share * (dense_reads[1] * in_pj + lay.outputs * out_pj)
                                + 2 * lay.snn_acs * out_pj + lay.spike_events * c.word_pj(c.fifo_words * word))
-    for site in report.sites:
+    for site in sites:
         state_pj = c.word_pj(site.size * word)
         snn["ops"] += site.updates * c.add_pj + site.graded * c.mac_pj
         snn["state"] += 2 * site.updates * state_pj + 2 * site.graded * state_pj

@@ -27,13 +27,12 @@ from torch import nn
 from fs_neurons.files import atomic_directory
 from fs_neurons.names import UNET_METHOD
 
+from .components import CONVERTIBLE, DECODERS, decoder, denoiser  # noqa: F401 - part of this module's API
 from .convert import ConversionReport, convert_unet, revert_unet
 from .delta import step_coding
 from .model_card import write_model_card
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
 
-DECODERS = ("vae", "vqvae")  # autoencoder components whose decoder can be converted
-CONVERTIBLE = ("unet",) + DECODERS
 # prompts for calibration and distillation of a text-conditional model when none are given
 DEFAULT_PROMPTS = ("a photograph of a cat sitting on a wooden table", "a red sports car on a mountain road",
                    "a portrait of an old man with a beard, studio lighting", "a bowl of fruit, oil painting",
@@ -167,20 +166,6 @@ def _from_pretrained(source: Union[str, Path], index: Union[Path, dict]) -> Diff
             raise ValueError(f"corrupt pipeline index {index}: {e}") from None
     kwargs = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
     return DiffusionPipeline.from_pretrained(str(source), **kwargs)
-
-
-def denoiser(pipe: DiffusionPipeline) -> nn.Module:
-    """The pipeline's UNet; ``ValueError`` for a pipeline without one."""
-    unet = getattr(pipe, "unet", None)
-    if not isinstance(unet, nn.Module):
-        raise ValueError(f"{type(pipe).__name__} has no UNet (components: {', '.join(pipe.components)}); "
-                         "spiking-ddim converts pipelines whose denoiser is a diffusers UNet")
-    return unet
-
-
-def decoder(pipe: DiffusionPipeline) -> Optional[str]:
-    """The name of the pipeline's autoencoder component (``vae``, ``vqvae``), or None for a pixel-space model."""
-    return next((n for n in DECODERS if isinstance(getattr(pipe, n, None), nn.Module)), None)
 
 
 def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:

@@ -244,7 +244,7 @@ def test_memory_aware_estimate_by_hand():
     fed = LayerCost("b", "linear", calls=1, spike_calls=1, ann_macs=18, snn_macs=0, snn_acs=30.0, inputs=6, outputs=3,
                     spike_events=10.0, weights=18, input_size=6, output_size=3)
     site = SiteCost("s[0]", K=8, calls=1, neurons=6, spikes=10.0, acs=30.0, updates=48, size=6)
-    m = memory_energy(CostReport(samples=1, forwards=1, sites=[site], layers=[dense, fed]), num_images=1)
+    m = memory_energy([dense, fed], [site], num_images=1)
     pj = c.word_pj
     ann = {"ops": (24 + 18 + 6) * 3.2,  # both layers' MACs and the activation of 6 elements
            "weights": 24 * pj(96) + 18 * pj(72),
