@@ -36,7 +36,10 @@ def test_default_main_job_end_to_end(tmp_path):
     for key in ("ann_macs_per_image", "snn_macs_per_image", "snn_acs_per_image", "neuron_updates_per_image",
                 "ann_joules_per_image", "snn_joules_per_image", "ratio"):
         assert e[key] > 0, key
-    assert e["constants"] == {"mac_pj": 4.6, "ac_pj": 0.9, "source": "45 nm, 32-bit float (Horowitz, ISSCC 2014)"}
+    assert e["constants"] == {"mac_pj": 4.6, "ac_pj": 0.9, "int8_mac_pj": 0.23,
+                              "source": "45 nm, 32-bit float (Horowitz, ISSCC 2014)"}
+    assert e["ratio_int8"] == pytest.approx(e["snn_joules_per_image"] / e["ann_int8_joules_per_image"])
+    assert 0 < e["memory"]["ratio"] and e["memory"]["ann_int8_joules_per_image"] < e["memory"]["ann_joules_per_image"]
     assert e["forwards_per_image"] == 3 and len(e["sites"]) == m["sites"]
     assert e["snn_joules_per_image"] == pytest.approx(
         (e["snn_macs_per_image"] * 4.6 + e["snn_acs_per_image"] * 0.9) * 1e-12)
