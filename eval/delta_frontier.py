@@ -54,7 +54,7 @@ TARGETS = [("delta", "swish", 40.0, 0.40), ("delta", "swish", 35.0, 0.33), ("del
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--points", nargs="+", default=POINTS, metavar="CODING:K[:W]",
+    p.add_argument("--points", nargs="*", default=POINTS, metavar="CODING:K[:W]",
                    help="points to measure: step:K, if:K or delta:K:W; step+all / delta+all: fully spiking, "
                         "calibrated (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
@@ -207,9 +207,10 @@ def write(args, data: dict) -> None:
                   "| model | " + " | ".join(f"{s} steps" for s in steps) + f" | {steps[-1]} / {base} steps |",
                   "|---|" + "---|" * (len(steps) + 1)]
         for row in data["scan"]:
-            cells = [f"{e['snn_joules_per_image']:.3e} J ({e['psnr']:.1f} dB)" if "psnr" in e
-                     else f"{e['snn_joules_per_image']:.3e} J" for e in row["by_steps"]]
-            at = {e["steps"]: e["snn_joules_per_image"] for e in row["by_steps"]}
+            by = {e["steps"]: e for e in row["by_steps"]}
+            cells = [("-" if n not in by else f"{by[n]['snn_joules_per_image']:.3e} J ({by[n]['psnr']:.1f} dB)"
+                      if "psnr" in by[n] else f"{by[n]['snn_joules_per_image']:.3e} J") for n in steps]
+            at = {n: e["snn_joules_per_image"] for n, e in by.items()}
             growth = f"{at[steps[-1]] / at[base]:.2f}x" if steps[-1] in at and base in at else "-"
             lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {growth} |")
         lines += ["", f"Target: under delta + fully spiking coding, energy per image at {steps[-1]} steps at most "
@@ -239,8 +240,8 @@ def plot(args, data: dict) -> None:
     if scanned:
         ax = axes[0][1]
         for row in data["scan"]:
-            ax.plot(data["scan_steps"], [e["snn_joules_per_image"] * 1e3 for e in row["by_steps"]], marker="o",
-                    label=row["model"])
+            ax.plot([e["steps"] for e in row["by_steps"]], [e["snn_joules_per_image"] * 1e3 for e in row["by_steps"]],
+                    marker="o", label=row["model"])
         ax.set_xlabel("denoising steps")
         ax.set_ylabel("energy per image (mJ, 45 nm)")
         ax.set_title("energy per image against steps")
@@ -252,8 +253,8 @@ def plot(args, data: dict) -> None:
 def scan(args, plain, data: dict) -> None:
     """Energy per image at each of --scan-steps for the ANN and the --scan-points."""
     rows = {"ANN": []} | {name(s): [] for s in args.scan_parsed}
-    kept = [row for row in data.get("scan") or [] if row["model"] not in rows
-            and data.get("scan_steps") == args.scan_steps]  # --add: rows of other models at the same steps
+    kept = [row for row in data.get("scan") or [] if row["model"] not in rows  # --add: complete rows of others
+            and [e["steps"] for e in row["by_steps"]] == args.scan_steps]
     for steps in tqdm(args.scan_steps, desc="steps scan", unit="setting", dynamic_ncols=True):
         options = SamplingOptions(steps=steps)
         with measure_cost(plain) as meter:
