@@ -34,16 +34,17 @@ import time
 from pathlib import Path
 
 import torch
+from energy_frontier import original, sample
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
 from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
-from spiking_ddim.defaults import DEFAULT_DELTA_K, DEFAULT_MODEL
+from spiking_ddim.defaults import DEFAULT_DELTA_K
 from spiking_ddim.energy import measure_cost
-from spiking_ddim.metrics import compare, extract_features, generation_metrics
-from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
+from spiking_ddim.metrics import compare, generation_metrics
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = ["step:8", "step:16", "delta:16:0.003", "delta:16:0.01", "delta:16:0.03", "delta:16:0.1",
@@ -96,10 +97,6 @@ def parse_point(text: str) -> dict:
     except ValueError:
         pass
     raise ValueError(f"a point is step[+all]:K, if:K or delta[+all]:K:W, got {text!r}")
-
-
-def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> torch.Tensor:
-    return torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
 
 
 # (K, coding, spiking) -> a calibrated fully spiking pipeline, shared by its points: calibrated once, at the
@@ -273,10 +270,8 @@ def add_points(args) -> int:
     """--add: measure --points with the existing results' settings and merge them in."""
     data = json.loads((args.out_dir / "delta_frontier.json").read_text())
     args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-    options = SamplingOptions(steps=args.steps)
-    plain = load_pipeline(DEFAULT_MODEL)
-    real = extract_features("digits", "digits", metrics=("kid",), what="real")
-    reference = sample(plain, options, args.num_images, args.batch_size, args.seed)
+    plain, real, reference, _ = original(args)
+    options = args.options
     key = lambda p: (p["coding"], p.get("spiking", "swish"), p["K"], p["spike_weight"])  # noqa: E731
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
@@ -301,12 +296,9 @@ def main(argv=None) -> int:
     if any(o.exists() for o in outs) and not args.overwrite:
         print(f"error: {args.out_dir}/delta_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
         return 2
-    options = SamplingOptions(steps=args.steps)
-    plain = load_pipeline(DEFAULT_MODEL)
-    real = extract_features("digits", "digits", metrics=("kid",), what="real")
-    reference = sample(plain, options, args.num_images, args.batch_size, args.seed)
-    data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed,
-            "original_kid": generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean,
+    plain, real, reference, original_kid = original(args)
+    options = args.options
+    data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": original_kid,
             "scan_images": args.scan_images, "points": []}
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)

@@ -32,6 +32,14 @@ import torch
 from .neuron import FSNeuron
 
 
+def binary_code(K: int, top: float) -> tuple[list[float], list[float], list[float]]:
+    """h, d, T of an FS neuron rounding x >= 0 to the nearest of 2^K levels evenly covering
+    [0, ``top``] (a binary code: step s = top / (2^K - 1), h = d = s 2^(K-1-k), T = h - s/2)."""
+    step = top / (2 ** K - 1)
+    h = [step * 2 ** (K - 1 - k) for k in range(K)]
+    return h, h, [v - step / 2 for v in h]
+
+
 class DeltaFSNeuron(FSNeuron):
     """Codes the change of its input since the value it last sent (see the module docstring).
 
@@ -81,13 +89,13 @@ class DeltaFSNeuron(FSNeuron):
             raise RuntimeError(f"DeltaFSNeuron holds the state of a run with inputs of shape {tuple(self.sent.shape)}, "
                                f"got {tuple(v.shape)}; reset the model between runs (spiking_ddim.reset_net)")
         delta = v.detach().to(torch.float32) - self.sent
-        magnitude, count = self.table().evaluate(delta.abs(), None, want_count=True)
+        magnitude, count = self.table().evaluate(delta.abs(), None, want_count=bool(self._spike_hooks))
         self.sent = self.sent + torch.sign(delta) * magnitude.to(torch.float32)
         self._updates = self.K + 1
         if self._first is not None:
             first, steps = self._first
-            count, self._first = count + first.to(count.dtype), None
-            self._updates += steps
+            count = None if count is None else count + first.to(count.dtype)
+            self._first, self._updates = None, self._updates + steps
         out = self.sent.to(v.dtype, copy=True)
         for hook in list(self._spike_hooks.values()):
             hook(self, out, count)

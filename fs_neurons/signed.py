@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .delta import binary_code
 from .neuron import FSNeuron
 
 
@@ -24,9 +25,7 @@ class SignedFSNeuron(FSNeuron):
     def binary(cls, K: int, top: float = 4.0) -> "SignedFSNeuron":
         """A neuron rounding |x| to the nearest of 2^K levels evenly covering [0, ``top``]: the
         starting point before it is fitted to the values it sees."""
-        step = top / (2 ** K - 1)
-        h = [step * 2 ** (K - 1 - k) for k in range(K)]
-        return cls.from_params(h, h, [v - step / 2 for v in h])
+        return cls.from_params(*binary_code(K, top))
 
     def _evaluate(self, x: torch.Tensor, want_count: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         magnitude, count = super()._evaluate(x.abs(), want_count)

@@ -62,7 +62,7 @@ from torch.overrides import TorchFunctionMode
 from fs_neurons import FSNeuron
 from fs_neurons.delta import DeltaFSNeuron
 
-from .memory import memory_energy
+from .memory import INT8_MAC_PJ, memory_energy
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -78,7 +78,7 @@ class EnergyConstants:
 
     mac_pj: float = 4.6
     ac_pj: float = 0.9
-    int8_mac_pj: float = 0.23  # the INT8 ANN's MAC: 8-bit multiply 0.2 pJ + add 0.03 pJ (45 nm, Horowitz)
+    int8_mac_pj: float = INT8_MAC_PJ  # the INT8 ANN's MAC
     source: str = HOROWITZ_45NM
 
     def __post_init__(self) -> None:

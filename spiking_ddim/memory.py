@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 KIB = 1024
+INT8_MAC_PJ = 0.23  # an 8-bit integer MAC at 45 nm: multiply 0.2 pJ + add 0.03 pJ (Horowitz, ISSCC 2014)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class MemoryConstants:
 
     add_pj: float = 0.1
     mul_pj: float = 3.1
-    int8_mac_pj: float = 0.23
+    int8_mac_pj: float = INT8_MAC_PJ
     sram: tuple[tuple[float, float], ...] = ((0.0, 0.0), (8 * KIB, 10.0), (32 * KIB, 20.0), (1024 * KIB, 100.0))
     fifo_words: int = 1000
     source: str = "Lemaire et al. (ICONIP 2022) with 45 nm figures of Horowitz (ISSCC 2014)"

@@ -26,6 +26,19 @@ from .sites import fs_activations
 RECORD_LIMIT = 200_000  # input samples (or changes) kept per call site
 
 
+def keep_sample(kept: list[torch.Tensor], values: torch.Tensor, per_call: int, limit: int,
+                rng: torch.Generator) -> list[torch.Tensor]:
+    """``kept`` (1-D float32 CPU tensors) with a random sample of at most ``per_call`` of one
+    call's ``values`` (1-D) added, cut to a random ``limit`` of all kept once it holds more."""
+    if values.numel() > per_call:
+        values = values[torch.randint(0, values.numel(), (per_call,), generator=rng).to(values.device)]
+    kept = [*kept, values.float().cpu()]
+    if sum(t.numel() for t in kept) > limit:
+        joined = torch.cat(kept)
+        kept = [joined[torch.randperm(joined.numel(), generator=rng)[:limit]]]
+    return kept
+
+
 class SiteInputMonitor:
     """Keeps a random sample (reproducible: one generator per FSActivation, seeded ``seed``) of at
     most ``limit`` inputs of every call site of every FSActivation in ``model``."""
@@ -53,14 +66,8 @@ class SiteInputMonitor:
         self._handles.clear()
 
     def _record(self, act: FSActivation, args: tuple, _output) -> None:
-        i, rng, kept = act.site_index(), self._rng[id(act)], self._records[id(act)]
-        flat = args[0].detach().reshape(-1)
-        if flat.numel() > self.limit // 8:
-            flat = flat[torch.randint(0, flat.numel(), (self.limit // 8,), generator=rng).to(flat.device)]
-        kept[i].append(flat.float().cpu())
-        if sum(t.numel() for t in kept[i]) > self.limit:
-            joined = torch.cat(kept[i])
-            kept[i] = [joined[torch.randperm(joined.numel(), generator=rng)[:self.limit]]]
+        i, kept = act.site_index(), self._records[id(act)]
+        kept[i] = keep_sample(kept[i], args[0].detach().reshape(-1), self.limit // 8, self.limit, self._rng[id(act)])
 
     def samples(self, act: FSActivation, i: int) -> torch.Tensor:
         """The recorded inputs of call site ``i`` of ``act``, 1-D float32 on the CPU."""
@@ -104,14 +111,7 @@ class ChangeMonitor:
         if before is None or before.shape != value.shape:
             return
         change = (value - before).abs().reshape(-1)
-        keep = max(self.limit // 32, 8)
-        if change.numel() > keep:
-            change = change[torch.randint(0, change.numel(), (keep,), generator=self._rng).to(change.device)]
-        kept = self._kept.setdefault(key, [])
-        kept.append(change.cpu())
-        if sum(t.numel() for t in kept) > self.limit:
-            joined = torch.cat(kept)
-            self._kept[key] = [joined[torch.randperm(joined.numel(), generator=self._rng)[:self.limit]]]
+        self._kept[key] = keep_sample(self._kept.get(key, []), change, max(self.limit // 32, 8), self.limit, self._rng)
 
     def samples(self, act: FSActivation, i: int) -> torch.Tensor:
         """Recorded |change| of call site ``i`` of ``act``: 1-D float32 on the CPU."""

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 from diffusers import DiffusionPipeline
 
+from fs_neurons.delta import binary_code
 from fs_neurons.distribution import InputDistribution
 from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
@@ -32,9 +33,8 @@ from .options import CALIBRATION_SEARCH
 def _binary_start(samples: torch.Tensor, K: int) -> tuple[list[float], list[float]]:
     """(h, T) of a binary code of K steps covering the 99.9th percentile of ``samples``."""
     top = float(torch.quantile(samples[:100_000].double(), 0.999)) or float(samples.max()) or 1.0
-    step = top / (2 ** K - 1)
-    h = [step * 2 ** (K - 1 - k) for k in range(K)]
-    return h, [v - step / 2 for v in h]
+    h, _, T = binary_code(K, top)
+    return h, T
 
 
 def fit_delta(
