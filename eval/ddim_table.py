@@ -17,7 +17,17 @@ to each site's inputs, with the calibration's seconds) the FS model's
   accumulates and remaining MACs), ``ann_macs_per_image``, ``snn_joules_per_image``,
   ``ann_joules_per_image`` and ``energy_ratio`` (SNN / ANN, 4.6 pJ per MAC and 0.9 pJ per AC
   unless ``--energy`` says otherwise);
+* the same cost as SNN / INT8 ANN (``energy_ratio_int8``) and under the memory-aware
+  estimate of :mod:`spiking_ddim.memory` (``memory_ratio``, ``memory_ratio_int8``);
 * ``sample_seconds``, with the cost accounting running.
+
+``--codings`` adds rows of other codings (each row records ``coding`` and ``spiking``):
+``step`` (the default: every site sends its full K-step code at every denoising step),
+``delta`` (changes between steps, encoders fitted by
+:func:`spiking_ddim.calibration.fit_delta` with ``--delta-spike-weight``), ``step+all`` and
+``delta+all`` (fully spiking: every conv / linear input but the first layer's is FS-coded;
+these need a calibrated method, ``+cal``, which fits those encoders; other combinations
+are skipped).
 
 Writes eval/results/ddim_table.{json,md,png}, ddim_frontier.png (PSNR and KID against
 SNN energy per image, one curve per method), ddim_firing_rates.png and ddim_energy.png
@@ -41,7 +51,7 @@ from tqdm import tqdm
 
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
-from spiking_ddim.defaults import DEFAULT_MODEL
+from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_SPIKE_WEIGHT
 from spiking_ddim.energy import EnergyConstants
 from spiking_ddim.metrics.generation import extract_features
 from spiking_ddim.metrics.image_loss import compare, x0_mae
@@ -49,6 +59,7 @@ from spiking_ddim.plots import plot_energy_split, plot_firing_rates
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ["random", "gaussian", "tbpi", "ours", "ours-unet", "ours+cal", "ours-unet+cal"]
+CODINGS = ["step", "delta", "step+all", "delta+all"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,11 +73,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale >= 1 (default: the pipeline's)")
     p.add_argument("--K", type=int, nargs="+", default=[4, 8, 12, 16], help="time steps (default: %(default)s)")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=METHODS, help="FS methods (default: all)")
+    p.add_argument("--codings", nargs="+", choices=CODINGS, default=["step"],
+                   help="codings of the FS rows: step (per-step, today's), delta (changes between steps), "
+                        "step+all / delta+all (fully spiking; only with +cal methods) (default: %(default)s)")
+    p.add_argument("--delta-spike-weight", type=float, default=DELTA_SPIKE_WEIGHT,
+                   help="delta encoders' price of a spike (default: %(default)s)")
     p.add_argument("--finetuned", type=Path, nargs="*", default=[],
                    help="fine-tuned converted model directories (train.py snn outputs) to add as rows")
     p.add_argument("--update", action="store_true",
-                   help="keep the existing table's rows and replace only those this run computes (same K, method "
-                        "and fine-tuned flag); the original network's row is always recomputed")
+                   help="keep the existing table's rows and replace only those this run computes (same K, method, "
+                        "coding and fine-tuned flag); the original network's row is always recomputed")
     p.add_argument("--num-images", type=int, default=1000, help="samples per row (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
@@ -103,7 +119,10 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
     with measure_cost(pipe) as meter:
         images, seconds = sample_all(pipe, args.options, args.num_images, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images, args.energy_constants)
+    spec = getattr(pipe.unet, "fs_config", None)
     row = {"K": K, "method": name, "calibrated": calibrated, "finetuned": finetuned,
+           "coding": spec.coding if spec else None, "spiking": spec.spiking if spec else None,
+           "delta_K": spec.delta_K if spec and spec.coding == "delta" else None,
            "mae_x0": None if held_out is None else x0_mae(pipe.unet, pipe.scheduler, held_out, seed=args.seed),
            "fid": None, "kid_mean": None, "kid_std": None, "feature_extractor": None, "kid_label": "KID",
            "fid_label": "FID",
@@ -111,6 +130,8 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
            "acs_per_image": energy.snn_acs_per_image, "macs_per_image": energy.snn_macs_per_image,
            "ann_macs_per_image": energy.ann_macs_per_image, "snn_joules_per_image": energy.snn_joules_per_image,
            "ann_joules_per_image": energy.ann_joules_per_image, "energy_ratio": energy.ratio,
+           "energy_ratio_int8": energy.ratio_int8, "memory_ratio": energy.memory["ratio"],
+           "memory_ratio_int8": energy.memory["ratio_int8"], "snn_joules_per_step": energy.snn_joules_per_step,
            "energy_by_kind": energy.by_kind, "site_firing_rates": energy.firing_rates,
            "sample_seconds": round(seconds, 1), "num_images": args.num_images, "steps": args.steps,
            "settings": table_settings(args)}
@@ -146,9 +167,25 @@ def settings_conflict(rows: list[dict], settings: dict) -> str | None:
     return None
 
 
+def coding_name(row: dict) -> str:
+    """A row's coding as the table writes it: step, delta, step+all or delta+all (rows written
+    before codings were recorded are step); "-" for the original."""
+    if row["method"] == "original":
+        return "-"
+    coding = row.get("coding") or "step"
+    return coding + ("+all" if row.get("spiking") == "all" else "")
+
+
+def series(row: dict) -> str:
+    """A row's curve in the plots: its method, and its coding where that is not step."""
+    coding = coding_name(row)
+    return row["method"] if coding in ("step", "-") else f"{row['method']} {coding}"
+
+
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with the rows of ``new`` replacing those of the same (K, method, finetuned)."""
-    key = lambda r: (r["K"] or 0, r["method"] != "original", r["finetuned"], METHODS.index(r["method"])  # noqa: E731
+    """``old`` with the rows of ``new`` replacing those of the same (K, method, coding, finetuned)."""
+    key = lambda r: (r["K"] or 0, r["method"] != "original", r["finetuned"], CODINGS.index(coding_name(r))  # noqa: E731
+                     if coding_name(r) in CODINGS else -1, METHODS.index(r["method"])
                      if r["method"] in METHODS else len(METHODS), r["method"])
     fresh = {key(r) for r in new}
     return sorted([r for r in old if key(r) not in fresh] + new, key=key)
@@ -157,6 +194,10 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
 def _cell(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
     return "-" if value is None else ("inf" if isinstance(value, float) and math.isinf(value) else format(value, fmt))
+
+
+def _weight(row: dict) -> str:
+    return f" (W={row['spike_weight']:g})" if row.get("spike_weight") is not None else ""
 
 
 def _kid_cell(row: dict) -> str:
@@ -173,20 +214,26 @@ def markdown(rows: list[dict], args) -> str:
              f"held-out images; {fid_label} and {kid_label} against held-out real images. Cost per generated image "
              f"({args.steps} forward passes): ACs and MACs of the SNN, energy ratio SNN / ANN at "
              f"{args.energy_constants.mac_pj} pJ per MAC and {args.energy_constants.ac_pj} pJ per AC "
-             f"(the ANN: {rows[0]['ann_macs_per_image']:.4g} MACs, {rows[0]['ann_joules_per_image'] * 1e3:.3g} mJ). "
+             f"(the ANN: {rows[0]['ann_macs_per_image']:.4g} MACs, {rows[0]['ann_joules_per_image'] * 1e3:.3g} mJ); "
+             "the same SNN cost against the ANN with 8-bit integer MACs (0.23 pJ), and the memory-aware estimate "
+             "(SRAM accesses by buffer size, docs/energy.md). Coding: step sends every site's full code at every "
+             "denoising step, delta only changes between steps (docs/delta.md; W: the encoders' spike price), +all: "
+             "fully spiking. Fit s: seconds of calibration and delta fitting. "
              "Written by `python eval/ddim_table.py`.",
              "",
              floor_line(load_floor(args.out)),
              "",
-             f"| K | method | fine-tuned | PSNR (dB) | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
-             "ACs/image | MACs/image | energy SNN/ANN | calibration s | sample s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| K | method | coding | fine-tuned | PSNR (dB) | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
+             "ACs/image | MACs/image | energy SNN/ANN | SNN/INT8 ANN | memory-aware SNN/ANN | fit s | "
+             "sample s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['K'] or '-'} | {r['method']} | {'yes' if r['finetuned'] else 'no'} | "
+        lines.append(f"| {r['K'] or '-'} | {r['method']} | {coding_name(r)}{_weight(r)} | {'yes' if r['finetuned'] else 'no'} | "
                      f"{_cell(r, 'psnr', '.2f')} | {r['mse']:.2e} | {_cell(r, 'mae_x0', '.4f')} | "
                      f"{_cell(r, 'fid', '.3f')} | {_kid_cell(r)} | {_cell(r, 'spikes_per_neuron', '.3f')} | "
                      f"{_cell(r, 'acs_per_image', '.3e')} | {_cell(r, 'macs_per_image', '.3e')} | "
-                     f"{_cell(r, 'energy_ratio', '.3f')} | {_cell(r, 'calibration_seconds', '')} | "
+                     f"{_cell(r, 'energy_ratio', '.3f')} | {_cell(r, 'energy_ratio_int8', '.3f')} | "
+                     f"{_cell(r, 'memory_ratio', '.3f')} | {_cell(r, 'calibration_seconds', '')} | "
                      f"{r['sample_seconds']} |")
     return "\n".join(lines) + "\n"
 
@@ -196,11 +243,11 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = new_figure(1, 3, figsize=(15, 4.2))
     for ax, key, title in zip(axes, ("kid_mean", "mae_x0", "psnr"),
                               (original["kid_label"], "image loss (x0-MAE)", "PSNR vs original (dB)")):
-        for m in METHODS:
-            pts = sorted((r["K"], r[key]) for r in rows if r["method"] == m and not r["finetuned"]
+        for name in dict.fromkeys(series(r) for r in rows if r["method"] != "original"):
+            pts = sorted((r["K"], r[key]) for r in rows if series(r) == name and not r["finetuned"]
                          and r[key] is not None)
             if pts:
-                ax.plot(*zip(*pts), "o-", label=m)
+                ax.plot(*zip(*pts), "o-", label=name)
         tuned = sorted((r["K"], r[key]) for r in rows if r["finetuned"] and r[key] is not None)
         if tuned:
             ax.plot(*zip(*tuned), "k*", markersize=12, label="fine-tuned")
@@ -217,7 +264,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def plot_costs(rows: list[dict], firing_path: Path, energy_path: Path, constants: EnergyConstants) -> None:
     """Firing rate per site and energy by operation type of one method at every K
     (ours+cal where the table has it)."""
-    have = [r for r in rows if r.get("site_firing_rates") and not r["finetuned"]]
+    have = [r for r in rows if r.get("site_firing_rates") and not r["finetuned"] and coding_name(r) == "step"]
     if not have:
         return
     method = "ours+cal" if any(r["method"] == "ours+cal" for r in have) else have[-1]["method"]
@@ -234,11 +281,11 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
     rows = [r for r in rows if r.get("snn_joules_per_image") is not None and r["method"] != "original"]
     fig, axes = new_figure(1, 2, figsize=(12, 4.4))
     for ax, key, title in zip(axes, ("psnr", "kid_mean"), ("PSNR vs original (dB)", original["kid_label"])):
-        for m in METHODS:
+        for name in dict.fromkeys(series(r) for r in rows):
             pts = sorted((r["snn_joules_per_image"] * 1e3, r[key], r["K"]) for r in rows
-                         if r["method"] == m and not r["finetuned"] and r[key] is not None)
+                         if series(r) == name and not r["finetuned"] and r[key] is not None)
             if pts:
-                line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=m)
+                line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
                 for x, y, K in pts:
                     ax.annotate(f"K={K}", (x, y), textcoords="offset points", xytext=(-5, 7), ha="right", fontsize=6,
                                 color=line.get_color())
@@ -260,7 +307,7 @@ def plot_frontier(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from spiking_ddim.calibration import calibrate
+    from spiking_ddim.calibration import calibrate, fit_delta
     from spiking_ddim.data import load_images
     from spiking_ddim.pipelines import (
         SamplingOptions,
@@ -316,22 +363,41 @@ def main(argv=None) -> int:
         real = extract_features(real_name, args.feature_extractor, args.inception_weights, ("fid", "kid"), what="real")
         if decoder(pipe) is None:  # x0-MAE needs clean images in the UNet's own space
             held_out = load_images(real_name, pipe.unet.config.sample_size, "test")
-    jobs = [(K, m) for K in args.K for m in args.methods]
+    jobs = [(K, m, c) for K in args.K for m in args.methods for c in args.codings
+            if m.endswith("+cal") or not c.endswith("+all")]
+    skipped = sorted({f"{c} with {m}" for m in args.methods for c in args.codings
+                      if c.endswith("+all") and not m.endswith("+cal")})
+    if skipped:
+        print(f"note: fully spiking codings need a calibrated method (+cal); skipped: {', '.join(skipped)}",
+              file=sys.stderr)
+    if not jobs and not args.finetuned:
+        print("error: no row to compute: the fully spiking codings need a +cal method", file=sys.stderr)
+        return 2
     bar = tqdm(total=1 + len(jobs) + len(args.finetuned), desc="ddim_table", unit="row", dynamic_ncols=True)
     row, reference = evaluate("original", pipe, None, held_out, real, args)
     new_rows = [row]
     bar.update()
-    for K, method in jobs:
-        bar.set_postfix_str(f"K={K} {method}")
+    for K, method, coding in jobs:
+        bar.set_postfix_str(f"K={K} {method} {coding}")
         fs = copy.deepcopy(pipe)
-        convert_pipeline(fs, K=K, method=method.replace("+cal", ""), components=components)
+        code, _, spiking = coding.partition("+")
+        try:
+            convert_pipeline(fs, K=K, method=method.replace("+cal", ""), components=components, coding=code,
+                             spiking=spiking or "swish")
+        except ValueError as e:
+            print(f"error: K={K} {method} {coding}: {e}", file=sys.stderr)
+            return 2
         seconds = None
+        t0 = time.perf_counter()
         if method.endswith("+cal"):
-            t0 = time.perf_counter()
             calibrate(fs, args.options, seed=args.seed)
+        if code == "delta":
+            fit_delta(fs, args.options, seed=args.seed, spike_weight=args.delta_spike_weight)
+        if method.endswith("+cal") or code == "delta":
             seconds = round(time.perf_counter() - t0, 1)
         row = evaluate(method, fs, reference, held_out, real, args, K, calibrated=method.endswith("+cal"))[0]
-        new_rows.append({**row, "calibration_seconds": seconds})
+        new_rows.append({**row, "calibration_seconds": seconds,
+                         "spike_weight": args.delta_spike_weight if code == "delta" else None})
         bar.update()
     for path in args.finetuned:
         tuned = load_pipeline(path)
