@@ -1,11 +1,14 @@
 """Delta coding across denoising steps: state, resets, batch and guidance independence,
-accumulated layer outputs, operation counts, fitting, saving, bad input."""
+accumulated layer outputs, operation counts, fitting, saving, bad input; through DDIM, latent
+and text-conditional pipelines' own __call__."""
+
+import copy
 
 import pytest
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler
 from test_convert import tiny_cond_unet, tiny_unet
-from test_pipelines import _AUTOENCODER
+from test_pipelines import _AUTOENCODER, build
 from torch import nn
 
 from fs_neurons import FSNeuron, OursConfig
@@ -19,9 +22,10 @@ from spiking_ddim import (
     load_model,
     measure_cost,
 )
-from spiking_ddim.calibration import fit_delta
+from spiking_ddim.calibration import fit_delta, refit_delta
 from spiking_ddim.delta import encoders, reset_net, step_coding
 from spiking_ddim.fs_activation import FSActivation, SiteSignature
+from spiking_ddim.pipelines import load_pipeline, save_pipeline
 
 
 def binary(K: int, step: float) -> tuple[list[float], list[float], list[float]]:
@@ -199,6 +203,26 @@ def test_with_fine_neurons_the_delta_model_matches_the_per_step_model(fine_bank)
     assert m_delta.report().spikes < m_step.report().spikes
 
 
+@pytest.mark.parametrize("kind", ["ldm", "sd"])
+def test_latent_and_guided_text_pipelines_sample_with_delta_coding_through_their_own_call(kind, tmp_path, fine_bank):
+    bank, _ = fine_bank
+    ann, options, _, _ = build(kind, tmp_path)
+    step_pipe, delta = copy.deepcopy(ann), copy.deepcopy(ann)
+    convert_pipeline(step_pipe, K=20, method="ours", bank_path=bank)
+    convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding="delta", delta_K=16)
+    fit_by_hand(delta.unet, step=1e-4)
+    reference, a, b = (generate(p, range(3), options) for p in (ann, step_pipe, delta))
+    # the delta model follows the original as closely as the per-step model does (sd: guided, 3 prompts)
+    assert (b - reference).abs().max() <= (a - reference).abs().max() + 1e-3
+    assert torch.equal(b, generate(delta, range(3), options))  # every __call__ a new run
+    assert (generate(delta, [1], options) - b[1:2]).abs().max() < 5e-3  # image 1 alone as in its batch of 3
+    with measure_cost(step_pipe) as m_step:
+        generate(step_pipe, range(2), options)
+    with measure_cost(delta) as m_delta:
+        generate(delta, range(2), options)
+    assert m_delta.report().spikes < m_step.report().spikes
+
+
 def test_fit_delta_fits_every_encoder_and_records_it():
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=8, method="ours", coding="delta", delta_K=4)
@@ -220,6 +244,34 @@ def test_a_larger_spike_price_fits_encoders_that_send_fewer_spikes():
             generate(pipe, range(2), OPTIONS)
         counts.append(meter.report().spikes)
     assert counts[1] < counts[0]
+
+
+@pytest.mark.integration
+def test_train_snn_fine_tunes_a_delta_model_and_refits_its_encoders_to_the_trained_weights(tmp_path, cli):
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=4, method="ours", coding="delta")
+    fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.05, search=QUICK)
+    save_pipeline(pipe, tmp_path / "start")
+    code, _, err = cli("train", "snn", "--model", tmp_path / "start", "--reference", "self", "--train-unet",
+                       "--distill-on", "trajectories", "--trajectories", "2", "--sampling-steps", "6", "--steps", "2",
+                       "--batch-size", "4", "--lr", "1e-2", "--held-out", "0", "--checkpoint-every", "100",
+                       "--out", tmp_path / "ft")
+    assert code == 0, err
+    tuned = load_pipeline(tmp_path / "ft" / "model")
+    spec = tuned.unet.fs_config
+    events = [e["event"] for e in spec.history]
+    assert spec.coding == "delta" and events[-2:] == ["finetune", "delta-fit"]  # refitted after training
+    first, last = spec.events("delta-fit")
+    assert (last["images"], last["seed"], last["spike_weight"]) == (first["images"], first["seed"], 0.05)
+    assert all(bool(e.fitted) for _, e in encoders(tuned.unet))
+    assert torch.equal(generate(tuned, range(2), OPTIONS), generate(tuned, range(2), OPTIONS))
+
+
+def test_refitting_needs_a_first_fit():
+    pipe = tiny_pipe()
+    convert_pipeline(pipe, K=4, method="ours", coding="delta")
+    with pytest.raises(ValueError, match="never fitted: use fit_delta"):
+        refit_delta(pipe, OPTIONS)
 
 
 def test_eta_above_zero_still_runs_and_repeats():

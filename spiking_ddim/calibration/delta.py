@@ -106,3 +106,18 @@ def fit_delta(
         add_event(model, "delta-fit", images=num_images, steps=options.steps, seed=seed, spike_weight=spike_weight,
                   sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
     return results
+
+
+def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
+                progress: Optional[Callable[[int, int], None]] = None) -> list[dict]:
+    """Fit the delta encoders of ``pipe`` again, with the images, seed and spike weight of the
+    model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
+    changed since (fine-tuning with ``--train-unet``), whose sites now see other changes.
+    Returns :func:`fit_delta`'s per-site list; ``ValueError`` if the UNet was never fitted."""
+    spec = getattr(pipe.unet, "fs_config", None)
+    fits = spec.events("delta-fit") if spec is not None else []
+    if not fits:
+        raise ValueError("the UNet's delta encoders were never fitted: use fit_delta")
+    last = fits[-1]
+    return fit_delta(pipe, options, num_images=last["images"], seed=last["seed"], spike_weight=last["spike_weight"],
+                     progress=progress)

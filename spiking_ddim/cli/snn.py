@@ -263,6 +263,8 @@ def _run_snn(args: argparse.Namespace) -> int:
                   freeze_neurons=args.freeze_neurons, from_scratch=args.from_scratch, lr=cfg.lr,
                   batch_size=cfg.batch_size, seed=cfg.seed, reference=reference,
                   held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
+        if unet.fs_config.coding == "delta" and args.train_unet:
+            _refit_delta(student, options)
         save_pipeline(student, args.out / MODEL_DIR)
         print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim "
               "sample --model)")
@@ -272,6 +274,19 @@ def _run_snn(args: argparse.Namespace) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
+
+
+def _refit_delta(student, options) -> None:
+    """Trained weights change what every site sees from step to step: fit the delta encoders
+    again, as the model's last fit did (images, seed, spike weight)."""
+    from tqdm import tqdm
+
+    from ..calibration import refit_delta
+    from .common import tqdm_progress
+
+    with tqdm(desc="delta coding: refit encoders to the trained weights", unit="phase", dynamic_ncols=True) as bar:
+        sites = refit_delta(student, options, progress=tqdm_progress(bar))
+    print(f"delta coding: {len(sites)} encoders refitted to the trained weights' changes", file=sys.stderr)
 
 
 def _load_images(data: str, size: int):
