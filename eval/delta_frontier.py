@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    p.add_argument("--eta", type=float, default=0.0,
+                   help="DDIM eta of every run, the original's included: above 0 each step adds fresh noise, "
+                        "so consecutive steps differ more (default: %(default)s)")
     p.add_argument("--scan-steps", type=int, nargs="*", default=[10, 20, 50],
                    help="denoising steps of the energy-per-step scan; none to skip it (default: %(default)s)")
     p.add_argument("--scan-points", nargs="*", default=["step:16", "delta:16:0.01"], metavar="CODING:K[:W]",
@@ -166,7 +169,8 @@ def write(args, data: dict) -> None:
     atomic_write_text(args.out_dir / "delta_frontier.json", json.dumps(data, indent=1) + "\n")
     points, ann_kid = data["points"], data["original_kid"]
     lines = ["# Per-step against delta coding: the embedded digits DDIM", "",
-             f"{data['num_images']} images per point, {data['steps']} DDIM steps, seeds {data['seed']}..; PSNR "
+             f"{data['num_images']} images per point, {data['steps']} DDIM steps (eta {data['eta']:g}), seeds "
+             f"{data['seed']}..; PSNR "
              f"against the original from the same noise; KID (digits features) against held-out digits (original: "
              f"{ann_kid:.5f}). Energy per image, SNN over ANN: the 45 nm operation count (4.6 pJ / MAC, 0.9 pJ / AC; "
              "the headline), against an INT8 ANN (0.23 pJ / MAC), and the memory-aware estimate (Lemaire et al., "
@@ -253,7 +257,7 @@ def scan(args, plain, data: dict) -> None:
     kept = [row for row in data.get("scan") or [] if row["model"] not in rows  # --add: complete rows of others
             and [e["steps"] for e in row["by_steps"]] == args.scan_steps]
     for steps in tqdm(args.scan_steps, desc="steps scan", unit="setting", dynamic_ncols=True):
-        options = SamplingOptions(steps=steps)
+        options = SamplingOptions(steps=steps, eta=args.eta)
         with measure_cost(plain) as meter:
             reference = sample(plain, options, args.scan_images, args.batch_size, args.seed)
         ann = meter.report().energy(args.scan_images)
@@ -269,8 +273,8 @@ def scan(args, plain, data: dict) -> None:
 def add_points(args) -> int:
     """--add: measure --points with the existing results' settings and merge them in."""
     data = json.loads((args.out_dir / "delta_frontier.json").read_text())
-    args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-    plain, real, reference, _ = original(args)
+    args.num_images, args.steps, args.seed, args.eta = data["num_images"], data["steps"], data["seed"], data["eta"]
+    plain, real, reference, _ = original(args, args.eta)
     options = args.options
     key = lambda p: (p["coding"], p.get("spiking", "swish"), p["K"], p["spike_weight"])  # noqa: E731
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
@@ -296,9 +300,10 @@ def main(argv=None) -> int:
     if any(o.exists() for o in outs) and not args.overwrite:
         print(f"error: {args.out_dir}/delta_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
         return 2
-    plain, real, reference, original_kid = original(args)
+    plain, real, reference, original_kid = original(args, args.eta)
     options = args.options
-    data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": original_kid,
+    data = {"num_images": args.num_images, "steps": args.steps, "eta": args.eta, "seed": args.seed,
+            "original_kid": original_kid,
             "scan_images": args.scan_images, "points": []}
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)

@@ -167,9 +167,9 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
     save_figure(fig, args.out_dir / "energy_frontier.png")
 
 
-def original(args):
-    """The embedded DDIM, the held-out digits' features, its images and their KID."""
-    args.options = SamplingOptions(steps=args.steps)
+def original(args, eta: float = 0.0):
+    """The embedded DDIM, the held-out digits' features, its images (DDIM ``eta``) and their KID."""
+    args.options = SamplingOptions(steps=args.steps, eta=eta)
     pipe = load_pipeline(DEFAULT_MODEL)
     real = extract_features("digits", "digits", metrics=("kid",), what="real")
     reference = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
