@@ -99,7 +99,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
         name: generation_metrics(real_features, out / name, metric_settings.feature_extractor,
                                  metric_settings.inception_weights, metric_settings.metrics,
                                  metric_settings.kid_subset_size) for name in ("original", "fs")}
-    record = next(iter(components.values())).fs_config
+    record = (components["unet"] if "unet" in components else next(iter(components.values()))).fs_config
     history = record.provenance()
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
@@ -121,10 +121,12 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     _write_comparison(out, rows, f"{header}\nvs {reference['description']}: mean PSNR {psnr:.2f} dB over "
                                  f"{num_images} images, {options.steps} steps")
     name = (f"FS K={record.K} {record.method}{'+cal' if history['calibrated'] else ''}"
-            f"{'+ft' if history['finetuned'] else ''}")
+            f"{'+ft' if history['finetuned'] else ''}{' delta' if record.coding == 'delta' else ''}"
+            f"{' fully spiking' if record.spiking == 'all' else ''}")
     plot_firing_rates({name: energy.firing_rates}, out / "firing_rates.png", K=record.K,
                       break_even=constants.break_even, title=f"{name}: spikes per neuron per call, per site")
-    plot_energy_split({name: energy.by_kind}, constants, out / "energy.png", steps=options.steps)
+    plot_energy_split({name: energy.by_kind}, constants, out / "energy.png", steps=options.steps,
+                      memory={name: energy.memory})
     return Comparison(metrics, scores, energy, header)
 
 

@@ -94,35 +94,59 @@ def plot_firing_rates(runs: Mapping[str, Mapping[str, float]], path: PathLike, K
 
 
 def plot_energy_split(runs: Mapping[str, Mapping[str, Mapping[str, float]]], constants: EnergyConstants,
-                      path: PathLike, title: str = "", steps: Optional[int] = None) -> Path:
-    """Energy per image, stacked by operation (dense MACs of conv, linear and attention-matmul
-    layers; ACs of spike-fed conv and linear layers): one bar for the ANN (from the first
-    run's MACs), one per SNN run; ``steps``, the denoising steps per image, goes in the title."""
+                      path: PathLike, title: str = "", steps: Optional[int] = None,
+                      memory: Optional[Mapping[str, Mapping]] = None) -> Path:
+    """Energy per image (mJ), stacked by operation (dense MACs of conv, linear and
+    attention-matmul layers; ACs of spike-fed conv and linear layers): one bar for the ANN
+    (from the first run's MACs), one for the same ANN with 8-bit integer MACs, one per SNN
+    run; ``steps``, the denoising steps per image, goes in the title. ``memory`` ({run:
+    EnergyReport.memory}, the runs' labels) adds a panel of the memory-aware estimate
+    (:mod:`spiking_ddim.memory`), stacked by operations, weight, activation and neuron-state
+    accesses, with the INT8 ANN's total beside the 32-bit ANN's."""
     if not runs:
         raise ValueError("no runs to plot")
     mac, ac = constants.mac_pj * 1e-9, constants.ac_pj * 1e-9  # mJ per operation
     first = next(iter(runs.values()))
-    bars = {"ANN": {(k, "MACs"): v["ann_macs"] * mac for k, v in first.items()}}
+    bars = {"ANN": {(k, "MACs"): v["ann_macs"] * mac for k, v in first.items()},
+            "INT8 ANN": {(k, "MACs"): v["ann_macs"] * constants.int8_mac_pj * 1e-9 for k, v in first.items()}}
     for label, kinds in runs.items():
         bars[label] = {**{(k, "MACs"): v["snn_macs"] * mac for k, v in kinds.items()},
                        **{(k, "ACs"): v["snn_acs"] * ac for k, v in kinds.items() if v["snn_acs"]}}
     segments = list(dict.fromkeys(seg for bar in bars.values() for seg in bar))
     segments.sort(key=lambda seg: (seg[1] == "ACs", list(KIND_NAMES).index(seg[0]) if seg[0] in KIND_NAMES else 9))
-    fig, ax = new_figure(figsize=(4.5 + 0.9 * len(bars), 4.4))
+    width = 4.5 + 0.9 * len(bars)
+    fig, axes = new_figure(1, 2 if memory else 1, figsize=(2 * width if memory else width, 4.4))
+    ax = axes[0] if memory else axes
+    per = f"{steps} denoising steps, " if steps is not None else ""
+    _stacked(ax, {label: {f"{KIND_NAMES.get(k, k)} {what}": v for (k, what), v in bar.items()}
+                  for label, bar in bars.items()}, [f"{KIND_NAMES.get(k, k)} {what}" for k, what in segments],
+             hatched=lambda name: name.endswith(" ACs"))
+    ax.set_title(title or f"energy per image ({per}{constants.mac_pj} pJ/MAC, {constants.ac_pj} pJ/AC, "
+                          f"INT8 {constants.int8_mac_pj} pJ/MAC)", fontsize=9)
+    if memory:
+        m0 = next(iter(memory.values()))
+        mbars = {"ANN": m0["ann_breakdown"], "INT8 ANN": {"INT8 ANN, all": m0["ann_int8_joules_per_image"]},
+                 **{label: m["snn_breakdown"] for label, m in memory.items()}}
+        mbars = {label: {k: v * 1e3 for k, v in bar.items()} for label, bar in mbars.items()}
+        _stacked(axes[1], mbars, ["ops", "weights", "activations", "state", "INT8 ANN, all"], hatched=lambda name: False)
+        axes[1].set_title(f"memory-aware estimate (Lemaire et al.; SRAM by buffer size), {per}per image", fontsize=9)
+    return save_figure(fig, path)
+
+
+def _stacked(ax, bars: Mapping[str, Mapping[str, float]], segments: Sequence[str], hatched) -> None:
+    """Stacked bars (mJ), one per label, segments in the given order, totals under the labels."""
     from matplotlib import colormaps
 
     colours = colormaps["tab10"].colors
+    segments = [seg for seg in segments if any(seg in bar for bar in bars.values())]
     bottom = [0.0] * len(bars)
     for i, seg in enumerate(segments):
         heights = [bar.get(seg, 0.0) for bar in bars.values()]
-        ax.bar(range(len(bars)), heights, bottom=bottom, label=f"{KIND_NAMES.get(seg[0], seg[0])} {seg[1]}",
-               color=colours[i % 10], hatch="//" if seg[1] == "ACs" else None, edgecolor="white")
+        ax.bar(range(len(bars)), heights, bottom=bottom, label=seg, color=colours[i % 10],
+               hatch="//" if hatched(seg) else None, edgecolor="white")
         bottom = [b + h for b, h in zip(bottom, heights)]
     ax.set_xticks(range(len(bars)), [f"{label}\n{total:.3g} mJ" for label, total in zip(bars, bottom)], fontsize=8)
     ax.set_ylabel("energy per image (mJ)")
     ax.set_ylim(0, max(bottom) * 1.08)
-    per = f"{steps} denoising steps, " if steps is not None else ""
-    ax.set_title(title or f"energy per image ({per}{constants.mac_pj} pJ/MAC, {constants.ac_pj} pJ/AC)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
-    return save_figure(fig, path)
