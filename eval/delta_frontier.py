@@ -17,10 +17,11 @@ denoising steps for the ANN and the scanned points (PSNR on ``--scan-images`` im
 delta encoders refitted at each number of steps, a fully spiking model's calibration kept
 from ``--steps``).
 
-Every point records ``coding`` and ``spiking`` (``swish``: the Swish sites spike, the
+Every point records ``coding``, ``spiking`` (``swish``: the Swish sites spike, the
 other layers' inputs stay analog; ``all``, written ``step+all:K`` / ``delta+all:K:W``: every
 conv / linear input but the first layer's is FS-coded too, and the model is calibrated,
-which fits those encoders). Writes eval/results/delta_frontier.{json,md,png}, the
+which fits those encoders) and ``calibrated`` (``step+cal`` / ``delta+cal``: Swish only,
+calibrated). Writes eval/results/delta_frontier.{json,md,png}, the
 JSON after every point, so a long run leaves what it measured.
 """
 
@@ -57,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", nargs="*", default=POINTS, metavar="CODING:K[:W]",
                    help="points to measure: step:K, if:K or delta:K:W; step+all / delta+all: fully spiking, "
-                        "calibrated (default: %(default)s)")
+                        "calibrated; step+cal / delta+cal: Swish sites only, calibrated (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
@@ -86,23 +87,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def parse_point(text: str) -> dict:
-    """``step:K``, ``if:K`` or ``delta:K:W``, each with ``+all`` after the coding for the fully
-    spiking model -> {coding, spiking, K, spike_weight}."""
+    """``step:K``, ``if:K`` or ``delta:K:W``, the coding followed by ``+all`` for the fully
+    spiking model (calibrated) or ``+cal`` for a calibrated Swish-only one -> {coding,
+    spiking, calibrated, K, spike_weight}."""
     parts = text.split(":")
-    coding, _, spiking = parts[0].partition("+")
+    coding, *extra = parts[0].split("+")
     try:
-        if spiking in ("", "all") and not (coding == "if" and spiking):
+        if len(extra) <= 1 and set(extra) <= {"all", "cal"} and not (coding == "if" and extra):
+            spiking = "all" if extra == ["all"] else "swish"
+            fields = {"coding": coding, "spiking": spiking, "calibrated": bool(extra)}
             if coding in ("step", "if") and len(parts) == 2:
-                return {"coding": coding, "spiking": spiking or "swish", "K": int(parts[1]), "spike_weight": None}
+                return {**fields, "K": int(parts[1]), "spike_weight": None}
             if coding == "delta" and len(parts) == 3:
-                return {"coding": "delta", "spiking": spiking or "swish", "K": int(parts[1]),
-                        "spike_weight": float(parts[2])}
+                return {**fields, "K": int(parts[1]), "spike_weight": float(parts[2])}
     except ValueError:
         pass
-    raise ValueError(f"a point is step[+all]:K, if:K or delta[+all]:K:W, got {text!r}")
+    raise ValueError(f"a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W, got {text!r}")
 
 
-# (K, coding, spiking) -> a calibrated fully spiking pipeline, shared by its points: calibrated once, at the
+def calibrated(p: dict) -> bool:
+    """Whether a point's model is calibrated (points written before this was recorded: the
+    fully spiking ones)."""
+    return p.get("calibrated", p.get("spiking", "swish") == "all")
+
+
+# (K, coding, spiking) -> a calibrated pipeline, shared by its points: calibrated once, at the
 # first number of steps it is used with (--steps; the steps scan reuses it and refits only delta encoders)
 _CALIBRATED: dict = {}
 
@@ -111,14 +120,14 @@ def converted(plain, spec: dict, options: SamplingOptions) -> tuple:
     """The FS pipeline of a point (delta encoders fitted to ``options``' runs) and the seconds
     its fits took (a fully spiking model's calibration counted at its first point)."""
     coding = "delta" if spec["coding"] == "delta" else "step"
-    key = (spec["K"], coding, spec["spiking"])
+    key = (spec["K"], coding, spec["spiking"], calibrated(spec))
     t0 = time.perf_counter()
     if key in _CALIBRATED:
         fs = copy.deepcopy(_CALIBRATED[key])
     else:
         fs = copy.deepcopy(plain)
         convert_pipeline(fs, K=spec["K"], coding=coding, spiking=spec["spiking"])
-        if spec["spiking"] == "all":  # its input encoders are fitted by calibration (all sites are calibrated)
+        if calibrated(spec):  # a fully spiking model's input encoders are fitted by calibration
             calibrate(fs, options)
             _CALIBRATED[key] = copy.deepcopy(fs)
     if spec["coding"] == "delta":
@@ -153,7 +162,8 @@ def measure(fs, reference: torch.Tensor, real, options: SamplingOptions, args, n
 
 def coding_name(p: dict) -> str:
     coding = "rate-coded IF" if p["coding"] == "if" else p["coding"]
-    return coding + (" + fully spiking" if p.get("spiking", "swish") == "all" else "")
+    return coding + (" + fully spiking" if p.get("spiking", "swish") == "all" else
+                     " (calibrated)" if calibrated(p) else "")
 
 
 def name(p: dict) -> str:
@@ -175,7 +185,7 @@ def write(args, data: dict) -> None:
              f"{ann_kid:.5f}). Energy per image, SNN over ANN: the 45 nm operation count (4.6 pJ / MAC, 0.9 pJ / AC; "
              "the headline), against an INT8 ANN (0.23 pJ / MAC), and the memory-aware estimate (Lemaire et al., "
              "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. Spiking the Swish sites only (every other "
-             "layer's input analog): not calibrated; fully spiking (every conv / linear input but the first "
+             "layer's input analog): not calibrated unless marked; fully spiking (every conv / linear input but the first "
              "layer's; attention score matmuls analog): calibrated, all sites. Delta: encoders of min(K, "
              f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W. Written by "
              "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
@@ -225,11 +235,11 @@ def plot(args, data: dict) -> None:
     fig, axes = new_figure(1, 2 if scanned else 1, figsize=(11 if scanned else 6, 4.5), squeeze=False)
     ax = axes[0][0]
     groups = sorted({(coding_name(p), p["K"]) for p in data["points"]})
-    markers = {"step": "o", "delta": "s", "rate-coded IF": "^"}
+    markers = {"step": "o", "delta": "s", "if": "^"}
     for group in groups:
         row = sorted((p for p in data["points"] if (coding_name(p), p["K"]) == group), key=lambda p: p["energy_ratio"])
         ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row],
-                marker=markers.get(group[0].split(" + ")[0], "o"), linestyle="--" if "fully" in group[0] else "-",
+                marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
                 label=f"{group[0]} K={group[1]}")
     for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
@@ -276,7 +286,7 @@ def add_points(args) -> int:
     args.num_images, args.steps, args.seed, args.eta = data["num_images"], data["steps"], data["seed"], data["eta"]
     plain, real, reference, _ = original(args, args.eta)
     options = args.options
-    key = lambda p: (p["coding"], p.get("spiking", "swish"), p["K"], p["spike_weight"])  # noqa: E731
+    key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"])  # noqa: E731
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
         new = point(spec, fs, seconds, reference, real, options, args)

@@ -339,15 +339,22 @@ def test_fine_tuning_a_text_model_distils_on_its_guided_latent_trajectories(tmp_
 def test_network_table_runs_on_a_latent_pipeline(tmp_path):
     save_pipeline(tiny_ldm(), tmp_path / "ldm")
     r = subprocess.run([sys.executable, str(ROOT / "eval" / "ddim_table.py"), "--model", str(tmp_path / "ldm"),
-                        "--convert", "unet,vqvae", "--K", "4", "--methods", "ours", "--num-images", "2", "--steps", "2",
-                        "--batch-size", "2", "--out", str(tmp_path / "results")], capture_output=True, text=True)
+                        "--convert", "unet,vqvae", "--K", "4", "--methods", "ours", "--codings", "step", "delta",
+                        "--num-images", "2", "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "results")],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads((tmp_path / "results" / "ddim_table.json").read_text())
-    assert [row["method"] for row in rows] == ["original", "ours"]
-    original, fs = rows
+    assert [(row["method"], row["coding"]) for row in rows] == [("original", None), ("ours", "step"), ("ours", "delta")]
+    original, fs, delta = rows
     assert fs["psnr"] > 0 and fs["mae_x0"] is None and fs["kid_mean"] is None  # no real images for this model
     assert fs["energy_ratio"] > 0 and original["energy_ratio"] == pytest.approx(1.0)
+    assert delta["delta_K"] == 4 and delta["spike_weight"] > 0 and delta["calibration_seconds"] > 0  # fitted here
+    assert all(row["memory_ratio"] > 0 and row["energy_ratio_int8"] > row["energy_ratio"] for row in rows)
     assert "LDMPipeline" in (tmp_path / "results" / "ddim_table.md").read_text()
+    r = subprocess.run([sys.executable, str(ROOT / "eval" / "ddim_table.py"), "--model", str(tmp_path / "ldm"),
+                        "--methods", "ours", "--codings", "delta+all", "--out", str(tmp_path / "other")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "need a +cal method" in r.stderr
 
 
 @pytest.mark.integration
