@@ -79,14 +79,16 @@ class SiteInputMonitor:
 
 class ChangeMonitor:
     """Records, per call site, a sample of |change| of the exact activation between consecutive
-    calls of one run (the model runs with its original activations inside
-    :func:`spiking_ddim.sites.original_activations`). :meth:`new_run` between runs."""
+    calls of one run, and the mean square of the activation itself (the model runs with its
+    original activations inside :func:`spiking_ddim.sites.original_activations`).
+    :meth:`new_run` between runs."""
 
     def __init__(self, model: nn.Module, limit: int = RECORD_LIMIT, seed: int = 0):
         self.model, self.limit = model, limit
         self._rng = torch.Generator().manual_seed(seed)
         self._last: dict[tuple[int, int], torch.Tensor] = {}
         self._kept: dict[tuple[int, int], list[torch.Tensor]] = {}
+        self._squares: dict[tuple[int, int], tuple[float, int]] = {}  # sum of squares, elements
         self._handles: list = []
 
     def __enter__(self) -> "ChangeMonitor":
@@ -108,6 +110,8 @@ class ChangeMonitor:
         value = output.detach().float()
         before = self._last.get(key)
         self._last[key] = value
+        total, count = self._squares.get(key, (0.0, 0))
+        self._squares[key] = (total + float(value.double().pow(2).sum()), count + value.numel())
         if before is None or before.shape != value.shape:
             return
         change = (value - before).abs().reshape(-1)
@@ -120,3 +124,10 @@ class ChangeMonitor:
             raise RuntimeError(f"call site {i} of {act.extra_repr()} saw no consecutive calls; record a sampling run "
                                "of at least 2 steps")
         return torch.cat(kept)
+
+    def mean_square(self, act: FSActivation, i: int) -> float:
+        """Mean square of the activation at call site ``i`` of ``act`` over every recorded call."""
+        total, count = self._squares.get((id(act), i), (0.0, 0))
+        if not count:
+            raise RuntimeError(f"call site {i} of {act.extra_repr()} was never called")
+        return total / count

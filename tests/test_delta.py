@@ -274,6 +274,26 @@ def test_refitting_needs_a_first_fit():
         refit_delta(pipe, OPTIONS)
 
 
+def test_a_price_in_value_units_sends_fewer_spikes_per_step_when_more_steps_make_smaller_changes():
+    spikes = {}
+    for price, weight in (("change", 0.05), ("value", 0.002)):
+        for steps in (5, 20):
+            pipe = tiny_pipe()
+            convert_pipeline(pipe, K=4, method="ours", coding="delta")
+            options = SamplingOptions(steps=steps)
+            sites = fit_delta(pipe, options, num_images=2, spike_weight=weight, search=QUICK, price=price)
+            assert all(r["mean_square_value"] > r["mean_square_change"] for r in sites if r["mean_square_change"])
+            with measure_cost(pipe) as meter:
+                generate(pipe, range(2), options)
+            spikes[price, steps] = meter.report().spikes / steps
+    # priced against the change, the encoders get finer as the changes shrink; against the
+    # value, the dead zone stays put and the spikes per step fall further
+    assert spikes["value", 20] / spikes["value", 5] < spikes["change", 20] / spikes["change", 5]
+    assert pipe.unet.fs_config.events("delta-fit")[-1]["price"] == "value"
+    with pytest.raises(ValueError, match="price must be one of change, value"):
+        fit_delta(pipe, OPTIONS, price="values")
+
+
 def test_eta_above_zero_still_runs_and_repeats():
     pipe = delta_pipe()
     options = SamplingOptions(steps=6, eta=0.5)

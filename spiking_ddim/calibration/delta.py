@@ -21,7 +21,7 @@ from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
 from fs_neurons.seeds import stream
 
-from ..defaults import DELTA_IMAGES, DELTA_SPIKE_WEIGHT
+from ..defaults import DELTA_IMAGES, DELTA_PRICES, DELTA_SPIKE_WEIGHT
 from ..delta import encoders, reset_net
 from ..monitors import ChangeMonitor
 from ..pipelines import SamplingOptions, converted_components, generate
@@ -46,6 +46,7 @@ def fit_delta(
     progress: Optional[Callable[[int, int], None]] = None,
     batch_size: int = 8,
     search: OursConfig = CALIBRATION_SEARCH,
+    price: str = "change",
 ) -> list[dict]:
     """Fit every delta encoder of a converted pipeline to the changes its site sees when the
     pipeline samples ``num_images`` images with ``options`` (the original network's run,
@@ -53,13 +54,20 @@ def fit_delta(
     fit in the model's history. The exact method (``ours``, the calibration search) fits
     each encoder to the identity (``relu``) on its site's |change| distribution (``search``:
     the effort, calibration's by default), minimising
-    MSE + ``spike_weight`` x (the site's mean squared change) x spikes, so ``spike_weight``
-    is the price of one spike relative to the typical change (larger: fewer spikes, more
-    error). Returns per site: name, expected spikes per change, MSE, mean squared change."""
+    MSE + ``spike_weight`` x scale x spikes, where the scale is the site's mean squared change
+    (``price="change"``) or mean squared activation (``price="value"``): ``spike_weight`` is
+    the price of one spike relative to the typical change or value (larger: fewer spikes, more
+    error). With ``"change"`` the encoders follow the step size: more denoising steps, smaller
+    changes, finer codes; with ``"value"`` the dead zone stays put in the activation's units, so
+    more, smaller steps send fewer spikes each (and the error that error feedback leaves stays
+    the same). Returns per site: name, expected spikes per change, MSE, mean squared change and
+    mean squared value."""
     if not (isinstance(spike_weight, (int, float)) and spike_weight >= 0):
         raise ValueError(f"spike_weight must be a number >= 0, got {spike_weight!r}")
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
+    if price not in DELTA_PRICES:
+        raise ValueError(f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
     models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
     if not models:
         raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")
@@ -82,29 +90,32 @@ def fit_delta(
                 if float(samples.max()) <= 0:  # nothing ever changed: an encoder that never spikes
                     silent.append((label, encoder))
                     continue
-                jobs.append((label, encoder, samples))
+                jobs.append((label, encoder, samples, monitors[name].mean_square(act, i)))
     results = []
     by_K: dict[int, list] = {}
     for job in jobs:
         by_K.setdefault(job[1].K, []).append(job)
     for K, group in by_K.items():
-        dists = [InputDistribution.from_samples(s) for _, _, s in group]
-        scale = [float((s * s).mean()) for _, _, s in group]
+        dists = [InputDistribution.from_samples(s) for _, _, s, _ in group]
+        changes = [float((s * s).mean()) for _, _, s, _ in group]
+        scale = changes if price == "change" else [v for *_, v in group]
         fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], search,
-                             [_binary_start(s, K) for _, _, s in group],
+                             [_binary_start(s, K) for _, _, s, _ in group],
                              None if progress is None else (lambda _stage, done, total: progress(done, total)),
                              spike_weight=[spike_weight * v for v in scale])
-        for (label, encoder, _), fit, ms in zip(group, fits, scale):
+        for (label, encoder, _, value), fit, ms in zip(group, fits, changes):
             encoder.set_params(fit.h, fit.d, fit.T)
-            results.append({"site": label, "spikes_per_change": fit.spikes, "mse": fit.mse, "mean_square_change": ms})
+            results.append({"site": label, "spikes_per_change": fit.spikes, "mse": fit.mse, "mean_square_change": ms,
+                            "mean_square_value": value})
     for label, encoder in silent:
         K = encoder.K
         encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
-        results.append({"site": label, "spikes_per_change": 0.0, "mse": 0.0, "mean_square_change": 0.0})
+        results.append({"site": label, "spikes_per_change": 0.0, "mse": 0.0, "mean_square_change": 0.0,
+                        "mean_square_value": None})
     for model in models.values():
         reset_net(model)
         add_event(model, "delta-fit", images=num_images, steps=options.steps, seed=seed, spike_weight=spike_weight,
-                  sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
+                  price=price, sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
     return results
 
 
@@ -120,4 +131,4 @@ def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
         raise ValueError("the UNet's delta encoders were never fitted: use fit_delta")
     last = fits[-1]
     return fit_delta(pipe, options, num_images=last["images"], seed=last["seed"], spike_weight=last["spike_weight"],
-                     progress=progress)
+                     progress=progress, price=last.get("price", "change"))
