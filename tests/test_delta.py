@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler
 from test_convert import tiny_cond_unet, tiny_unet
-from test_pipelines import _AUTOENCODER, build
+from test_pipelines import _AUTOENCODER, KINDS, build
 from torch import nn
 
 from fs_neurons import FSNeuron, OursConfig
@@ -203,10 +203,12 @@ def test_with_fine_neurons_the_delta_model_matches_the_per_step_model(fine_bank)
     assert m_delta.report().spikes < m_step.report().spikes
 
 
-@pytest.mark.parametrize("kind", ["ldm", "sd"])
-def test_latent_and_guided_text_pipelines_sample_with_delta_coding_through_their_own_call(kind, tmp_path, fine_bank):
+@pytest.mark.parametrize("kind", ["ddpm", "ldm", "sd"])
+def test_ddpm_latent_and_guided_text_pipelines_sample_with_delta_coding_through_their_own_call(kind, tmp_path, fine_bank):
     bank, _ = fine_bank
     ann, options, _, _ = build(kind, tmp_path)
+    if kind == "ddpm":  # with its own DDPM scheduler (fresh noise at every step)
+        ann = KINDS["ddpm"][0](tmp_path)
     step_pipe, delta = copy.deepcopy(ann), copy.deepcopy(ann)
     convert_pipeline(step_pipe, K=20, method="ours", bank_path=bank)
     convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding="delta", delta_K=16)
