@@ -42,7 +42,7 @@ from tqdm import tqdm
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
 from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
-from spiking_ddim.defaults import DEFAULT_DELTA_K
+from spiking_ddim.defaults import DEFAULT_DELTA_K, DELTA_PRICES
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.metrics import compare, generation_metrics
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline
@@ -87,9 +87,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def parse_point(text: str) -> dict:
-    """``step:K``, ``if:K`` or ``delta:K:W``, the coding followed by ``+all`` for the fully
-    spiking model (calibrated) or ``+cal`` for a calibrated Swish-only one -> {coding,
-    spiking, calibrated, K, spike_weight}."""
+    """``step:K``, ``if:K`` or ``delta:K:W[:PRICE]``, the coding followed by ``+all`` for the
+    fully spiking model (calibrated) or ``+cal`` for a calibrated Swish-only one; PRICE:
+    what W is relative to, ``change`` (the default) or ``value`` (see
+    :func:`spiking_ddim.calibration.fit_delta`) -> {coding, spiking, calibrated, K,
+    spike_weight, price}."""
     parts = text.split(":")
     coding, *extra = parts[0].split("+")
     try:
@@ -97,12 +99,18 @@ def parse_point(text: str) -> dict:
             spiking = "all" if extra == ["all"] else "swish"
             fields = {"coding": coding, "spiking": spiking, "calibrated": bool(extra)}
             if coding in ("step", "if") and len(parts) == 2:
-                return {**fields, "K": int(parts[1]), "spike_weight": None}
-            if coding == "delta" and len(parts) == 3:
-                return {**fields, "K": int(parts[1]), "spike_weight": float(parts[2])}
+                return {**fields, "K": int(parts[1]), "spike_weight": None, "price": None}
+            if coding == "delta" and len(parts) in (3, 4) and (parts[3:] or ["change"])[0] in DELTA_PRICES:
+                return {**fields, "K": int(parts[1]), "spike_weight": float(parts[2]),
+                        "price": (parts[3:] or ["change"])[0]}
     except ValueError:
         pass
-    raise ValueError(f"a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W, got {text!r}")
+    raise ValueError(f"a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W[:change|value], got {text!r}")
+
+
+def price(p: dict) -> str | None:
+    """A delta point's spike price scale (points written before it was recorded: change)."""
+    return p.get("price", "change") if p["coding"] == "delta" else None
 
 
 def calibrated(p: dict) -> bool:
@@ -131,7 +139,7 @@ def converted(plain, spec: dict, options: SamplingOptions) -> tuple:
             calibrate(fs, options)
             _CALIBRATED[key] = copy.deepcopy(fs)
     if spec["coding"] == "delta":
-        fit_delta(fs, options, spike_weight=spec["spike_weight"])
+        fit_delta(fs, options, spike_weight=spec["spike_weight"], price=spec["price"])
     elif spec["coding"] == "if":
         rate_coded_if(fs, options)
     return fs, round(time.perf_counter() - t0, 1)
@@ -167,7 +175,8 @@ def coding_name(p: dict) -> str:
 
 
 def name(p: dict) -> str:
-    return f"{coding_name(p)} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "")
+    return f"{coding_name(p)} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "") + (
+        " (value price)" if price(p) == "value" else "")
 
 
 def point(spec: dict, fs, seconds: float, reference, real, options, args) -> dict:
@@ -187,13 +196,14 @@ def write(args, data: dict) -> None:
              "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. Spiking the Swish sites only (every other "
              "layer's input analog): not calibrated unless marked; fully spiking (every conv / linear input but the first "
              "layer's; attention score matmuls analog): calibrated, all sites. Delta: encoders of min(K, "
-             f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W. Written by "
+             f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W, the price of a spike relative to "
+             "the site's mean squared change, or, marked (value), to its mean squared activation. Written by "
              "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
              "| coding | K | W | PSNR (dB) | KID | spikes/neuron/call | energy SNN/ANN | vs INT8 ANN "
              "| memory-aware SNN/ANN | memory-aware vs INT8 ANN | fit (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
-        w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}"
+        w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}" + (" (value)" if price(p) == "value" else "")
         lines.append(f"| {coding_name(p)} | {p['K']} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
                      f"{p['spikes_per_neuron']:.3f} | {p['energy_ratio']:.3f} | {p['energy_ratio_int8']:.2f} | "
                      f"{p['memory_ratio']:.3f} | {p['memory_ratio_int8']:.2f} | {p['fit_seconds']} |")
@@ -234,13 +244,14 @@ def plot(args, data: dict) -> None:
     scanned = bool(data.get("scan"))
     fig, axes = new_figure(1, 2 if scanned else 1, figsize=(11 if scanned else 6, 4.5), squeeze=False)
     ax = axes[0][0]
-    groups = sorted({(coding_name(p), p["K"]) for p in data["points"]})
+    groups = sorted({(coding_name(p), p["K"], price(p) or "") for p in data["points"]})
     markers = {"step": "o", "delta": "s", "if": "^"}
     for group in groups:
-        row = sorted((p for p in data["points"] if (coding_name(p), p["K"]) == group), key=lambda p: p["energy_ratio"])
+        row = sorted((p for p in data["points"] if (coding_name(p), p["K"], price(p) or "") == group),
+                     key=lambda p: p["energy_ratio"])
         ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row],
                 marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
-                label=f"{group[0]} K={group[1]}")
+                label=f"{group[0]} K={group[1]}" + (", value price" if group[2] == "value" else ""))
     for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
     ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
@@ -286,7 +297,8 @@ def add_points(args) -> int:
     args.num_images, args.steps, args.seed, args.eta = data["num_images"], data["steps"], data["seed"], data["eta"]
     plain, real, reference, _ = original(args, args.eta)
     options = args.options
-    key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"])  # noqa: E731
+    key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"],  # noqa: E731
+                     price(p))
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
         new = point(spec, fs, seconds, reference, real, options, args)
