@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
-from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_SPIKE_WEIGHT
+from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_PRICE, DELTA_PRICES
 from spiking_ddim.energy import EnergyConstants
 from spiking_ddim.metrics.generation import extract_features
 from spiking_ddim.metrics.image_loss import compare, x0_mae
@@ -76,8 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--codings", nargs="+", choices=CODINGS, default=["step"],
                    help="codings of the FS rows: step (per-step, today's), delta (changes between steps), "
                         "step+all / delta+all (fully spiking; only with +cal methods) (default: %(default)s)")
-    p.add_argument("--delta-spike-weight", type=float, default=DELTA_SPIKE_WEIGHT,
-                   help="delta encoders' price of a spike (default: %(default)s)")
+    p.add_argument("--delta-spike-weight", type=float,
+                   help="delta encoders' price of a spike (default: fit_delta's for the price)")
+    p.add_argument("--delta-price", choices=DELTA_PRICES, default=DELTA_PRICE,
+                   help="what the delta spike price is relative to (default: %(default)s)")
     p.add_argument("--finetuned", type=Path, nargs="*", default=[],
                    help="fine-tuned converted model directories (train.py snn outputs) to add as rows")
     p.add_argument("--update", action="store_true",
@@ -197,7 +199,17 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 
 def _weight(row: dict) -> str:
-    return f" (W={row['spike_weight']:g})" if row.get("spike_weight") is not None else ""
+    if row.get("spike_weight") is None:
+        return ""
+    return f" (W={row['spike_weight']:g}" + (" per value" if row.get("price") == "value" else "") + ")"
+
+
+def delta_fit(unet) -> dict:
+    """A delta row's spike weight and price, as its model's last fit recorded them."""
+    if unet is None:
+        return {"spike_weight": None, "price": None}
+    last = unet.fs_config.events("delta-fit")[-1]
+    return {"spike_weight": last["spike_weight"], "price": last.get("price", "change")}
 
 
 def _kid_cell(row: dict) -> str:
@@ -392,12 +404,12 @@ def main(argv=None) -> int:
         if method.endswith("+cal"):
             calibrate(fs, args.options, seed=args.seed)
         if code == "delta":
-            fit_delta(fs, args.options, seed=args.seed, spike_weight=args.delta_spike_weight)
+            fit_delta(fs, args.options, seed=args.seed, spike_weight=args.delta_spike_weight, price=args.delta_price)
         if method.endswith("+cal") or code == "delta":
             seconds = round(time.perf_counter() - t0, 1)
         row = evaluate(method, fs, reference, held_out, real, args, K, calibrated=method.endswith("+cal"))[0]
         new_rows.append({**row, "calibration_seconds": seconds,
-                         "spike_weight": args.delta_spike_weight if code == "delta" else None})
+                         **delta_fit(fs.unet if code == "delta" else None)})
         bar.update()
     for path in args.finetuned:
         tuned = load_pipeline(path)

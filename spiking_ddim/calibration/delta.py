@@ -21,7 +21,7 @@ from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
 from fs_neurons.seeds import stream
 
-from ..defaults import DELTA_IMAGES, DELTA_PRICES, DELTA_SPIKE_WEIGHT
+from ..defaults import DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
 from ..delta import encoders, reset_net
 from ..monitors import ChangeMonitor
 from ..pipelines import SamplingOptions, converted_components, generate
@@ -42,11 +42,11 @@ def fit_delta(
     options: SamplingOptions,
     num_images: int = DELTA_IMAGES,
     seed: int = 0,
-    spike_weight: float = DELTA_SPIKE_WEIGHT,
+    spike_weight: Optional[float] = None,
     progress: Optional[Callable[[int, int], None]] = None,
     batch_size: int = 8,
     search: OursConfig = CALIBRATION_SEARCH,
-    price: str = "change",
+    price: str = DELTA_PRICE,
 ) -> list[dict]:
     """Fit every delta encoder of a converted pipeline to the changes its site sees when the
     pipeline samples ``num_images`` images with ``options`` (the original network's run,
@@ -60,14 +60,15 @@ def fit_delta(
     error). With ``"change"`` the encoders follow the step size: more denoising steps, smaller
     changes, finer codes; with ``"value"`` the dead zone stays put in the activation's units, so
     more, smaller steps send fewer spikes each (and the error that error feedback leaves stays
-    the same). Returns per site: name, expected spikes per change, MSE, mean squared change and
+    the same). ``spike_weight`` None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns per site: name, expected spikes per change, MSE, mean squared change and
     mean squared value."""
+    if price not in DELTA_PRICES:
+        raise ValueError(f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
+    spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
     if not (isinstance(spike_weight, (int, float)) and spike_weight >= 0):
         raise ValueError(f"spike_weight must be a number >= 0, got {spike_weight!r}")
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
-    if price not in DELTA_PRICES:
-        raise ValueError(f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
     models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
     if not models:
         raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")

@@ -17,7 +17,7 @@ from fs_neurons.neuron import check_K
 
 from ..calibration import SpikeBudget, calibrate, calibration_outcome, fit_delta
 from ..convert import SiteReport
-from ..defaults import DEFAULT_K, DELTA_IMAGES, DELTA_SPIKE_WEIGHT
+from ..defaults import DEFAULT_K, DELTA_IMAGES, DELTA_PRICE
 from ..energy import EnergyConstants
 from ..outputs import OutputError, fresh_run_dir
 from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
@@ -82,7 +82,8 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
         check_K(args.K)
     coding = args.coding or "step"
     if coding != "delta":
-        given = [flag for flag in ("delta_K", "delta_spike_weight", "delta_images") if getattr(args, flag) is not None]
+        given = [flag for flag in ("delta_K", "delta_spike_weight", "delta_price", "delta_images")
+                 if getattr(args, flag) is not None]
         if given:
             raise ValueError(f"--{given[0].replace('_', '-')} applies to --coding delta")
     elif args.delta_images is not None and args.delta_images < 1:
@@ -95,13 +96,15 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
                                coding=coding, delta_K=args.delta_K if coding == "delta" else None, spiking=spiking)
     lines = [f"{n}: {r.summary()}" for n, r in reports.items()]
     if coding == "delta":
-        weight = DELTA_SPIKE_WEIGHT if args.delta_spike_weight is None else args.delta_spike_weight
-        images = args.delta_images or DELTA_IMAGES
+        images, price = args.delta_images or DELTA_IMAGES, args.delta_price or DELTA_PRICE
         with tqdm(desc="delta coding: fit encoders", unit="phase", dynamic_ncols=True, disable=not show) as bar:
-            sites = fit_delta(pipe, options, num_images=images, spike_weight=weight, progress=tqdm_progress(bar))
+            sites = fit_delta(pipe, options, num_images=images, spike_weight=args.delta_spike_weight,
+                              progress=tqdm_progress(bar), price=price)
         spikes = sum(r["spikes_per_change"] for r in sites) / len(sites)
+        weight = pipe.unet.fs_config.events("delta-fit")[-1]["spike_weight"]
         lines.append(f"delta coding: {len(sites)} encoders fitted to the changes of {images} images "
-                     f"(spike weight {weight:g}; {spikes:.3f} expected spikes per change on average)")
+                     f"(spike weight {weight:g} per mean squared {price}; {spikes:.3f} expected spikes per change "
+                     "on average)")
     return "\n".join(lines)
 
 

@@ -15,7 +15,9 @@ from ..defaults import (
     DEFAULT_K,
     DEFAULT_MODEL,
     DELTA_IMAGES,
-    DELTA_SPIKE_WEIGHT,
+    DELTA_PRICE,
+    DELTA_PRICES,
+    DELTA_SPIKE_WEIGHTS,
     INCEPTION_ENV,
     METRICS,
     SPIKING,
@@ -57,8 +59,14 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
                         "changed since (their encoders are fitted to the pipeline's changes after conversion) "
                         "(default: step)")
     p.add_argument("--delta-spike-weight", type=float, metavar="W",
-                   help=f"--coding delta: the price of a spike when fitting the encoders, in units of the site's mean "
-                        f"squared change; larger sends fewer spikes with more error (default: {DELTA_SPIKE_WEIGHT})")
+                   help="--coding delta: the price of a spike when fitting the encoders, in units of the site's mean "
+                        "squared change or value (--delta-price); larger sends fewer spikes with more error (default: "
+                        + ", ".join(f"{w:g} per {p}" for p, w in DELTA_SPIKE_WEIGHTS.items()) + ")")
+    p.add_argument("--delta-price", choices=DELTA_PRICES,
+                   help="--coding delta: what the spike price is relative to: change (the site's mean squared change "
+                        "between steps: the codes get finer with more, smaller steps) or value (its mean squared "
+                        f"activation: the dead zone stays put, so more steps send fewer spikes each) "
+                        f"(default: {DELTA_PRICE})")
     p.add_argument("--delta-K", type=int, metavar="K",
                    help=f"--coding delta: time steps of the code of a change (default: the smaller of --K and "
                         f"{DEFAULT_DELTA_K})")
