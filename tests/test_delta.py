@@ -364,13 +364,16 @@ def test_the_rate_coded_if_baseline_counts_floor_K_x_over_theta_spikes():
 def test_sample_with_delta_coding_records_it(tmp_path, cli):
     import json
 
-    code, out, err = cli("sample", "--coding", "delta", "--K", "4", "--delta-spike-weight", "0.05", "--num-images", "4",
-                         "--batch-size", "4", "--real", "none", "--out", tmp_path / "run")
+    save_pipeline(tiny_pipe(), tmp_path / "tiny")  # a small UNet: the encoders' fit takes seconds
+    code, out, err = cli("sample", "--model", tmp_path / "tiny", "--coding", "delta", "--K", "4", "--delta-price", "value",
+                         "--num-images", "4", "--batch-size", "4", "--steps", "6", "--real", "none",
+                         "--out", tmp_path / "run")
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["coding"] == "delta" and metrics["delta_K"] == 4 and metrics["spiking"] == "swish"
     assert [e["event"] for e in metrics["history"]] == ["convert", "delta-fit"]
-    assert metrics["history"][-1]["spike_weight"] == 0.05 and metrics["energy"]["memory"]["ratio"] > 0
+    assert metrics["history"][-1]["spike_weight"] == 0.0002 and metrics["history"][-1]["price"] == "value"
+    assert metrics["energy"]["memory"]["ratio"] > 0
     assert "delta coding (K=4)" in out + err and "memory-aware" in out
 
 
