@@ -18,7 +18,7 @@ INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"  # a path to Inception weights,
 SPIKING = ("swish", "all")  # what spikes: the Swish sites, or also every conv / linear input but the first layer's
 CODINGS = ("step", "delta")  # how FS sites code across denoising steps (spiking_ddim.delta)
 DELTA_PRICES = ("change", "value")  # what a delta encoder's spike price is relative to (calibration.fit_delta)
-DELTA_PRICE = "change"
+DELTA_PRICE = "value"
 # delta encoders' default price of a spike, per price scale: in units of the site's mean squared change / value
 DELTA_SPIKE_WEIGHTS = {"change": 0.01, "value": 0.0002}
 DEFAULT_DELTA_K = 8  # at most this many time steps code a change (fewer when K is lower)
