@@ -14,6 +14,11 @@ equal or next higher energy. ``--finetuned DIR ...`` adds the points of budgeted
 fine-tuned since (``spiking-ddim train snn --calibrate --energy-budget R --train-unet
 --freeze-neurons``) to the existing results, without a new search.
 
+Budgets choose among per-step codes, so every point here is ``coding="step"``,
+``spiking="swish"`` (recorded with each point, with the SNN / INT8-ANN and memory-aware
+ratios since those were added); the frontier of the other codings (delta, fully spiking,
+the IF baseline) is ``eval/delta_frontier.py``.
+
 Writes eval/results/energy_frontier.{json,md,png}.
 """
 
@@ -72,8 +77,11 @@ def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: 
         images = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images)
     kid = generation_metrics(real, images, "digits", metrics=("kid",))
-    return {"K": K, "budget": budget, "finetuned": finetuned, "psnr": compare(reference, images)["mean_psnr"],
-            "kid": kid.kid_mean, "kid_std": kid.kid_std, "energy_ratio": energy.ratio,
+    spec = pipe.unet.fs_config
+    return {"K": K, "budget": budget, "finetuned": finetuned, "coding": spec.coding, "spiking": spec.spiking,
+            "psnr": compare(reference, images)["mean_psnr"], "kid": kid.kid_mean, "kid_std": kid.kid_std,
+            "energy_ratio": energy.ratio, "energy_ratio_int8": energy.ratio_int8,
+            "memory_ratio": energy.memory["ratio"], "memory_ratio_int8": energy.memory["ratio_int8"],
             "spikes_per_neuron": energy.spikes_per_neuron, "num_images": args.num_images}
 
 
