@@ -60,8 +60,8 @@ def fit_delta(
     error). With ``"change"`` the encoders follow the step size: more denoising steps, smaller
     changes, finer codes; with ``"value"`` the dead zone stays put in the activation's units, so
     more, smaller steps send fewer spikes each (and the error that error feedback leaves stays
-    the same). ``spike_weight`` None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns per site: name, expected spikes per change, MSE, mean squared change and
-    mean squared value."""
+    the same). ``spike_weight`` None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns
+    per site: name, expected spikes per change, MSE, mean squared change and mean squared value."""
     if price not in DELTA_PRICES:
         raise ValueError(f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
     spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
@@ -122,8 +122,8 @@ def fit_delta(
 
 def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
                 progress: Optional[Callable[[int, int], None]] = None) -> list[dict]:
-    """Fit the delta encoders of ``pipe`` again, with the images, seed and spike weight of the
-    model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
+    """Fit the delta encoders of ``pipe`` again, with the images, seed, spike weight and price of
+    the model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
     changed since (fine-tuning with ``--train-unet``), whose sites now see other changes.
     Returns :func:`fit_delta`'s per-site list; ``ValueError`` if the UNet was never fitted."""
     spec = getattr(pipe.unet, "fs_config", None)
