@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
-from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_PRICE, DELTA_PRICES
+from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_COST, DELTA_COSTS, DELTA_PRICE, DELTA_PRICES
 from spiking_ddim.energy import EnergyConstants
 from spiking_ddim.metrics.generation import extract_features
 from spiking_ddim.metrics.image_loss import compare, x0_mae
@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="delta encoders' price of a spike (default: fit_delta's for the price)")
     p.add_argument("--delta-price", choices=DELTA_PRICES, default=DELTA_PRICE,
                    help="what the delta spike price is relative to (default: %(default)s)")
+    p.add_argument("--delta-cost", choices=DELTA_COSTS, default=DELTA_COST,
+                   help="what the delta spike price counts: spikes, or acs (the accumulates a spike causes "
+                        "downstream) (default: %(default)s)")
     p.add_argument("--finetuned", type=Path, nargs="*", default=[],
                    help="fine-tuned converted model directories (train.py snn outputs) to add as rows")
     p.add_argument("--update", action="store_true",
@@ -201,15 +204,17 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 def _weight(row: dict) -> str:
     if row.get("spike_weight") is None:
         return ""
-    return f" (W={row['spike_weight']:g}" + (" per value" if row.get("price") == "value" else "") + ")"
+    return f" (W={row['spike_weight']:g}" + (" per value" if row.get("price") == "value" else "") + (
+        ", by ACs" if row.get("cost") == "acs" else "") + ")"
 
 
 def delta_fit(unet) -> dict:
-    """A delta row's spike weight and price, as its model's last fit recorded them."""
+    """A delta row's spike weight, price and cost, as its model's last fit recorded them."""
     if unet is None:
-        return {"spike_weight": None, "price": None}
+        return {"spike_weight": None, "price": None, "cost": None}
     last = unet.fs_config.events("delta-fit")[-1]
-    return {"spike_weight": last["spike_weight"], "price": last.get("price", "change")}
+    return {"spike_weight": last["spike_weight"], "price": last.get("price", "change"),
+            "cost": last.get("cost", "spikes")}
 
 
 def _kid_cell(row: dict) -> str:
@@ -229,7 +234,7 @@ def markdown(rows: list[dict], args) -> str:
              f"(the ANN: {rows[0]['ann_macs_per_image']:.4g} MACs, {rows[0]['ann_joules_per_image'] * 1e3:.3g} mJ); "
              "the same SNN cost against the ANN with 8-bit integer MACs (0.23 pJ), and the memory-aware estimate "
              "(SRAM accesses by buffer size, docs/energy.md). Coding: step sends every site's full code at every "
-             "denoising step, delta only changes between steps (docs/delta.md; W: the encoders' spike price), +all: "
+             "denoising step, delta only changes between steps (docs/delta.md; W: the encoders' spike price, by ACs: priced by the accumulates a spike causes), +all: "
              "fully spiking. Fit s: seconds of calibration and delta fitting. "
              "Written by `python eval/ddim_table.py`.",
              "",
@@ -404,7 +409,8 @@ def main(argv=None) -> int:
         if method.endswith("+cal"):
             calibrate(fs, args.options, seed=args.seed)
         if code == "delta":
-            fit_delta(fs, args.options, seed=args.seed, spike_weight=args.delta_spike_weight, price=args.delta_price)
+            fit_delta(fs, args.options, seed=args.seed, spike_weight=args.delta_spike_weight, price=args.delta_price,
+                      cost=args.delta_cost)
         if method.endswith("+cal") or code == "delta":
             seconds = round(time.perf_counter() - t0, 1)
         row = evaluate(method, fs, reference, held_out, real, args, K, calibrated=method.endswith("+cal"))[0]

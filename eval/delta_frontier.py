@@ -42,7 +42,7 @@ from tqdm import tqdm
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
 from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
-from spiking_ddim.defaults import DEFAULT_DELTA_K, DELTA_PRICES
+from spiking_ddim.defaults import DEFAULT_DELTA_K, DELTA_COSTS, DELTA_PRICES
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.metrics import compare, generation_metrics
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline
@@ -57,8 +57,10 @@ TARGETS = [("delta", "swish", 40.0, 0.40), ("delta", "swish", 35.0, 0.33), ("del
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", nargs="*", default=POINTS, metavar="CODING:K[:W]",
-                   help="points to measure: step:K, if:K or delta:K:W; step+all / delta+all: fully spiking, "
-                        "calibrated; step+cal / delta+cal: Swish sites only, calibrated (default: %(default)s)")
+                   help="points to measure: step:K, if:K or delta:K:W[:change|value[:spikes|acs]] (W's price and "
+                        "what it counts, fit_delta's price and cost; default change, spikes); step+all / delta+all: "
+                        "fully spiking, calibrated; step+cal / delta+cal: Swish sites only, calibrated "
+                        "(default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
@@ -87,11 +89,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def parse_point(text: str) -> dict:
-    """``step:K``, ``if:K`` or ``delta:K:W[:PRICE]``, the coding followed by ``+all`` for the
+    """``step:K``, ``if:K`` or ``delta:K:W[:PRICE[:COST]]``, the coding followed by ``+all`` for the
     fully spiking model (calibrated) or ``+cal`` for a calibrated Swish-only one; PRICE:
-    what W is relative to, ``change`` (the default) or ``value`` (see
-    :func:`spiking_ddim.calibration.fit_delta`) -> {coding, spiking, calibrated, K,
-    spike_weight, price}."""
+    what W is relative to, ``change`` (the default) or ``value``; COST: what it counts,
+    ``spikes`` (the default) or ``acs`` (see :func:`spiking_ddim.calibration.fit_delta`)
+    -> {coding, spiking, calibrated, K, spike_weight, price, cost}."""
     parts = text.split(":")
     coding, *extra = parts[0].split("+")
     try:
@@ -99,18 +101,31 @@ def parse_point(text: str) -> dict:
             spiking = "all" if extra == ["all"] else "swish"
             fields = {"coding": coding, "spiking": spiking, "calibrated": bool(extra)}
             if coding in ("step", "if") and len(parts) == 2:
-                return {**fields, "K": int(parts[1]), "spike_weight": None, "price": None}
-            if coding == "delta" and len(parts) in (3, 4) and (parts[3:] or ["change"])[0] in DELTA_PRICES:
-                return {**fields, "K": int(parts[1]), "spike_weight": float(parts[2]),
-                        "price": (parts[3:] or ["change"])[0]}
+                return {**fields, "K": int(parts[1]), "spike_weight": None, "price": None, "cost": None}
+            pricing = parts[3:] + ["change", "spikes"][len(parts[3:]):]
+            if coding == "delta" and len(parts) in (3, 4, 5) and pricing[0] in DELTA_PRICES and pricing[1] in DELTA_COSTS:
+                return {**fields, "K": int(parts[1]), "spike_weight": float(parts[2]), "price": pricing[0],
+                        "cost": pricing[1]}
     except ValueError:
         pass
-    raise ValueError(f"a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W[:change|value], got {text!r}")
+    raise ValueError("a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W[:change|value[:spikes|acs]], "
+                     f"got {text!r}")
 
 
 def price(p: dict) -> str | None:
     """A delta point's spike price scale (points written before it was recorded: change)."""
     return p.get("price", "change") if p["coding"] == "delta" else None
+
+
+def cost(p: dict) -> str | None:
+    """What a delta point's spike price counts (points written before it was recorded: spikes)."""
+    return p.get("cost", "spikes") if p["coding"] == "delta" else None
+
+
+def pricing(p: dict) -> str:
+    """A delta point's price and cost where they are not change and spikes: "value price",
+    "by ACs", "value price, by ACs" or ""."""
+    return ", ".join((["value price"] if price(p) == "value" else []) + (["by ACs"] if cost(p) == "acs" else []))
 
 
 def calibrated(p: dict) -> bool:
@@ -139,7 +154,7 @@ def converted(plain, spec: dict, options: SamplingOptions) -> tuple:
             calibrate(fs, options)
             _CALIBRATED[key] = copy.deepcopy(fs)
     if spec["coding"] == "delta":
-        fit_delta(fs, options, spike_weight=spec["spike_weight"], price=spec["price"])
+        fit_delta(fs, options, spike_weight=spec["spike_weight"], price=spec["price"], cost=spec["cost"])
     elif spec["coding"] == "if":
         rate_coded_if(fs, options)
     return fs, round(time.perf_counter() - t0, 1)
@@ -176,7 +191,7 @@ def coding_name(p: dict) -> str:
 
 def name(p: dict) -> str:
     return f"{coding_name(p)} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "") + (
-        " (value price)" if price(p) == "value" else "")
+        f" ({pricing(p)})" if pricing(p) else "")
 
 
 def point(spec: dict, fs, seconds: float, reference, real, options, args) -> dict:
@@ -197,13 +212,14 @@ def write(args, data: dict) -> None:
              "layer's input analog): not calibrated unless marked; fully spiking (every conv / linear input but the first "
              "layer's; attention score matmuls analog): calibrated, all sites. Delta: encoders of min(K, "
              f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W, the price of a spike relative to "
-             "the site's mean squared change, or, marked (value), to its mean squared activation. Written by "
+             "the site's mean squared change or, marked value price, to its mean squared activation; marked by ACs: "
+             "each site's spikes priced by the accumulates they cause downstream. Written by "
              "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
              "| coding | K | W | PSNR (dB) | KID | spikes/neuron/call | energy SNN/ANN | vs INT8 ANN "
              "| memory-aware SNN/ANN | memory-aware vs INT8 ANN | fit (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
-        w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}" + (" (value)" if price(p) == "value" else "")
+        w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}" + (f" ({pricing(p)})" if pricing(p) else "")
         lines.append(f"| {coding_name(p)} | {p['K']} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
                      f"{p['spikes_per_neuron']:.3f} | {p['energy_ratio']:.3f} | {p['energy_ratio_int8']:.2f} | "
                      f"{p['memory_ratio']:.3f} | {p['memory_ratio_int8']:.2f} | {p['fit_seconds']} |")
@@ -244,14 +260,14 @@ def plot(args, data: dict) -> None:
     scanned = bool(data.get("scan"))
     fig, axes = new_figure(1, 2 if scanned else 1, figsize=(11 if scanned else 6, 4.5), squeeze=False)
     ax = axes[0][0]
-    groups = sorted({(coding_name(p), p["K"], price(p) or "") for p in data["points"]})
+    groups = sorted({(coding_name(p), p["K"], pricing(p)) for p in data["points"]})
     markers = {"step": "o", "delta": "s", "if": "^"}
     for group in groups:
-        row = sorted((p for p in data["points"] if (coding_name(p), p["K"], price(p) or "") == group),
+        row = sorted((p for p in data["points"] if (coding_name(p), p["K"], pricing(p)) == group),
                      key=lambda p: p["energy_ratio"])
         ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row],
                 marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
-                label=f"{group[0]} K={group[1]}" + (", value price" if group[2] == "value" else ""))
+                label=f"{group[0]} K={group[1]}" + (f" ({group[2]})" if group[2] else ""))
     for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
     ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
@@ -298,7 +314,7 @@ def add_points(args) -> int:
     plain, real, reference, _ = original(args, args.eta)
     options = args.options
     key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"],  # noqa: E731
-                     price(p))
+                     price(p), cost(p))
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
         new = point(spec, fs, seconds, reference, real, options, args)

@@ -21,5 +21,7 @@ DELTA_PRICES = ("change", "value")  # what a delta encoder's spike price is rela
 DELTA_PRICE = "value"
 # delta encoders' default price of a spike, per price scale: in units of the site's mean squared change / value
 DELTA_SPIKE_WEIGHTS = {"change": 0.01, "value": 0.0002}
+DELTA_COSTS = ("spikes", "acs")  # what the price counts: spikes, or the accumulates they cause downstream
+DELTA_COST = "acs"
 DEFAULT_DELTA_K = 8  # at most this many time steps code a change (fewer when K is lower)
 DELTA_IMAGES = 16  # images whose changes the delta encoders are fitted to

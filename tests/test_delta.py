@@ -296,6 +296,27 @@ def test_a_price_in_value_units_sends_fewer_spikes_per_step_when_more_steps_make
         fit_delta(pipe, OPTIONS, price="values")
 
 
+def test_pricing_spikes_by_their_accumulates_moves_spikes_to_sites_that_feed_narrow_layers():
+    fanout, fits = {}, {}
+    for cost in ("spikes", "acs"):
+        pipe = tiny_pipe()
+        convert_pipeline(pipe, K=4, method="ours", coding="delta")
+        fits[cost] = fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.5, search=QUICK, cost=cost)
+        with measure_cost(pipe) as meter:
+            generate(pipe, range(2), OPTIONS)
+        report = meter.report()
+        fanout[cost] = sum(s.acs for s in report.sites) / report.spikes  # accumulates per spike
+        assert pipe.unet.fs_config.events("delta-fit")[-1]["cost"] == cost
+    assert all(r["relative_fanout"] == 1.0 for r in fits["spikes"] if r["mean_square_value"] is not None)
+    weights = [r["relative_fanout"] for r in fits["acs"] if r["mean_square_value"] is not None]
+    assert min(weights) < 1.0 < max(weights)  # this model's sites feed layers of different widths
+    assert fanout["acs"] < fanout["spikes"]
+    refit_delta(pipe, OPTIONS)
+    assert pipe.unet.fs_config.events("delta-fit")[-1]["cost"] == "acs"
+    with pytest.raises(ValueError, match="cost must be one of spikes, acs"):
+        fit_delta(pipe, OPTIONS, cost="macs")
+
+
 def test_eta_above_zero_still_runs_and_repeats():
     pipe = delta_pipe()
     options = SamplingOptions(steps=6, eta=0.5)
@@ -372,7 +393,8 @@ def test_sample_with_delta_coding_records_it(tmp_path, cli):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["coding"] == "delta" and metrics["delta_K"] == 4 and metrics["spiking"] == "swish"
     assert [e["event"] for e in metrics["history"]] == ["convert", "delta-fit"]
-    assert metrics["history"][-1]["spike_weight"] == 0.0002 and metrics["history"][-1]["price"] == "value"
+    fit = metrics["history"][-1]
+    assert (fit["spike_weight"], fit["price"], fit["cost"]) == (0.0002, "value", "acs")
     assert metrics["energy"]["memory"]["ratio"] > 0
     assert "delta coding (K=4)" in out + err and "memory-aware" in out
 

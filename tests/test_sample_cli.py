@@ -90,6 +90,8 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     (["--delta-spike-weight", "0.1"], "--delta-spike-weight applies to --coding delta"),
     (["--delta-price", "value"], "--delta-price applies to --coding delta"),
     (["--coding", "delta", "--delta-price", "values"], "invalid choice: 'values'"),
+    (["--delta-cost", "acs"], "--delta-cost applies to --coding delta"),
+    (["--coding", "delta", "--delta-cost", "macs"], "invalid choice: 'macs'"),
     (["--coding", "delta", "--delta-images", "0"], "--delta-images must be >= 1"),
     (["--coding", "delta", "--delta-K", "0"], "K (time steps) must be an integer >= 1"),
     (["--coding", "delta", "--delta-spike-weight", "-1"], "spike_weight must be a number >= 0"),

@@ -4,16 +4,21 @@ The pipeline samples a few images with its original activations while a
 :class:`~spiking_ddim.monitors.ChangeMonitor` records, per call site, |change| of the
 activation between consecutive denoising steps; each site's encoder is then fitted by the
 exact method to the identity on that distribution, a spike priced at ``spike_weight``
-times the site's mean squared change.
+times the site's mean squared change or activation (``price``), and, with ``cost="acs"``,
+times what it costs downstream: the accumulates one spike of the site causes in the layer
+it feeds over the model's mean (a probe pass of one image under
+:class:`~spiking_ddim.energy.CostMeter` measures it).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Callable, Optional
 
 import torch
 from diffusers import DiffusionPipeline
+from torch import nn
 
 from fs_neurons.delta import binary_code
 from fs_neurons.distribution import InputDistribution
@@ -21,8 +26,9 @@ from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
 from fs_neurons.seeds import stream
 
-from ..defaults import DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
-from ..delta import encoders, reset_net
+from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
+from ..delta import encoders, reset_net, step_coding
+from ..energy import measure_cost
 from ..monitors import ChangeMonitor
 from ..pipelines import SamplingOptions, converted_components, generate
 from ..record import add_event
@@ -37,6 +43,18 @@ def _binary_start(samples: torch.Tensor, K: int) -> tuple[list[float], list[floa
     return h, T
 
 
+def _relative_fanout(pipe: DiffusionPipeline, model: nn.Module, options: SamplingOptions, seed: int) -> dict[str, float]:
+    """Per site name (``path[i]``): the accumulates one spike of it causes downstream over the
+    model's mean (total accumulates over total spikes), from one image of two denoising steps
+    with every site sending its full code. Sites that did not spike: 1."""
+    with step_coding(model), measure_cost(model) as meter:
+        generate(pipe, [0], replace(options, steps=2), seed=stream("calibration-inputs", seed))
+    sites = meter.report().sites
+    spikes, acs = sum(s.spikes for s in sites), sum(s.acs for s in sites)
+    mean = acs / spikes if spikes and acs else 1.0
+    return {s.name: s.acs_per_spike / mean for s in sites if s.acs_per_spike > 0}
+
+
 def fit_delta(
     pipe: DiffusionPipeline,
     options: SamplingOptions,
@@ -47,6 +65,7 @@ def fit_delta(
     batch_size: int = 8,
     search: OursConfig = CALIBRATION_SEARCH,
     price: str = DELTA_PRICE,
+    cost: str = DELTA_COST,
 ) -> list[dict]:
     """Fit every delta encoder of a converted pipeline to the changes its site sees when the
     pipeline samples ``num_images`` images with ``options`` (the original network's run,
@@ -60,10 +79,16 @@ def fit_delta(
     error). With ``"change"`` the encoders follow the step size: more denoising steps, smaller
     changes, finer codes; with ``"value"`` the dead zone stays put in the activation's units, so
     more, smaller steps send fewer spikes each (and the error that error feedback leaves stays
-    the same). ``spike_weight`` None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns
-    per site: name, expected spikes per change, MSE, mean squared change and mean squared value."""
+    the same). ``cost="acs"`` prices a spike by what it costs: the scale above times the site's
+    accumulates per spike over the model's mean (a spike into a wide layer dearer than one into
+    a narrow one), so the fits spend error where the accumulates are cheap. ``spike_weight``
+    None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns per site: name, expected spikes
+    per change, MSE, mean squared change, mean squared value and relative fan-out (1 with
+    ``cost="spikes"``)."""
     if price not in DELTA_PRICES:
         raise ValueError(f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
+    if cost not in DELTA_COSTS:
+        raise ValueError(f"cost must be one of {', '.join(DELTA_COSTS)}, got {cost!r}")
     spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
     if not (isinstance(spike_weight, (int, float)) and spike_weight >= 0):
         raise ValueError(f"spike_weight must be a number >= 0, got {spike_weight!r}")
@@ -72,6 +97,8 @@ def fit_delta(
     models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
     if not models:
         raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")
+    fanout = {name: _relative_fanout(pipe, model, options, seed) if cost == "acs" else {}
+              for name, model in models.items()}
     first = stream("calibration-inputs", seed)
     with contextlib.ExitStack() as stack:
         monitors = {}
@@ -91,38 +118,39 @@ def fit_delta(
                 if float(samples.max()) <= 0:  # nothing ever changed: an encoder that never spikes
                     silent.append((label, encoder))
                     continue
-                jobs.append((label, encoder, samples, monitors[name].mean_square(act, i)))
+                jobs.append((label, encoder, samples, monitors[name].mean_square(act, i),
+                             fanout[name].get(f"{path}[{i}]", 1.0)))
     results = []
     by_K: dict[int, list] = {}
     for job in jobs:
         by_K.setdefault(job[1].K, []).append(job)
     for K, group in by_K.items():
-        dists = [InputDistribution.from_samples(s) for _, _, s, _ in group]
-        changes = [float((s * s).mean()) for _, _, s, _ in group]
-        scale = changes if price == "change" else [v for *_, v in group]
+        dists = [InputDistribution.from_samples(s) for _, _, s, _, _ in group]
+        changes = [float((s * s).mean()) for _, _, s, _, _ in group]
+        scale = changes if price == "change" else [v for _, _, _, v, _ in group]
         fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], search,
-                             [_binary_start(s, K) for _, _, s, _ in group],
+                             [_binary_start(s, K) for _, _, s, _, _ in group],
                              None if progress is None else (lambda _stage, done, total: progress(done, total)),
-                             spike_weight=[spike_weight * v for v in scale])
-        for (label, encoder, _, value), fit, ms in zip(group, fits, changes):
+                             spike_weight=[spike_weight * v * job[4] for v, job in zip(scale, group)])
+        for (label, encoder, _, value, fan), fit, ms in zip(group, fits, changes):
             encoder.set_params(fit.h, fit.d, fit.T)
             results.append({"site": label, "spikes_per_change": fit.spikes, "mse": fit.mse, "mean_square_change": ms,
-                            "mean_square_value": value})
+                            "mean_square_value": value, "relative_fanout": fan})
     for label, encoder in silent:
         K = encoder.K
         encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
         results.append({"site": label, "spikes_per_change": 0.0, "mse": 0.0, "mean_square_change": 0.0,
-                        "mean_square_value": None})
+                        "mean_square_value": None, "relative_fanout": None})
     for model in models.values():
         reset_net(model)
         add_event(model, "delta-fit", images=num_images, steps=options.steps, seed=seed, spike_weight=spike_weight,
-                  price=price, sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
+                  price=price, cost=cost, sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
     return results
 
 
 def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
                 progress: Optional[Callable[[int, int], None]] = None) -> list[dict]:
-    """Fit the delta encoders of ``pipe`` again, with the images, seed, spike weight and price of
+    """Fit the delta encoders of ``pipe`` again, with the images, seed, spike weight, price and cost of
     the model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
     changed since (fine-tuning with ``--train-unet``), whose sites now see other changes.
     Returns :func:`fit_delta`'s per-site list; ``ValueError`` if the UNet was never fitted."""
@@ -132,4 +160,5 @@ def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
         raise ValueError("the UNet's delta encoders were never fitted: use fit_delta")
     last = fits[-1]
     return fit_delta(pipe, options, num_images=last["images"], seed=last["seed"], spike_weight=last["spike_weight"],
-                     progress=progress, price=last.get("price", "change"))
+                     progress=progress, price=last.get("price", "change"),
+                     cost=last.get("cost", "spikes"))

@@ -17,7 +17,7 @@ from fs_neurons.neuron import check_K
 
 from ..calibration import SpikeBudget, calibrate, calibration_outcome, fit_delta
 from ..convert import SiteReport
-from ..defaults import DEFAULT_K, DELTA_IMAGES, DELTA_PRICE
+from ..defaults import DEFAULT_K, DELTA_COST, DELTA_IMAGES, DELTA_PRICE
 from ..energy import EnergyConstants
 from ..outputs import OutputError, fresh_run_dir
 from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
@@ -82,7 +82,7 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
         check_K(args.K)
     coding = args.coding or "step"
     if coding != "delta":
-        given = [flag for flag in ("delta_K", "delta_spike_weight", "delta_price", "delta_images")
+        given = [flag for flag in ("delta_K", "delta_spike_weight", "delta_price", "delta_cost", "delta_images")
                  if getattr(args, flag) is not None]
         if given:
             raise ValueError(f"--{given[0].replace('_', '-')} applies to --coding delta")
@@ -97,13 +97,14 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
     lines = [f"{n}: {r.summary()}" for n, r in reports.items()]
     if coding == "delta":
         images, price = args.delta_images or DELTA_IMAGES, args.delta_price or DELTA_PRICE
+        cost = args.delta_cost or DELTA_COST
         with tqdm(desc="delta coding: fit encoders", unit="phase", dynamic_ncols=True, disable=not show) as bar:
             sites = fit_delta(pipe, options, num_images=images, spike_weight=args.delta_spike_weight,
-                              progress=tqdm_progress(bar), price=price)
+                              progress=tqdm_progress(bar), price=price, cost=cost)
         spikes = sum(r["spikes_per_change"] for r in sites) / len(sites)
         weight = pipe.unet.fs_config.events("delta-fit")[-1]["spike_weight"]
         lines.append(f"delta coding: {len(sites)} encoders fitted to the changes of {images} images "
-                     f"(spike weight {weight:g} per mean squared {price}; {spikes:.3f} expected spikes per change "
+                     f"(spike weight {weight:g} per mean squared {price}{', by accumulates' if cost == 'acs' else ''}; {spikes:.3f} expected spikes per change "
                      "on average)")
     return "\n".join(lines)
 

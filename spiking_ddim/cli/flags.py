@@ -14,6 +14,8 @@ from ..defaults import (
     DEFAULT_DELTA_K,
     DEFAULT_K,
     DEFAULT_MODEL,
+    DELTA_COST,
+    DELTA_COSTS,
     DELTA_IMAGES,
     DELTA_PRICE,
     DELTA_PRICES,
@@ -67,6 +69,10 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
                         "between steps: the codes get finer with more, smaller steps) or value (its mean squared "
                         f"activation: the dead zone stays put, so more steps send fewer spikes each) "
                         f"(default: {DELTA_PRICE})")
+    p.add_argument("--delta-cost", choices=DELTA_COSTS,
+                   help="--coding delta: what the price counts: acs (a spike priced by the accumulates it causes in "
+                        "the layer it feeds, over the model's mean: wide layers' inputs send fewer spikes) or spikes "
+                        f"(every spike alike) (default: {DELTA_COST})")
     p.add_argument("--delta-K", type=int, metavar="K",
                    help=f"--coding delta: time steps of the code of a change (default: the smaller of --K and "
                         f"{DEFAULT_DELTA_K})")
