@@ -278,7 +278,7 @@ def _run_snn(args: argparse.Namespace) -> int:
 
 def _refit_delta(student, options) -> None:
     """Trained weights change what every site sees from step to step: fit the delta encoders
-    again, as the model's last fit did (images, seed, spike weight, price)."""
+    again, as the model's last fit did (images, seed, spike weight, price, cost)."""
     from tqdm import tqdm
 
     from ..calibration import refit_delta
