@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import torch
 from energy_frontier import original, sample
 from noise_floor import floor_line, load_floor
@@ -258,23 +259,24 @@ def write(args, data: dict) -> None:
 
 def plot(args, data: dict) -> None:
     scanned = bool(data.get("scan"))
-    fig, axes = new_figure(1, 2 if scanned else 1, figsize=(11 if scanned else 6, 4.5), squeeze=False)
+    fig, axes = new_figure(1, 2 if scanned else 1, figsize=(14 if scanned else 9, 5), squeeze=False)
     ax = axes[0][0]
     groups = sorted({(coding_name(p), p["K"], pricing(p)) for p in data["points"]})
     markers = {"step": "o", "delta": "s", "if": "^"}
-    for group in groups:
+    colors = matplotlib.colormaps["tab20"].colors  # one colour per curve
+    for n, group in enumerate(groups):
         row = sorted((p for p in data["points"] if (coding_name(p), p["K"], pricing(p)) == group),
                      key=lambda p: p["energy_ratio"])
-        ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row],
+        ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row], color=colors[n % len(colors)],
                 marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
                 label=f"{group[0]} K={group[1]}" + (f" ({group[2]})" if group[2] else ""))
     for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
     ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
     ax.set_ylabel("PSNR against the original (dB)")
-    ax.set_title("quality per energy (stars: targets)")
+    ax.set_title("quality per energy (stars: targets; dashed: fully spiking)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if scanned:
         ax = axes[0][1]
         for row in data["scan"]:
