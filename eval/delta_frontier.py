@@ -58,8 +58,9 @@ TARGETS = [("delta", "swish", 40.0, 0.40), ("delta", "swish", 35.0, 0.33), ("del
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", nargs="*", default=POINTS, metavar="CODING:K[:W]",
-                   help="points to measure: step:K, if:K or delta:K:W[:change|value[:spikes|acs]] (W's price and "
-                        "what it counts, fit_delta's price and cost; default change, spikes); step+all / delta+all: "
+                   help="points to measure: step:K, if:K or delta:K:W[:change|value[:spikes|acs[:DK]]] (W's price "
+                        "and what it counts, fit_delta's price and cost, default change, spikes; DK: steps of a "
+                        "change's code, default min(K, 8)); step+all / delta+all: "
                         "fully spiking, calibrated; step+cal / delta+cal: Swish sites only, calibrated "
                         "(default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
@@ -93,8 +94,9 @@ def parse_point(text: str) -> dict:
     """``step:K``, ``if:K`` or ``delta:K:W[:PRICE[:COST]]``, the coding followed by ``+all`` for the
     fully spiking model (calibrated) or ``+cal`` for a calibrated Swish-only one; PRICE:
     what W is relative to, ``change`` (the default) or ``value``; COST: what it counts,
-    ``spikes`` (the default) or ``acs`` (see :func:`spiking_ddim.calibration.fit_delta`)
-    -> {coding, spiking, calibrated, K, spike_weight, price, cost}."""
+    ``spikes`` (the default) or ``acs`` (see :func:`spiking_ddim.calibration.fit_delta`);
+    ``delta:K:W:PRICE:COST:DK``: changes coded in DK steps (default min(K, 8))
+    -> {coding, spiking, calibrated, K, spike_weight, price, cost, delta_K}."""
     parts = text.split(":")
     coding, *extra = parts[0].split("+")
     try:
@@ -102,14 +104,16 @@ def parse_point(text: str) -> dict:
             spiking = "all" if extra == ["all"] else "swish"
             fields = {"coding": coding, "spiking": spiking, "calibrated": bool(extra)}
             if coding in ("step", "if") and len(parts) == 2:
-                return {**fields, "K": int(parts[1]), "spike_weight": None, "price": None, "cost": None}
-            pricing = parts[3:] + ["change", "spikes"][len(parts[3:]):]
-            if coding == "delta" and len(parts) in (3, 4, 5) and pricing[0] in DELTA_PRICES and pricing[1] in DELTA_COSTS:
-                return {**fields, "K": int(parts[1]), "spike_weight": float(parts[2]), "price": pricing[0],
-                        "cost": pricing[1]}
+                return {**fields, "K": int(parts[1]), "spike_weight": None, "price": None, "cost": None,
+                        "delta_K": None}
+            pricing = parts[3:5] + ["change", "spikes"][len(parts[3:5]):]
+            if coding == "delta" and len(parts) in (3, 4, 5, 6) and pricing[0] in DELTA_PRICES and pricing[1] in DELTA_COSTS:
+                K = int(parts[1])
+                return {**fields, "K": K, "spike_weight": float(parts[2]), "price": pricing[0], "cost": pricing[1],
+                        "delta_K": int(parts[5]) if len(parts) == 6 else min(K, DEFAULT_DELTA_K)}
     except ValueError:
         pass
-    raise ValueError("a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W[:change|value[:spikes|acs]], "
+    raise ValueError("a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W[:change|value[:spikes|acs[:DK]]], "
                      f"got {text!r}")
 
 
@@ -144,13 +148,13 @@ def converted(plain, spec: dict, options: SamplingOptions) -> tuple:
     """The FS pipeline of a point (delta encoders fitted to ``options``' runs) and the seconds
     its fits took (a fully spiking model's calibration counted at its first point)."""
     coding = "delta" if spec["coding"] == "delta" else "step"
-    key = (spec["K"], coding, spec["spiking"], calibrated(spec))
+    key = (spec["K"], coding, spec["spiking"], calibrated(spec), spec["delta_K"])
     t0 = time.perf_counter()
     if key in _CALIBRATED:
         fs = copy.deepcopy(_CALIBRATED[key])
     else:
         fs = copy.deepcopy(plain)
-        convert_pipeline(fs, K=spec["K"], coding=coding, spiking=spec["spiking"])
+        convert_pipeline(fs, K=spec["K"], coding=coding, spiking=spec["spiking"], delta_K=spec["delta_K"])
         if calibrated(spec):  # a fully spiking model's input encoders are fitted by calibration
             calibrate(fs, options)
             _CALIBRATED[key] = copy.deepcopy(fs)
@@ -191,13 +195,18 @@ def coding_name(p: dict) -> str:
 
 
 def name(p: dict) -> str:
-    return f"{coding_name(p)} K={p['K']}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "") + (
+    return f"{coding_name(p)} {k_name(p)}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "") + (
         f" ({pricing(p)})" if pricing(p) else "")
 
 
+def k_name(p: dict) -> str:
+    """``K=4``, or ``K=4/8`` for a delta point whose changes are coded in other than min(K, 8) steps."""
+    default = p["coding"] != "delta" or p.get("delta_K") in (None, min(p["K"], DEFAULT_DELTA_K))
+    return f"K={p['K']}" + ("" if default else f"/{p['delta_K']}")
+
+
 def point(spec: dict, fs, seconds: float, reference, real, options, args) -> dict:
-    return {**spec, "delta_K": min(spec["K"], DEFAULT_DELTA_K) if spec["coding"] == "delta"
-            else None, "fit_seconds": seconds, **measure(fs, reference, real, options, args, args.num_images)}
+    return {**spec, "fit_seconds": seconds, **measure(fs, reference, real, options, args, args.num_images)}
 
 
 def write(args, data: dict) -> None:
@@ -212,7 +221,7 @@ def write(args, data: dict) -> None:
              "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. Spiking the Swish sites only (every other "
              "layer's input analog): not calibrated unless marked; fully spiking (every conv / linear input but the first "
              "layer's; attention score matmuls analog): calibrated, all sites. Delta: encoders of min(K, "
-             f"{DEFAULT_DELTA_K}) steps fitted to 16 images' changes with spike weight W, the price of a spike relative to "
+             f"{DEFAULT_DELTA_K}) steps (K/DK: DK steps) fitted to 16 images' changes with spike weight W, the price of a spike relative to "
              "the site's mean squared change or, marked value price, to its mean squared activation; marked by ACs: "
              "each site's spikes priced by the accumulates they cause downstream. Written by "
              "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
@@ -221,7 +230,7 @@ def write(args, data: dict) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}" + (f" ({pricing(p)})" if pricing(p) else "")
-        lines.append(f"| {coding_name(p)} | {p['K']} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
+        lines.append(f"| {coding_name(p)} | {k_name(p)[2:]} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
                      f"{p['spikes_per_neuron']:.3f} | {p['energy_ratio']:.3f} | {p['energy_ratio_int8']:.2f} | "
                      f"{p['memory_ratio']:.3f} | {p['memory_ratio_int8']:.2f} | {p['fit_seconds']} |")
     lines += ["", "Targets (45 nm count): " + "; ".join(
@@ -261,15 +270,15 @@ def plot(args, data: dict) -> None:
     scanned = bool(data.get("scan"))
     fig, axes = new_figure(1, 2 if scanned else 1, figsize=(14 if scanned else 9, 5), squeeze=False)
     ax = axes[0][0]
-    groups = sorted({(coding_name(p), p["K"], pricing(p)) for p in data["points"]})
+    groups = sorted({(coding_name(p), k_name(p), pricing(p)) for p in data["points"]})
     markers = {"step": "o", "delta": "s", "if": "^"}
     colors = matplotlib.colormaps["tab20"].colors  # one colour per curve
     for n, group in enumerate(groups):
-        row = sorted((p for p in data["points"] if (coding_name(p), p["K"], pricing(p)) == group),
+        row = sorted((p for p in data["points"] if (coding_name(p), k_name(p), pricing(p)) == group),
                      key=lambda p: p["energy_ratio"])
         ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row], color=colors[n % len(colors)],
                 marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
-                label=f"{group[0]} K={group[1]}" + (f" ({group[2]})" if group[2] else ""))
+                label=f"{group[0]} {group[1]}" + (f" ({group[2]})" if group[2] else ""))
     for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
     ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
@@ -316,7 +325,7 @@ def add_points(args) -> int:
     plain, real, reference, _ = original(args, args.eta)
     options = args.options
     key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"],  # noqa: E731
-                     price(p), cost(p))
+                     price(p), cost(p), p.get("delta_K"))
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
         new = point(spec, fs, seconds, reference, real, options, args)

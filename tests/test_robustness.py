@@ -485,3 +485,22 @@ def test_comparison_png_is_a_figure_a_reader_can_use(tmp_path, cli):
         assert im.width >= 400 and im.height >= 250  # was 273 x 69 of unlabelled 16-pixel tiles
     m = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(m["psnr"])
+
+
+def test_delta_frontier_points_name_their_coding_price_cost_and_change_steps(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
+    import delta_frontier
+
+    p = delta_frontier.parse_point("delta+all:4:0.005:value:acs:8")
+    assert (p["coding"], p["spiking"], p["calibrated"], p["K"], p["delta_K"]) == ("delta", "all", True, 4, 8)
+    assert (p["spike_weight"], p["price"], p["cost"]) == (0.005, "value", "acs")
+    assert delta_frontier.name(p) == "delta + fully spiking K=4/8, W=0.005 (value price, by ACs)"
+    plain = delta_frontier.parse_point("delta:4:0.01")  # the defaults: change price, every spike alike, min(K, 8)
+    assert (plain["price"], plain["cost"], plain["delta_K"]) == ("change", "spikes", 4)
+    assert delta_frontier.name(plain) == "delta K=4, W=0.01"
+    for bad in ("delta:4:0.01:values", "delta:4:0.01:value:macs", "step+all", "if+all:8", "delta:4:0.01:value:acs:x"):
+        with pytest.raises(ValueError, match="a point is step"):
+            delta_frontier.parse_point(bad)
+    with pytest.raises(SystemExit):
+        delta_frontier.parse_args(["--points", "delta:4"])
+    assert "a point is step" in capsys.readouterr().err
