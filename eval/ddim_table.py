@@ -210,11 +210,10 @@ def _weight(row: dict) -> str:
 
 def delta_fit(unet) -> dict:
     """A delta row's spike weight, price and cost, as its model's last fit recorded them."""
-    if unet is None:
-        return {"spike_weight": None, "price": None, "cost": None}
-    last = unet.fs_config.events("delta-fit")[-1]
-    return {"spike_weight": last["spike_weight"], "price": last.get("price", "change"),
-            "cost": last.get("cost", "spikes")}
+    from spiking_ddim.calibration import last_delta_fit
+
+    last = {} if unet is None else last_delta_fit(unet)
+    return {key: last.get(key) for key in ("spike_weight", "price", "cost")}
 
 
 def _kid_cell(row: dict) -> str:
@@ -234,7 +233,8 @@ def markdown(rows: list[dict], args) -> str:
              f"(the ANN: {rows[0]['ann_macs_per_image']:.4g} MACs, {rows[0]['ann_joules_per_image'] * 1e3:.3g} mJ); "
              "the same SNN cost against the ANN with 8-bit integer MACs (0.23 pJ), and the memory-aware estimate "
              "(SRAM accesses by buffer size, docs/energy.md). Coding: step sends every site's full code at every "
-             "denoising step, delta only changes between steps (docs/delta.md; W: the encoders' spike price, by ACs: priced by the accumulates a spike causes), +all: "
+             "denoising step, delta only changes between steps (docs/delta.md; W: the encoders' spike price, "
+             "by ACs: priced by the accumulates a spike causes), +all: "
              "fully spiking. Fit s: seconds of calibration and delta fitting. "
              "Written by `python eval/ddim_table.py`.",
              "",

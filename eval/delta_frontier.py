@@ -107,7 +107,8 @@ def parse_point(text: str) -> dict:
                 return {**fields, "K": int(parts[1]), "spike_weight": None, "price": None, "cost": None,
                         "delta_K": None}
             pricing = parts[3:5] + ["change", "spikes"][len(parts[3:5]):]
-            if coding == "delta" and len(parts) in (3, 4, 5, 6) and pricing[0] in DELTA_PRICES and pricing[1] in DELTA_COSTS:
+            if (coding == "delta" and len(parts) in (3, 4, 5, 6) and pricing[0] in DELTA_PRICES
+                    and pricing[1] in DELTA_COSTS):
                 K = int(parts[1])
                 return {**fields, "K": K, "spike_weight": float(parts[2]), "price": pricing[0], "cost": pricing[1],
                         "delta_K": int(parts[5]) if len(parts) == 6 else min(K, DEFAULT_DELTA_K)}
@@ -195,14 +196,14 @@ def coding_name(p: dict) -> str:
 
 
 def name(p: dict) -> str:
-    return f"{coding_name(p)} {k_name(p)}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "") + (
+    return f"{coding_name(p)} K={k_label(p)}" + (f", W={p['spike_weight']:g}" if p["coding"] == "delta" else "") + (
         f" ({pricing(p)})" if pricing(p) else "")
 
 
-def k_name(p: dict) -> str:
-    """``K=4``, or ``K=4/8`` for a delta point whose changes are coded in other than min(K, 8) steps."""
+def k_label(p: dict) -> str:
+    """``4``, or ``4/8`` for a delta point whose changes are coded in other than min(K, 8) steps."""
     default = p["coding"] != "delta" or p.get("delta_K") in (None, min(p["K"], DEFAULT_DELTA_K))
-    return f"K={p['K']}" + ("" if default else f"/{p['delta_K']}")
+    return f"{p['K']}" + ("" if default else f"/{p['delta_K']}")
 
 
 def point(spec: dict, fs, seconds: float, reference, real, options, args) -> dict:
@@ -221,8 +222,8 @@ def write(args, data: dict) -> None:
              "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. Spiking the Swish sites only (every other "
              "layer's input analog): not calibrated unless marked; fully spiking (every conv / linear input but the first "
              "layer's; attention score matmuls analog): calibrated, all sites. Delta: encoders of min(K, "
-             f"{DEFAULT_DELTA_K}) steps (K/DK: DK steps) fitted to 16 images' changes with spike weight W, the price of a spike relative to "
-             "the site's mean squared change or, marked value price, to its mean squared activation; marked by ACs: "
+             f"{DEFAULT_DELTA_K}) steps (K/DK: DK steps) fitted to 16 images' changes with spike weight W, the price "
+             "of a spike relative to the site's mean squared change or, marked value price, to its mean squared activation; marked by ACs: "
              "each site's spikes priced by the accumulates they cause downstream. Written by "
              "`python eval/delta_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
              "| coding | K | W | PSNR (dB) | KID | spikes/neuron/call | energy SNN/ANN | vs INT8 ANN "
@@ -230,7 +231,7 @@ def write(args, data: dict) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         w = "-" if p["spike_weight"] is None else f"{p['spike_weight']:g}" + (f" ({pricing(p)})" if pricing(p) else "")
-        lines.append(f"| {coding_name(p)} | {k_name(p)[2:]} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
+        lines.append(f"| {coding_name(p)} | {k_label(p)} | {w} | {p['psnr']:.2f} | {p['kid']:.5f} | "
                      f"{p['spikes_per_neuron']:.3f} | {p['energy_ratio']:.3f} | {p['energy_ratio_int8']:.2f} | "
                      f"{p['memory_ratio']:.3f} | {p['memory_ratio_int8']:.2f} | {p['fit_seconds']} |")
     lines += ["", "Targets (45 nm count): " + "; ".join(
@@ -270,15 +271,15 @@ def plot(args, data: dict) -> None:
     scanned = bool(data.get("scan"))
     fig, axes = new_figure(1, 2 if scanned else 1, figsize=(14 if scanned else 9, 5), squeeze=False)
     ax = axes[0][0]
-    groups = sorted({(coding_name(p), k_name(p), pricing(p)) for p in data["points"]})
+    groups = sorted({(coding_name(p), k_label(p), pricing(p)) for p in data["points"]})
     markers = {"step": "o", "delta": "s", "if": "^"}
     colors = matplotlib.colormaps["tab20"].colors  # one colour per curve
     for n, group in enumerate(groups):
-        row = sorted((p for p in data["points"] if (coding_name(p), k_name(p), pricing(p)) == group),
+        row = sorted((p for p in data["points"] if (coding_name(p), k_label(p), pricing(p)) == group),
                      key=lambda p: p["energy_ratio"])
         ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row], color=colors[n % len(colors)],
                 marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
-                label=f"{group[0]} {group[1]}" + (f" ({group[2]})" if group[2] else ""))
+                label=f"{group[0]} K={group[1]}" + (f" ({group[2]})" if group[2] else ""))
     for *_, q, e in TARGETS:
         ax.plot([e], [q], marker="*", color="k", markersize=10)
     ax.set_xlabel("energy per image, SNN / ANN (45 nm)")

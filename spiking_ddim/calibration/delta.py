@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from diffusers import DiffusionPipeline
@@ -41,6 +41,17 @@ def _binary_start(samples: torch.Tensor, K: int) -> tuple[list[float], list[floa
     top = float(torch.quantile(samples[:100_000].double(), 0.999)) or float(samples.max()) or 1.0
     h, _, T = binary_code(K, top)
     return h, T
+
+
+class _Job(NamedTuple):
+    """One encoder to fit: its label, the encoder, its site's |change| samples, the site's mean
+    squared activation and its relative fan-out (1 unless priced by accumulates)."""
+
+    label: str
+    encoder: nn.Module
+    samples: torch.Tensor
+    mean_square_value: float
+    fanout: float
 
 
 def _relative_fanout(pipe: DiffusionPipeline, model: nn.Module, options: SamplingOptions, seed: int) -> dict[str, float]:
@@ -118,24 +129,25 @@ def fit_delta(
                 if float(samples.max()) <= 0:  # nothing ever changed: an encoder that never spikes
                     silent.append((label, encoder))
                     continue
-                jobs.append((label, encoder, samples, monitors[name].mean_square(act, i),
-                             fanout[name].get(f"{path}[{i}]", 1.0)))
+                jobs.append(_Job(label, encoder, samples, monitors[name].mean_square(act, i),
+                                 fanout[name].get(f"{path}[{i}]", 1.0)))
     results = []
-    by_K: dict[int, list] = {}
+    by_K: dict[int, list[_Job]] = {}
     for job in jobs:
-        by_K.setdefault(job[1].K, []).append(job)
+        by_K.setdefault(job.encoder.K, []).append(job)
     for K, group in by_K.items():
-        dists = [InputDistribution.from_samples(s) for _, _, s, _, _ in group]
-        changes = [float((s * s).mean()) for _, _, s, _, _ in group]
-        scale = changes if price == "change" else [v for _, _, _, v, _ in group]
-        fits = fit_ours_many("relu", K, dists, [seed + n for n in range(len(group))], search,
-                             [_binary_start(s, K) for _, _, s, _, _ in group],
+        changes = [float((j.samples * j.samples).mean()) for j in group]
+        scale = changes if price == "change" else [j.mean_square_value for j in group]
+        fits = fit_ours_many("relu", K, [InputDistribution.from_samples(j.samples) for j in group],
+                             [seed + n for n in range(len(group))], search,
+                             [_binary_start(j.samples, K) for j in group],
                              None if progress is None else (lambda _stage, done, total: progress(done, total)),
-                             spike_weight=[spike_weight * v * job[4] for v, job in zip(scale, group)])
-        for (label, encoder, _, value, fan), fit, ms in zip(group, fits, changes):
-            encoder.set_params(fit.h, fit.d, fit.T)
-            results.append({"site": label, "spikes_per_change": fit.spikes, "mse": fit.mse, "mean_square_change": ms,
-                            "mean_square_value": value, "relative_fanout": fan})
+                             spike_weight=[spike_weight * v * j.fanout for v, j in zip(scale, group)])
+        for job, fit, ms in zip(group, fits, changes):
+            job.encoder.set_params(fit.h, fit.d, fit.T)
+            results.append({"site": job.label, "spikes_per_change": fit.spikes, "mse": fit.mse,
+                            "mean_square_change": ms, "mean_square_value": job.mean_square_value,
+                            "relative_fanout": job.fanout})
     for label, encoder in silent:
         K = encoder.K
         encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
@@ -144,7 +156,8 @@ def fit_delta(
     for model in models.values():
         reset_net(model)
         add_event(model, "delta-fit", images=num_images, steps=options.steps, seed=seed, spike_weight=spike_weight,
-                  price=price, cost=cost, sites=len(results), spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
+                  price=price, cost=cost, sites=len(results),
+                  spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
     return results
 
 
@@ -154,11 +167,16 @@ def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
     the model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
     changed since (fine-tuning with ``--train-unet``), whose sites now see other changes.
     Returns :func:`fit_delta`'s per-site list; ``ValueError`` if the UNet was never fitted."""
-    spec = getattr(pipe.unet, "fs_config", None)
-    fits = spec.events("delta-fit") if spec is not None else []
-    if not fits:
+    last = last_delta_fit(pipe.unet)
+    if last is None:
         raise ValueError("the UNet's delta encoders were never fitted: use fit_delta")
-    last = fits[-1]
     return fit_delta(pipe, options, num_images=last["images"], seed=last["seed"], spike_weight=last["spike_weight"],
-                     progress=progress, price=last.get("price", "change"),
-                     cost=last.get("cost", "spikes"))
+                     progress=progress, price=last["price"], cost=last["cost"])
+
+
+def last_delta_fit(model: nn.Module) -> Optional[dict]:
+    """The last ``delta-fit`` event of a converted model's record, or None; fits recorded before
+    ``price`` and ``cost`` were recorded read as the price and cost they used: change, spikes."""
+    spec = getattr(model, "fs_config", None)
+    fits = spec.events("delta-fit") if spec is not None else []
+    return {"price": "change", "cost": "spikes", **fits[-1]} if fits else None

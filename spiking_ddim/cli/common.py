@@ -104,8 +104,8 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
         spikes = sum(r["spikes_per_change"] for r in sites) / len(sites)
         weight = pipe.unet.fs_config.events("delta-fit")[-1]["spike_weight"]
         lines.append(f"delta coding: {len(sites)} encoders fitted to the changes of {images} images "
-                     f"(spike weight {weight:g} per mean squared {price}{', by accumulates' if cost == 'acs' else ''}; {spikes:.3f} expected spikes per change "
-                     "on average)")
+                     f"(spike weight {weight:g} per mean squared {price}{', by accumulates' if cost == 'acs' else ''}; "
+                     f"{spikes:.3f} expected spikes per change on average)")
     return "\n".join(lines)
 
 
