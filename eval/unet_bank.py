@@ -71,8 +71,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--K", type=int, nargs="+", default=list(range(2, 17)), help="K values (default: 2..16)")
     p.add_argument("--points", type=int, default=8000, help="quantiles of the distribution (default: %(default)s)")
-    p.add_argument("--time-budget", type=float, default=40.0,
-                   help="seconds after which a fit starts no new search round (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=OursConfig.rounds,
+                   help="mutation rounds of each fit, after its pools (a count: fits never stop on time; "
+                        "default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="fit seed (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace the distribution, the entries and the results")
     args = p.parse_args(argv)
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     rows = []
     for K in tqdm(args.K, desc="ours-unet", unit="K", dynamic_ncols=True):
         t0 = time.perf_counter()
-        fit = fit_ours("swish", K, dist, seed=args.seed, config=OursConfig(time_budget=args.time_budget))
+        fit = fit_ours("swish", K, dist, seed=args.seed, config=OursConfig(rounds=args.rounds))
         entries.append(BankEntry(K, UNET_METHOD, (dist.lo, dist.hi), tuple(fit.h), tuple(fit.d), tuple(fit.T),
                                  fit.mse, DISTRIBUTION))
         row = {"K": K, "seconds": round(time.perf_counter() - t0, 1), "ours-unet": fit.mse}

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class OursConfig:
-    """Effort of :func:`search`. Scales are fractions of the input span (swish-tuned)."""
+    """Effort of :func:`search`, in counts only: every phase runs to its count, so a fit
+    never depends on how long it took or how busy the machine was. Scales are fractions of
+    the input span (swish-tuned)."""
 
     pool: int = 2048  # structured and random starting neurons per restart
     restarts: int = 2  # independent pools whose elites are merged
@@ -25,7 +27,6 @@ class OursConfig:
     round_lr: float = 0.01
     polish_iters: int = 1000  # final refinement of the best neuron
     polish_lr: float = 0.005
-    time_budget: float = 240.0  # seconds; later rounds are skipped once it is spent
 
     def validate(self) -> None:
         """``ValueError`` naming the first setting out of range."""
@@ -40,5 +41,3 @@ class OursConfig:
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if not (0 <= self.random_share <= 1 and 0 <= self.cull_at <= 1 and 0 < self.keep <= 1):
             raise ValueError("random_share and cull_at must be in [0, 1], keep in (0, 1]")
-        if not self.time_budget > 0:
-            raise ValueError(f"time budget must be > 0 seconds, got {self.time_budget}")

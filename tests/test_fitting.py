@@ -163,6 +163,28 @@ def test_ours_beats_the_papers_tbpi_at_K4():
     assert all(a >= b for a, b in zip(phases, phases[1:]))
 
 
+def test_a_fit_under_a_slow_clock_gives_the_same_neuron(monkeypatch):
+    """Searches stop on counts: a clock that jumps an hour at every reading (a very busy
+    machine) changes neither the phases run nor the neuron found."""
+    import time
+
+    config = OursConfig(pool=16, restarts=2, iters=20, elite=2, elite_iters=20, rounds=2, mutants=8, round_iters=20,
+                        polish_iters=20)
+    normal = fit_ours("swish", 4, seed=3, config=config)
+    now = [0.0]
+
+    def slow() -> float:
+        now[0] += 3600.0
+        return now[0]
+
+    for name in ("perf_counter", "time", "monotonic"):
+        monkeypatch.setattr(time, name, slow)
+    busy = fit_ours("swish", 4, seed=3, config=config)
+    assert now[0] > 0  # the fit did read the clock (its seconds), so the clock really was slow
+    assert len(busy.curves["search"]) == len(normal.curves["search"]) == config.restarts + config.rounds + 1
+    assert (busy.h, busy.d, busy.T) == (normal.h, normal.d, normal.T)
+
+
 def test_ours_never_ends_worse_than_its_start():
     start = fit_ours("swish", 3, config=SMALL)
     again = fit_ours("swish", 3, seed=5, config=OursConfig(pool=4, iters=5, rounds=0, polish_iters=0),

@@ -172,8 +172,7 @@ def test_different_noise_or_prompts_give_different_images(tmp_path):
 def test_calibration_lowers_every_site_error_on_latent_and_text_models(tmp_path):
     from fs_neurons.exact import OursConfig
 
-    quick = OursConfig(pool=8, restarts=1, iters=30, elite=2, elite_iters=30, rounds=0, polish_iters=40,
-                       time_budget=5.0)
+    quick = OursConfig(pool=8, restarts=1, iters=30, elite=2, elite_iters=30, rounds=0, polish_iters=40)
     pipe, options, components, _ = build("sd", tmp_path)
     fs = copy.deepcopy(pipe)
     convert_pipeline(fs, K=4, components=components)
@@ -379,8 +378,7 @@ def test_sample_cli_on_an_already_converted_pipeline_compares_with_its_swish_wei
 def test_calibration_is_deterministic_for_a_seed(tmp_path):
     from fs_neurons.exact import OursConfig
 
-    quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20,
-                       time_budget=5.0)
+    quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20)
     pipe, options, _, _ = build("ddpm", tmp_path)
     results = []
     for _ in range(2):

@@ -92,7 +92,7 @@ def test_fine_tuning_never_leaves_a_calibrated_model_worse_on_held_out_images(tm
     from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline, save_pipeline
     from spiking_ddim.sites import original_activations
 
-    quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20, time_budget=5.0)
+    quick = OursConfig(pool=8, restarts=1, iters=20, elite=2, elite_iters=20, rounds=0, polish_iters=20)
     pipe = load_pipeline(DEFAULT_MODEL)
     options = SamplingOptions(steps=5)
     convert_pipeline(pipe, K=4)

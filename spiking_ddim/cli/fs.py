@@ -54,6 +54,25 @@ def load_samples(path: Path):
         raise SystemExit(f"error: cannot read samples from {path}: {e}") from None
 
 
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    """The effort of ``ours`` fits, in counts (a fit never stops on time)."""
+    g = p.add_argument_group("ours: search effort (counts; the same flags give the same fit on a busy machine)")
+    g.add_argument("--pool", type=int, default=OursConfig.pool,
+                   help="starting neurons refined with exact gradients per restart (default: %(default)s)")
+    g.add_argument("--restarts", type=int, default=OursConfig.restarts,
+                   help="independent pools whose best neurons are merged (default: %(default)s)")
+    g.add_argument("--rounds", type=int, default=OursConfig.rounds,
+                   help="mutation rounds after the pools (default: %(default)s)")
+
+
+def search_config_from_args(args: argparse.Namespace) -> OursConfig:
+    """The :class:`OursConfig` of the effort flags; a clear error for a value out of range."""
+    for flag, least in (("pool", 1), ("restarts", 1), ("rounds", 0)):
+        if getattr(args, flag) < least:
+            raise SystemExit(f"error: --{flag} must be >= {least}, got {getattr(args, flag)}")
+    return OursConfig(pool=args.pool, restarts=args.restarts, rounds=args.rounds)
+
+
 def add_fs_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fs", help="fit an FS neuron to an activation (TBPI, its baselines, ours)",
@@ -70,11 +89,7 @@ def add_fs_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tendency", choices=["auto", *TENDENCIES], default="auto",
                    help="TBPI curve family; auto picks the smallest leave-one-out error (default: %(default)s)")
     p.add_argument("--noise-std", type=float, default=0.1, help="std of the gaussian baseline's noise (default: %(default)s)")
-    p.add_argument("--pool", type=int, default=OursConfig.pool,
-                   help="ours: starting neurons refined with exact gradients (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=OursConfig.rounds, help="ours: mutation rounds (default: %(default)s)")
-    p.add_argument("--time-budget", type=float, default=OursConfig.time_budget,
-                   help="ours: seconds after which no new mutation round starts (default: %(default)s)")
+    add_search_args(p)
     add_distribution_args(p)
     p.add_argument("--out", type=Path, help="output directory (default: runs/fs-<activation>-K<K>-<method>)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
@@ -125,11 +140,7 @@ def run_fs(args: argparse.Namespace) -> int:
             bar.close()
         fits.update({m: res[(m, args.seed)] for m in BASELINES if m in methods})
     if "ours" in methods:
-        config = OursConfig(pool=args.pool, rounds=args.rounds, time_budget=args.time_budget)
-        try:
-            config.validate()
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
+        config = search_config_from_args(args)
         bar = tqdm(total=config.restarts + config.rounds + 1, desc="ours (search phases)", unit="phase", dynamic_ncols=True)
         fits["ours"] = fit_ours(name, args.K, dist, args.seed, config, progress=lambda _s, done, _t: bar.update(done - bar.n))
         bar.close()
@@ -171,8 +182,7 @@ def add_bank_parser(sub: argparse._SubParsersAction) -> None:
                    help="fits JSON (eval/results/fs_table_fits.json, a train.py fs fits.json) or an existing "
                         "bank file; the best fit per (K, method) wins; repeatable")
     p.add_argument("--seed", type=int, default=0, help="seed of ours fits made here (default: %(default)s)")
-    p.add_argument("--time-budget", type=float, default=OursConfig.time_budget,
-                   help="ours fits made here: seconds after which no new search round starts (default: %(default)s)")
+    add_search_args(p)
     p.add_argument("--out", type=Path, help="bank file to write (required; name the shipped bank, "
                                             "fs_neurons/bank/<activation>.json, to replace it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bank file")
@@ -226,11 +236,7 @@ def run_bank(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --out {out} is a directory; name the bank file to write")
     if out.exists() and not args.overwrite:
         raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
-    config = OursConfig(time_budget=args.time_budget)
-    try:
-        config.validate()
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    config = search_config_from_args(args)
     best: dict[tuple[str, int], dict] = {}
     for src in args.source:
         for f in _read_fits(src, name):
