@@ -7,7 +7,9 @@ K and method (random, gaussian, tbpi, ours from the bank's paper-protocol entrie
 the default, fitted to UNets' Swish inputs; ours+cal and ours-unet+cal = those calibrated
 to each site's inputs, with the calibration's seconds) the FS model's
 
-* image loss (a) against the original from identical noise: ``mse``, ``psnr`` (dB);
+* image loss (a) against the original from identical noise: ``mse``, ``psnr`` (dB, of the
+  mean MSE), and the per-image spread: ``psnr_median``, ``psnr_p5`` (5th percentile) and
+  ``share_below_30db``;
 * image loss (b), the paper's: ``mae_x0`` between held-out images and the predicted
   clean image at random timesteps (pixel-space models with real images only);
 * FID and KID against held-out real images (``fid``, ``kid_mean``, ``kid_std``,
@@ -54,7 +56,7 @@ from fs_neurons.files import atomic_write_text
 from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_COST, DELTA_COSTS, DELTA_PRICE, DELTA_PRICES
 from spiking_ddim.energy import EnergyConstants
 from spiking_ddim.metrics.generation import extract_features
-from spiking_ddim.metrics.image_loss import compare, x0_mae
+from spiking_ddim.metrics.image_loss import compare, spread_cells, x0_mae
 from spiking_ddim.plots import plot_energy_split, plot_firing_rates
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -145,10 +147,11 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
         row.update(fid=r.fid, kid_mean=r.kid_mean, kid_std=r.kid_std, feature_extractor=r.feature_extractor,
                    kid_label=r.label("KID"), fid_label=r.label("FID"))
     if reference is None:
-        row.update(psnr=None, mse=0.0)
+        row.update(psnr=None, mse=0.0, psnr_median=None, psnr_p5=None, share_below_30db=None)
     else:
         m = compare(reference, images)
-        row.update(psnr=m["mean_psnr"], mse=m["mean_mse"])
+        row.update(psnr=m["mean_psnr"], mse=m["mean_mse"], psnr_median=m["psnr_median"], psnr_p5=m["psnr_p5"],
+                   share_below_30db=m["share_below_30db"])
     return row, images
 
 
@@ -226,7 +229,8 @@ def markdown(rows: list[dict], args) -> str:
     lines = [f"# Spiking diffusion: FS neurons in {model} ({args.pipeline}, converted: {args.convert})",
              "",
              f"{args.num_images} samples per row, {args.steps} DDIM steps (eta 0), same seeds for every row. "
-             f"PSNR / MSE: FS samples vs the original's from identical noise; x0-MAE: the paper's image loss on "
+             f"PSNR / MSE: FS samples vs the original's from identical noise (PSNR of the mean MSE; median / p5: "
+             "the median and 5th-percentile per-image PSNR; < 30 dB: the share of images below 30 dB); x0-MAE: the paper's image loss on "
              f"held-out images; {fid_label} and {kid_label} against held-out real images. Cost per generated image "
              f"({args.steps} forward passes): ACs and MACs of the SNN, energy ratio SNN / ANN at "
              f"{args.energy_constants.mac_pj} pJ per MAC and {args.energy_constants.ac_pj} pJ per AC "
@@ -240,13 +244,13 @@ def markdown(rows: list[dict], args) -> str:
              "",
              floor_line(load_floor(args.out)),
              "",
-             f"| K | method | coding | fine-tuned | PSNR (dB) | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
+             f"| K | method | coding | fine-tuned | PSNR (dB) | median / p5 (dB) | < 30 dB | MSE | x0-MAE | {fid_label} | {kid_label} | spikes/neuron | "
              "ACs/image | MACs/image | energy SNN/ANN | SNN/INT8 ANN | memory-aware SNN/ANN | fit s | "
              "sample s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['K'] or '-'} | {r['method']} | {coding_name(r)}{_weight(r)} | {'yes' if r['finetuned'] else 'no'} | "
-                     f"{_cell(r, 'psnr', '.2f')} | {r['mse']:.2e} | {_cell(r, 'mae_x0', '.4f')} | "
+                     f"{_cell(r, 'psnr', '.2f')} | {spread_cells(r)} | {r['mse']:.2e} | {_cell(r, 'mae_x0', '.4f')} | "
                      f"{_cell(r, 'fid', '.3f')} | {_kid_cell(r)} | {_cell(r, 'spikes_per_neuron', '.3f')} | "
                      f"{_cell(r, 'acs_per_image', '.3e')} | {_cell(r, 'macs_per_image', '.3e')} | "
                      f"{_cell(r, 'energy_ratio', '.3f')} | {_cell(r, 'energy_ratio_int8', '.3f')} | "

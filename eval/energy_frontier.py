@@ -40,7 +40,7 @@ from fs_neurons.files import atomic_write_text
 from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
-from spiking_ddim.metrics import compare, extract_features, generation_metrics
+from spiking_ddim.metrics import compare, extract_features, generation_metrics, spread_cells
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,8 +78,10 @@ def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: 
     energy = meter.report().energy(args.num_images)
     kid = generation_metrics(real, images, "digits", metrics=("kid",))
     spec = pipe.unet.fs_config
+    m = compare(reference, images)
     return {"K": K, "budget": budget, "finetuned": finetuned, "coding": spec.coding, "spiking": spec.spiking,
-            "psnr": compare(reference, images)["mean_psnr"], "kid": kid.kid_mean, "kid_std": kid.kid_std,
+            "psnr": m["mean_psnr"], "psnr_median": m["psnr_median"], "psnr_p5": m["psnr_p5"],
+            "share_below_30db": m["share_below_30db"], "kid": kid.kid_mean, "kid_std": kid.kid_std,
             "energy_ratio": energy.ratio, "energy_ratio_int8": energy.ratio_int8,
             "memory_ratio": energy.memory["ratio"], "memory_ratio_int8": energy.memory["ratio_int8"],
             "spikes_per_neuron": energy.spikes_per_neuron, "num_images": args.num_images}
@@ -121,20 +123,22 @@ def write(args, points: list[dict], baseline: list[dict], ann_kid: float, second
     atomic_write_text(args.out_dir / "energy_frontier.json", json.dumps(data, indent=1) + "\n")
     lines = ["# Energy frontier: budgeted calibration of the embedded digits DDIM", "",
              f"{args.num_images} images per point, {args.steps} DDIM steps, seeds {args.seed}..; PSNR against the "
-             f"original from the same noise; KID (digits features) against held-out digits (original: "
+             f"original from the same noise (of the mean MSE; median / p5: the median and 5th-percentile per-image "
+             f"PSNR; < 30 dB: the share of images below 30 dB); KID (digits features) against held-out digits (original: "
              f"{ann_kid:.5f}); energy: SNN/ANN per image (4.6 pJ / MAC, 0.9 pJ / AC). Written by "
              "`python eval/energy_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
              "dominates: at least the PSNR of the plain calibrated model of equal or next higher energy (the "
              "target's reading); Pareto: no plain calibrated model of equal or lower energy has a higher PSNR.", "",
-             "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | KID | plain calibration at >= energy "
-             "| dominates | Pareto |", "|---|---|---|---|---|---|---|---|---|"]
+             "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | median / p5 (dB) | < 30 dB | KID "
+             "| plain calibration at >= energy | dominates | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     by_point = {identity(c): c for c in checks}
     for p in points:
         c = by_point.get(identity(p))
         rival = "-" if c is None else (f"{c['rival']}: {c['rival_psnr']:.2f} dB at {c['rival_energy_ratio']:.3f}"
                                        if c["rival"] else "none")
         lines.append(f"| {p['K']} | {label(p)} | "
-                     f"{p['energy_ratio']:.3f} | {p['spikes_per_neuron']:.3f} | {p['psnr']:.2f} | {p['kid']:.5f} | "
+                     f"{p['energy_ratio']:.3f} | {p['spikes_per_neuron']:.3f} | {p['psnr']:.2f} | {spread_cells(p)} | "
+                     f"{p['kid']:.5f} | "
                      f"{rival} | {'-' if c is None else ('yes' if c['dominates'] else 'no')} | "
                      f"{'-' if c is None else ('yes' if c['pareto'] else 'no')} |")
     lines += ["", "Targets: " + "; ".join(f"K={K}: energy <= {e} at PSNR >= {q} dB" for K, (e, q) in TARGETS.items())]

@@ -4,7 +4,7 @@ from identical noise, score the FS images, count their energy, and write it all 
 :func:`compare_and_write` samples images ``0..N-1`` (image i from seed + i) of both
 pipelines batch by batch (this process's share of the batches under Accelerate), writes
 ``original/`` and ``fs/`` PNGs, and on the main process ``metrics.json`` (image loss per
-image and mean, generation metrics against real features, spikes and energy per image,
+image, its mean and the spread of the per-image PSNR, generation metrics against real features, spikes and energy per image,
 the FS model's history, the reference, the scheduler and every setting),
 ``comparison.png``, ``firing_rates.png`` and ``energy.png``. Images are (N, C, H, W) in
 [-1, 1]; MSE and PSNR on the [0, 1] scale; energy in joules per image.
@@ -13,7 +13,6 @@ the FS model's history, the reference, the scheduler and every setting),
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -28,7 +27,7 @@ from fs_neurons.files import atomic_write_text
 
 from .data import save_png, to_uint8
 from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost
-from .metrics import compare, generation_metrics
+from .metrics import compare, generation_metrics, psnr_from_mse, psnr_spread
 from .metrics.generation import Features, GenerationMetrics
 from .pipelines import SamplingOptions, converted_components, scheduler_record
 from .plots import plot_comparison, plot_energy_split, plot_firing_rates
@@ -94,7 +93,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
         raise RuntimeError(f"sampled {len(rows)} images, expected indices 0..{num_images - 1}")
     energy = sum(costs, CostReport()).energy(num_images, constants)
     mean_mse = sum(r["mse"] for r in rows) / len(rows)
-    psnr = math.inf if mean_mse == 0 else 10 * math.log10(1 / mean_mse)
+    psnr = psnr_from_mse(mean_mse)
     scores = {} if real_features is None else {
         name: generation_metrics(real_features, out / name, metric_settings.feature_extractor,
                                  metric_settings.inception_weights, metric_settings.metrics,
@@ -112,7 +111,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
         "processes": accelerator.num_processes, "threads_per_process": torch.get_num_threads(),
         "images_written": {"original": len(rows), "fs": len(rows)},
         "sites": sum(a.num_sites for m in components.values() for _, a in fs_activations(m)),
-        "mse": mean_mse, "psnr": psnr,
+        "mse": mean_mse, "psnr": psnr, **psnr_spread([r["psnr"] for r in rows]),
         "spikes_per_neuron_per_call": energy.spikes_per_neuron, "spikes_per_image": energy.spikes_per_image,
         **metric_entries(scores), "energy": energy.to_json(), "per_image": rows,
     }

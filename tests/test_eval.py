@@ -10,7 +10,7 @@ from PIL import Image
 
 from spiking_ddim.data import digits
 from spiking_ddim.metrics.generation import INCEPTION_ENV, extract_features, generation_metrics, resolve_extractor
-from spiking_ddim.metrics.image_loss import compare, psnr_from_mse
+from spiking_ddim.metrics.image_loss import compare, describe_psnr, psnr_from_mse, psnr_spread
 
 
 def test_compare_on_hand_made_images():
@@ -22,6 +22,27 @@ def test_compare_on_hand_made_images():
     assert m["mae"] == [0.25, 0.0]
     assert m["psnr"][0] == pytest.approx(10 * math.log10(4)) and math.isinf(m["psnr"][1])
     assert m["mean_mse"] == 0.125 and m["mean_psnr"] == pytest.approx(psnr_from_mse(0.125))
+
+
+def test_a_few_diverged_images_move_the_mean_mse_psnr_but_not_the_median():
+    """19 images off by 1/255 in every pixel (48.13 dB each) and one off by 0.5 (6.02 dB):
+    the mean-MSE PSNR falls to about 19 dB; the median stays at 48.13 dB, the 5th
+    percentile (the lowest of 20) is the diverged image, and 5% lie below 30 dB."""
+    a = torch.zeros(20, 1, 4, 4)
+    b = a + 2 / 255  # 1/255 on the [0, 1] scale
+    b[7] = 1.0  # 0.5 on the [0, 1] scale
+    m = compare(a, b)
+    close = 20 * math.log10(255)
+    assert m["psnr_median"] == pytest.approx(close) and m["psnr_p5"] == pytest.approx(10 * math.log10(4))
+    assert m["share_below_30db"] == 0.05
+    assert m["mean_psnr"] == pytest.approx(-10 * math.log10((19 / 255 ** 2 + 0.25) / 20))
+    assert m["mean_psnr"] < 20 < m["psnr_median"]
+    line = describe_psnr(m)
+    assert "median 48.13" in line and "5th percentile 6.02 dB" in line and "5.0% below 30 dB" in line
+    # identical images have an infinite PSNR: the median is then an actual image's, not NaN
+    assert compare(a, a.clone())["psnr_median"] == math.inf
+    with pytest.raises(ValueError, match="non-empty"):
+        psnr_spread([])
 
 
 def test_compare_rejects_bad_batches():

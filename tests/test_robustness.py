@@ -345,9 +345,15 @@ def test_ranked_tables_state_the_noise_floor(monkeypatch):
     monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
     import noise_floor
 
-    line = noise_floor.floor_line({"num_images": 1000, "steps": 20,
-                                   "spread": {"8": {"psnr": 0.5, "kid": 0.001}, "16": {"psnr": 0.6, "kid": 0.002}}})
-    assert "0.5 dB (K=8)" in line and "0.6 dB (K=16)" in line and line.startswith("Noise floor")
+    order = {"psnr": 0.5, "psnr_median": 0.01, "kid": 0.001}
+    cpu = {"psnr": 0.7, "psnr_median": 0.02, "kid": 0.003}
+    line = noise_floor.floor_line({"num_images": 1000, "steps": 20, "cpu_capabilities": ["avx512", "avx2"],
+                                   "spread": {"8": {noise_floor.ORDER: order, noise_floor.CPU: cpu},
+                                              "16": {noise_floor.ORDER: {**order, "psnr": 0.6}}}})
+    assert line.startswith("Noise floor")
+    order_part, cpu_part = line.split("another CPU")
+    assert "0.5 / 0.6 dB (K=8 / 16)" in order_part and "median per-image PSNR by 0.01 / 0.01 dB" in order_part
+    assert "0.7 dB (K=8)" in cpu_part and "avx512, avx2" in cpu_part and "KID by 0.003" in cpu_part
     assert "not measured" in noise_floor.floor_line(None)  # no measurement yet: said so
 
 

@@ -28,6 +28,11 @@ def test_default_main_job_end_to_end(tmp_path):
     assert (out / "comparison.png").stat().st_size > 500
     assert m["K"] == 8 and m["sites"] > 0 and 0 < m["spikes_per_neuron_per_call"] <= 8
     assert m["psnr"] > 5 and m["mse"] > 0
+    # the per-image spread beside the mean-MSE PSNR, from the per-image rows it summarises
+    per_image = sorted(r["psnr"] for r in m["per_image"])
+    assert m["psnr_median"] == per_image[2] and m["psnr_p5"] == per_image[0]  # lower median and 5th pct of 6
+    assert m["share_below_30db"] == sum(p < 30 for p in per_image) / 6
+    assert f"median {m['psnr_median']:.2f}" in r.stdout and "% below 30 dB" in r.stdout
     for key in ("fid", "kid", "is"):
         assert set(m[key]) == {"original", "fs"} and m[key]["fs"]["label"].startswith(key.upper() + " (")
     assert m["fid"]["fs"]["value"] > 0 and m["kid"]["fs"]["subset_size"] == 6

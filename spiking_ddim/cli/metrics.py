@@ -37,9 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def image_loss(original: Path, fake: Path) -> dict:
-    """Mean MSE and PSNR of ``fake``'s images against ``original``'s of the same file names."""
+    """Mean MSE, the PSNR of the mean MSE and the per-image PSNR spread of ``fake``'s images
+    against ``original``'s of the same file names."""
     from ..data import image_files, load_image_folder
-    from ..metrics import compare
+    from ..metrics import compare, psnr_spread
 
     names = [f.name for f in image_files(fake)]
     missing = sorted(set(names) - {f.name for f in image_files(original)})
@@ -48,7 +49,7 @@ def image_loss(original: Path, fake: Path) -> dict:
     if len(image_files(original)) != len(names):
         raise ValueError(f"{original} and {fake} hold different numbers of images")
     r = compare(load_image_folder(original), load_image_folder(fake))
-    return {"mse": r["mean_mse"], "psnr": r["mean_psnr"]}
+    return {"mse": r["mean_mse"], "psnr": r["mean_psnr"], **psnr_spread(r["psnr"])}
 
 
 def check_run_folder(folder: Path) -> int:
@@ -71,7 +72,7 @@ def check_run_folder(folder: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import count_images
-    from ..metrics import check_metric_args, extract_features, generation_metrics
+    from ..metrics import check_metric_args, describe_psnr, extract_features, generation_metrics
     from .common import resolve_device
 
     if args.real is None and args.original is None:
@@ -116,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
             for line in g.lines() + [f"note: {n}" for n in g.notes]:
                 print(f"  {line}")
         if "image_loss" in r:
-            print(f"  image loss vs {args.original}: MSE {r['image_loss']['mse']:.6f}   PSNR {r['image_loss']['psnr']:.2f} dB")
+            loss = r["image_loss"]
+            print(f"  image loss vs {args.original}: MSE {loss['mse']:.6f}   {describe_psnr(loss)}")
     return 0

@@ -184,10 +184,12 @@ def _calibrate(args, accelerator, out: Path, fs_pipe, options, budget) -> None:
 
 
 def _print(result, reference: dict, args: argparse.Namespace) -> None:
+    from ..metrics import describe_psnr
+
     m, energy = result.metrics, result.energy
     print(f"\n{result.header}\n  vs {reference['description']}, {m['pipeline']}, {m['num_images']} images, "
           f"{m['steps']} steps:")
-    print(f"  image loss   MSE {m['mse']:.6f}   PSNR {m['psnr']:.2f} dB")
+    print(f"  image loss   MSE {m['mse']:.6f}   {describe_psnr(m)}")
     most = f"{m['K']}" if m["coding"] == "step" else f"{m['K']} + {m['delta_K']} in a run's first step, {m['delta_K']} after"
     print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {most}), "
           f"{energy.spikes_per_image:.4g} per image")

@@ -1,7 +1,7 @@
 """Metrics of a spiking diffusion model against its original, as plain functions.
 
     from spiking_ddim.metrics import compare, generation_metrics, measure_cost
-    loss = compare(original_images, fs_images)          # per-image MSE / MAE / PSNR, (N, C, H, W) in [-1, 1]
+    loss = compare(original_images, fs_images)          # per-image MSE / MAE / PSNR and its spread, (N, C, H, W) in [-1, 1]
     r = generation_metrics("digits", fs_images, "digits")  # FID, KID, IS through torch-fidelity
     with measure_cost(pipe) as meter: ...               # spikes, MACs, ACs -> energy per image
 
@@ -19,8 +19,8 @@ from .generation import (
     extract_features,
     generation_metrics,
 )
-from .image_loss import compare, psnr_from_mse, x0_mae
+from .image_loss import LOW_PSNR_DB, compare, describe_psnr, psnr_from_mse, psnr_spread, spread_cells, x0_mae
 
-__all__ = ["INCEPTION_ENV", "METRICS", "CostReport", "EnergyConstants", "EnergyReport", "GenerationMetrics", "check_metric_args",
-           "compare",
-           "extract_features", "generation_metrics", "measure_cost", "psnr_from_mse", "x0_mae"]
+__all__ = ["INCEPTION_ENV", "LOW_PSNR_DB", "METRICS", "CostReport", "EnergyConstants", "EnergyReport", "GenerationMetrics",
+           "check_metric_args", "compare", "describe_psnr", "extract_features", "generation_metrics", "measure_cost",
+           "psnr_from_mse", "psnr_spread", "spread_cells", "x0_mae"]
