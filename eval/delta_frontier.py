@@ -52,6 +52,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = ["step:8", "step:16", "delta:16:0.003", "delta:16:0.01", "delta:16:0.03", "delta:16:0.1",
           "delta:8:0.01", "delta:8:0.1", "delta:4:0.01", "delta:4:0.1"]
 SPREAD = ("psnr_median", "psnr_p5", "share_below_30db")  # the per-image PSNR spread of a point
+# The operating points the README names, labelled on the plot (the point grammar of --points).
+NAMED = ["step:8", "step:16", "delta:8:0.0002:value:acs", "delta:4:0.003:value:acs:8",
+         "delta+all:8:0.001:value:acs", "delta+all:4:0.002:value:acs:8", "if:8"]
 # (coding, spiking): PSNR at least, at energy ratio at most
 TARGETS = [("delta", "swish", 40.0, 0.40), ("delta", "swish", 35.0, 0.33), ("delta", "all", 35.0, 0.15)]
 
@@ -270,26 +273,59 @@ def write(args, data: dict) -> None:
     plot(args, data)
 
 
+def family(p: dict) -> str:
+    """A point's coding family, one curve in the plot: its coding, and whether it is fully
+    spiking or calibrated (K, W and the price are the table's business)."""
+    return coding_name(p)
+
+
+def pareto(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both PSNR and energy, by rising energy."""
+    front = []
+    for p in sorted(points, key=lambda p: (p["energy_ratio"], -p["psnr"])):
+        if not front or p["psnr"] > front[-1]["psnr"]:
+            front.append(p)
+    return front
+
+
 def plot(args, data: dict) -> None:
+    """delta_frontier.png: every point, one colour and one line (its Pareto front) per coding
+    family; the operating points the README names (``NAMED``) labelled; the targets as
+    crosses; beside it, energy per image against denoising steps when scanned."""
     scanned = bool(data.get("scan"))
-    fig, axes = new_figure(1, 2 if scanned else 1, figsize=(14 if scanned else 9, 5), squeeze=False)
+    fig, axes = new_figure(1, 2 if scanned else 1, figsize=(15 if scanned else 9, 5.5), squeeze=False)
     ax = axes[0][0]
-    groups = sorted({(coding_name(p), k_label(p), pricing(p)) for p in data["points"]})
+    families = list(dict.fromkeys(family(p) for p in sorted(data["points"], key=lambda p: (p["coding"], family(p)))))
+    colors = matplotlib.colormaps["tab10"].colors
     markers = {"step": "o", "delta": "s", "if": "^"}
-    colors = matplotlib.colormaps["tab20"].colors  # one colour per curve
-    for n, group in enumerate(groups):
-        row = sorted((p for p in data["points"] if (coding_name(p), k_label(p), pricing(p)) == group),
-                     key=lambda p: p["energy_ratio"])
-        ax.plot([p["energy_ratio"] for p in row], [p["psnr"] for p in row], color=colors[n % len(colors)],
-                marker=markers[row[0]["coding"]], linestyle="--" if "fully" in group[0] else "-",
-                label=f"{group[0]} K={group[1]}" + (f" ({group[2]})" if group[2] else ""))
-    for *_, q, e in TARGETS:
-        ax.plot([e], [q], marker="*", color="k", markersize=10)
-    ax.set_xlabel("energy per image, SNN / ANN (45 nm)")
-    ax.set_ylabel("PSNR against the original (dB)")
-    ax.set_title("quality per energy (stars: targets; dashed: fully spiking)")
+    for n, fam in enumerate(families):
+        mine = [p for p in data["points"] if family(p) == fam]
+        color = colors[n % len(colors)]
+        ax.scatter([p["energy_ratio"] for p in mine], [p["psnr"] for p in mine], color=color, alpha=0.35, s=18,
+                   marker=markers[mine[0]["coding"]])
+        front = pareto(mine)
+        ax.plot([p["energy_ratio"] for p in front], [p["psnr"] for p in front], color=color,
+                marker=markers[mine[0]["coding"]], linestyle="--" if "fully" in fam else "-",
+                label=f"{fam} ({len(mine)} points; line: best PSNR per energy)")
+    key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"],  # noqa: E731
+                     price(p), cost(p), p.get("delta_K"))
+    named = {key(parse_point(text)): text for text in NAMED}
+    for p in data["points"]:
+        if key(p) in named:
+            ax.annotate(f"{'delta' if p['coding'] == 'delta' else p['coding']}{'+all' if p.get('spiking') == 'all' else ''}"
+                        f" K={k_label(p)}" + (f" W={p['spike_weight']:g}" if p["spike_weight"] is not None else "")
+                        + f"\n{p['psnr']:.2f} dB at {p['energy_ratio']:.3f}", (p["energy_ratio"], p["psnr"]),
+                        textcoords="offset points", xytext=(8, -4), fontsize=7,
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"})
+    for i, (_, _, q, e) in enumerate(TARGETS):
+        ax.plot([e], [q], marker="X", color="k", markersize=8, linestyle="none",
+                label="targets (PSNR at least, energy at most)" if i == 0 else None)
+    ax.set_xlabel("energy per image, SNN / ANN (45 nm operation count)")
+    ax.set_ylabel("PSNR against the original (dB, of the mean MSE)")
+    ax.set_title("quality per energy: labelled points are the README's operating points; all points in the table")
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=7, loc="lower right")
     if scanned:
         ax = axes[0][1]
         for row in data["scan"]:

@@ -21,7 +21,7 @@ from fs_neurons.files import atomic_write_text
 
 RECORD_NAME = "train_config.json"
 RESUMABLE = ("steps", "log_every", "checkpoint_every", "resume", "overwrite")  # may differ on resume
-_NOT_SETTINGS = ("command", "train", "trainable_parameters", "resumes", "run")
+_NOT_SETTINGS = ("command", "train", "trainable_parameters", "resumes", "run", "reference_used")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -59,6 +59,8 @@ def read_record(run: Path) -> dict:
 def changed_settings(record: dict, new: dict) -> list[tuple[str, Any, Any]]:
     """(setting, recorded value, new value) for every setting a resume may not change."""
     old = {k: v for k, v in record.items() if k not in _NOT_SETTINGS}
+    if isinstance(old.get("reference"), dict):  # written before reference_used: the resolved reference, not the flag
+        old.pop("reference")
     return [(k, old[k], new[k]) for k in sorted(set(old) & set(new))
             if k not in RESUMABLE and old[k] != new[k]]
 
@@ -89,7 +91,12 @@ def check_resume(checkpoint: Path, command: str, new: dict) -> dict:
 def write_record(out: Path, command: str, new: dict, extra: dict, resumed_from: Optional[Path] = None,
                  previous: Optional[dict] = None) -> None:
     """Write ``out/train_config.json``: the settings, ``extra`` (training configuration,
-    counts), and the resumes so far plus this one."""
+    counts, what the run resolved: keys of :data:`_NOT_SETTINGS`, so a resume never reads
+    them as flags), and the resumes so far plus this one."""
+    stray = sorted(set(extra) - set(_NOT_SETTINGS))
+    if stray:
+        raise ValueError(f"run record: {', '.join(stray)} would be read as settings on resume; record them under "
+                         "a key of run_record._NOT_SETTINGS")
     resumes = list((previous or {}).get("resumes", []))
     if resumed_from is not None:
         resumes.append({"from": str(resumed_from), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def cli(capsys) -> Callable[..., tuple[int, str, str]]:
     """``cli(*args)``: run ``spiking-ddim ARGS`` in this process; (exit code, stdout,
-    stderr), a SystemExit message counted as stderr. ``cli.train(*args)`` runs ``train.py``
+    stderr), a SystemExit message counted as stderr. ``cli("train", ...)`` runs what ``train.py`` runs
     (the same commands as ``spiking-ddim train``)."""
     from spiking_ddim.cli import main
 

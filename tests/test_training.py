@@ -181,6 +181,37 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [row["step"] for row in log(part)] == [row["step"] for row in log(full)]
 
 
+@pytest.mark.integration
+def test_a_fine_tuning_run_of_a_converted_model_resumes_with_its_own_settings(tmp_path, cli):
+    """The run's record keeps the --reference flag apart from the reference it resolved, so a
+    resume with unchanged flags is accepted (it was refused: "--reference was {...}, now None")."""
+    import json
+
+    out = tmp_path / "s4"
+    flags = ["snn", "--K", "8", "--held-out", "0", "--trajectories", "2", "--sampling-steps", "2", "--batch-size",
+             "2", "--checkpoint-every", "1", "--seed", "0", "--out", out]
+    code, _, err = cli("train", *flags, "--steps", "2")
+    assert code == 0, err[-2000:]
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["reference"] is None and record["reference_used"]["kind"] == "source"
+    code, _, err = cli("train", *flags, "--steps", "3", "--resume", "latest")
+    assert code == 0, err[-2000:]
+    record = json.loads((out / "train_config.json").read_text())
+    assert [r["changed"] for r in record["resumes"]] == [{"steps": 3, "resume": "latest"}]
+    assert (out / "checkpoints" / "step_00000003").is_dir()
+    code, _, err = cli("train", *flags, "--steps", "4", "--resume", "latest", "--reference", "self")
+    assert code != 0 and "--reference was None, now 'self'" in err  # a changed flag is still refused
+
+
+def test_a_run_record_keeps_what_a_run_resolved_out_of_its_settings(tmp_path):
+    from spiking_ddim.run_record import changed_settings, write_record
+
+    with pytest.raises(ValueError, match="read as settings on resume"):
+        write_record(tmp_path, "snn", {"reference": None}, {"reference": {"kind": "source"}})
+    old = {"command": "snn", "reference": {"kind": "source"}, "lr": 1e-4}  # written before reference_used
+    assert changed_settings(old, {"reference": None, "lr": 1e-4}) == []
+
+
 def test_a_fresh_run_starts_a_new_log_and_keeps_the_best_validated_weights(tmp_path):
     from accelerate import Accelerator
 

@@ -250,7 +250,7 @@ def _run_snn(args: argparse.Namespace) -> int:
 
     on_start = record_writer(accelerator, args, "snn", resume, previous,
                              {"train": config_json(cfg), "trainable_parameters": sum(p.numel() for p in params),
-                              "reference": reference})
+                              "reference_used": reference})
     result = train(accelerator, unet, params, loss_fn, cfg, args.out, resume, validate, on_start=on_start)
     if accelerator.is_main_process:
         result.apply(params)
