@@ -38,10 +38,16 @@ def _checked_params(h: ParamLike, d: ParamLike, T: ParamLike) -> tuple[torch.Ten
     return h, d, T
 
 
+# The most time steps a neuron may have: a K-step code resolves at best 2^-K of its range,
+# and float32 activations (24-bit significand) cannot carry a finer step than 2^-24.
+MAX_K = 24
+
+
 def check_K(K: int) -> int:
-    """Validate a number of time steps; returns it as int."""
-    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-        raise ValueError(f"K (time steps) must be an integer >= 1, got {K!r}")
+    """Validate a number of time steps (1..:data:`MAX_K`); returns it as int."""
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1 or K > MAX_K:
+        raise ValueError(f"K (time steps) must be an integer >= 1 and at most {MAX_K} (a K-step code resolves "
+                         f"2^-K of its range; float32 activations hold no finer step than 2^-24), got {K!r}")
     return K
 
 

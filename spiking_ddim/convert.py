@@ -23,12 +23,13 @@ from torch.overrides import TorchFunctionMode
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import check_K
 
-from .defaults import DEFAULT_DELTA_K, SPIKING
+from .defaults import CODINGS, DEFAULT_DELTA_K, SPIKING
 from .delta import check_delta_capable, install_encoders, remove_encoders
+from .errors import SettingError
 from .fs_activation import SiteSignature
 from .modeling import as_base_class, as_spiking_class, check_convertible
 from .provenance import source_record
-from .record import FSConfig, SiteModule, add_event, check_coding
+from .record import FSConfig, SiteModule, add_event
 from .sites import (
     GELU_TYPES,
     INPUT_LAYER_TYPES,
@@ -198,6 +199,42 @@ def trace(model: nn.Module, watched: list[_Found], run: Callable[[], Any],
     return sites, spy.calls
 
 
+def check_settings(K: int, method: str = UNET_METHOD, coding: str = "step", delta_K: Optional[int] = None,
+                   spiking: str = "swish", bank_path: Optional[str] = None) -> Optional[int]:
+    """Check the settings of :func:`convert_unet` that need no model, before any work:
+    ``K`` a number of time steps the bank holds a Swish entry ``method`` for, ``coding`` and
+    ``spiking`` known names, ``delta_K`` (time steps of a change's code) only with delta
+    coding. Raises :class:`SettingError` naming the setting; returns the delta coding's
+    time steps (its default filled in) or None."""
+    from fs_neurons.bank import BankError, load_bank
+
+    try:
+        check_K(K)
+    except ValueError as e:
+        raise SettingError("K", str(e)) from None
+    try:
+        entries = load_bank("swish", bank_path)
+    except BankError:
+        entries = None  # another activation's bank: its entries are checked when the neurons are made
+    if entries is not None:
+        have = sorted(e.K for e in entries if e.method == method)
+        if K not in have:
+            held = f"K = {', '.join(map(str, have))}" if have else "no entry of that method"
+            raise SettingError("K", f"the bank has no {method} entry for K={K} (it holds {held})")
+    if coding not in CODINGS:
+        raise SettingError("coding", f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
+    if spiking not in SPIKING:
+        raise SettingError("spiking", f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
+    if coding != "delta":
+        if delta_K is not None:
+            raise SettingError("delta_K", "the steps of a change's code apply to delta coding")
+        return None
+    try:
+        return check_K(min(K, DEFAULT_DELTA_K) if delta_K is None else delta_K)
+    except ValueError as e:
+        raise SettingError("delta_K", f"the steps of a change's code: {e}") from None
+
+
 def convert_unet(
     model: nn.Module,
     K: int = 8,
@@ -233,17 +270,10 @@ def convert_unet(
     All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
     bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
-    check_K(K)
+    delta_K = check_settings(K, method, coding, delta_K, spiking, bank_path)
     check_convertible(model)
-    check_coding(coding)
-    if spiking not in SPIKING:
-        raise ValueError(f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
     if coding == "delta" or spiking == "all":
         check_delta_capable(model, "coding 'delta'" if coding == "delta" else "spiking 'all'")
-    if coding == "delta":
-        delta_K = check_K(min(K, DEFAULT_DELTA_K) if delta_K is None else delta_K)
-    elif delta_K is not None:
-        raise ValueError("delta_K applies to coding 'delta'")
     if hasattr(model, "fs_config"):
         raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_config.K})")
     if scope is None and is_autoencoder(model):

@@ -28,8 +28,9 @@ from fs_neurons.files import atomic_directory
 from fs_neurons.names import UNET_METHOD
 
 from .components import CONVERTIBLE, DECODERS, decoder, denoiser  # noqa: F401 - part of this module's API
-from .convert import ConversionReport, convert_unet, revert_unet
+from .convert import ConversionReport, check_settings, convert_unet, revert_unet
 from .delta import step_coding
+from .errors import SettingError
 from .model_card import write_model_card
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
 
@@ -51,31 +52,38 @@ class SamplingOptions:
     prompts: Optional[tuple[str, ...]] = None
     guidance_scale: Optional[float] = None
 
-    def resolve(self, pipe: DiffusionPipeline) -> "SamplingOptions":
-        """These options checked against ``pipe``; a text model with no prompts gets
-        :data:`DEFAULT_PROMPTS`. Raises ``ValueError`` naming the flag that does not fit."""
-        name, params = type(pipe).__name__, _call_parameters(pipe)
+    def check(self) -> "SamplingOptions":
+        """The checks that need no pipeline, before anything is loaded: steps >= 1, eta in
+        [0, 1], prompts non-empty, a guidance scale >= 1. Raises :class:`SettingError`
+        naming the setting; returns these options."""
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise SettingError("steps", f"steps must be >= 1, got {self.steps}")
+        if not (0.0 <= self.eta <= 1.0):
+            raise SettingError("eta", f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}")
+        if self.prompts is not None and (not self.prompts or any(not p.strip() for p in self.prompts)):
+            raise SettingError("prompts", "prompts must be non-empty strings")
+        if self.guidance_scale is not None and not (1.0 <= self.guidance_scale < float("inf")):
+            raise SettingError("guidance_scale", f"guidance scale must be a finite number >= 1 (1 = no guidance), "
+                                                 f"got {self.guidance_scale}")
+        return self
+
+    def resolve(self, pipe: DiffusionPipeline) -> "SamplingOptions":
+        """These options checked (:meth:`check`) and checked against ``pipe``; a text model
+        with no prompts gets :data:`DEFAULT_PROMPTS`. Raises ``ValueError`` naming the flag
+        that does not fit."""
+        self.check()
+        name, params = type(pipe).__name__, _call_parameters(pipe)
         train_steps = pipe.scheduler.config.get("num_train_timesteps", None) if hasattr(pipe, "scheduler") else None
         if train_steps is not None and self.steps > train_steps:
             raise ValueError(f"steps must be at most the scheduler's {train_steps} training timesteps, got {self.steps}")
-        if not (0.0 <= self.eta <= 1.0):
-            raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {self.eta}")
         if self.eta > 0 and ("eta" not in params or name not in ETA_FROM_GENERATORS):
             raise ValueError(f"eta > 0 needs a pipeline that draws the step noise from the per-image generators "
                              f"({', '.join(ETA_FROM_GENERATORS)}); {name} does not: use eta 0")
         conditional = "prompt" in params
         if self.prompts is not None and not conditional:
             raise ValueError(f"{name} is unconditional: it takes no prompt (drop --prompt / --prompts)")
-        if self.prompts is not None and (not self.prompts or any(not p.strip() for p in self.prompts)):
-            raise ValueError("prompts must be non-empty strings")
-        if self.guidance_scale is not None:
-            if "guidance_scale" not in params:
-                raise ValueError(f"{name} has no classifier-free guidance (drop --guidance-scale)")
-            if not (1.0 <= self.guidance_scale < float("inf")):
-                raise ValueError(f"guidance scale must be a finite number >= 1 (1 = no guidance), "
-                                 f"got {self.guidance_scale}")
+        if self.guidance_scale is not None and "guidance_scale" not in params:
+            raise ValueError(f"{name} has no classifier-free guidance (drop --guidance-scale)")
         prompts = self.prompts or (DEFAULT_PROMPTS if conditional else None)
         return replace(self, prompts=tuple(prompts) if prompts else None)
 
@@ -186,6 +194,7 @@ def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_MET
     a digest of its weights. Raises ``ValueError`` for a pipeline without a UNet, a
     component it does not have or that cannot be converted, one already converted, or a
     component with no Swish."""
+    check_conversion(components, K, method, coding, delta_K, spiking, bank_path)
     check_components(pipe, components)
     source = pipe.config.get("_name_or_path") or None
     reports: dict[str, ConversionReport] = {}
@@ -202,6 +211,26 @@ def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_MET
     # re-register: model_index.json then names the Spiking<Base> classes (see modeling)
     pipe.register_modules(**{name: pipe.components[name] for name in reports})
     return reports
+
+
+def check_conversion(components: Sequence[str], K: int = 8, method: str = UNET_METHOD, coding: str = "step",
+                     delta_K: Optional[int] = None, spiking: str = "swish", bank_path: Optional[str] = None) -> None:
+    """The checks of :func:`convert_pipeline` that need no pipeline, before anything is
+    loaded: the component names (at least one, each convertible), the settings of
+    :func:`spiking_ddim.convert.check_settings`, and delta coding or full spiking only with
+    the UNet among the components (decoders keep step coding). Raises :class:`SettingError`
+    (``components`` for the names)."""
+    if not components:
+        raise SettingError("components", "name at least one component to convert")
+    unknown = [n for n in components if n not in CONVERTIBLE]
+    if unknown:
+        raise SettingError("components", f"{unknown[0]!r} is not a component spiking-ddim converts: "
+                                          f"{', '.join(CONVERTIBLE)} (text encoders stay as they are)")
+    check_settings(K, method, coding, delta_K, spiking, bank_path)
+    for value, default, what in ((coding, "step", "coding"), (spiking, "swish", "spiking")):
+        if value != default and "unet" not in components:
+            raise SettingError(what, f"{what} {value!r} applies to the UNet (a denoiser called once per denoising "
+                                     f"step; decoders keep {default!r}): add unet to the components")
 
 
 def check_components(pipe: DiffusionPipeline, components: Sequence[str]) -> None:

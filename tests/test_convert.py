@@ -213,7 +213,7 @@ def test_bad_conversions(tmp_path):
         convert_unet(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), example_inputs=((torch.randn(1, 2),), {}))
     with pytest.raises(ValueError, match="K"):
         convert_unet(tiny_unet(), K=0)
-    with pytest.raises(ValueError, match="no bank entry"):
+    with pytest.raises(ValueError, match=r"the bank has no tbpi entry for K=7 \(it holds K = 4, 8, 12, 16\)"):
         convert_unet(tiny_unet(), K=7, method="tbpi")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_model(tmp_path / "missing")

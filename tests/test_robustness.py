@@ -510,3 +510,74 @@ def test_delta_frontier_points_name_their_coding_price_cost_and_change_steps(mon
     with pytest.raises(SystemExit):
         delta_frontier.parse_args(["--points", "delta:4"])
     assert "a point is step" in capsys.readouterr().err
+
+
+# --- refusals that the flags alone decide come before anything is loaded (issue 29) ----------------------------------
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Fails the test if a command loads a pipeline: its refusal came after the loader."""
+    import spiking_ddim.pipelines as pipelines
+
+    def loader(*_args, **_kwargs):
+        raise AssertionError("the pipeline was loaded before the flags were checked")
+
+    monkeypatch.setattr(pipelines, "load_pipeline", loader)
+
+
+CONVERTING = ["sample", "convert", "train snn"]
+EARLY_REFUSALS = [(command, args, message) for command in CONVERTING for args, message in [
+    (["--coding", "delta", "--delta-spike-weight", "-1"], "--delta-spike-weight: the price of a spike"),
+    (["--coding", "delta", "--delta-spike-weight", "nan"], "--delta-spike-weight"),
+    (["--coding", "delta", "--delta-K", "1000"], "--delta-K: the steps of a change's code"),
+    (["--coding", "delta", "--delta-K", "0"], "--delta-K"),
+    (["--coding", "delta", "--delta-images", "0"], "--delta-images"),
+    (["--delta-K", "4"], "--delta-K applies to --coding delta"),
+    (["--K", "1000"], "--K: K (time steps) must be an integer >= 1 and at most 24"),
+    (["--K", "0"], "--K: K (time steps)"),
+    (["--K", "20"], "--K: the bank has no ours-unet entry for K=20"),
+    (["--K", "6", "--method", "tbpi"], "--K: the bank has no tbpi entry for K=6 (it holds K = 4, 8, 12, 16)"),
+    (["--convert", "vqvae", "--coding", "delta"], "--coding: coding 'delta' applies to the UNet"),
+    (["--convert", "unet,text_encoder"], "--convert: 'text_encoder' is not a component"),
+    (["--spiking", "all"], "--spiking all needs --calibrate"),
+    (["--guidance-scale", "0.5"], "--guidance-scale"),
+    (["--calibrate", "--energy-budget", "0"], "--energy-budget"),
+]] + [("sample", ["--eta", "2"], "--eta: eta must be in [0, 1]")]
+
+
+@pytest.mark.parametrize("command,args,message", EARLY_REFUSALS)
+def test_flag_refusals_come_before_the_model_loads_and_name_the_flag(tmp_path, cli, no_loading, command, args,
+                                                                     message):
+    out = tmp_path / "out"
+    code, _, err = cli(*command.split(), *args, "--out", out)
+    assert code != 0 and message in err and "Traceback" not in err, err
+    assert not out.exists()  # nothing written, no empty run folder
+
+
+def test_a_second_writer_is_refused_before_the_model_loads(tmp_path, cli, no_loading):
+    from spiking_ddim.outputs import output_lock
+
+    out = tmp_path / "out"
+    with output_lock(out):
+        code, _, err = cli("sample", *SMALL, "--out", out)
+    assert code != 0 and "lock" in err.lower() and "Traceback" not in err
+
+
+def test_a_failed_training_run_leaves_no_empty_folder(tmp_path, cli):
+    out = tmp_path / "run"
+    code, _, err = cli("train", "snn", "--model", tmp_path / "nonexistent", "--out", out)
+    assert code != 0 and "not found" in err
+    assert not out.exists()
+    code, _, err = cli("train", "snn", "--log-with", "tensorboard", "--out", out)  # refused or run: never half a folder
+    assert code == 0 or not out.exists()
+
+
+def test_metrics_takes_real_none_as_sample_does(tmp_path, cli):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 60 * i + (name == "b"), np.uint8)).save(tmp_path / name / f"{i}.png")
+    code, out, err = cli("metrics", "--real", "none", "--fake", tmp_path / "b", "--original", tmp_path / "a")
+    assert code == 0, err
+    assert "median" in out and "FID" not in out

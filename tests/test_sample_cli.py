@@ -97,9 +97,9 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     (["--coding", "delta", "--delta-price", "values"], "invalid choice: 'values'"),
     (["--delta-cost", "acs"], "--delta-cost applies to --coding delta"),
     (["--coding", "delta", "--delta-cost", "macs"], "invalid choice: 'macs'"),
-    (["--coding", "delta", "--delta-images", "0"], "--delta-images must be >= 1"),
+    (["--coding", "delta", "--delta-images", "0"], "--delta-images: the images the encoders are fitted to must be >= 1"),
     (["--coding", "delta", "--delta-K", "0"], "K (time steps) must be an integer >= 1"),
-    (["--coding", "delta", "--delta-spike-weight", "-1"], "spike_weight must be a number >= 0"),
+    (["--coding", "delta", "--delta-spike-weight", "-1"], "--delta-spike-weight: the price of a spike must be a finite number >= 0"),
 ])
 def test_clear_errors(tmp_path, cli, monkeypatch, args, message):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read when called, not at import

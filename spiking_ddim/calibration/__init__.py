@@ -47,7 +47,7 @@ from ..delta import step_coding
 from ..pipelines import SamplingOptions, converted_components
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
-from .delta import DELTA_IMAGES, fit_delta, last_delta_fit, refit_delta
+from .delta import DELTA_IMAGES, check_delta_fit, fit_delta, last_delta_fit, refit_delta
 from .if_baseline import IF_PERCENTILE, rate_coded_if
 from .options import (
     CALIBRATION_SEARCH,
@@ -63,7 +63,7 @@ from .options import (
 from .probe import measure_costs, measure_sensitivity
 
 __all__ = ["CALIBRATION_SEARCH", "DELTA_IMAGES", "IF_PERCENTILE", "LOWER_K_GRID", "SPIKE_GRID",
-           "SiteOptions", "SpikeBudget", "apply_budget", "calibrate", "calibration_outcome", "fit_delta",
+           "SiteOptions", "SpikeBudget", "apply_budget", "calibrate", "calibration_outcome", "check_delta_fit", "fit_delta",
            "last_delta_fit", "refit_delta", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs", "rate_coded_if", "record_site_inputs"]
 
 

@@ -29,6 +29,7 @@ from fs_neurons.seeds import stream
 from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
 from ..delta import encoders, reset_net, step_coding
 from ..energy import measure_cost
+from ..errors import SettingError
 from ..monitors import ChangeMonitor
 from ..pipelines import SamplingOptions, converted_components, generate
 from ..record import add_event
@@ -66,6 +67,22 @@ def _relative_fanout(pipe: DiffusionPipeline, model: nn.Module, options: Samplin
     return {s.name: s.acs_per_spike / mean for s in sites if s.acs_per_spike > 0}
 
 
+def check_delta_fit(spike_weight: Optional[float] = None, price: str = DELTA_PRICE, cost: str = DELTA_COST,
+                    num_images: int = DELTA_IMAGES) -> float:
+    """The settings of :func:`fit_delta` checked before any work (:class:`SettingError`
+    naming the setting); the spike weight, the price's default filled in."""
+    if price not in DELTA_PRICES:
+        raise SettingError("price", f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
+    if cost not in DELTA_COSTS:
+        raise SettingError("cost", f"cost must be one of {', '.join(DELTA_COSTS)}, got {cost!r}")
+    spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
+    if not (isinstance(spike_weight, (int, float)) and 0 <= spike_weight < float("inf")):
+        raise SettingError("spike_weight", f"the price of a spike must be a finite number >= 0, got {spike_weight!r}")
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise SettingError("num_images", f"the images the encoders are fitted to must be >= 1, got {num_images!r}")
+    return float(spike_weight)
+
+
 def fit_delta(
     pipe: DiffusionPipeline,
     options: SamplingOptions,
@@ -96,15 +113,7 @@ def fit_delta(
     None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns per site: name, expected spikes
     per change, MSE, mean squared change, mean squared value and relative fan-out (1 with
     ``cost="spikes"``)."""
-    if price not in DELTA_PRICES:
-        raise ValueError(f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
-    if cost not in DELTA_COSTS:
-        raise ValueError(f"cost must be one of {', '.join(DELTA_COSTS)}, got {cost!r}")
-    spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
-    if not (isinstance(spike_weight, (int, float)) and spike_weight >= 0):
-        raise ValueError(f"spike_weight must be a number >= 0, got {spike_weight!r}")
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    spike_weight = check_delta_fit(spike_weight, price, cost, num_images)
     models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
     if not models:
         raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")

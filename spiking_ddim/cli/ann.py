@@ -31,17 +31,24 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
+def check_tracker(args: argparse.Namespace) -> None:
+    """A clear error, before any work, when the --log-with tracker is not installed."""
+    if args.log_with == "tensorboard":
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise SystemExit("error: --log-with tensorboard: TensorBoard is not installed "
+                             "(pip install 'spiking-ddim[tensorboard]')")
+
+
 def make_accelerator(args: argparse.Namespace):
     """The Accelerator of a training run: devices, processes, --mixed-precision, gradient
     accumulation, and the --log-with tracker (its files under --out)."""
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import is_tensorboard_available
 
     log_with = None if args.log_with == "none" else args.log_with
-    if log_with == "tensorboard" and not is_tensorboard_available():
-        raise SystemExit("error: --log-with tensorboard: TensorBoard is not installed "
-                         "(pip install 'spiking-ddim[tensorboard]')")
+    check_tracker(args)
     try:
         # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=args.mixed_precision,
@@ -101,16 +108,27 @@ def resume_path(args: argparse.Namespace, command: str, accelerator) -> tuple[Pa
 
 def locked_run(args: argparse.Namespace, body) -> int:
     """``body(args)`` holding the lock of --out (by the first process: RANK 0 under torchrun
-    and accelerate launch), so no second run writes there."""
-    from ..outputs import OutputError, output_lock
+    and accelerate launch), so no second run writes there. A new run that fails before its
+    first checkpoint leaves no folder behind."""
+    import shutil
 
+    from ..outputs import OutputError, output_lock
+    from ..training import checkpoints
+
+    main = os.environ.get("RANK", "0") == "0"
+    new = args.resume is None and not (args.out.is_dir() and any(args.out.iterdir()))
     with contextlib.ExitStack() as stack:
-        if os.environ.get("RANK", "0") == "0":
+        if main:
             try:
                 stack.enter_context(output_lock(args.out))
             except OutputError as e:
                 raise SystemExit(f"error: {e}") from None
-        return body(args)
+        try:
+            return body(args)
+        except BaseException:
+            if main and new and not checkpoints(args.out / "checkpoints"):
+                shutil.rmtree(args.out, ignore_errors=True)  # a new run that failed before any checkpoint: no trace
+            raise
 
 
 def record_writer(accelerator, args: argparse.Namespace, command: str, resume: Path | None,

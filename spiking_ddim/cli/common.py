@@ -13,14 +13,14 @@ from diffusers import DiffusionPipeline
 from tqdm import tqdm
 
 from fs_neurons.names import UNET_METHOD
-from fs_neurons.neuron import check_K
 
-from ..calibration import SpikeBudget, calibrate, calibration_outcome, fit_delta
+from ..calibration import SpikeBudget, calibrate, calibration_outcome, check_delta_fit, fit_delta
 from ..convert import SiteReport
 from ..defaults import DEFAULT_K, DELTA_COST, DELTA_IMAGES, DELTA_PRICE
 from ..energy import EnergyConstants
+from ..errors import SettingError
 from ..outputs import OutputError, fresh_run_dir
-from ..pipelines import SamplingOptions, convert_pipeline, read_prompts
+from ..pipelines import SamplingOptions, check_conversion, convert_pipeline, read_prompts
 
 
 def prepare_output_dir(path: Path, overwrite: bool) -> Path:
@@ -73,27 +73,62 @@ def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
     return tuple(prompts) or None
 
 
+# The flag of each setting a library check names (spiking_ddim.errors.SettingError).
+FLAGS = {"K": "--K", "method": "--method", "coding": "--coding", "delta_K": "--delta-K", "spiking": "--spiking",
+         "components": "--convert", "spike_weight": "--delta-spike-weight", "price": "--delta-price",
+         "cost": "--delta-cost", "num_images": "--delta-images", "steps": "--steps", "eta": "--eta",
+         "prompts": "--prompt / --prompts", "guidance_scale": "--guidance-scale"}
+DELTA_FLAGS = ("delta_K", "delta_spike_weight", "delta_price", "delta_cost", "delta_images")
+
+
+def flag_error(e: SettingError, flags: Optional[dict] = None) -> SystemExit:
+    """The one-line exit of a bad setting, naming its flag (``flags`` overrides :data:`FLAGS`)."""
+    flag = {**FLAGS, **(flags or {})}.get(e.name, e.name)
+    return SystemExit(f"error: {flag}: {e}")
+
+
+def check_flags(args: argparse.Namespace, steps: str = "steps") -> SamplingOptions:
+    """Check every flag of a command that samples and may convert before anything is loaded
+    (conversion, delta coding, sampling); ``steps``: the dest of the command's steps flag.
+    The sampling options of the flags, to be resolved against the pipeline once loaded."""
+    flags = {"steps": f"--{steps.replace('_', '-')}"}
+    try:
+        if hasattr(args, "coding"):
+            coding = args.coding or "step"
+            if coding != "delta":
+                given = [flag for flag in DELTA_FLAGS if getattr(args, flag) is not None]
+                if given:
+                    raise SystemExit(f"error: --{given[0].replace('_', '-')} applies to --coding delta")
+            if args.spiking == "all" and not getattr(args, "calibrate", False):
+                raise SystemExit("error: --spiking all needs --calibrate: its input encoders are fitted to the inputs "
+                                 "they see")
+            check_conversion(conversion_names(args), DEFAULT_K if args.K is None else args.K, args.method or UNET_METHOD, coding,
+                             args.delta_K, args.spiking or "swish")
+            if coding == "delta":
+                check_delta_fit(args.delta_spike_weight, args.delta_price or DELTA_PRICE, args.delta_cost or DELTA_COST,
+                                DELTA_IMAGES if args.delta_images is None else args.delta_images)
+        return SamplingOptions(getattr(args, steps), getattr(args, "eta", 0.0), prompts_from_flags(args),
+                               args.guidance_scale).check()
+    except SettingError as e:
+        raise flag_error(e, flags) from None
+    except (FileNotFoundError, ValueError) as e:  # a prompts file
+        raise SystemExit(f"error: {e}") from None
+
+
+def conversion_names(args: argparse.Namespace) -> list[str]:
+    """The components --convert names (default: unet)."""
+    return [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
+
+
 def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, options: SamplingOptions,
                        show: bool = True) -> str:
-    """Convert ``pipe`` in place per --convert / --K / --method / --coding (with --coding
-    delta, the encoders are fitted to the changes of ``options``' runs, under a progress
-    bar); the conversion summary."""
-    if args.K is not None:
-        check_K(args.K)
+    """Convert ``pipe`` in place per --convert / --K / --method / --coding (checked before by
+    :func:`check_flags`; with --coding delta, the encoders are fitted to the changes of
+    ``options``' runs, under a progress bar); the conversion summary."""
     coding = args.coding or "step"
-    if coding != "delta":
-        given = [flag for flag in ("delta_K", "delta_spike_weight", "delta_price", "delta_cost", "delta_images")
-                 if getattr(args, flag) is not None]
-        if given:
-            raise ValueError(f"--{given[0].replace('_', '-')} applies to --coding delta")
-    elif args.delta_images is not None and args.delta_images < 1:
-        raise ValueError(f"--delta-images must be >= 1, got {args.delta_images}")
-    spiking = args.spiking or "swish"
-    if spiking == "all" and not getattr(args, "calibrate", False):
-        raise ValueError("--spiking all needs --calibrate: its input encoders are fitted to the inputs they see")
-    names = [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
-    reports = convert_pipeline(pipe, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD, components=names,
-                               coding=coding, delta_K=args.delta_K if coding == "delta" else None, spiking=spiking)
+    reports = convert_pipeline(pipe, K=DEFAULT_K if args.K is None else args.K, method=args.method or UNET_METHOD,
+                               components=conversion_names(args), coding=coding,
+                               delta_K=args.delta_K if coding == "delta" else None, spiking=args.spiking or "swish")
     lines = [f"{n}: {r.summary()}" for n, r in reports.items()]
     if coding == "delta":
         images, price = args.delta_images or DELTA_IMAGES, args.delta_price or DELTA_PRICE

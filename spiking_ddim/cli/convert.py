@@ -50,9 +50,10 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
 
 
 def _check_out(args: argparse.Namespace) -> None:
-    from .common import budget_from_flags, require_positive
+    from .common import budget_from_flags, check_flags, require_positive
 
-    budget_from_flags(args)  # flag errors before any work
+    check_flags(args)  # flag errors before any work
+    budget_from_flags(args)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
         raise SystemExit(f"error: {args.out} exists and is not empty; pass --overwrite to replace it")
     require_positive(args, "calibration_images", "steps")

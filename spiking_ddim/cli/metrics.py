@@ -24,7 +24,8 @@ HELP = "FID / KID / IS of image folders against real images, and image loss agai
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("metrics", help=HELP, description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", help="folder of real images, or 'digits' (the held-out digits); without it no FID / KID / IS")
+    p.add_argument("--real", help="folder of real images, or 'digits' (the held-out digits); 'none' or left out: no "
+                                  "FID / KID / IS")
     p.add_argument("--fake", required=True, nargs="+", type=Path, help="folder(s) of generated images, each scored")
     p.add_argument("--original", type=Path,
                    help="folder of the original network's images with the same file names: image MSE / PSNR")
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import check_metric_args, describe_psnr, extract_features, generation_metrics
     from .common import resolve_device
 
+    if args.real == "none":  # as sample takes it
+        args.real = None
     if args.real is None and args.original is None:
         raise SystemExit("error: nothing to score: pass --real (FID / KID / IS) and / or --original (image loss)")
     results: dict[str, dict] = {str(f): {} for f in args.fake}

@@ -106,13 +106,14 @@ def run(args: argparse.Namespace) -> int:
     from ..energy import EnergyConstants
     from ..outputs import OutputError, check_output, staged_output
     from ..pipelines import scheduler_record
-    from .common import budget_from_flags, require_positive, resolve_device
+    from .common import budget_from_flags, check_flags, require_positive, resolve_device
 
     try:
         constants = EnergyConstants.parse(args.energy)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     require_positive(args, "steps", "num_images", "batch_size")
+    check_flags(args)
     budget = budget_from_flags(args, constants)
     device = resolve_device(args.device)
     real = _real_images(args)
@@ -126,23 +127,23 @@ def run(args: argparse.Namespace) -> int:
     except OutputError as e:
         raise SystemExit(f"error: {e}") from None
 
-    original, fs_pipe, options, summary, reference = _pipelines(args, device)
-    real_features = _real_features(args, real) if main_process else None
-    if main_process:
-        print(summary, file=sys.stderr)
-        print(f"reference: {reference['description']}", file=sys.stderr)
-        scheduler = scheduler_record(fs_pipe)
-        if scheduler["source"].startswith("DEFAULT"):
-            print(f"WARNING: scheduler: {scheduler['source']}", file=sys.stderr)
     settings = MetricSettings(args.metrics, args.feature_extractor, args.inception_weights, args.kid_subset_size)
     with contextlib.ExitStack() as stack:
         staging = [None]
-        if main_process:
+        if main_process:  # the output's lock before any work: a second writer is refused at once
             try:
                 staging = [str(stack.enter_context(staged_output(args.out, args.overwrite)))]
             except OutputError as e:
                 raise SystemExit(f"error: {e}") from None
         staging = Path(broadcast_object_list(staging)[0])
+        original, fs_pipe, options, summary, reference = _pipelines(args, device)
+        real_features = _real_features(args, real) if main_process else None
+        if main_process:
+            print(summary, file=sys.stderr)
+            print(f"reference: {reference['description']}", file=sys.stderr)
+            scheduler = scheduler_record(fs_pipe)
+            if scheduler["source"].startswith("DEFAULT"):
+                print(f"WARNING: scheduler: {scheduler['source']}", file=sys.stderr)
         if args.calibrate:
             _calibrate(args, accelerator, staging, fs_pipe, options, budget)
         with tqdm(total=args.num_images, desc="sample (original + FS)", unit="img", dynamic_ncols=True,

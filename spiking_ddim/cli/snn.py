@@ -84,7 +84,8 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
 def _check_flags(args: argparse.Namespace) -> None:
     from fs_neurons.neuron import check_K
 
-    from .common import budget_from_flags, require_positive
+    from .ann import check_tracker
+    from .common import budget_from_flags, check_flags, require_positive
 
     budget_from_flags(args)  # flag errors before any work
     if args.from_scratch:
@@ -106,11 +107,14 @@ def _check_flags(args: argparse.Namespace) -> None:
     require_positive(args, "trajectories", "sampling_steps", "validate_every")
     if args.held_out < 0:
         raise SystemExit(f"error: --held-out must be >= 0, got {args.held_out}")
-    if args.K is not None:
+    if not args.from_scratch:
+        check_flags(args, steps="sampling_steps")
+    elif args.K is not None:
         try:
             check_K(args.K)
         except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
+            raise SystemExit(f"error: --K: {e}") from None
+    check_tracker(args)
 
 
 def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
