@@ -300,8 +300,9 @@ def convert_unet(
         spec.append(SiteModule(f.path, site_kind(f.module), activation_name(f.module),
                                tuple(tuple(s.to_json()) for s in sigs)))
     origin = source_record(model, source, component)
-    apply_structure(model, spec, K, method, bank_path)
+    installed = list(spec)  # every site that may be in the model, for the rollback
     try:
+        apply_structure(model, spec, K, method, bank_path)
         report.modules = [s.path for s in spec]
         report.sites = [SiteReport(f"{s.path}[{i}]", s.activation, list(sig))
                         for s in spec for i, sig in enumerate(s.signatures)]
@@ -311,21 +312,26 @@ def convert_unet(
         report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
         if spiking == "all":
             inputs = analog_inputs(model, run)
+            installed += inputs
             apply_structure(model, inputs, K, method)
             spec += inputs
             report.inputs = [s.path for s in inputs]
         if coding == "delta":
             install_encoders(model, delta_K)
-    except BaseException:
-        remove_structure(model, spec)
+        config = getattr(model, "config", None)
+        model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, delta_K=delta_K,
+                                   spiking=spiking, per_site=per_site,
+                                   act_fn=config.get("act_fn", None) if config is not None else None, source=origin)
+        add_event(model, "convert", K=K, method=method, coding=coding, delta_K=delta_K, spiking=spiking,
+                  per_site=per_site, bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites),
+                  scope=scope)
+        as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
+    except BaseException:  # all or nothing: whatever stage failed, the model is left as it came
+        remove_encoders(model)
+        remove_structure(model, installed)
+        model.__dict__.pop("fs_config", None)
+        as_base_class(model)
         raise
-    config = getattr(model, "config", None)
-    model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, delta_K=delta_K,
-                               spiking=spiking, per_site=per_site,
-                               act_fn=config.get("act_fn", None) if config is not None else None, source=origin)
-    add_event(model, "convert", K=K, method=method, coding=coding, delta_K=delta_K, spiking=spiking, per_site=per_site,
-              bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites), scope=scope)
-    as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     return report
 
 

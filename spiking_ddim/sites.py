@@ -130,24 +130,29 @@ def apply_structure(model: nn.Module, spec: Sequence[SiteModule], K: int, method
         new.__dict__["_replaced"] = old  # kept for revert_unet, outside the module tree
         new.train(old.training)  # an eval-mode model gets eval-mode (lookup) neurons
         planned.append((owner, attr, new, act))
-    for owner, attr, new, act in planned:
-        setattr(owner, attr, new)
-        act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
-    for layer, act in inputs:
-        layer.input_encoder = act
-        remove_counter = attach_site_counter(layer, "input_encoder")
-        handle = layer.register_forward_pre_hook(_encode_input)
-        act._remove_counter = lambda r=remove_counter, h=handle: (r(), h.remove())
+    try:
+        for owner, attr, new, act in planned:
+            setattr(owner, attr, new)
+            act._remove_counter = attach_site_counter(owner, attr) if new is act else attach_site_counter(new, "act")
+        for layer, act in inputs:
+            layer.input_encoder = act
+            remove_counter = attach_site_counter(layer, "input_encoder")
+            handle = layer.register_forward_pre_hook(_encode_input)
+            act._remove_counter = lambda r=remove_counter, h=handle: (r(), h.remove())
+    except BaseException:  # e.g. a hook that could not be registered: put back what was installed
+        remove_structure(model, spec)
+        raise
 
 
 def remove_structure(model: nn.Module, spec: Sequence[SiteModule]) -> None:
-    """Undo :func:`apply_structure`: every installed FS site gets back the module it replaced."""
+    """Undo :func:`apply_structure`, also one that stopped part way: every installed FS site
+    gets back the module it replaced, and its hooks are removed."""
     modules = dict(model.named_modules())
     for s in spec:
         if s.kind == "input":
             layer = modules[s.path]
             if isinstance(getattr(layer, "input_encoder", None), FSActivation):
-                layer.input_encoder._remove_counter()
+                _remove_counter(layer.input_encoder)
                 del layer.input_encoder
             continue
         owner_path, _, attr = s.path.rpartition(".")
@@ -155,8 +160,17 @@ def remove_structure(model: nn.Module, spec: Sequence[SiteModule]) -> None:
         current = getattr(owner, attr)
         if not isinstance(current, (FSActivation, _ProjectedFS, _GatedFS)):
             continue
-        (current if isinstance(current, FSActivation) else current.act)._remove_counter()
+        _remove_counter(current if isinstance(current, FSActivation) else current.act)
         setattr(owner, attr, current.__dict__["_replaced"])
+
+
+def _remove_counter(act: FSActivation) -> None:
+    """Remove the call counter (and an input encoder's hook) :func:`apply_structure` attached,
+    if it got that far."""
+    remove = act.__dict__.get("_remove_counter")
+    if remove is not None:
+        remove()
+        del act.__dict__["_remove_counter"]
 
 
 def fs_activations(model: nn.Module) -> list[tuple[str, FSActivation]]:

@@ -272,3 +272,62 @@ def test_only_supported_diffusers_classes_are_converted():
 
     with pytest.raises(ValueError, match="spiking_ddim converts the diffusers models"):
         convert_unet(UNet1DModel())
+
+
+def _hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+
+
+def _fail_at(n: int, function):
+    """``function``, except that its ``n``-th call raises."""
+    calls = [0]
+
+    def wrapped(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n:
+            raise RuntimeError(f"injected failure at call {n}")
+        return function(*args, **kwargs)
+    return wrapped
+
+
+@pytest.mark.parametrize("stage,coding,spiking", [
+    ("attach_site_counter", "step", "swish"),  # the 5th hook of the Swish sites
+    ("input_counter", "step", "all"),  # a hook of the fully spiking model's input encoders
+    ("install_encoders", "delta", "swish"),  # the delta encoders, after they are in place
+    ("FSConfig", "step", "swish"),  # the record
+    ("add_event", "delta", "all"),  # its history
+    ("as_spiking_class", "step", "swish"),  # the class swap, the last step
+])
+def test_a_conversion_that_fails_at_any_stage_leaves_the_model_as_it_was(monkeypatch, stage, coding, spiking):
+    import spiking_ddim.convert as convert
+    import spiking_ddim.sites as sites
+    from spiking_ddim.delta import install_encoders
+
+    unet = tiny_unet()
+    x, t = inputs()
+    with torch.no_grad():
+        before = unet(x, t).sample
+    keys, hooks, cls = set(unet.state_dict()), _hooks(unet), type(unet)
+    if stage == "attach_site_counter":
+        monkeypatch.setattr(sites, "attach_site_counter", _fail_at(5, sites.attach_site_counter))
+    elif stage == "input_counter":
+        swish_sites = len(find_activations(unet, SWISH_TYPES))
+        monkeypatch.setattr(sites, "attach_site_counter", _fail_at(swish_sites + 3, sites.attach_site_counter))
+    elif stage == "install_encoders":
+        def install_then_fail(model, K):
+            install_encoders(model, K)
+            raise RuntimeError("injected failure after the encoders")
+        monkeypatch.setattr(convert, "install_encoders", install_then_fail)
+    else:
+        monkeypatch.setattr(convert, stage, _fail_at(1, getattr(convert, stage)))
+    with pytest.raises(RuntimeError, match="injected failure"):
+        convert_unet(unet, K=4, coding=coding, spiking=spiking)
+    assert type(unet) is cls and not hasattr(unet, "fs_config")
+    assert not fs_activations(unet) and len(find_activations(unet, SWISH_TYPES)) > 0
+    assert not any(hasattr(m, "input_encoder") for m in unet.modules())
+    assert _hooks(unet) == hooks and set(unet.state_dict()) == keys
+    with torch.no_grad():
+        assert torch.equal(unet(x, t).sample, before)
+    monkeypatch.undo()
+    convert_unet(unet, K=4, coding=coding, spiking=spiking)  # and a later conversion goes through
+    assert unet.fs_config.coding == coding and unet.fs_config.spiking == spiking
