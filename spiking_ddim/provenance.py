@@ -33,18 +33,43 @@ def weights_digest(model: nn.Module) -> str:
     """SHA-256 of ``model``'s weights and buffers (sorted by name: name, shape, and the bytes
     of the values, floating point ones widened to float32 so that a half-precision copy of
     the same weights hashes alike), leaving out FS neurons' parameters; a hex string."""
-    from .fs_activation import FSActivation
-
-    skip = {f"{n}." for n, m in model.named_modules() if isinstance(m, FSActivation)}
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        if any(name.startswith(s) for s in skip):
-            continue
-        t = t.detach().to("cpu")
+    for name, t in sorted(network_state(model).items()):
         t = (t.float() if t.is_floating_point() else t).contiguous()  # fp16 / bf16 widen exactly
         h.update(f"{name}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def network_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s weights and buffers (on the CPU, detached) without the FS neurons', by name."""
+    from .fs_activation import FSActivation
+
+    skip = tuple(f"{n}." for n, m in model.named_modules() if isinstance(m, FSActivation))
+    return {name: t.detach().to("cpu") for name, t in model.state_dict().items() if not name.startswith(skip)}
+
+
+# A reference whose weights differ from the model's by more than this (median over weight
+# tensors of |w_ref - w| / |w|) is not a version of it: fine-tuning moves weights by far less,
+# two independently trained networks differ by about sqrt(2).
+UNRELATED_DISTANCE = 0.5
+
+
+def unrelated(model: nn.Module, other: nn.Module) -> Optional[str]:
+    """Why ``other`` cannot be a version of ``model`` (another architecture, or weights that
+    share nothing), or None when it may be: the check behind a reference given by path."""
+    mine, theirs = network_state(model), network_state(other)
+    shapes = {k: tuple(v.shape) for k, v in mine.items()}
+    differ = [k for k in shapes.keys() | theirs.keys() if shapes.get(k) != (tuple(theirs[k].shape) if k in theirs else None)]
+    if differ:
+        return (f"another architecture ({len(differ)} of {len(shapes.keys() | theirs.keys())} weight tensors missing "
+                f"or shaped differently, e.g. {sorted(differ)[0]})")
+    distances = sorted(float((theirs[k].float() - v.float()).norm() / v.float().norm().clamp_min(1e-12))
+                       for k, v in mine.items() if v.is_floating_point() and v.ndim >= 2)
+    if distances and distances[len(distances) // 2] > UNRELATED_DISTANCE:
+        return (f"unrelated weights (the median weight tensor differs by {distances[len(distances) // 2]:.2f} of its "
+                f"norm; a fine-tuned copy of the same model differs by far less than {UNRELATED_DISTANCE})")
+    return None
 
 
 def source_name(name_or_path: Union[str, os.PathLike]) -> str:

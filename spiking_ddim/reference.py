@@ -8,7 +8,9 @@
 * ``self``: the converted pipeline's own weights with the original activations (the FS
   sites switched to Swish / GELU). Equal to ``source`` until the weights are fine-tuned.
 * any other string: a pipeline directory or hub id, loaded as given; its converted
-  components' digests are reported, not required to match.
+  components' digests are reported, not required to match, and the record warns when a
+  component cannot be a version of the converted one (another architecture, or weights
+  that share nothing: :func:`spiking_ddim.provenance.unrelated`).
 
 :func:`reference_pipeline` returns the pipeline and a record of what was used, for
 metrics.json and the printed header.
@@ -23,7 +25,7 @@ from diffusers import DiffusionPipeline
 
 from .convert import revert_unet
 from .pipelines import converted_components, load_pipeline
-from .provenance import describe_source, source_location, weights_digest
+from .provenance import describe_source, source_location, unrelated, weights_digest
 
 REFERENCES = ("source", "self")
 
@@ -45,7 +47,7 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
         ref = copy.deepcopy(fs_pipe)
         for name, m in converted_components(ref).items():
             ref.register_modules(**{name: revert_unet(m)})  # the same weights, the original activations
-        return ref, {"kind": "self", "model": None,
+        return ref, {"kind": "self", "model": None, "warnings": [],
                      "description": "the converted model's own weights with the original activations"}
     if reference == "source":
         sources = {m.fs_config.source_model for m in done.values()}
@@ -58,7 +60,7 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
         name = reference
         ref = load_pipeline(reference, scheduler=scheduler)
     ref.scheduler = type(fs_pipe.scheduler).from_config(fs_pipe.scheduler.config)
-    digests = {}
+    digests, warnings = {}, []
     for component, m in done.items():
         other = getattr(ref, component, None)
         if other is None:
@@ -73,9 +75,13 @@ def reference_pipeline(fs_pipe: DiffusionPipeline, reference: str = "source", sc
                              f"{digests[component]['weights_sha256'][:12]}...): the source has changed (or the model was converted "
                              "from a lower-precision copy); pass "
                              "--reference PATH (the original model) or --reference self")
+        why = unrelated(m, other) if reference != "source" else None
+        if why is not None:
+            warnings.append(f"the reference {name} cannot be the {component} this model was converted from: {why}; "
+                            "its images are not what the FS model approximates")
     kind = "source" if reference == "source" else "path"
     what = ("the model it was converted from" if kind == "source" else "a model given by --reference")
-    return ref, {"kind": kind, "model": name, "components": digests,
+    return ref, {"kind": kind, "model": name, "components": digests, "warnings": warnings,
                  "description": f"{describe_source(name)} ({what})"}
 
 

@@ -581,3 +581,43 @@ def test_metrics_takes_real_none_as_sample_does(tmp_path, cli):
     code, out, err = cli("metrics", "--real", "none", "--fake", tmp_path / "b", "--original", tmp_path / "a")
     assert code == 0, err
     assert "median" in out and "FID" not in out
+
+
+# --- a reference that cannot be the model's source is flagged (issue 29) ---------------------------------------------
+
+
+def _tiny_ddim(seed, channels=(8, 16)):
+    from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=channels, layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4)
+    return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=50))
+
+
+def test_a_reference_of_another_architecture_or_unrelated_weights_is_flagged(tmp_path):
+    import copy
+
+    from spiking_ddim import convert_pipeline
+    from spiking_ddim.provenance import unrelated
+    from spiking_ddim.reference import reference_pipeline
+
+    source = _tiny_ddim(0)
+    tuned = copy.deepcopy(source)
+    with torch.no_grad():
+        for p in tuned.unet.parameters():
+            p.mul_(1.05)  # a fine-tune's worth of change
+    other, wider = _tiny_ddim(1), _tiny_ddim(0, channels=(16, 16))
+    for name, pipe in (("source", source), ("tuned", tuned), ("other", other), ("wider", wider)):
+        pipe.save_pretrained(tmp_path / name)
+    assert unrelated(source.unet, tuned.unet) is None
+    assert unrelated(source.unet, other.unet).startswith("unrelated weights")
+    assert unrelated(source.unet, wider.unet).startswith("another architecture")
+    fs = copy.deepcopy(source)
+    convert_pipeline(fs, K=4)
+    assert unrelated(fs.unet, source.unet) is None  # the FS neurons are no part of the comparison
+    for name, flagged in (("source", False), ("tuned", False), ("other", True), ("wider", True)):
+        _, record = reference_pipeline(fs, str(tmp_path / name))
+        assert bool(record["warnings"]) is flagged, (name, record["warnings"])
+        assert all("cannot be the unet this model was converted from" in w for w in record["warnings"])

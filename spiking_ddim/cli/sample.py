@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if main_process:
             print(summary, file=sys.stderr)
             print(f"reference: {reference['description']}", file=sys.stderr)
+            for warning in reference.get("warnings", []):
+                print(f"WARNING: reference: {warning}", file=sys.stderr)
             scheduler = scheduler_record(fs_pipe)
             if scheduler["source"].startswith("DEFAULT"):
                 print(f"WARNING: scheduler: {scheduler['source']}", file=sys.stderr)

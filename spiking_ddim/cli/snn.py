@@ -161,6 +161,9 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
         reference, record = reference_pipeline(student, how, args.scheduler, original=plain)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: reference: {e}") from None
+    if show_progress:
+        for warning in record.get("warnings", []):
+            print(f"WARNING: reference: {warning}", file=sys.stderr)
     return student, reference, options, record
 
 
