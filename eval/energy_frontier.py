@@ -38,6 +38,7 @@ from tqdm import tqdm
 from fs_neurons.figures import new_figure, save_figure
 from fs_neurons.files import atomic_write_text
 from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
+from spiking_ddim.cli.common import StageBars
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.metrics import compare, extract_features, generation_metrics, spread_cells
@@ -252,8 +253,8 @@ def main(argv=None) -> int:
         fs = copy.deepcopy(pipe)
         convert_pipeline(fs, K=K)
         t0 = time.perf_counter()
-        with tqdm(desc=f"K={K}: fit site options", unit="phase", dynamic_ncols=True) as bar:
-            found = fit_site_options(fs, args.options, progress=lambda done, total: bar.update(done - bar.n))
+        with StageBars(f"K={K}: site options: ") as bars:
+            found = fit_site_options(fs, args.options, progress=bars)
         seconds[K] = round(time.perf_counter() - t0, 1)
         for budget in tqdm([None, *budgets], desc=f"K={K}: budgets", unit="point", dynamic_ncols=True):
             try:

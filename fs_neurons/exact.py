@@ -421,6 +421,7 @@ def search_many(
     starts: Optional[Sequence[Optional[tuple[torch.Tensor, torch.Tensor]]]] = None,
     on_round: Optional[Callable[[int, torch.Tensor], None]] = None,
     objective: Optional[SpikeObjective] = None,
+    on_step: Optional[Callable[[int, int], None]] = None,
 ) -> tuple[list[Candidates], list[list[float]]]:
     """The ``ours`` search for one K on G distributions at once, one neuron each, all
     candidates in one batch (the Python overhead of a step is paid once for all G).
@@ -432,7 +433,8 @@ def search_many(
     ``generators[g]``. Every phase runs to its count (no clock is read), so the result
     depends only on the inputs and the generators.
     Returns each distribution's elite (best first) and its best error after each phase;
-    ``on_round(phase, best)`` gets the G best errors (G,) after each phase.
+    ``on_round(phase, best)`` gets the G best errors (G,) after each phase, ``on_step(done,
+    total)`` the exact-gradient steps taken and :attr:`OursConfig.iterations` after each.
 
     With an ``objective`` candidates are refined and ranked by its score (error plus spike
     cost, within each distribution's spike budget), and "best" means lowest score; a
@@ -450,6 +452,13 @@ def search_many(
                   for st in starts]
     n_random = round(config.random_share * config.pool)
     elite, history = None, []
+    taken = [0]
+
+    def stepped(_i: int, _score: torch.Tensor) -> None:
+        taken[0] += 1
+        on_step(taken[0], config.iterations)
+
+    step = None if on_step is None else stepped
 
     def phase_done(found: Candidates) -> Candidates:
         merged = found if elite is None else _merge(elite, found)
@@ -475,11 +484,11 @@ def search_many(
                 if row is not None:
                     rows.append(row)  # refined too
         h, T, group = _batch(pools)
-        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep, group=group,
+        found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep, step, group=group,
                        objective=objective).best(config.elite)
         if config.elite_iters > 0:
-            more = refine(found.h, found.T, moments, config.elite_iters, config.elite_lr, group=found.group,
-                          objective=objective)
+            more = refine(found.h, found.T, moments, config.elite_iters, config.elite_lr, on_step=step,
+                          group=found.group, objective=objective)
             found = _merge(found, more).best(config.elite)
         elite = phase_done(found)
     for _ in range(config.rounds):
@@ -490,10 +499,10 @@ def search_many(
                          for i in range(config.mutants)])
         kh, kT, kg = _batch(kids)
         elite = phase_done(refine(kh, kT, moments, config.round_iters, config.round_lr, config.cull_at, config.keep,
-                                  group=kg, objective=objective))
+                                  step, group=kg, objective=objective))
     if config.polish_iters > 0:
         top = elite.best(1)
-        elite = phase_done(refine(top.h, top.T, moments, config.polish_iters, config.polish_lr, group=top.group,
-                                  objective=objective))
+        elite = phase_done(refine(top.h, top.T, moments, config.polish_iters, config.polish_lr, on_step=step,
+                                  group=top.group, objective=objective))
     elites = [elite.take((elite.group == g).nonzero().squeeze(1)) for g in range(G)]
     return elites, [[float(row[g]) for row in history] for g in range(G)]

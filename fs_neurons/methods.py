@@ -191,16 +191,12 @@ def fit_ours_many(
     t0 = time.perf_counter()
     inits = None if starts is None else [
         None if st is None else tuple(torch.as_tensor(v, dtype=torch.float64) for v in st) for st in starts]
-    rounds = config.restarts + config.rounds + 1
     if progress is not None:
-        progress("ours", 0, rounds)
+        progress("ours", 0, config.iterations)
     elites, histories = exact.search_many(
-        dists, target, K, config, [torch.Generator().manual_seed(int(s)) for s in seeds], inits,
-        on_round=None if progress is None else (lambda phase, _best: progress("ours", phase, rounds)),
-        objective=objective,
+        dists, target, K, config, [torch.Generator().manual_seed(int(s)) for s in seeds], inits, objective=objective,
+        on_step=None if progress is None else (lambda done, total: progress("ours", done, total)),
     )
-    if progress is not None:
-        progress("ours", rounds, rounds)
     seconds = (time.perf_counter() - t0) / len(dists)
     fits = []
     for dist, seed, elite, history in zip(dists, seeds, elites, histories):

@@ -28,6 +28,12 @@ class OursConfig:
     polish_iters: int = 1000  # final refinement of the best neuron
     polish_lr: float = 0.005
 
+    @property
+    def iterations(self) -> int:
+        """Exact-gradient steps of one search, every phase counted: what its progress counts."""
+        return (self.restarts * (self.iters + self.elite_iters) + self.rounds * self.round_iters
+                + self.polish_iters)
+
     def validate(self) -> None:
         """``ValueError`` naming the first setting out of range."""
         for name in ("pool", "restarts", "elite"):

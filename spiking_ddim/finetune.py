@@ -18,7 +18,7 @@ from diffusers import DiffusionPipeline
 from fs_neurons.seeds import stream
 
 from .diffusion import ddim_noise_gain
-from .pipelines import DenoiserCalls, SamplingOptions, generate, record_denoiser_calls
+from .pipelines import DenoiserCalls, Progress, SamplingOptions, generate, record_denoiser_calls
 from .sites import fs_activations
 
 TRAJECTORY_SEED = stream("trajectories")  # first seed of the reference's runs for trajectories and held-out images
@@ -33,11 +33,11 @@ def trainable(unet: torch.nn.Module, train_unet: bool, train_neurons: bool = Tru
     return [p for p in unet.parameters() if p.requires_grad]
 
 
-def trajectory_calls(reference: DiffusionPipeline, options: SamplingOptions,
-                     indices: Sequence[int]) -> tuple[DenoiserCalls, torch.Tensor]:
+def trajectory_calls(reference: DiffusionPipeline, options: SamplingOptions, indices: Sequence[int],
+                     progress: Progress = None) -> tuple[DenoiserCalls, torch.Tensor]:
     """The reference UNet's calls while sampling images ``indices`` (the same on every
-    process) and each call's loss weight (N,), mean 1."""
-    calls = record_denoiser_calls(reference, indices, options, seed=TRAJECTORY_SEED)
+    process) and each call's loss weight (N,), mean 1; ``progress`` counts the calls."""
+    calls = record_denoiser_calls(reference, indices, options, seed=TRAJECTORY_SEED, progress=progress)
     weight = ddim_noise_gain(reference.scheduler, calls.timestep) ** 2
     return calls, weight / weight.mean()
 

@@ -13,12 +13,13 @@ of such runs (for distillation).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
@@ -320,12 +321,42 @@ class DenoiserCalls:
 _RECORDED = ("sample", "timestep", "encoder_hidden_states")
 
 
+# progress(stage, done, total) of a long library call, one count per stage (shown by the CLI as a bar per stage)
+Progress = Optional[Callable[[str, int, int], None]]
+
+
+@contextlib.contextmanager
+def counting_denoiser_calls(pipe: DiffusionPipeline, images: int, batch_size: int, options: SamplingOptions,
+                            progress: Progress, stage: str) -> Iterator[None]:
+    """Inside the block, ``progress(stage, done, total)`` after every call of ``pipe``'s
+    denoiser: ``total`` = the denoising steps of sampling ``images`` images in batches of
+    ``batch_size`` with ``options`` (a pipeline that calls its denoiser more often counts on
+    past it, ``total`` then grows with ``done``)."""
+    if progress is None:
+        yield
+        return
+    total = -(-images // batch_size) * options.steps
+    done = [0]
+
+    def count(*_args) -> None:
+        done[0] += 1
+        progress(stage, done[0], max(total, done[0]))
+
+    progress(stage, 0, total)
+    handle = denoiser(pipe).register_forward_hook(count)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def record_denoiser_calls(pipe: DiffusionPipeline, indices: Sequence[int], options: SamplingOptions, seed: int = 0,
-                          batch_size: int = 64) -> DenoiserCalls:
+                          batch_size: int = 64, progress: Progress = None) -> DenoiserCalls:
     """Sample images ``indices`` (as :func:`generate`) and keep every call of the pipeline's
     UNet: what a converted UNet sees when it samples (latents, timesteps, text embeddings
-    and classifier-free guidance as the pipeline does them). Raises ``ValueError`` when the
-    pipeline passes the UNet conditioning other than text embeddings."""
+    and classifier-free guidance as the pipeline does them); ``progress("record calls",
+    done, total)`` counts them. Raises ``ValueError`` when the pipeline passes the UNet
+    conditioning other than text embeddings."""
     unet = denoiser(pipe)
     calls: list[tuple] = []
 
@@ -344,8 +375,9 @@ def record_denoiser_calls(pipe: DiffusionPipeline, indices: Sequence[int], optio
 
     handle = unet.register_forward_hook(hook, with_kwargs=True)
     try:
-        for start in range(0, len(indices), batch_size):
-            generate(pipe, indices[start:start + batch_size], options, seed)
+        with counting_denoiser_calls(pipe, len(indices), batch_size, options, progress, "record calls"):
+            for start in range(0, len(indices), batch_size):
+                generate(pipe, indices[start:start + batch_size], options, seed)
     finally:
         handle.remove()
     ehs = None if calls[0][2] is None else torch.cat([c[2] for c in calls])

@@ -393,3 +393,45 @@ def test_calibration_is_deterministic_for_a_seed(tmp_path):
     # the time embedding feeds every ResnetBlock: those sites share one fit
     temb = [s for s in results[0][0] if s[0].endswith("nonlinearity[1]")]
     assert len(temb) > 1 and len({s[1:] for s in temb}) == 1
+
+
+def test_long_library_calls_report_progress_in_every_stage(tmp_path):
+    """Calibration, delta encoder fits and trajectory recording report each stage (the
+    denoiser calls that record, the exact-gradient steps that fit) as it goes, ending at
+    their totals, so a command's bars never sit at 0 through a long stage."""
+    from fs_neurons.exact import OursConfig
+    from spiking_ddim.calibration import fit_delta
+    from spiking_ddim.finetune import trajectory_calls
+
+    quick = OursConfig(pool=8, restarts=1, iters=10, elite=2, elite_iters=10, rounds=1, mutants=4, round_iters=10,
+                       polish_iters=10)
+    pipe, options, _, _ = build("ddpm", tmp_path)
+
+    def recorder():
+        seen = {}
+
+        def progress(stage, done, total):
+            seen.setdefault(stage, []).append((done, total))
+        return seen, progress
+
+    fs = copy.deepcopy(pipe)
+    convert_pipeline(fs, K=4)
+    seen, progress = recorder()
+    calibrate(fs, options, num_images=3, search=quick, progress=progress)
+    assert list(seen) == ["record inputs", "fit sites"]
+    assert seen["record inputs"][-1] == (options.steps, options.steps)  # one batch of 3 images
+    fits = seen["fit sites"]
+    assert [d for d, _ in fits] == sorted(d for d, _ in fits) and fits[-1][0] == fits[-1][1] == quick.iterations
+    assert len(fits) >= quick.iterations  # every exact-gradient step, not only each phase
+
+    fs = copy.deepcopy(pipe)
+    convert_pipeline(fs, K=4, coding="delta")
+    seen, progress = recorder()
+    fit_delta(fs, options, num_images=3, batch_size=2, search=quick, progress=progress)
+    assert list(seen)[-2:] == ["record changes", "fit encoders"]
+    assert seen["record changes"][-1] == (2 * options.steps, 2 * options.steps)  # two batches
+    assert seen["fit encoders"][-1] == (quick.iterations, quick.iterations)
+
+    seen, progress = recorder()
+    trajectory_calls(pipe, options, range(2), progress=progress)
+    assert seen["record calls"][0] == (0, options.steps) and seen["record calls"][-1] == (options.steps, options.steps)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Callable, Optional
+from typing import Optional
 
 from diffusers import DiffusionPipeline
 
@@ -44,7 +44,7 @@ from fs_neurons.signed import SignedFSNeuron
 
 from ..convert import SiteReport
 from ..delta import step_coding
-from ..pipelines import SamplingOptions, converted_components
+from ..pipelines import Progress, SamplingOptions, converted_components
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
 from .delta import DELTA_IMAGES, check_delta_fit, fit_delta, last_delta_fit, refit_delta
@@ -73,7 +73,7 @@ def fit_site_options(
     num_images: int = 16,
     seed: int = 0,
     search: OursConfig = CALIBRATION_SEARCH,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Progress = None,
     weights: tuple[float, ...] = SPIKE_GRID,
     budget: Optional[SpikeBudget] = None,
 ) -> SiteOptions:
@@ -90,7 +90,7 @@ def fit_site_options(
         measure_costs(pipe, options, found)
         if budget is not None:
             budget_limit(found, budget)
-    inputs = record_site_inputs(pipe, options, num_images, seed=stream("calibration-inputs", seed))
+    inputs = record_site_inputs(pipe, options, num_images, seed=stream("calibration-inputs", seed), progress=progress)
     jobs = {}  # inputs and start -> (activation, K, samples, start)
     for name, model in converted_components(pipe).items():
         for path, act in fs_activations(model):
@@ -115,7 +115,7 @@ def calibrate(
     num_images: int = 16,
     seed: int = 0,
     search: OursConfig = CALIBRATION_SEARCH,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Progress = None,
     budget: Optional[SpikeBudget] = None,
 ) -> list[SiteReport]:
     """Refit every FS site of a converted pipeline (all its FS components) to the inputs it
@@ -126,7 +126,8 @@ def calibrate(
     elsewhere) with the neuron's MSE and expected spikes on the site's inputs before and
     after. Sites with the same inputs and start (a UNet's ResnetBlocks all take Swish of the
     one time embedding) are fitted once, and all fits of one K run as one batched search
-    (:func:`fs_neurons.fit_ours_many`); ``progress(done, total)`` counts its phases.
+    (:func:`fs_neurons.fit_ours_many`); ``progress(stage, done, total)`` counts the
+    denoiser calls that record the inputs and the exact-gradient steps of the fits.
     """
     weights = (0.0,) if budget is None else SPIKE_GRID
     with contextlib.ExitStack() as stack:  # delta-coded models: calibration prices and fits full codes

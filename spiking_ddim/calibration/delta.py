@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 from diffusers import DiffusionPipeline
@@ -31,7 +31,7 @@ from ..delta import encoders, reset_net, step_coding
 from ..energy import measure_cost
 from ..errors import SettingError
 from ..monitors import ChangeMonitor
-from ..pipelines import SamplingOptions, converted_components, generate
+from ..pipelines import Progress, SamplingOptions, converted_components, counting_denoiser_calls, generate
 from ..record import add_event
 from ..sites import fs_activations, original_activations
 from .options import CALIBRATION_SEARCH
@@ -89,7 +89,7 @@ def fit_delta(
     num_images: int = DELTA_IMAGES,
     seed: int = 0,
     spike_weight: Optional[float] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Progress = None,
     batch_size: int = 8,
     search: OursConfig = CALIBRATION_SEARCH,
     price: str = DELTA_PRICE,
@@ -125,6 +125,7 @@ def fit_delta(
         for name, model in models.items():
             stack.enter_context(original_activations(model))
             monitors[name] = stack.enter_context(ChangeMonitor(model, seed=seed))
+        stack.enter_context(counting_denoiser_calls(pipe, num_images, batch_size, options, progress, "record changes"))
         for start in range(0, num_images, batch_size):
             for m in monitors.values():
                 m.new_run()
@@ -144,13 +145,15 @@ def fit_delta(
     by_K: dict[int, list[_Job]] = {}
     for job in jobs:
         by_K.setdefault(job.encoder.K, []).append(job)
-    for K, group in by_K.items():
+    total = len(by_K) * search.iterations  # the exact-gradient steps of every search, for progress
+    for n, (K, group) in enumerate(by_K.items()):
         changes = [float((j.samples * j.samples).mean()) for j in group]
         scale = changes if price == "change" else [j.mean_square_value for j in group]
         fits = fit_ours_many("relu", K, [InputDistribution.from_samples(j.samples) for j in group],
                              [seed + n for n in range(len(group))], search,
                              [_binary_start(j.samples, K) for j in group],
-                             None if progress is None else (lambda _stage, done, total: progress(done, total)),
+                             None if progress is None else (lambda _stage, done, _total, n=n: progress(
+                                 "fit encoders", n * search.iterations + done, total)),
                              spike_weight=[spike_weight * v * j.fanout for v, j in zip(scale, group)])
         for job, fit, ms in zip(group, fits, changes):
             job.encoder.set_params(fit.h, fit.d, fit.T)
@@ -171,7 +174,7 @@ def fit_delta(
 
 
 def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
-                progress: Optional[Callable[[int, int], None]] = None) -> list[dict]:
+                progress: Progress = None) -> list[dict]:
     """Fit the delta encoders of ``pipe`` again, with the images, seed, spike weight, price and cost of
     the model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
     changed since (fine-tuning with ``--train-unet``), whose sites now see other changes.

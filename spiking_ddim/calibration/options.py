@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from diffusers import DiffusionPipeline
@@ -26,7 +26,7 @@ from fs_neurons.targets import resolve_activation
 
 from ..fs_activation import make_neurons
 from ..monitors import SiteInputMonitor
-from ..pipelines import SamplingOptions, converted_components, generate
+from ..pipelines import Progress, SamplingOptions, converted_components, counting_denoiser_calls, generate
 from ..sites import fs_activations, original_activations
 
 # A light search: the bank entry is already good; calibration adapts it to one site. All
@@ -83,9 +83,11 @@ class SiteOptions:
 
 @torch.no_grad()
 def record_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = SamplingOptions(), num_images: int = 16,
-                       batch_size: int = 16, seed: int = stream("calibration-inputs")) -> SiteInputMonitor:
+                       batch_size: int = 16, seed: int = stream("calibration-inputs"),
+                       progress: Progress = None) -> SiteInputMonitor:
     """Sample ``num_images`` images through ``pipe`` with the original activations in every FS
-    component; the monitor holding each call site's inputs (:meth:`SiteInputMonitor.samples`)."""
+    component; the monitor holding each call site's inputs (:meth:`SiteInputMonitor.samples`).
+    ``progress("record inputs", done, total)`` counts the denoiser's calls."""
     components = converted_components(pipe)
     if not components:
         raise ValueError(f"{type(pipe).__name__} has no FS components to calibrate; convert it first")
@@ -94,6 +96,7 @@ def record_site_inputs(pipe: DiffusionPipeline, options: SamplingOptions = Sampl
         for model in components.values():
             stack.enter_context(original_activations(model))
         stack.enter_context(monitor)
+        stack.enter_context(counting_denoiser_calls(pipe, num_images, batch_size, options, progress, "record inputs"))
         for start in range(0, num_images, batch_size):
             generate(pipe, range(start, min(start + batch_size, num_images)), options, seed)
     return monitor
@@ -130,35 +133,36 @@ def padded(params: dict, K: int, hi: float) -> dict:
             "T": list(params["T"]) + [top] * extra}
 
 
-def fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Optional[Callable[[int, int], None]],
+def fit_jobs(jobs: list[tuple], seed: int, search: OursConfig, progress: Progress,
               weights: tuple[float, ...] = (0.0,)) -> list[tuple[list[Option], float, float]]:
     """Refit each job (activation, K, samples, start) to its samples at each spike weight
     (``weights`` times the start's MSE, per spike), the jobs of one activation and K in one
     batched search (job n draws from seed + n): per job its options (the plain fit, never
     worse than the start, first) and the start's MSE and expected spikes. With more than
     one weight, also neurons of :func:`lower_steps` time steps (from their bank entry, at
-    :data:`LOWER_K_GRID`), padded to K, and a never-spiking one last."""
+    :data:`LOWER_K_GRID`), padded to K, and a never-spiking one last. ``progress("fit sites",
+    done, total)`` counts the exact-gradient steps of all searches."""
     results: list = [None] * len(jobs)
     batches: dict[tuple[str, int], list[int]] = {}
     for n, (activation, K, _, _) in enumerate(jobs):
         batches.setdefault((activation, K), []).append(n)
     budgeted = len(weights) > 1
     searches = sum(1 + (len(lower_steps(K)) if budgeted else 0) for _, K in batches)
-    done, total = 0, searches * (search.restarts + search.rounds + 1)
+    done, total = 0, searches * search.iterations
 
     def fit(members: list[int], dists: list, K: int, starts: list[dict], grid: tuple[float, ...],
             mses: list[float]) -> list[list[Option]]:
         """Per member, its fits at each weight of ``grid`` (times its ``mses`` entry)."""
         nonlocal done
 
-        def step(_stage: str, phase: int, _rounds: int, offset: int = done) -> None:
+        def step(_stage: str, steps: int, _steps: int, offset: int = done) -> None:
             if progress is not None:
-                progress(offset + phase, total)
+                progress("fit sites", offset + steps, total)
 
         fits = fit_ours_many(jobs[members[0]][0], K, dists * len(grid), [seed + n for n in members] * len(grid),
                              search, [(st["h"], st["T"]) for st in starts] * len(grid), step,
                              spike_weight=[w * mse for w in grid for mse in mses])
-        done += search.restarts + search.rounds + 1
+        done += search.iterations
         return [[Option.of(fits[k * len(members) + j]) for k in range(len(grid))] for j in range(len(members))]
 
     for (activation, K), members in batches.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from diffusers import DiffusionPipeline
@@ -59,12 +59,28 @@ def require_positive(args: argparse.Namespace, *names: str) -> None:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
 
-def tqdm_progress(bar: tqdm) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback that drives ``bar``."""
-    def update(done: int, total: int) -> None:
+class StageBars:
+    """A ``progress(stage, done, total)`` callback of the library (calibration, encoder fits,
+    searches, recording) shown as one tqdm bar per stage, each named ``prefix + stage``;
+    a context manager that closes them."""
+
+    def __init__(self, prefix: str = "", show: bool = True):
+        self.prefix, self.show, self.bars = prefix, show, {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{self.prefix}{stage}", dynamic_ncols=True,
+                                          disable=not self.show, mininterval=0.5)
         bar.total = total
         bar.update(done - bar.n)
-    return update
+
+    def __enter__(self) -> "StageBars":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
@@ -133,9 +149,9 @@ def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, option
     if coding == "delta":
         images, price = args.delta_images or DELTA_IMAGES, args.delta_price or DELTA_PRICE
         cost = args.delta_cost or DELTA_COST
-        with tqdm(desc="delta coding: fit encoders", unit="phase", dynamic_ncols=True, disable=not show) as bar:
+        with StageBars("delta coding: ", show) as bars:
             sites = fit_delta(pipe, options, num_images=images, spike_weight=args.delta_spike_weight,
-                              progress=tqdm_progress(bar), price=price, cost=cost)
+                              progress=bars, price=price, cost=cost)
         spikes = sum(r["spikes_per_change"] for r in sites) / len(sites)
         weight = pipe.unet.fs_config.events("delta-fit")[-1]["spike_weight"]
         lines.append(f"delta coding: {len(sites)} encoders fitted to the changes of {images} images "
@@ -162,10 +178,9 @@ def budget_from_flags(args: argparse.Namespace, constants: EnergyConstants = Ene
 def calibrate_with_bar(pipe: DiffusionPipeline, options: SamplingOptions, num_images: int = 16, seed: int = 0,
                        show: bool = True, budget: Optional[SpikeBudget] = None) -> tuple[list[SiteReport], str]:
     """:func:`calibrate` under a progress bar; the site reports and a one-line summary."""
-    with tqdm(desc="calibrate: fit sites", unit="fit", dynamic_ncols=True, disable=not show) as bar:
+    with StageBars("calibrate: ", show) as bars:
         try:
-            sites = calibrate(pipe, options, num_images=num_images, seed=seed, progress=tqdm_progress(bar),
-                              budget=budget)
+            sites = calibrate(pipe, options, num_images=num_images, seed=seed, progress=bars, budget=budget)
         except ValueError as e:
             raise SystemExit(f"error: calibration: {e}") from None
     return sites, describe_calibration(calibration_outcome(sites), budget)

@@ -96,14 +96,7 @@ def add_fs_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_fs)
 
 
-def _bar(desc: str, total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ep", dynamic_ncols=True, mininterval=0.5)
-
-
 def run_fs(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from fs_neurons.distribution import InputDistribution
     from fs_neurons.files import atomic_write_text
@@ -112,7 +105,7 @@ def run_fs(args: argparse.Namespace) -> int:
     from fs_neurons.plots import plot_approximation, plot_losses, plot_tendency, stage_curves
     from fs_neurons.targets import resolve_activation
 
-    from .common import prepare_output_dir
+    from .common import StageBars, prepare_output_dir
 
     try:
         check_K(args.K)
@@ -128,22 +121,13 @@ def run_fs(args: argparse.Namespace) -> int:
     methods = METHODS if args.method == "all" else (args.method,)
     fits: dict[str, FSFit] = {}
     if any(m in BASELINES for m in methods):
-        bars: dict[str, tqdm] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar = bars.setdefault(stage, _bar(stage, total))
-            bar.update(done - bar.n)
-
-        res = fit_baselines(name, args.K, [args.seed], dist, args.epochs, args.lr, args.tendency, args.noise_std,
-                            progress=progress)
-        for bar in bars.values():
-            bar.close()
+        with StageBars() as bars:  # one bar per training stage, in epochs
+            res = fit_baselines(name, args.K, [args.seed], dist, args.epochs, args.lr, args.tendency, args.noise_std,
+                                progress=bars)
         fits.update({m: res[(m, args.seed)] for m in BASELINES if m in methods})
     if "ours" in methods:
-        config = search_config_from_args(args)
-        bar = tqdm(total=config.restarts + config.rounds + 1, desc="ours (search phases)", unit="phase", dynamic_ncols=True)
-        fits["ours"] = fit_ours(name, args.K, dist, args.seed, config, progress=lambda _s, done, _t: bar.update(done - bar.n))
-        bar.close()
+        with StageBars() as bars:  # exact-gradient steps
+            fits["ours"] = fit_ours(name, args.K, dist, args.seed, search_config_from_args(args), progress=bars)
 
     atomic_write_text(out / "fits.json", json.dumps([f.to_json() for f in fits.values()], indent=1) + "\n")
     plot_approximation(list(fits.values()), out / "approximation.png", dist)

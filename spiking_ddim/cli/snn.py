@@ -209,6 +209,7 @@ def _run_snn(args: argparse.Namespace) -> int:
     from ..record import add_event
     from ..training import config_json, train
     from .ann import MODEL_DIR, begin_run, record_writer
+    from .common import StageBars
 
     cfg, accelerator, resume, previous = begin_run(args, "snn")
     needs_data = args.loss in ("denoise", "both") or args.distill_on == "data"
@@ -230,7 +231,8 @@ def _run_snn(args: argparse.Namespace) -> int:
     if teacher is not None:
         teacher.to(accelerator.device)
         if args.loss in ("distill", "both") and args.distill_on == "trajectories":
-            calls, weights = trajectory_calls(teacher, options, range(args.trajectories))
+            with StageBars("train snn: ", accelerator.is_main_process) as bars:  # the reference's calls to learn from
+                calls, weights = trajectory_calls(teacher, options, range(args.trajectories), progress=bars)
         if args.held_out > 0:
             student.to(accelerator.device)
             held_out = range(args.trajectories, args.trajectories + args.held_out)
@@ -286,13 +288,11 @@ def _run_snn(args: argparse.Namespace) -> int:
 def _refit_delta(student, options) -> None:
     """Trained weights change what every site sees from step to step: fit the delta encoders
     again, as the model's last fit did (images, seed, spike weight, price, cost)."""
-    from tqdm import tqdm
-
     from ..calibration import refit_delta
-    from .common import tqdm_progress
+    from .common import StageBars
 
-    with tqdm(desc="delta coding: refit encoders to the trained weights", unit="phase", dynamic_ncols=True) as bar:
-        sites = refit_delta(student, options, progress=tqdm_progress(bar))
+    with StageBars("delta coding, refit to the trained weights: ") as bars:
+        sites = refit_delta(student, options, progress=bars)
     print(f"delta coding: {len(sites)} encoders refitted to the trained weights' changes", file=sys.stderr)
 
 
