@@ -121,8 +121,10 @@ def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=Fal
     """One table row for ``pipe`` (original or converted); ``real``: the real images' features
     (None: no FID / KID); ``held_out``: real images for x0-MAE (None: none)."""
     from spiking_ddim.energy import measure_cost
+    from spiking_ddim.held_out import check_pipeline_held_out
     from spiking_ddim.metrics.generation import generation_metrics
 
+    check_pipeline_held_out(pipe, args.seed, args.num_images)  # no scored image was seen by a fit
     with measure_cost(pipe) as meter:
         images, seconds = sample_all(pipe, args.options, args.num_images, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images, args.energy_constants)

@@ -45,6 +45,7 @@ from fs_neurons.files import atomic_write_text
 from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
 from spiking_ddim.defaults import DEFAULT_DELTA_K, DELTA_COSTS, DELTA_PRICES
 from spiking_ddim.energy import measure_cost
+from spiking_ddim.held_out import check_pipeline_held_out
 from spiking_ddim.metrics import compare, generation_metrics, spread_cells
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline
 
@@ -184,6 +185,7 @@ def energy_fields(energy) -> dict:
 
 
 def measure(fs, reference: torch.Tensor, real, options: SamplingOptions, args, n: int) -> dict:
+    check_pipeline_held_out(fs, args.seed, n)  # no scored image was seen by a fit
     with measure_cost(fs) as meter:
         images = sample(fs, options, n, args.batch_size, args.seed)
     m = compare(reference, images)

@@ -41,6 +41,7 @@ from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
 from spiking_ddim.cli.common import StageBars
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
+from spiking_ddim.held_out import check_pipeline_held_out
 from spiking_ddim.metrics import compare, extract_features, generation_metrics, spread_cells
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
 
@@ -74,6 +75,7 @@ def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> tor
 
 
 def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: str = None) -> dict:
+    check_pipeline_held_out(pipe, args.seed, args.num_images)  # no scored image was seen by a fit
     with measure_cost(pipe) as meter:
         images = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images)

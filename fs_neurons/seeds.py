@@ -17,7 +17,13 @@ STREAMS = {
     "calibration-costs": 20_000,  # the image that measures each site's neurons and accumulates per spike
     "calibration-sensitivity": 30_000,  # images and noise of the sensitivity measurement
     "trajectories": 1_000_000,  # the reference's runs for distillation trajectories and held-out images
+    "evaluation": 2_000_000,  # the held-out images a conversion is scored on for its model card
 }
+
+
+def seed_range(name: str, seed: int, images: int) -> list[int]:
+    """[first, last + 1) of the image seeds of ``images`` images from stream ``name``."""
+    return [stream(name, seed), stream(name, seed) + images]
 
 
 def stream(name: str, seed: int = 0) -> int:

@@ -8,6 +8,8 @@ image, its mean and the spread of the per-image PSNR, generation metrics against
 the FS model's history, the reference, the scheduler and every setting),
 ``comparison.png``, ``firing_rates.png`` and ``energy.png``. Images are (N, C, H, W) in
 [-1, 1]; MSE and PSNR on the [0, 1] scale; energy in joules per image.
+:func:`evaluate_conversion` is the same measurement on a few held-out images, for the
+record and the model card of a conversion.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from accelerate.utils import gather_object
 from diffusers import DiffusionPipeline
 
 from fs_neurons.files import atomic_write_text
+from fs_neurons.seeds import stream
 
 from .data import save_png, to_uint8
 from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost
+from .held_out import check_pipeline_held_out
 from .metrics import compare, generation_metrics, psnr_from_mse, psnr_spread
 from .metrics.generation import Features, GenerationMetrics
-from .pipelines import SamplingOptions, converted_components, scheduler_record
+from .pipelines import SamplingOptions, converted_components, generate, scheduler_record
 from .plots import plot_comparison, plot_energy_split, plot_firing_rates
+from .record import add_event
 from .sampling import plan_batches, sample_pairs
 from .sites import fs_activations
 
@@ -65,8 +70,11 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     """Sample, score and write the comparison of ``fs_pipe`` with ``original`` into ``out``
     (an empty folder); ``run``: extra settings recorded in metrics.json (the model as
     given, say); ``progress(n)`` after each batch of n images. Returns the
-    :class:`Comparison` on the main process, None on the others."""
+    :class:`Comparison` on the main process, None on the others. Raises
+    :class:`~spiking_ddim.errors.SettingError` (``seed``) before sampling when a scored image's
+    seed is one a fit of the model saw (:mod:`spiking_ddim.held_out`)."""
     components = converted_components(fs_pipe)
+    check_pipeline_held_out(fs_pipe, seed, num_images)  # no scored image was seen by a fit
     for sub in ("original", "fs"):
         (out / sub).mkdir(exist_ok=True)
     batches = plan_batches(num_images, batch_size, accelerator.process_index, accelerator.num_processes)
@@ -127,6 +135,32 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     plot_energy_split({name: energy.by_kind}, constants, out / "energy.png", steps=options.steps,
                       memory={name: energy.memory})
     return Comparison(metrics, scores, energy, header)
+
+
+@torch.no_grad()
+def evaluate_conversion(fs_pipe: DiffusionPipeline, reference: DiffusionPipeline, options: SamplingOptions,
+                        images: int = 8, batch_size: int = 8, reference_name: Optional[str] = None) -> dict:
+    """Score a converted pipeline against ``reference`` (the model it was converted from) on
+    ``images`` images from the held-out ``evaluation`` seed stream, the same noise for both:
+    PSNR of the mean MSE with its per-image spread, spikes per neuron per call, and the
+    energy per image over the ANN's (45 nm count, against an INT8 ANN, memory-aware). The
+    figures go into every converted component's history as an ``evaluate`` event (the model
+    card shows them) and are returned. A few images: a check a card can carry, not a benchmark."""
+    seed = stream("evaluation")
+    check_pipeline_held_out(fs_pipe, seed, images)
+    batches = [range(s, min(s + batch_size, images)) for s in range(0, images, batch_size)]
+    original = torch.cat([generate(reference, b, options, seed) for b in batches])
+    with measure_cost(fs_pipe) as meter:
+        fs = torch.cat([generate(fs_pipe, b, options, seed) for b in batches])
+    m, energy = compare(original, fs), meter.report().energy(images)
+    figures = {"reference": reference_name, "images": images, "image_seeds": [[seed, seed + images]],
+               "steps": options.steps, "psnr": m["mean_psnr"], **psnr_spread(m["psnr"]),
+               "spikes_per_neuron": energy.spikes_per_neuron, "energy_ratio": energy.ratio,
+               "energy_ratio_int8": energy.ratio_int8, "memory_ratio": energy.memory["ratio"],
+               "memory_ratio_int8": energy.memory["ratio_int8"]}
+    for model in converted_components(fs_pipe).values():
+        add_event(model, "evaluate", **figures)
+    return figures
 
 
 def metric_entries(scores: dict[str, GenerationMetrics]) -> dict:

@@ -101,6 +101,17 @@ class FSConfig:
         return found[-1].get("budget") if found else None
 
     @property
+    def evaluation(self) -> Optional[dict]:
+        """The figures of the last ``evaluate`` event, if no event that changes the model
+        (calibration, a delta or IF fit, fine-tuning) came after it; else None."""
+        for e in reversed(self.history):
+            if e["event"] == "evaluate":
+                return e
+            if e["event"] in CHANGES_MODEL:
+                return None
+        return None
+
+    @property
     def source_model(self) -> Optional[str]:
         return (self.source or {}).get("model")
 
@@ -195,6 +206,10 @@ class FSConfig:
         return cls(data["base_class"], K, data["method"], tuple(modules), coding,
                    delta_K if coding == "delta" else None, spiking, bool(data.get("per_site", True)),
                    data.get("act_fn"), source, tuple(history))
+
+
+# History events after which a model computes differently (its earlier figures no longer hold)
+CHANGES_MODEL = ("convert", "calibrate", "delta-fit", "if-baseline", "finetune")
 
 
 def add_event(model: nn.Module, event: str, **fields: Any) -> dict:

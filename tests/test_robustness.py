@@ -621,3 +621,113 @@ def test_a_reference_of_another_architecture_or_unrelated_weights_is_flagged(tmp
         _, record = reference_pipeline(fs, str(tmp_path / name))
         assert bool(record["warnings"]) is flagged, (name, record["warnings"])
         assert all("cannot be the unet this model was converted from" in w for w in record["warnings"])
+
+
+# --- no scored image shares a seed with an image a fit saw (issue 29) ------------------------------------------------
+
+
+def test_fit_streams_are_held_out_from_every_scored_range():
+    from spiking_ddim.held_out import calibration_seeds, check_held_out, delta_fit_seeds, trajectory_seeds
+
+    fitted = [("calibration", *r) for r in calibration_seeds(16, 0, budget=True)]
+    fitted += [("delta encoder fit", *r) for r in delta_fit_seeds(16)] + [("fine-tuning", *r) for r in
+                                                                         trajectory_seeds(64, 16)]
+    # as the streams place them: 10000.., 20000, 30000..30001, 1000000..
+    assert sorted((lo, hi) for _, lo, hi in fitted) == [(10_000, 10_016), (10_000, 10_016), (20_000, 20_001),
+                                                         (30_000, 30_002), (1_000_000, 1_000_080)]
+    check_held_out(fitted, 0, 10_000)  # the main job, the benchmarks and ten times more: held out
+    for seed, n in [(9_990, 11), (10_015, 1), (19_999, 2), (29_000, 1_001), (999_999, 5)]:
+        with pytest.raises(ValueError, match="scored images must be held out"):
+            check_held_out(fitted, seed, n)
+    for seed, n in [(9_990, 10), (10_016, 3_984), (20_001, 9_999), (30_002, 900_000)]:
+        check_held_out(fitted, seed, n)  # next to a fitted range, not in it
+
+
+def test_sample_refuses_a_seed_whose_images_a_fit_saw(tmp_path, cli, no_loading):
+    code, _, err = cli("sample", "--calibrate", "--seed", "9990", "--num-images", "20", "--out", tmp_path / "a")
+    assert code != 0 and "--seed: images 9990..10009 would include seeds 10000..10009" in err and "calibration" in err
+    code, _, err = cli("sample", "--coding", "delta", "--seed", "10015", "--num-images", "4", "--out", tmp_path / "b")
+    assert code != 0 and "delta encoder fit" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_converted_models_fits_are_held_out_when_it_is_scored(tmp_path, cli, tuned_model):
+    # tuned_model's history has a calibration of 16 images (seed 0), recorded before image_seeds existed
+    code, _, err = cli("sample", "--model", tuned_model, "--seed", "10010", *SMALL, "--real", "none",
+                       "--out", tmp_path / "s")
+    assert code != 0 and "images 10010..10013 would include seeds 10010..10013" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_fits_record_the_image_seeds_they_saw():
+    import copy
+
+    from fs_neurons.exact import OursConfig
+    from spiking_ddim import SamplingOptions, convert_pipeline
+    from spiking_ddim.calibration import calibrate, fit_delta
+    from spiking_ddim.held_out import fitted_seeds
+
+    pipe = _tiny_ddim(0)
+    options = SamplingOptions(steps=2)
+    quick = OursConfig(pool=4, restarts=1, iters=2, elite=1, elite_iters=2, rounds=0, polish_iters=2)
+    fs = copy.deepcopy(pipe)
+    convert_pipeline(fs, K=4, coding="delta")
+    calibrate(fs, options, num_images=3, seed=5, search=quick)
+    fit_delta(fs, options, num_images=2, seed=7, search=quick)
+    assert fitted_seeds(fs.unet.fs_config) == [("calibration", 10_005, 10_008), ("delta encoder fit", 10_007, 10_009)]
+
+
+# --- model cards describe the model beside them, with its figures (issue 29) -----------------------------------------
+
+
+def test_convert_writes_a_card_that_describes_the_model_and_carries_its_figures(tmp_path, cli):
+    import yaml
+
+    from spiking_ddim import load_pipeline
+
+    _tiny_ddim(0).save_pretrained(tmp_path / "ddim")
+    out = tmp_path / "delta"
+    code, stdout, err = cli("convert", "--model", tmp_path / "ddim", "--K", "4", "--coding", "delta",
+                            "--delta-spike-weight", "0.003", "--delta-images", "2", "--steps", "2",
+                            "--eval-images", "3", "--out", out)
+    assert code == 0, err
+    unet = load_pipeline(out).unet
+    card = (out / "README.md").read_text()
+    # delta coding described as delta coding, with the fit's price as the record keeps it
+    assert "every neuron sends its K-step code at every denoising step" not in card
+    assert "only a signed spike code of what changed since, in 4 time steps" in card
+    assert "spike weight 0.003 per mean squared value, priced by accumulates" in card  # the history line
+    # the figures of the evaluation, as recorded, on held-out seeds
+    e = unet.fs_config.evaluation
+    assert e is not None and e["images"] == 3 and e["image_seeds"] == [[2_000_000, 2_000_003]]
+    assert f"| PSNR against the source (of the mean MSE) | {e['psnr']:.2f} dB |" in card
+    assert f"{e['psnr_median']:.2f} / {e['psnr_p5']:.2f} dB" in card and f"| {e['energy_ratio']:.3f} |" in card
+    assert "delta encoder fit: 10000..10001" in card and "seeds 2000000..2000002" in card
+    meta = yaml.safe_load(card.split("---")[1])
+    metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["psnr"] == pytest.approx(e["psnr"]) and metrics["energy_ratio"] == pytest.approx(e["energy_ratio"])
+    assert "evaluated on 3 held-out images" in stdout
+
+    code, _, err = cli("convert", "--model", tmp_path / "ddim", "--K", "4", "--steps", "2", "--eval-images", "0",
+                       "--out", tmp_path / "plain")
+    assert code == 0, err
+    card = (tmp_path / "plain" / "README.md").read_text()
+    assert "Figures measured" not in card and "model-index" not in card
+    assert "every neuron sends its full K-step code at every denoising step" in card
+    assert "No fit of this model saw an image" in card
+
+
+def test_a_card_drops_figures_that_a_later_change_made_stale():
+    from spiking_ddim.model_card import card_text
+    from spiking_ddim.record import FSConfig, SiteModule
+
+    figures = {"event": "evaluate", "images": 2, "image_seeds": [[2_000_000, 2_000_002]], "steps": 2, "psnr": 30.0,
+               "psnr_median": 31.0, "psnr_p5": 29.0, "share_below_30db": 0.5, "spikes_per_neuron": 1.0,
+               "energy_ratio": 0.5, "energy_ratio_int8": 10.0, "memory_ratio": 1.2, "memory_ratio_int8": 5.0}
+    record = FSConfig("UNet2DModel", 4, "ours-unet", (SiteModule("a", "module", "swish", ((4, 8),)),),
+                      history=({"event": "convert", "K": 4}, figures))
+    assert record.evaluation == figures and "30.00 dB" in card_text({"unet": record}, True)
+    stale = FSConfig("UNet2DModel", 4, "ours-unet", record.modules,
+                     history=(*record.history, {"event": "calibrate", "images": 16, "seed": 0}))
+    assert stale.evaluation is None and "Figures measured" not in card_text({"unet": stale}, True)
+    assert "calibration: 10000..10015" in card_text({"unet": stale}, True)  # its seeds, from images and seed

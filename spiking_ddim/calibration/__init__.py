@@ -44,6 +44,7 @@ from fs_neurons.signed import SignedFSNeuron
 
 from ..convert import SiteReport
 from ..delta import step_coding
+from ..held_out import calibration_seeds
 from ..pipelines import Progress, SamplingOptions, converted_components
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
@@ -134,5 +135,6 @@ def calibrate(
         for model in converted_components(pipe).values():
             stack.enter_context(step_coding(model))
         found = fit_site_options(pipe, options, num_images, seed, search, progress, weights, budget)
-    return apply_budget(pipe, found, budget, details={"images": num_images, "steps": options.steps, "seed": seed,
-                                                      "prompts": list(options.prompts or []) or None})
+    return apply_budget(pipe, found, budget, details={
+        "images": num_images, "steps": options.steps, "seed": seed, "prompts": list(options.prompts or []) or None,
+        "image_seeds": calibration_seeds(num_images, seed, budget is not None)})

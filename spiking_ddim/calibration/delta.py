@@ -30,6 +30,7 @@ from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA
 from ..delta import encoders, reset_net, step_coding
 from ..energy import measure_cost
 from ..errors import SettingError
+from ..held_out import delta_fit_seeds
 from ..monitors import ChangeMonitor
 from ..pipelines import Progress, SamplingOptions, converted_components, counting_denoiser_calls, generate
 from ..record import add_event
@@ -167,7 +168,8 @@ def fit_delta(
                         "mean_square_value": None, "relative_fanout": None})
     for model in models.values():
         reset_net(model)
-        add_event(model, "delta-fit", images=num_images, steps=options.steps, seed=seed, spike_weight=spike_weight,
+        add_event(model, "delta-fit", images=num_images, image_seeds=delta_fit_seeds(num_images, seed),
+                  steps=options.steps, seed=seed, spike_weight=spike_weight,
                   price=price, cost=cost, sites=len(results),
                   spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
     return results

@@ -18,6 +18,7 @@ from diffusers import DiffusionPipeline
 
 from fs_neurons.seeds import stream
 
+from ..held_out import delta_fit_seeds
 from ..pipelines import SamplingOptions, converted_components
 from ..record import add_event
 from ..sites import fs_activations
@@ -45,5 +46,6 @@ def rate_coded_if(pipe: DiffusionPipeline, options: SamplingOptions = SamplingOp
                 step = [theta / neuron.K] * neuron.K
                 neuron.set_params(step, step, step)
                 sites.append({"site": f"{path if name == 'unet' else f'{name}.{path}'}[{i}]", "threshold": theta})
-        add_event(model, "if-baseline", images=num_images, steps=options.steps, seed=seed, percentile=percentile)
+        add_event(model, "if-baseline", images=num_images, image_seeds=delta_fit_seeds(num_images, seed),
+                  steps=options.steps, seed=seed, percentile=percentile)
     return sites

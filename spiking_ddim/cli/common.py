@@ -93,7 +93,7 @@ def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
 FLAGS = {"K": "--K", "method": "--method", "coding": "--coding", "delta_K": "--delta-K", "spiking": "--spiking",
          "components": "--convert", "spike_weight": "--delta-spike-weight", "price": "--delta-price",
          "cost": "--delta-cost", "num_images": "--delta-images", "steps": "--steps", "eta": "--eta",
-         "prompts": "--prompt / --prompts", "guidance_scale": "--guidance-scale"}
+         "prompts": "--prompt / --prompts", "guidance_scale": "--guidance-scale", "seed": "--seed"}
 DELTA_FLAGS = ("delta_K", "delta_spike_weight", "delta_price", "delta_cost", "delta_images")
 
 

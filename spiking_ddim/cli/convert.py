@@ -5,7 +5,9 @@
 
 ``convert`` loads a diffusers pipeline (or bare UNet), replaces the Swish activations of
 the chosen components by FS neurons from the bank, optionally calibrates every site to
-the inputs it sees while the pipeline samples, saves the result in diffusers' layout
+the inputs it sees while the pipeline samples, scores the result against the original on
+a few images of held-out seeds (--eval-images; the figures go into its record and model
+card), saves the result in diffusers' layout
 (``DiffusionPipeline.from_pretrained`` loads it once ``spiking_ddim`` is imported; so do
 ``spiking-ddim sample --model`` and ``train snn --model``) and prints the conversion
 report. ``calibrate`` does the calibration step for a pipeline converted earlier.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 from .flags import add_budget_args, add_conversion_args, add_model_arg, add_sampling_args, help_text
 
@@ -45,6 +48,10 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=20, help="denoising steps of those runs (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of those runs and of the search (default: %(default)s)")
     add_budget_args(g)
+    p.add_argument("--eval-images", type=int, default=8, metavar="N",
+                   help="score the result against the model it was converted from on N images of held-out seeds "
+                        "(PSNR and its per-image spread, spikes, energy), written into its record and model card; "
+                        "0 skips it (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="directory to save the converted pipeline to")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (the whole folder)")
 
@@ -57,6 +64,8 @@ def _check_out(args: argparse.Namespace) -> None:
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
         raise SystemExit(f"error: {args.out} exists and is not empty; pass --overwrite to replace it")
     require_positive(args, "calibration_images", "steps")
+    if args.eval_images < 0:
+        raise SystemExit(f"error: --eval-images must be >= 0 (0 skips the evaluation), got {args.eval_images}")
 
 
 def _load(args: argparse.Namespace):
@@ -70,49 +79,86 @@ def _load(args: argparse.Namespace):
         raise SystemExit(f"error: {e}") from None
 
 
-def _calibrate_and_save(pipe, options, args: argparse.Namespace) -> None:
+def _calibrate(pipe, options, args: argparse.Namespace) -> list:
+    """--calibrate (or the calibrate command): the site reports; prints what it did."""
+    from .common import budget_from_flags, calibrate_with_bar
+
+    sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed, budget=budget_from_flags(args))
+    print(message)
+    return sites
+
+
+def _evaluate(pipe, reference, options, args: argparse.Namespace, reference_name: Optional[str] = None) -> None:
+    """--eval-images: score the converted pipeline against ``reference`` on held-out seeds,
+    into its record and model card (see spiking_ddim.comparison.evaluate_conversion)."""
+    from ..comparison import evaluate_conversion
+    from ..metrics import describe_psnr
+
+    if not args.eval_images:
+        return
+    try:
+        e = evaluate_conversion(pipe, reference, options, args.eval_images, reference_name=reference_name)
+    except ValueError as err:
+        raise SystemExit(f"error: evaluation: {err}") from None
+    print(f"evaluated on {e['images']} held-out images against the source: {describe_psnr(e)}; "
+          f"{e['spikes_per_neuron']:.3f} spikes per neuron per call; energy {e['energy_ratio']:.3f} of the ANN's "
+          f"(45 nm), {e['memory_ratio']:.3f} memory-aware (in the record and the model card)")
+
+
+def _save(pipe, sites, args: argparse.Namespace) -> None:
     import json
     from dataclasses import asdict
 
     from fs_neurons.files import atomic_write_text
 
     from ..pipelines import save_pipeline
-    from .common import budget_from_flags, calibrate_with_bar
 
-    sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed, budget=budget_from_flags(args))
     save_pipeline(pipe, args.out)
-    atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
-    print(f"{message} (per site: {args.out / 'calibration.json'})")
+    if sites is not None:
+        atomic_write_text(args.out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
+        print(f"per-site calibration: {args.out / 'calibration.json'}")
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..pipelines import converted_components, save_pipeline
+    import copy
+
+    from ..pipelines import converted_components
     from .common import convert_from_flags
 
     _check_out(args)
     pipe, options = _load(args)
     if converted_components(pipe):
         raise SystemExit(f"error: {args.model} is already converted; calibrate it with `spiking-ddim calibrate`")
+    source = copy.deepcopy(pipe) if args.eval_images else None
     try:
         print(convert_from_flags(pipe, args, options))
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    if args.calibrate:
-        _calibrate_and_save(pipe, options, args)
-    else:
-        save_pipeline(pipe, args.out)
+    sites = _calibrate(pipe, options, args) if args.calibrate else None
+    _evaluate(pipe, source, options, args)
+    _save(pipe, sites, args)
     print(f"wrote {args.out} (loads with spiking_ddim.load_pipeline, or sample --model {args.out})")
     return 0
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from ..pipelines import converted_components
+    from ..reference import reference_pipeline
 
     _check_out(args)
     pipe, options = _load(args)
     if not converted_components(pipe):
         raise SystemExit(f"error: {args.model} has no FS neurons to calibrate; convert it first with "
                          "`spiking-ddim convert --model ... --calibrate`")
-    _calibrate_and_save(pipe, options, args)
+    sites = _calibrate(pipe, options, args)
+    if args.eval_images:
+        try:
+            source, record = reference_pipeline(pipe, "source", args.scheduler)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            raise SystemExit(f"error: evaluation needs the model it was converted from ({e}); or pass "
+                             "--eval-images 0") from None
+        _evaluate(pipe, source, options, args, record["model"])
+    _save(pipe, sites, args)
     print(f"wrote {args.out}")
     return 0
+

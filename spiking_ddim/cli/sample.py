@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     require_positive(args, "steps", "num_images", "batch_size")
     check_flags(args)
     budget = budget_from_flags(args, constants)
+    _check_held_out(args, budget)
     device = resolve_device(args.device)
     real = _real_images(args)
     # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
@@ -158,6 +159,24 @@ def run(args: argparse.Namespace) -> int:
         _print(result, reference, args)
         print(f"wrote {args.out}/original, {args.out}/fs, comparison.png, firing_rates.png, energy.png, metrics.json")
     return 0
+
+
+def _check_held_out(args: argparse.Namespace, budget) -> None:
+    """Refuse, before any work, scored images whose seeds this run's own fits (calibration,
+    delta encoders) would use: they are drawn from other streams, so only an unusual --seed
+    can reach them."""
+    from ..defaults import DELTA_IMAGES
+    from ..errors import SettingError
+    from ..held_out import FITS, calibration_seeds, check_held_out, delta_fit_seeds
+    from .common import flag_error
+
+    planned = [(FITS["calibrate"], *r) for r in calibration_seeds(16, 0, budget is not None)] if args.calibrate else []
+    if args.coding == "delta":
+        planned += [(FITS["delta-fit"], *r) for r in delta_fit_seeds(args.delta_images or DELTA_IMAGES, 0)]
+    try:
+        check_held_out(planned, args.seed, args.num_images)
+    except SettingError as e:
+        raise flag_error(e) from None
 
 
 def _calibrate(args, accelerator, out: Path, fs_pipe, options, budget) -> None:
@@ -210,6 +229,7 @@ def _pipelines(args: argparse.Namespace, device):
     reference record) for the flags."""
     import copy
 
+    from ..held_out import check_pipeline_held_out
     from ..pipelines import SamplingOptions, converted_components, load_pipeline
     from ..reference import reference_pipeline
     from .common import convert_from_flags, prompts_from_flags
@@ -224,6 +244,7 @@ def _pipelines(args: argparse.Namespace, device):
             if given:
                 raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
             summary = "\n".join(f"{n}: already converted ({m.fs_config.summary()})" for n, m in done.items())
+            check_pipeline_held_out(pipe, args.seed, args.num_images)  # its fits' images are never scored
             plain = None
         else:
             plain = copy.deepcopy(pipe)

@@ -205,6 +205,7 @@ def _run_snn(args: argparse.Namespace) -> int:
 
     from ..diffusion import noisy_batch, train_scheduler
     from ..finetune import TRAJECTORY_SEED, call_errors, image_error, trainable, trajectory_calls
+    from ..held_out import trajectory_seeds
     from ..pipelines import decoder, generate, save_pipeline
     from ..record import add_event
     from ..training import config_json, train
@@ -270,7 +271,9 @@ def _run_snn(args: argparse.Namespace) -> int:
         add_event(unet, "finetune", run=str(args.out.resolve()), steps=cfg.steps, kept_step=result.step,
                   loss=args.loss, distill_on=args.distill_on, train_unet=bool(args.train_unet or args.from_scratch),
                   freeze_neurons=args.freeze_neurons, from_scratch=args.from_scratch, lr=cfg.lr,
-                  batch_size=cfg.batch_size, seed=cfg.seed, reference=reference,
+                  batch_size=cfg.batch_size, seed=cfg.seed, reference=reference, trajectories=args.trajectories,
+                  held_out=args.held_out, image_seeds=trajectory_seeds(args.trajectories, args.held_out)
+                  if teacher is not None else [],
                   held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
         if unet.fs_config.coding == "delta" and args.train_unet:
             _refit_delta(student, options)
