@@ -1,4 +1,11 @@
-"""Everything the README and docs/ show in Python runs as shown."""
+"""Everything the README and docs/ show in Python runs as shown, and prints what they say.
+
+A Python block may be followed by its output: a ``text`` block whose first line is
+``# prints ...``. The block's stdout must hold those lines in order (``...`` skips any
+number of lines), their words exactly and every number within :data:`TOLERANCE` of the
+one shown, so a stale figure fails the suite. A sentence right after a Python block may not
+quote a printed number: numbers a block prints belong in its output block.
+"""
 
 import re
 import subprocess
@@ -9,15 +16,79 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCKS = [(page, i, code) for page in PAGES
-          for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S))]
+# A printed number may differ from the one shown by this much (relative): the spread between
+# CPUs of the README tour's figures (eval/results/noise_floor.md plays other CPUs on one
+# machine; docs/trust.md), well below what a stale figure moves (28.83 shown, 31.41 printed).
+TOLERANCE = 0.02
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+BLOCK = re.compile(r"```python\n(.*?)```\n(?:\n```text\n(# prints[^\n]*)\n(.*?)```\n)?(.*?)(?=\n\n|\Z)", re.S)
+
+
+def blocks(page: Path) -> list[tuple[str, list[str] | None, str]]:
+    """(code, expected output lines or None, the text right after) of every Python block."""
+    return [(code, None if caption is None else output.splitlines(), after)
+            for code, caption, output, after in BLOCK.findall(page.read_text())]
+
+
+BLOCKS = [(page, i, code, expected) for page in PAGES for i, (code, expected, _) in enumerate(blocks(page))]
+
+
+def shape(line: str) -> tuple[str, list[float]]:
+    """A line's words with its numbers taken out, and the numbers."""
+    return NUMBER.sub("#", line.strip()), [float(n) for n in NUMBER.findall(line)]
+
+
+def missing_lines(expected: list[str], printed: str, tolerance: float = TOLERANCE) -> list[str]:
+    """The expected lines (``...``: any lines) not found in order in ``printed``, each with why."""
+    actual, at, problems = printed.splitlines(), 0, []
+    skip = False
+    for line in expected:
+        if line.strip() == "...":
+            skip = True
+            continue
+        words, numbers = shape(line)
+        for j in range(at, len(actual) if skip else min(at + 1, len(actual))):
+            got_words, got = shape(actual[j])
+            if got_words == words:
+                off = [(n, g) for n, g in zip(numbers, got) if abs(g - n) > tolerance * max(abs(n), 1e-12)]
+                if off:
+                    problems.append(f"{line!r}: printed {actual[j]!r} ({', '.join(f'{g:g} for {n:g}' for n, g in off)})")
+                at = j + 1
+                break
+        else:
+            problems.append(f"{line!r}: not printed" + (f" (next printed line: {actual[at]!r})" if at < len(actual)
+                                                          else ""))
+        skip = False
+    return problems
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("page,index,code", BLOCKS, ids=[f"{p.name}-{i}" for p, i, _ in BLOCKS])
-def test_a_python_block_of_the_docs_runs(tmp_path, page, index, code):
+@pytest.mark.parametrize("page,index,code,expected", BLOCKS, ids=[f"{p.name}-{i}" for p, i, _, _ in BLOCKS])
+def test_a_python_block_of_the_docs_runs_and_prints_what_the_docs_say(tmp_path, page, index, code, expected):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, f"{page.name} block {index}:\n{r.stderr[-3000:]}"
+    if expected is not None:
+        problems = missing_lines(expected, r.stdout)
+        assert not problems, f"{page.name} block {index} printed other figures:\n" + "\n".join(problems) + \
+            f"\n--- printed:\n{r.stdout}"
+
+
+def test_the_output_check_catches_a_stale_figure_and_passes_a_close_one():
+    printed = "converted 53 sites\nPSNR 31.41 dB\nenergy 0.566 of the ANN\nsummary line"
+    assert missing_lines(["converted 53 sites", "PSNR 31.40 dB", "..."], printed) == []  # within the tolerance
+    assert missing_lines(["...", "energy 0.566 of the ANN"], printed) == []
+    stale = missing_lines(["converted 53 sites", "PSNR 28.83 dB"], printed)
+    assert len(stale) == 1 and "31.41 for 28.83" in stale[0]
+    assert "not printed" in missing_lines(["PSNR 31.41 dB (median)"], printed)[0]  # other words
+    assert "not printed" in missing_lines(["converted 53 sites", "energy 0.566 of the ANN"], printed)[0]  # no skip
+
+
+def test_printed_numbers_live_in_output_blocks_not_in_prose():
+    for page in PAGES:
+        for i, (_, _, after) in enumerate(blocks(page)):
+            quoted = re.search(r"\bprints?\b[^.]*?\d+\.\d+", after)
+            assert quoted is None, f"{page.name} block {i}: put the printed figures in an output block " \
+                                   f"(```text starting '# prints'), not prose: {after[:200]!r}"
 
 
 def test_every_doc_page_is_linked_from_the_readme():
