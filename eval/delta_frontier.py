@@ -86,7 +86,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--add", action="store_true",
                    help="measure --points and add them to the existing .json (replacing points of the same coding, "
                         "spiking, K and W) with its settings; then the steps scan, unless --scan-steps is given empty")
+    p.add_argument("--remeasure", action="store_true",
+                   help="with --add: measure every point of the existing .json again, in its order (after a change "
+                        "that can move them), instead of --points")
     args = p.parse_args(argv)
+    if args.remeasure and not args.add:
+        p.error("--remeasure re-measures the points of an existing .json: use it with --add")
     try:
         args.parsed = [parse_point(s) for s in args.points]
         args.scan_parsed = [parse_point(s) for s in args.scan_points]
@@ -121,6 +126,14 @@ def parse_point(text: str) -> dict:
         pass
     raise ValueError("a point is step[+all|+cal]:K, if:K or delta[+all|+cal]:K:W[:change|value[:spikes|acs[:DK]]], "
                      f"got {text!r}")
+
+
+def point_text(p: dict) -> str:
+    """The --points text of a results point (the inverse of :func:`parse_point`)."""
+    suffix = "+all" if p.get("spiking", "swish") == "all" else "+cal" if calibrated(p) else ""
+    if p["coding"] != "delta":
+        return f"{p['coding']}{suffix}:{p['K']}"
+    return f"delta{suffix}:{p['K']}:{p['spike_weight']:g}:{price(p)}:{cost(p)}:{p.get('delta_K') or min(p['K'], 8)}"
 
 
 def price(p: dict) -> str | None:
@@ -368,10 +381,13 @@ def add_points(args) -> int:
     options = args.options
     key = lambda p: (p["coding"], p.get("spiking", "swish"), calibrated(p), p["K"], p["spike_weight"],  # noqa: E731
                      price(p), cost(p), p.get("delta_K"))
+    if args.remeasure:
+        args.parsed = [parse_point(point_text(p)) for p in data["points"]]
     for spec in tqdm(args.parsed, desc="points", unit="point", dynamic_ncols=True):
         fs, seconds = converted(plain, spec, options)
         new = point(spec, fs, seconds, reference, real, options, args)
-        data["points"] = [p for p in data["points"] if key(p) != key(new)] + [new]
+        at = next((i for i, p in enumerate(data["points"]) if key(p) == key(new)), len(data["points"]))
+        data["points"] = data["points"][:at] + [new] + [p for p in data["points"][at:] if key(p) != key(new)]
         write(args, data)
     if args.scan_steps:
         scan(args, plain, data)

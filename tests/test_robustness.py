@@ -510,6 +510,11 @@ def test_delta_frontier_points_name_their_coding_price_cost_and_change_steps(mon
     with pytest.raises(SystemExit):
         delta_frontier.parse_args(["--points", "delta:4"])
     assert "a point is step" in capsys.readouterr().err
+    # --remeasure reads every point back into the grammar: the text of a point parses to that point
+    for text in ("step:16", "step+all:8", "if:8", "delta:4:0.01", "delta+cal:4:0.01", "delta+all:4:0.005:value:acs:8",
+                 "delta:16:0.0002:value:spikes"):
+        point = delta_frontier.parse_point(text)
+        assert delta_frontier.parse_point(delta_frontier.point_text(point)) == point, text
 
 
 # --- refusals that the flags alone decide come before anything is loaded (issue 29) ----------------------------------
