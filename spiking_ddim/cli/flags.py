@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from fs_neurons.names import BANK_METHODS, UNET_METHOD
+from fs_neurons.search_config import OursConfig
 
 from ..defaults import (
     CODINGS,
@@ -181,3 +182,14 @@ def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
     p.add_argument("--layers-per-block", type=int, default=2, help=f"{when}resnets per level (default: %(default)s)")
     p.add_argument("--attention-level", type=int, default=1,
                    help=f"{when}level (0-based) with self-attention, -1 for none (default: %(default)s)")
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    """The effort of ``ours`` fits, in counts (a fit never stops on time)."""
+    g = p.add_argument_group("ours: search effort (counts; the same flags give the same fit on a busy machine)")
+    g.add_argument("--pool", type=int, default=OursConfig.pool,
+                   help="starting neurons refined with exact gradients per restart (default: %(default)s)")
+    g.add_argument("--restarts", type=int, default=OursConfig.restarts,
+                   help="independent pools whose best neurons are merged (default: %(default)s)")
+    g.add_argument("--rounds", type=int, default=OursConfig.rounds,
+                   help="mutation rounds after the pools (default: %(default)s)")

@@ -10,6 +10,8 @@ from pathlib import Path
 from fs_neurons.names import ACTIVATION_NAMES, METHODS, PAPER_POINTS, PAPER_RANGE, TENDENCIES
 from fs_neurons.search_config import OursConfig
 
+from .flags import add_search_args
+
 
 def add_distribution_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input distribution (default: the paper's uniform grid)")
@@ -52,17 +54,6 @@ def load_samples(path: Path):
         return torch.as_tensor(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
         raise SystemExit(f"error: cannot read samples from {path}: {e}") from None
-
-
-def add_search_args(p: argparse.ArgumentParser) -> None:
-    """The effort of ``ours`` fits, in counts (a fit never stops on time)."""
-    g = p.add_argument_group("ours: search effort (counts; the same flags give the same fit on a busy machine)")
-    g.add_argument("--pool", type=int, default=OursConfig.pool,
-                   help="starting neurons refined with exact gradients per restart (default: %(default)s)")
-    g.add_argument("--restarts", type=int, default=OursConfig.restarts,
-                   help="independent pools whose best neurons are merged (default: %(default)s)")
-    g.add_argument("--rounds", type=int, default=OursConfig.rounds,
-                   help="mutation rounds after the pools (default: %(default)s)")
 
 
 def search_config_from_args(args: argparse.Namespace) -> OursConfig:
