@@ -736,3 +736,32 @@ def test_a_card_drops_figures_that_a_later_change_made_stale():
                      history=(*record.history, {"event": "calibrate", "images": 16, "seed": 0}))
     assert stale.evaluation is None and "Figures measured" not in card_text({"unet": stale}, True)
     assert "calibration: 10000..10015" in card_text({"unet": stale}, True)  # its seeds, from images and seed
+
+
+def test_the_delta_frontier_plot_draws_one_curve_per_coding_family_and_labels_the_named_points(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
+    import argparse
+
+    import delta_frontier
+
+    figures = []
+    monkeypatch.setattr(delta_frontier, "save_figure", lambda fig, _path: figures.append(fig))
+
+    def at(text, psnr, energy):
+        return {**delta_frontier.parse_point(text), "psnr": psnr, "energy_ratio": energy}
+
+    points = [at("step:8", 28.9, 0.53), at("step:16", 36.1, 0.91), at("delta:8:0.0002:value:acs", 44.4, 0.40),
+              at("delta:8:0.01", 41.9, 0.37), at("delta:4:0.003:value:acs:8", 38.2, 0.33),
+              at("delta:16:0.1", 33.4, 0.35), at("delta+all:8:0.001:value:acs", 41.4, 0.16),
+              at("delta+all:8:0.03", 33.4, 0.16), at("if:8", 14.9, 0.33)]
+    delta_frontier.plot(argparse.Namespace(out_dir=tmp_path), {"points": points})
+    ax = figures[0].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    families = {delta_frontier.family(p) for p in points}
+    assert len(legend) == len(families) + 1 and legend[-1].startswith("targets")  # one entry per family
+    assert {label.split(" (")[0] for label in legend[:-1]} == families
+    labels = [t.get_text() for t in ax.texts]
+    named = [p for p in points if delta_frontier.point_text(p) in
+             {delta_frontier.point_text(delta_frontier.parse_point(n)) for n in delta_frontier.NAMED}]
+    assert len(labels) == len(named) == 6  # the README's points, and only those, are labelled
+    assert any("44.40 dB at 0.400" in t for t in labels) and not any("41.90" in t for t in labels)
