@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetuned", type=Path, nargs="+", metavar="DIR",
                    help="converted pipelines fine-tuned under a budget: sample each and add its point to the "
                         "existing energy_frontier.json (replacing one of the same K, budget and run name)")
+    p.add_argument("--keep-finetuned", action="store_true",
+                   help="with --overwrite: keep the fine-tuned points of the existing energy_frontier.json as they "
+                        "were measured (their models are not sampled again)")
     p.add_argument("--replot", action="store_true",
                    help="rewrite the .md and .png from the existing energy_frontier.json (no sampling)")
     return p.parse_args(argv)
@@ -240,6 +243,9 @@ def main(argv=None) -> int:
     if any(o.exists() for o in outs) and not args.overwrite:
         print(f"error: {args.out_dir}/energy_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
         return 2
+    if args.keep_finetuned and not outs[0].is_file():
+        print(f"error: --keep-finetuned needs an existing {outs[0]}", file=sys.stderr)
+        return 2
     try:
         budgets = [SpikeBudget("energy", b) for b in args.budgets]
         table = json.loads(args.table.read_text())
@@ -248,7 +254,9 @@ def main(argv=None) -> int:
         return 2
     rows = table["rows"] if isinstance(table, dict) else table
     baseline = [{"K": r["K"], "psnr": r["psnr"], "kid": r["kid_mean"], "energy_ratio": r["energy_ratio"]}
-                for r in rows if r["method"] == "ours-unet+cal" and not r.get("finetuned")]
+                for r in rows if r["method"] == "ours-unet+cal" and not r.get("finetuned")
+                and (r.get("coding") or "step") == "step" and (r.get("spiking") or "swish") == "swish"]
+    kept = [p for p in json.loads(outs[0].read_text())["points"] if p.get("finetuned")] if args.keep_finetuned else []
     pipe, real, reference, ann_kid = original(args)
     points, seconds = [], {}
     for K in args.K:
@@ -265,7 +273,9 @@ def main(argv=None) -> int:
                 print(f"K={K}, budget {budget.value}: {e}", file=sys.stderr)
                 continue
             points.append(point(fs, reference, real, args, K, None if budget is None else budget.value))
-        write(args, points, baseline, ann_kid, seconds)  # after every K, so a long run leaves its results
+        write(args, points + kept, baseline, ann_kid, seconds)  # after every K, so a long run leaves its results
+    if kept:
+        write(args, sorted(points + kept, key=lambda p: p["K"]), baseline, ann_kid, seconds)
     print((args.out_dir / "energy_frontier.md").read_text())
     return 0
 
