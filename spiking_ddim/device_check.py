@@ -82,8 +82,10 @@ def check_sample(args: CheckSettings, device: torch.device) -> dict:
     kid = generation_metrics("digits", low, "digits", metrics=("kid",), kid_subset_size=min(args.num_images, 100),
                              device=device)
     energy = meter.report().energy(args.num_images)
-    return {"K": args.K, "autocast_dtype": args.dtype, "num_images": args.num_images, "steps": args.steps, "sample_seconds": seconds,
-            "psnr_fp32": compare(reference, fs32)["mean_psnr"], f"psnr_{args.dtype}": compare(reference, low)["mean_psnr"],
+    fp32, autocast = compare(reference, fs32), compare(reference, low)
+    return {"K": args.K, "autocast_dtype": args.dtype, "num_images": args.num_images, "steps": args.steps,
+            "sample_seconds": seconds, "psnr_fp32": fp32["mean_psnr"], "psnr_median_fp32": fp32["psnr_median"],
+            f"psnr_{args.dtype}": autocast["mean_psnr"], f"psnr_median_{args.dtype}": autocast["psnr_median"],
             "kid_digits": kid.kid_mean, "spikes_per_neuron": energy.spikes_per_neuron, "energy_ratio": energy.ratio}
 
 
