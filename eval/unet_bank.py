@@ -32,7 +32,6 @@ from tqdm import tqdm
 from fs_neurons import InputDistribution, fit_ours, fs_mse
 from fs_neurons.bank import (
     BANK_DIR,
-    UNET_METHOD,
     BankEntry,
     load_bank,
     load_distribution,
@@ -42,6 +41,7 @@ from fs_neurons.bank import (
 )
 from fs_neurons.exact import OursConfig
 from fs_neurons.files import atomic_write_text
+from fs_neurons.names import UNET_METHOD
 from fs_neurons.targets import resolve_activation
 from spiking_ddim.calibration import pooled_site_inputs
 from spiking_ddim.defaults import DEFAULT_MODEL
