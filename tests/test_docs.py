@@ -109,3 +109,15 @@ def test_every_doc_page_is_linked_from_the_readme():
     assert len(readme.encode()) <= 12_500  # about 12 KB at most
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"docs/{page.name}" in readme, page.name
+
+
+def test_the_readme_headline_table_is_what_the_results_files_hold(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "eval"))
+    import headline
+
+    readme = (ROOT / "README.md").read_text()
+    assert headline.with_table(readme) == readme, "README.md's headline table is stale: run python eval/headline.py"
+    # and the check bites: one changed figure in the table is a stale table
+    current = headline.table()
+    stale = readme.replace(current, current.replace("| 0.527 |", "| 0.526 |"), 1)
+    assert stale != readme and headline.with_table(stale) == readme
