@@ -47,6 +47,8 @@ class DeltaFSNeuron(FSNeuron):
     transmitted value, ``v``'s dtype and shape (a new tensor each call). ``fitted`` (a saved
     buffer) is False until parameters are set by :meth:`set_params` or loaded."""
 
+    graded = True  # every call computes the site's activation exactly, then codes its change
+
     def __init__(self, K: int, **kwargs):
         super().__init__(K, **kwargs)
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))

@@ -129,6 +129,10 @@ class FSNeuron(nn.Module):
         """Neuron updates per input element per call: the K compare-and-subtract steps."""
         return self.K
 
+    # Whether a call computes the activation exactly before coding it (a graded neuron, as a
+    # delta encoder is): the memory-aware estimate prices that as one MAC and a state access.
+    graded: bool = False
+
     @property
     def num_neurons(self) -> Optional[int]:
         return None if self.h.ndim == 1 else self.h.shape[0]
