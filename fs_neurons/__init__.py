@@ -20,6 +20,7 @@ _EXPORTS = {
     "fs_mse": "metrics",
     "FSNeuron": "neuron",
     "set_backend": "functional",
+    "Stateful": "state", "reset_net": "state",
     "PiecewiseFS": "piecewise", "fs_piecewise": "piecewise",
     "fs_simulate": "simulate",
     "Rectangle": "surrogate", "Sigmoid": "surrogate", "Triangle": "surrogate",

@@ -26,6 +26,7 @@ _EXPORTS = {
     "ConversionReport": "convert", "SiteReport": "convert", "convert_unet": "convert", "revert_unet": "convert",
     "CostReport": "energy", "EnergyConstants": "energy", "EnergyReport": "energy", "measure_cost": "energy",
     "FSActivation": "fs_activation",
+    "reset_net": "delta",
     "load_model": "modeling",
     "FSConfig": "record",
     "SamplingOptions": "pipelines", "convert_pipeline": "pipelines", "generate": "pipelines",

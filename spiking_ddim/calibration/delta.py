@@ -25,9 +25,10 @@ from fs_neurons.distribution import InputDistribution
 from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
 from fs_neurons.seeds import stream
+from fs_neurons.state import reset_net
 
 from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
-from ..delta import encoders, reset_net, step_coding
+from ..delta import encoders, step_coding
 from ..energy import measure_cost
 from ..errors import SettingError
 from ..held_out import delta_fit_seeds
