@@ -7,8 +7,7 @@ import copy
 import pytest
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler
-from test_convert import tiny_cond_unet, tiny_unet
-from test_pipelines import _AUTOENCODER, KINDS, build
+from tiny_models import AUTOENCODER, KINDS, build, tiny_cond_unet, tiny_unet
 from torch import nn
 
 from fs_neurons import FSNeuron, OursConfig
@@ -375,7 +374,7 @@ def test_bad_codings_are_clear_errors():
     with pytest.raises(ValueError, match="coding must be one of step, delta"):
         convert_unet(tiny_unet(), K=4, coding="sigma")
     with pytest.raises(ValueError, match="needs a denoiser called once per denoising step"):
-        convert_unet(AutoencoderKL(latent_channels=2, **_AUTOENCODER), K=4, coding="delta")
+        convert_unet(AutoencoderKL(latent_channels=2, **AUTOENCODER), K=4, coding="delta")
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=4, method="ours", coding="delta")
     with pytest.raises(RuntimeError, match="fit_delta"):
