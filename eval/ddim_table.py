@@ -51,8 +51,8 @@ import torch
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_COST, DELTA_COSTS, DELTA_PRICE, DELTA_PRICES
 from spiking_ddim.energy import EnergyConstants
 from spiking_ddim.metrics.generation import extract_features

@@ -40,8 +40,8 @@ from energy_frontier import original, sample
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
 from spiking_ddim.defaults import DEFAULT_DELTA_K, DELTA_COSTS, DELTA_PRICES
 from spiking_ddim.energy import measure_cost

@@ -35,8 +35,8 @@ import torch
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
 from spiking_ddim.cli.common import StageBars
 from spiking_ddim.defaults import DEFAULT_MODEL

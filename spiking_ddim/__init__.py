@@ -18,7 +18,7 @@ pipeline once ``spiking_ddim.modeling`` is imported (diffusers looks its Spiking
 among imported modules); before, it stops with an error naming that module.
 """
 
-from fs_neurons.lazy import lazy_exports
+from fs_neurons.utils.lazy import lazy_exports
 
 from .defaults import DEFAULT_MODEL
 

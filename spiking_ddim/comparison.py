@@ -25,8 +25,8 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from diffusers import DiffusionPipeline
 
-from fs_neurons.files import atomic_write_text
-from fs_neurons.seeds import stream
+from fs_neurons.utils.files import atomic_write_text
+from fs_neurons.utils.seeds import stream
 
 from .data import save_png, to_uint8
 from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from diffusers import DiffusionPipeline
 
-from fs_neurons.seeds import stream
+from fs_neurons.utils.seeds import stream
 
 from .diffusion import ddim_noise_gain
 from .pipelines import DenoiserCalls, Progress, SamplingOptions, generate, record_denoiser_calls

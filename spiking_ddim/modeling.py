@@ -38,7 +38,7 @@ from diffusers import AutoencoderKL, ModelMixin, UNet2DConditionModel, UNet2DMod
 from safetensors.torch import load_file
 from torch import nn
 
-from fs_neurons.files import atomic_directory, atomic_write_text
+from fs_neurons.utils.files import atomic_directory, atomic_write_text
 
 from .delta import install_encoders
 from .model_card import write_model_card

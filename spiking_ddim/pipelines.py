@@ -25,8 +25,8 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 from torch import nn
 
-from fs_neurons.files import atomic_directory
 from fs_neurons.names import UNET_METHOD
+from fs_neurons.utils.files import atomic_directory
 
 from .components import CONVERTIBLE, DECODERS, decoder, denoiser  # noqa: F401 - part of this module's API
 from .convert import ConversionReport, check_settings, convert_unet, revert_unet

@@ -24,8 +24,8 @@ from fs_neurons.delta import binary_code
 from fs_neurons.distribution import InputDistribution
 from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
-from fs_neurons.seeds import stream
 from fs_neurons.state import reset_net
+from fs_neurons.utils.seeds import stream
 
 from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
 from ..delta import encoders, step_coding

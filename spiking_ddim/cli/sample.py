@@ -186,7 +186,7 @@ def _calibrate(args, accelerator, out: Path, fs_pipe, options, budget) -> None:
 
     from accelerate.utils import broadcast_object_list
 
-    from fs_neurons.files import atomic_write_text
+    from fs_neurons.utils.files import atomic_write_text
 
     from ..pipelines import converted_components
     from .common import calibrate_with_bar
