@@ -109,11 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def sample_all(pipe, options, n, batch, seed):
-    from spiking_ddim.pipelines import generate
+    """The n images of ``pipe`` and the seconds they took."""
+    from spiking_ddim.sampling import generate_many
 
     t0 = time.perf_counter()
-    out = torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
-    return out, time.perf_counter() - t0
+    return generate_many(pipe, n, options, batch, seed), time.perf_counter() - t0
 
 
 def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=False,

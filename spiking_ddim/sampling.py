@@ -22,6 +22,13 @@ def plan_batches(num_images: int, batch_size: int, process_index: int = 0, num_p
     return [range(s, min(s + batch_size, num_images)) for b, s in enumerate(starts) if b % num_processes == process_index]
 
 
+def generate_many(pipe: DiffusionPipeline, num_images: int, options: SamplingOptions, batch_size: int,
+                  seed: int = 0) -> torch.Tensor:
+    """Images 0..num_images-1 of ``pipe`` (image i from seed ``seed + i``), generated
+    ``batch_size`` at a time in one process: (num_images, C, H, W) in [-1, 1]."""
+    return torch.cat([generate(pipe, idx, options, seed) for idx in plan_batches(num_images, batch_size)])
+
+
 def sample_pairs(
     original: DiffusionPipeline,
     converted: DiffusionPipeline,

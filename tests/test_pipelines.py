@@ -356,3 +356,17 @@ def test_long_library_calls_report_progress_in_every_stage(tmp_path):
     seen, progress = recorder()
     trajectory_calls(pipe, options, range(2), progress=progress)
     assert seen["record calls"][0] == (0, options.steps) and seen["record calls"][-1] == (options.steps, options.steps)
+
+
+def test_generate_many_makes_image_i_from_seed_i_whatever_the_batches(tmp_path):
+    from spiking_ddim.sampling import generate_many, plan_batches
+
+    assert plan_batches(5, 2) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert plan_batches(5, 2, process_index=1, num_processes=2) == [range(2, 4)]
+    pipe, options, _, shape = build("ddpm", tmp_path)
+    images = generate_many(pipe, 5, options, batch_size=2, seed=7)
+    assert images.shape == (5, *shape)
+    alone = generate(pipe, [3], options, seed=7)[0]  # image 3 alone: the same noise, another batch
+    assert (images[3] - alone).abs().max() < 1e-4 and (images[2] - alone).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        generate_many(pipe, 5, options, batch_size=0)
