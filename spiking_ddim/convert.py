@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import FSNeuron, check_K
+from fs_neurons.utils.choices import check_choice
 
 from .defaults import CODINGS, DEFAULT_DELTA_K, SPIKING
 from .delta import check_delta_capable, install_encoders, remove_encoders
@@ -222,10 +223,8 @@ def check_settings(K: int, method: str = UNET_METHOD, coding: str = "step", delt
         if K not in have:
             held = f"K = {', '.join(map(str, have))}" if have else "no entry of that method"
             raise SettingError("K", f"the bank has no {method} entry for K={K} (it holds {held})")
-    if coding not in CODINGS:
-        raise SettingError("coding", f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
-    if spiking not in SPIKING:
-        raise SettingError("spiking", f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
+    check_choice("coding", coding, CODINGS, lambda m: SettingError("coding", m))
+    check_choice("spiking", spiking, SPIKING, lambda m: SettingError("spiking", m))
     if coding != "delta":
         if delta_K is not None:
             raise SettingError("delta_K", "the steps of a change's code apply to delta coding")
