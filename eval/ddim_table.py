@@ -51,8 +51,8 @@ import torch
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.defaults import DEFAULT_MODEL, DELTA_COST, DELTA_COSTS, DELTA_PRICE, DELTA_PRICES
 from spiking_ddim.energy import EnergyConstants
 from spiking_ddim.metrics.generation import extract_features
@@ -109,11 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def sample_all(pipe, options, n, batch, seed):
-    from spiking_ddim.pipelines import generate
+    """The n images of ``pipe`` and the seconds they took."""
+    from spiking_ddim.sampling import generate_many
 
     t0 = time.perf_counter()
-    out = torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
-    return out, time.perf_counter() - t0
+    return generate_many(pipe, n, options, batch, seed), time.perf_counter() - t0
 
 
 def evaluate(name, pipe, reference, held_out, real, args, K=None, calibrated=False,

@@ -36,18 +36,19 @@ from pathlib import Path
 
 import matplotlib
 import torch
-from energy_frontier import original, sample
+from energy_frontier import original
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.calibration import calibrate, fit_delta, rate_coded_if
 from spiking_ddim.defaults import DEFAULT_DELTA_K, DELTA_COSTS, DELTA_PRICES
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.held_out import check_pipeline_held_out
 from spiking_ddim.metrics import compare, generation_metrics, spread_cells
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline
+from spiking_ddim.sampling import generate_many
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = ["step:8", "step:16", "delta:16:0.003", "delta:16:0.01", "delta:16:0.03", "delta:16:0.1",
@@ -200,7 +201,7 @@ def energy_fields(energy) -> dict:
 def measure(fs, reference: torch.Tensor, real, options: SamplingOptions, args, n: int) -> dict:
     check_pipeline_held_out(fs, args.seed, n)  # no scored image was seen by a fit
     with measure_cost(fs) as meter:
-        images = sample(fs, options, n, args.batch_size, args.seed)
+        images = generate_many(fs, n, options, args.batch_size, args.seed)
     m = compare(reference, images)
     out = {"psnr": m["mean_psnr"], **{k: m[k] for k in SPREAD}, **energy_fields(meter.report().energy(n))}
     if real is not None:
@@ -362,7 +363,7 @@ def scan(args, plain, data: dict) -> None:
     for steps in tqdm(args.scan_steps, desc="steps scan", unit="setting", dynamic_ncols=True):
         options = SamplingOptions(steps=steps, eta=args.eta)
         with measure_cost(plain) as meter:
-            reference = sample(plain, options, args.scan_images, args.batch_size, args.seed)
+            reference = generate_many(plain, args.scan_images, options, args.batch_size, args.seed)
         ann = meter.report().energy(args.scan_images)
         rows["ANN"].append({"steps": steps, "snn_joules_per_image": ann.ann_joules_per_image})
         for spec in args.scan_parsed:

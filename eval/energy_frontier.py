@@ -35,15 +35,16 @@ import torch
 from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
 from spiking_ddim.cli.common import StageBars
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.held_out import check_pipeline_held_out
 from spiking_ddim.metrics import compare, extract_features, generation_metrics, spread_cells
-from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
+from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, load_pipeline
+from spiking_ddim.sampling import generate_many
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {8: (0.40, 30.0), 16: (0.60, 34.0)}  # K: (energy ratio at most, at PSNR at least)
@@ -73,14 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def sample(pipe, options: SamplingOptions, n: int, batch: int, seed: int) -> torch.Tensor:
-    return torch.cat([generate(pipe, range(s, min(s + batch, n)), options, seed) for s in range(0, n, batch)])
-
-
 def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: str = None) -> dict:
     check_pipeline_held_out(pipe, args.seed, args.num_images)  # no scored image was seen by a fit
     with measure_cost(pipe) as meter:
-        images = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
+        images = generate_many(pipe, args.num_images, args.options, args.batch_size, args.seed)
     energy = meter.report().energy(args.num_images)
     kid = generation_metrics(real, images, "digits", metrics=("kid",))
     spec = pipe.unet.fs_config
@@ -190,7 +187,7 @@ def original(args, eta: float = 0.0):
     args.options = SamplingOptions(steps=args.steps, eta=eta)
     pipe = load_pipeline(DEFAULT_MODEL)
     real = extract_features("digits", "digits", metrics=("kid",), what="real")
-    reference = sample(pipe, args.options, args.num_images, args.batch_size, args.seed)
+    reference = generate_many(pipe, args.num_images, args.options, args.batch_size, args.seed)
     return pipe, real, reference, generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean
 
 

@@ -30,12 +30,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fs_neurons.distribution import PAPER_RANGE, InputDistribution
-from fs_neurons.figures import new_figure, save_figure
-from fs_neurons.files import atomic_write_text
 from fs_neurons.methods import PAPER_TABLE, fit_baselines, fit_ours
 from fs_neurons.metrics import fs_mse
 from fs_neurons.names import BASELINES, METHODS
 from fs_neurons.targets import resolve_activation
+from fs_neurons.utils.figures import new_figure, save_figure
+from fs_neurons.utils.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {4: 3.8795, 8: 0.30, 12: 0.07, 16: 0.04}  # ours, MSE x100 (issue 2)

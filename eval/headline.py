@@ -20,7 +20,7 @@ from pathlib import Path
 
 from delta_frontier import point_text
 
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="runs per command (default: %(default)s)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default: eval/results)")
     args = p.parse_args(argv)
-    from fs_neurons.files import atomic_write_text
+    from fs_neurons.utils.files import atomic_write_text
 
     rows = {" ".join(["spiking-ddim", *c, "--help"]): round(seconds(c, args.repeats), 3) for c in COMMANDS}
     data = {"repeats": args.repeats, "target_seconds": TARGET_SECONDS, "median_seconds": rows,

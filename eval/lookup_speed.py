@@ -21,7 +21,7 @@ from unittest import mock
 import torch
 
 from fs_neurons import FSNeuron, kernels
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -172,7 +172,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from fs_neurons.files import atomic_write_text
+    from fs_neurons.utils.files import atomic_write_text
 
     flags = cpu_flags()
     names = [n for n in args.variants if VARIANTS[n][4] is None or VARIANTS[n][4] in flags]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.pipelines import (
     SamplingOptions,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from fs_neurons.files import atomic_write
+from fs_neurons.utils.files import atomic_write
 from spiking_ddim.metrics.digits_features import WEIGHTS, train_cnn
 
 

@@ -40,9 +40,9 @@ from fs_neurons.bank import (
     write_distribution,
 )
 from fs_neurons.exact import OursConfig
-from fs_neurons.files import atomic_write_text
 from fs_neurons.names import UNET_METHOD
 from fs_neurons.targets import resolve_activation
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.calibration import pooled_site_inputs
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.pipelines import convert_pipeline, load_pipeline

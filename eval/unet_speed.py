@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline

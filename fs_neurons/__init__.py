@@ -9,8 +9,8 @@ Quick start::
 The names below are imported on first use, so ``import fs_neurons`` does not load torch.
 """
 
-from .lazy import lazy_exports
 from .names import METHODS, TENDENCIES
+from .utils.lazy import lazy_exports
 
 _EXPORTS = {
     "BankEntry": "bank", "BankError": "bank", "load_bank": "bank", "load_entry": "bank",
@@ -20,6 +20,7 @@ _EXPORTS = {
     "fs_mse": "metrics",
     "FSNeuron": "neuron",
     "set_backend": "functional",
+    "Stateful": "state", "reset_net": "state",
     "PiecewiseFS": "piecewise", "fs_piecewise": "piecewise",
     "fs_simulate": "simulate",
     "Rectangle": "surrogate", "Sigmoid": "surrogate", "Triangle": "surrogate",

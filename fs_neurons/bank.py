@@ -26,10 +26,10 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .distribution import InputDistribution
-from .files import atomic_write_text
 from .metrics import fs_mse
 from .names import PAPER_POINTS, PAPER_RANGE
 from .targets import resolve_activation
+from .utils.files import atomic_write_text
 
 BANK_DIR = Path(__file__).resolve().parent / "bank"
 ENTRY_KEYS = ("K", "method", "range", "h", "d", "T", "mse")

@@ -30,6 +30,7 @@ from typing import Optional
 import torch
 
 from .neuron import FSNeuron
+from .state import Stateful
 
 
 def binary_code(K: int, top: float) -> tuple[list[float], list[float], list[float]]:
@@ -40,12 +41,14 @@ def binary_code(K: int, top: float) -> tuple[list[float], list[float], list[floa
     return h, h, [v - step / 2 for v in h]
 
 
-class DeltaFSNeuron(FSNeuron):
+class DeltaFSNeuron(FSNeuron, Stateful):
     """Codes the change of its input since the value it last sent (see the module docstring).
 
     Forward: ``v`` of any shape and floating dtype, the same shape as the state; returns the
     transmitted value, ``v``'s dtype and shape (a new tensor each call). ``fitted`` (a saved
     buffer) is False until parameters are set by :meth:`set_params` or loaded."""
+
+    graded = True  # every call computes the site's activation exactly, then codes its change
 
     def __init__(self, K: int, **kwargs):
         super().__init__(K, **kwargs)
@@ -87,7 +90,7 @@ class DeltaFSNeuron(FSNeuron):
             raise RuntimeError("DeltaFSNeuron has no state: start() a run with its first value before sending changes")
         if v.shape != self.sent.shape:
             raise RuntimeError(f"DeltaFSNeuron holds the state of a run with inputs of shape {tuple(self.sent.shape)}, "
-                               f"got {tuple(v.shape)}; reset the model between runs (spiking_ddim.reset_net)")
+                               f"got {tuple(v.shape)}; reset the model between runs (fs_neurons.reset_net)")
         delta = v.detach().to(torch.float32) - self.sent
         magnitude, count = self.table().evaluate(delta.abs(), None, want_count=bool(self._spike_hooks))
         self.sent = self.sent + torch.sign(delta) * magnitude.to(torch.float32)

@@ -24,10 +24,10 @@ from .exact import OursConfig
 from .metrics import fs_mse
 from .names import BASELINES
 from .neuron import FSNeuron, check_K
-from .seeds import stream
 from .targets import Activation, resolve_activation
 from .tendency import TendencyFit, fit_tendencies
 from .training import train_surrogate
+from .utils.seeds import stream
 
 # The TBPI paper's neuron-level table: MSE x 100 of FS-Swish on 100,000 points of [-8, 12].
 PAPER_TABLE = {

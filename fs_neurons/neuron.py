@@ -12,6 +12,7 @@ from torch.utils.hooks import RemovableHandle
 from .piecewise import PiecewiseFS, fs_piecewise
 from .simulate import fs_simulate
 from .surrogate import Surrogate, get_surrogate
+from .utils.choices import check_choice
 
 BACKENDS = ("auto", "simulate", "lookup")  # how a neuron computes: see FSNeuron
 ParamLike = Union[torch.Tensor, Sequence[float], Sequence[Sequence[float]]]
@@ -20,9 +21,7 @@ SpikeHook = Callable[["FSNeuron", torch.Tensor, torch.Tensor], None]
 
 def check_backend(backend: str) -> str:
     """Validate a backend name (:data:`BACKENDS`); returns it."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return backend
+    return check_choice("backend", backend, BACKENDS)
 
 
 def _checked_params(h: ParamLike, d: ParamLike, T: ParamLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -128,6 +127,10 @@ class FSNeuron(nn.Module):
     def updates_per_element(self) -> int:
         """Neuron updates per input element per call: the K compare-and-subtract steps."""
         return self.K
+
+    # Whether a call computes the activation exactly before coding it (a graded neuron, as a
+    # delta encoder is): the memory-aware estimate prices that as one MAC and a state access.
+    graded: bool = False
 
     @property
     def num_neurons(self) -> Optional[int]:

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from .distribution import InputDistribution
-from .figures import new_figure, save_figure
 from .methods import FSFit
 from .piecewise import fs_piecewise
 from .targets import resolve_activation
 from .tendency import evaluate_tendency
+from .utils.figures import new_figure, save_figure
 
 PathLike = Union[str, Path]
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .names import ACTIVATION_NAMES
+from .utils.choices import check_choice
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -70,7 +71,5 @@ def resolve_activation(activation: Union[str, Activation]) -> tuple[str, Activat
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a name or a callable, got {type(activation).__name__}")
     key = activation.strip().lower()
-    if key not in ACTIVATIONS:
-        known = ", ".join(sorted(ACTIVATIONS))
-        raise ValueError(f"unknown activation {activation!r}; known activations: {known}")
+    check_choice("activation", key, sorted(ACTIVATIONS))
     return CANONICAL_NAMES.get(key, key), ACTIVATIONS[key]

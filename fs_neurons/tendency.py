@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .names import TENDENCIES
+from .utils.choices import check_choice
 
 N_COEFFS = {"log": 2, "quadratic": 3, "cubic": 4, "exponential": 3}
 
@@ -73,8 +74,7 @@ def evaluate_tendency(fit: TendencyFit, t: np.ndarray) -> np.ndarray:
 
 def fit_tendency(values: Sequence[float], kind: str) -> TendencyFit:
     """Fit a ``kind`` curve (log, quadratic, cubic, exponential) to values at t = 1..K."""
-    if kind not in TENDENCIES:
-        raise ValueError(f"unknown tendency {kind!r}; choose from {', '.join(TENDENCIES)}")
+    check_choice("tendency", kind, TENDENCIES)
     y = np.asarray(values, dtype=float)
     if y.ndim != 1 or y.size < 2:
         raise ValueError("a tendency needs at least 2 values")

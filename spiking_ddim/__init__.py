@@ -18,7 +18,7 @@ pipeline once ``spiking_ddim.modeling`` is imported (diffusers looks its Spiking
 among imported modules); before, it stops with an error naming that module.
 """
 
-from fs_neurons.lazy import lazy_exports
+from fs_neurons.utils.lazy import lazy_exports
 
 from .defaults import DEFAULT_MODEL
 
@@ -26,6 +26,7 @@ _EXPORTS = {
     "ConversionReport": "convert", "SiteReport": "convert", "convert_unet": "convert", "revert_unet": "convert",
     "CostReport": "energy", "EnergyConstants": "energy", "EnergyReport": "energy", "measure_cost": "energy",
     "FSActivation": "fs_activation",
+    "reset_net": "delta",
     "load_model": "modeling",
     "FSConfig": "record",
     "SamplingOptions": "pipelines", "convert_pipeline": "pipelines", "generate": "pipelines",

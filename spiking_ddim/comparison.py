@@ -25,18 +25,18 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from diffusers import DiffusionPipeline
 
-from fs_neurons.files import atomic_write_text
-from fs_neurons.seeds import stream
+from fs_neurons.utils.files import atomic_write_text
+from fs_neurons.utils.seeds import stream
 
 from .data import save_png, to_uint8
 from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost
 from .held_out import check_pipeline_held_out
 from .metrics import compare, generation_metrics, psnr_from_mse, psnr_spread
 from .metrics.generation import Features, GenerationMetrics
-from .pipelines import SamplingOptions, converted_components, generate, scheduler_record
+from .pipelines import SamplingOptions, converted_components, scheduler_record
 from .plots import plot_comparison, plot_energy_split, plot_firing_rates
 from .record import add_event
-from .sampling import plan_batches, sample_pairs
+from .sampling import generate_many, plan_batches, sample_pairs
 from .sites import fs_activations
 
 
@@ -148,10 +148,9 @@ def evaluate_conversion(fs_pipe: DiffusionPipeline, reference: DiffusionPipeline
     card shows them) and are returned. A few images: a check a card can carry, not a benchmark."""
     seed = stream("evaluation")
     check_pipeline_held_out(fs_pipe, seed, images)
-    batches = [range(s, min(s + batch_size, images)) for s in range(0, images, batch_size)]
-    original = torch.cat([generate(reference, b, options, seed) for b in batches])
+    original = generate_many(reference, images, options, batch_size, seed)
     with measure_cost(fs_pipe) as meter:
-        fs = torch.cat([generate(fs_pipe, b, options, seed) for b in batches])
+        fs = generate_many(fs_pipe, images, options, batch_size, seed)
     m, energy = compare(original, fs), meter.report().energy(images)
     figures = {"reference": reference_name, "images": images, "image_seeds": [[seed, seed + images]],
                "steps": options.steps, "psnr": m["mean_psnr"], **psnr_spread(m["psnr"]),

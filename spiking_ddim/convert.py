@@ -11,6 +11,7 @@ including Swish computed functionally (``F.silu``) outside any module.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -21,18 +22,19 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from fs_neurons.names import UNET_METHOD
-from fs_neurons.neuron import check_K
+from fs_neurons.neuron import FSNeuron, check_K
+from fs_neurons.utils.choices import check_choice
 
 from .defaults import CODINGS, DEFAULT_DELTA_K, SPIKING
 from .delta import check_delta_capable, install_encoders, remove_encoders
 from .errors import SettingError
 from .fs_activation import SiteSignature
+from .layer_types import LAYER_TYPES, PASS_THROUGH
 from .modeling import as_base_class, as_spiking_class, check_convertible
 from .provenance import source_record
 from .record import FSConfig, SiteModule, add_event
 from .sites import (
     GELU_TYPES,
-    INPUT_LAYER_TYPES,
     SWISH_TYPES,
     activation_name,
     apply_structure,
@@ -221,10 +223,8 @@ def check_settings(K: int, method: str = UNET_METHOD, coding: str = "step", delt
         if K not in have:
             held = f"K = {', '.join(map(str, have))}" if have else "no entry of that method"
             raise SettingError("K", f"the bank has no {method} entry for K={K} (it holds {held})")
-    if coding not in CODINGS:
-        raise SettingError("coding", f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
-    if spiking not in SPIKING:
-        raise SettingError("spiking", f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
+    check_choice("coding", coding, CODINGS, lambda m: SettingError("coding", m))
+    check_choice("spiking", spiking, SPIKING, lambda m: SettingError("spiking", m))
     if coding != "delta":
         if delta_K is not None:
             raise SettingError("delta_K", "the steps of a change's code apply to delta coding")
@@ -337,31 +337,48 @@ def convert_unet(
 
 def analog_inputs(model: nn.Module, run: Callable[[], Any]) -> list[SiteModule]:
     """The conv / linear layers of a converted ``model`` that read analog values in the call
-    ``run`` makes (not an FS site's output), except the one reading the model's own input:
-    one ``input`` site each, with its input's signature."""
-    from .energy import CostMeter
-
+    ``run`` makes (not an FS neuron's output, nor one handed on by a pass-through module such
+    as ``nn.Dropout``), except the one reading the model's own input: one ``input`` site each,
+    with its input's signature, in the order first called."""
+    spikes: dict[int, torch.Tensor] = {}  # FS outputs of the forward in progress, by id (kept alive)
     first: list[int] = []
-    signatures: dict[str, SiteSignature] = {}
-    sample_hook = model.register_forward_pre_hook(
-        lambda _m, args, kwargs: first.append(id(args[0] if args else kwargs["sample"])), with_kwargs=True)
-    handles = [sample_hook]
-    for path, layer in model.named_modules():
-        if isinstance(layer, INPUT_LAYER_TYPES):
-            def seen(m, args, path=path):
-                signatures.setdefault(path, SiteSignature.of(args[0]))
-                if id(args[0]) in first[:1]:
-                    signatures[path] = None  # reads the model's input: stays analog
-            handles.append(layer.register_forward_pre_hook(seen))
+    signatures: dict[str, Optional[SiteSignature]] = {}
+    analog: dict[str, bool] = {}
+
+    def start(_m, args, kwargs):
+        spikes.clear()
+        first.append(id(args[0] if args else kwargs["sample"]))
+
+    def spiking(_m, _args, out):
+        spikes[id(out)] = out
+
+    def handed_on(_m, args, out):
+        if args and id(args[0]) in spikes and isinstance(out, torch.Tensor):
+            spikes[id(out)] = out
+
+    def seen(path, _m, args):
+        x = args[0]
+        signatures.setdefault(path, SiteSignature.of(x))
+        if id(x) in first[:1]:
+            signatures[path] = None  # reads the model's input: stays analog
+        analog[path] = analog.get(path, False) or spikes.get(id(x)) is not x
+
+    handles = [model.register_forward_pre_hook(start, with_kwargs=True)]
+    for path, module in model.named_modules():
+        if isinstance(module, FSNeuron):
+            handles.append(module.register_forward_hook(spiking))
+        elif isinstance(module, PASS_THROUGH):
+            handles.append(module.register_forward_hook(handed_on))
+        elif isinstance(module, LAYER_TYPES):
+            handles.append(module.register_forward_pre_hook(functools.partial(seen, path)))
     try:
-        with CostMeter(model) as meter:
-            run()
+        run()
     finally:
         for h in handles:
             h.remove()
-    return [SiteModule(lay.name, "input", "identity", (tuple(signatures[lay.name].to_json()),))
-            for lay in meter.report().layers
-            if lay.kind != "matmul" and lay.spike_calls < lay.calls and signatures.get(lay.name) is not None]
+        spikes.clear()
+    return [SiteModule(path, "input", "identity", (tuple(signatures[path].to_json()),))
+            for path, reads_analog in analog.items() if reads_analog and signatures[path] is not None]
 
 
 def _under(path: str, scope: str) -> bool:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fs_neurons.utils.choices import check_choice
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -19,8 +21,7 @@ DIGITS_SPLIT_SEED = 0
 
 def _digits_split(split: str) -> torch.Tensor:
     """Indices of a fixed train (80 %) / test (20 %) split of the 1,797 digits, or all."""
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be train, test or all, got {split!r}")
+    check_choice("split", split, ("train", "test", "all"))
     n = 1797
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
     n_test = int(round(DIGITS_TEST_FRACTION * n))

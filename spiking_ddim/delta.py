@@ -18,11 +18,12 @@ per sampling run:
 
 State: every encoder holds one value per input element, so image i's outputs never depend
 on its batch companions, and classifier-free guidance's unconditional and conditional
-halves (rows of one batch) keep separate state. A run starts again (:func:`reset_net`)
-whenever the model is called with a timestep not below the previous call's, or with a
-batch of another shape: diffusers' samplers count timesteps down, so every pipeline
-``__call__`` starts fresh by itself. Call :func:`reset_net` yourself to start a run with
-the same shape and a lower timestep.
+halves (rows of one batch) keep separate state, all of it in :class:`~fs_neurons.state.Stateful`
+modules (the encoders, and the model's :class:`RunClock`). A run starts again
+(:func:`fs_neurons.reset_net`) whenever the model is called with a timestep not below the
+previous call's, or with a batch of another shape: diffusers' samplers count timesteps
+down, so every pipeline ``__call__`` starts fresh by itself. Call ``reset_net(model)``
+yourself to start a run with the same shape and a lower timestep.
 
 Delta coding needs a model called once per denoising step with ``(sample, timestep)``
 (UNet2DModel, UNet2DConditionModel); autoencoders decode once per image and keep step
@@ -36,39 +37,46 @@ recorded calls in shuffled order, use it).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
 
 from fs_neurons.delta import DeltaFSNeuron
 from fs_neurons.functional import temporarily
+from fs_neurons.state import Stateful, reset_net
 
 from .sites import fs_activations, is_autoencoder
 
 
-def reset_net(model: nn.Module) -> None:
-    """Forget every delta encoder's state in ``model``: its next call starts a new run."""
-    for m in model.modules():
-        if isinstance(m, DeltaFSNeuron):
-            m.reset()
-    model.__dict__.pop("_delta_last_call", None)
+class RunClock(Stateful):
+    """When a denoiser's run starts: a call with a timestep not below the previous call's, or
+    with a batch of another shape, starts a new run, and :meth:`tick` then resets every
+    stateful module of the model (:func:`fs_neurons.reset_net`). Its state, the previous
+    call's batch shape and timestep, is this module's; a delta-coded model holds it as its
+    ``run_clock`` child, and the Spiking UNet classes tick it at every eval-mode forward
+    (:mod:`spiking_ddim.modeling`)."""
 
+    def __init__(self):
+        super().__init__()
+        self.shape: Optional[tuple[int, ...]] = None
+        self.timestep: Optional[float] = None
 
-def _run_clock(model: nn.Module, args: tuple, kwargs: dict) -> None:
-    """Forward pre-hook: a call with a timestep not below the last one, or a batch of another
-    shape, starts a new run (the state it finds is on ``model`` itself, so copies keep their own)."""
-    if model.training:
-        return
-    sample = args[0] if args else kwargs.get("sample")
-    t = args[1] if len(args) > 1 else kwargs.get("timestep")
-    if not isinstance(sample, torch.Tensor) or t is None:
-        raise ValueError("a delta-coded model is called as model(sample, timestep, ...)")
-    now = (tuple(sample.shape), float(torch.as_tensor(t).max()))
-    last = model.__dict__.get("_delta_last_call")
-    if last is None or last[0] != now[0] or now[1] >= last[1]:
-        reset_net(model)
-    model.__dict__["_delta_last_call"] = now
+    def reset(self) -> None:
+        self.shape, self.timestep = None, None
+
+    def tick(self, model: nn.Module, sample: torch.Tensor, timestep) -> None:
+        """Record ``model``'s call with ``sample`` (its batch) at ``timestep``, resetting the
+        model's state first when the call starts a new run."""
+        if not isinstance(sample, torch.Tensor) or timestep is None:
+            raise ValueError("a delta-coded model is called as model(sample, timestep, ...)")
+        shape, now = tuple(sample.shape), float(torch.as_tensor(timestep).max())
+        if self.shape != shape or self.timestep is None or now >= self.timestep:
+            reset_net(model)
+        self.shape, self.timestep = shape, now
+
+    def extra_repr(self) -> str:
+        return "idle" if self.shape is None else f"batch {list(self.shape)}, last timestep {self.timestep:g}"
 
 
 def check_delta_capable(model: nn.Module, what: str = "coding 'delta'") -> None:
@@ -81,23 +89,22 @@ def check_delta_capable(model: nn.Module, what: str = "coding 'delta'") -> None:
 
 def install_encoders(model: nn.Module, K: int) -> None:
     """Give every FSActivation of ``model`` one unfitted DeltaFSNeuron of K steps per call
-    site (on its neurons' device) and ``model`` the run clock; see the module docstring."""
+    site (on its neurons' device) and ``model`` a :class:`RunClock` (its ``run_clock``); see
+    the module docstring."""
     check_delta_capable(model)
     for _, act in fs_activations(model):
         device = act.neurons[0].h.device
         act.encoders = nn.ModuleList(DeltaFSNeuron(K).to(device) for _ in range(act.num_sites))
         act.encoders.train(act.training)
-    model.__dict__["_delta_clock"] = model.register_forward_pre_hook(_run_clock, with_kwargs=True)
+    model.run_clock = RunClock()
 
 
 def remove_encoders(model: nn.Module) -> None:
     """Undo :func:`install_encoders`."""
     for _, act in fs_activations(model):
         act.encoders = None
-    handle = model.__dict__.pop("_delta_clock", None)
-    if handle is not None:
-        handle.remove()
-    model.__dict__.pop("_delta_last_call", None)
+    if "run_clock" in dict(model.named_children()):
+        del model.run_clock
 
 
 def encoders(model: nn.Module) -> list[tuple[str, DeltaFSNeuron]]:

@@ -1,5 +1,6 @@
 """Fine-tuning a converted UNet towards its reference: what is trained, the distillation
-loss on the reference's own sampling trajectories, and the held-out image score.
+loss on the reference's own sampling trajectories, the fine-tuning objective
+(:class:`FinetuneLoss`: denoising, distillation or both), and the held-out image score.
 
 The trajectories are the reference pipeline's UNet calls while it samples images from
 seeds ``TRAJECTORY_SEED + i`` (far from the seeds sampling and the benchmarks use), each
@@ -10,14 +11,16 @@ of the FS pipeline's images against the reference's from the same noise, on [-1,
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from fs_neurons.seeds import stream
+from fs_neurons.utils.seeds import stream
 
-from .diffusion import ddim_noise_gain
+from .diffusion import ddim_noise_gain, noisy_batch
 from .pipelines import DenoiserCalls, Progress, SamplingOptions, generate, record_denoiser_calls
 from .sites import fs_activations
 
@@ -52,3 +55,39 @@ def image_error(pipe: DiffusionPipeline, indices: Sequence[int], options: Sampli
     """MSE of ``pipe``'s images ``indices`` (from the trajectory seeds) against ``reference``,
     the reference pipeline's images from the same noise, (N, C, H, W) in [-1, 1]."""
     return float((generate(pipe, indices, options, TRAJECTORY_SEED) - reference).pow(2).mean())
+
+
+@dataclass
+class FinetuneLoss:
+    """The fine-tuning objective of one batch, ``loss(model, generator, step)`` -> a scalar on
+    ``device``: ``kind`` ``denoise`` (the model's noise prediction against the noise, on
+    noisy ``images``: (N, C, H, W) in [-1, 1]), ``distill`` (its output against the
+    reference's: on the reference's recorded ``calls`` weighted by ``weights`` when given,
+    else on noisy ``images`` against ``teacher``) or ``both`` (their sum). ``batch_size``
+    images or calls per step, drawn with the training loop's generator."""
+
+    kind: str
+    batch_size: int
+    device: torch.device
+    noise_scheduler: object = None
+    images: Optional[torch.Tensor] = None
+    calls: Optional[DenoiserCalls] = None
+    weights: Optional[torch.Tensor] = None
+    teacher: Optional[torch.nn.Module] = None
+
+    def __call__(self, model: torch.nn.Module, g: torch.Generator, _step: int) -> torch.Tensor:
+        loss = torch.zeros((), device=self.device)
+        if self.images is not None:
+            _, noise, t, xt = noisy_batch(self.images, self.noise_scheduler, self.batch_size, g, self.device)
+        if self.kind in ("denoise", "both"):
+            loss = loss + F.mse_loss(model(xt, t).sample.float(), noise.float())
+        if self.kind in ("distill", "both"):
+            if self.calls is not None:
+                idx = torch.randint(0, len(self.calls), (self.batch_size,), generator=g)
+                loss = loss + call_errors(model, self.calls.rows(idx).to(self.device),
+                                          self.weights[idx].to(self.device)).mean()
+            else:
+                with torch.no_grad():
+                    target = self.teacher(xt, t).sample.float()
+                loss = loss + (model(xt, t).sample.float() - target).pow(2).mean()
+        return loss

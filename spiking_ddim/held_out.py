@@ -1,6 +1,6 @@
 """Which image seeds a model was fitted on, and the guarantee that no scored image shares one.
 
-Every fit draws its images from a named stream (:mod:`fs_neurons.seeds`): calibration
+Every fit draws its images from a named stream (:mod:`fs_neurons.utils.seeds`): calibration
 records its site inputs from ``calibration-inputs`` (and, under a budget, prices spikes on
 ``calibration-costs`` and measures sensitivities on ``calibration-sensitivity``), delta
 encoders are fitted to the changes of ``calibration-inputs`` images, fine-tuning learns from
@@ -16,7 +16,7 @@ from typing import Sequence
 
 from diffusers import DiffusionPipeline
 
-from fs_neurons.seeds import seed_range
+from fs_neurons.utils.seeds import seed_range
 
 from .errors import SettingError
 from .record import FSConfig

@@ -38,7 +38,7 @@ from diffusers import AutoencoderKL, ModelMixin, UNet2DConditionModel, UNet2DMod
 from safetensors.torch import load_file
 from torch import nn
 
-from fs_neurons.files import atomic_directory, atomic_write_text
+from fs_neurons.utils.files import atomic_directory, atomic_write_text
 
 from .delta import install_encoders
 from .model_card import write_model_card
@@ -95,13 +95,25 @@ _IGNORED_LOAD_KWARGS = {"low_cpu_mem_usage", "cache_dir", "local_files_only", "f
                         "output_loading_info"}
 
 
-class SpikingUNet2DModel(SpikingModelMixin, UNet2DModel):
+class SpikingDenoiserMixin(SpikingModelMixin):
+    """A denoiser with FS neurons: a delta-coded one (:mod:`spiking_ddim.delta`) ticks its
+    ``run_clock`` before every eval-mode forward, which starts a new run when the timestep
+    does not fall or the batch changes shape."""
+
+    def forward(self, sample: torch.Tensor, timestep, *args, **kwargs):
+        clock = getattr(self, "run_clock", None)
+        if clock is not None and not self.training:
+            clock.tick(self, sample, timestep)
+        return super().forward(sample, timestep, *args, **kwargs)
+
+
+class SpikingUNet2DModel(SpikingDenoiserMixin, UNet2DModel):
     """A UNet2DModel (DDPM, DDIM, latent diffusion) with FS neurons."""
 
     base_class = UNet2DModel
 
 
-class SpikingUNet2DConditionModel(SpikingModelMixin, UNet2DConditionModel):
+class SpikingUNet2DConditionModel(SpikingDenoiserMixin, UNet2DConditionModel):
     """A UNet2DConditionModel (Stable Diffusion) with FS neurons."""
 
     base_class = UNet2DConditionModel

@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 from typing import Iterator, Union
 
-from fs_neurons.files import atomic_directory
+from fs_neurons.utils.files import atomic_directory
 
 PathLike = Union[str, Path]
 

@@ -25,8 +25,9 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 from torch import nn
 
-from fs_neurons.files import atomic_directory
 from fs_neurons.names import UNET_METHOD
+from fs_neurons.utils.choices import check_choice
+from fs_neurons.utils.files import atomic_directory
 
 from .components import CONVERTIBLE, DECODERS, decoder, denoiser  # noqa: F401 - part of this module's API
 from .convert import ConversionReport, check_settings, convert_unet, revert_unet
@@ -112,8 +113,7 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
 
     Raises ``FileNotFoundError`` for a missing or non-diffusers directory and ``OSError``
     when a hub id cannot be fetched."""
-    if scheduler not in ("ddim", "pipeline"):
-        raise ValueError(f"scheduler must be 'ddim' or 'pipeline', got {scheduler!r}")
+    check_choice("scheduler", scheduler, ("ddim", "pipeline"))
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:

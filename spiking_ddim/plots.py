@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from fs_neurons.figures import new_figure, save_figure
+from fs_neurons.utils.figures import new_figure, save_figure
 
 from .energy import EnergyConstants, network_part
 

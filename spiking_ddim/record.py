@@ -28,6 +28,8 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
+from fs_neurons.utils.choices import check_choice
+
 from .defaults import CODINGS, SPIKING
 
 FORMAT = 3
@@ -39,9 +41,7 @@ ACTIVATIONS = ("swish", "gelu", "gelu_tanh", "identity")
 
 def check_coding(coding: str) -> str:
     """Validate a coding name (:data:`CODINGS`); returns it."""
-    if coding not in CODINGS:
-        raise ValueError(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
-    return coding
+    return check_choice("coding", coding, CODINGS)
 
 
 class RecordError(ValueError):
@@ -165,12 +165,8 @@ class FSConfig:
             raise bad(f"K must be an integer >= 1, got {K!r}")
         if not isinstance(data["method"], str) or not isinstance(data["base_class"], str):
             raise bad("method and base_class must be strings")
-        coding = data.get("coding", "step")
-        if coding not in CODINGS:
-            raise bad(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
-        spiking = data.get("spiking", "swish")
-        if spiking not in SPIKING:
-            raise bad(f"spiking must be one of {', '.join(SPIKING)}, got {spiking!r}")
+        coding = check_choice("coding", data.get("coding", "step"), CODINGS, bad)
+        spiking = check_choice("spiking", data.get("spiking", "swish"), SPIKING, bad)
         delta_K = data.get("delta_K")
         if coding == "delta" and (isinstance(delta_K, bool) or not isinstance(delta_K, int) or delta_K < 1):
             raise bad(f"delta_K must be an integer >= 1 for coding 'delta', got {delta_K!r}")
@@ -180,11 +176,8 @@ class FSConfig:
         for i, m in enumerate(data["modules"]):
             if not isinstance(m, dict) or not all(k in m for k in ("path", "kind", "activation", "signatures")):
                 raise bad(f"modules[{i}] must have path, kind, activation and signatures")
-            if m["kind"] not in KINDS:
-                raise bad(f"modules[{i}] ({m['path']}): kind must be one of {', '.join(KINDS)}, got {m['kind']!r}")
-            if m["activation"] not in ACTIVATIONS:
-                raise bad(f"modules[{i}] ({m['path']}): activation must be one of {', '.join(ACTIVATIONS)}, "
-                          f"got {m['activation']!r}")
+            check_choice(f"modules[{i}] ({m['path']}): kind", m["kind"], KINDS, bad)
+            check_choice(f"modules[{i}] ({m['path']}): activation", m["activation"], ACTIVATIONS, bad)
             sigs = m["signatures"]
             if not (isinstance(sigs, list) and sigs and all(
                     isinstance(g, list) and len(g) == 2 and all(isinstance(v, int) and v >= 1 for v in g)

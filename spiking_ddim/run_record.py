@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.files import atomic_write_text
 
 RECORD_NAME = "train_config.json"
 RESUMABLE = ("steps", "log_every", "checkpoint_every", "resume", "overwrite")  # may differ on resume

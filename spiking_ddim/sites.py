@@ -23,6 +23,7 @@ from fs_neurons.neuron import FSNeuron
 from fs_neurons.signed import SignedFSNeuron
 
 from .fs_activation import FSActivation, SiteSignature, attach_site_counter, make_neurons
+from .layer_types import LAYER_TYPES
 from .record import SiteModule
 
 BANK_ACTIVATION = {"swish": "swish", "gelu": "gelu", "gelu_tanh": "gelu"}  # record activation -> bank file
@@ -74,7 +75,6 @@ class _GatedFS(nn.Module):
         return value * self.act(gate)
 
 
-INPUT_LAYER_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd, nn.Linear)  # layers an input site can code for
 
 
 def _encode_input(layer: nn.Module, args: tuple) -> tuple:
@@ -84,7 +84,7 @@ def _encode_input(layer: nn.Module, args: tuple) -> tuple:
 
 def _input_site(layer: nn.Module, s: SiteModule, K: int) -> FSActivation:
     """The FS site that codes ``layer``'s analog input: signed neurons, a binary start."""
-    if not isinstance(layer, INPUT_LAYER_TYPES):
+    if not isinstance(layer, LAYER_TYPES):
         found = "nothing" if layer is None else type(layer).__name__
         raise ValueError(f"module {s.path!r}: the record codes the input of a conv / linear layer there, the model "
                          f"has {found}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fs_neurons.utils.choices import check_choice
+
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")  # names of diffusers' get_scheduler
 
 
@@ -38,8 +40,7 @@ class TrainConfig:
             raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if not 0 < self.lr < float("inf"):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.lr_scheduler not in LR_SCHEDULES:
-            raise ValueError(f"lr-scheduler must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_scheduler!r}")
+        check_choice("lr-scheduler", self.lr_scheduler, LR_SCHEDULES)
         if not 0 <= self.lr_warmup_steps <= self.steps:
             raise ValueError(f"lr-warmup-steps must be in [0, steps], got {self.lr_warmup_steps}")
         if not 0 <= self.weight_decay < float("inf"):

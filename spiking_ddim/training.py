@@ -37,7 +37,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from fs_neurons.files import atomic_write_text
+from fs_neurons.utils.files import atomic_write_text
 
 from .train_config import TrainConfig
 

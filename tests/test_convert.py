@@ -6,7 +6,8 @@ import json
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers import UNet2DModel
+from tiny_models import tiny_cond_unet, tiny_unet
 from torch import nn
 
 from fs_neurons import FSNeuron
@@ -14,21 +15,6 @@ from fs_neurons.functional import backend
 from spiking_ddim import FSActivation, convert_unet, fs_activations, load_model, original_activations, revert_unet
 from spiking_ddim.convert import SWISH_TYPES, find_activations
 from spiking_ddim.fs_activation import SiteSignature
-
-
-def tiny_unet(seed=0):
-    torch.manual_seed(seed)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
-
-
-def tiny_cond_unet(seed=0):
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                                layers_per_block=1, cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
 
 
 def inputs(seed=1):

@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler
-from test_convert import tiny_cond_unet, tiny_unet
-from test_pipelines import _AUTOENCODER, KINDS, build
+from tiny_models import AUTOENCODER, KINDS, build, tiny_cond_unet, tiny_unet
 from torch import nn
 
 from fs_neurons import FSNeuron, OursConfig
 from fs_neurons.delta import DeltaFSNeuron
+from fs_neurons.state import Stateful
 from spiking_ddim import (
     SamplingOptions,
     convert_pipeline,
@@ -23,7 +23,7 @@ from spiking_ddim import (
     measure_cost,
 )
 from spiking_ddim.calibration import fit_delta, refit_delta
-from spiking_ddim.delta import encoders, reset_net, step_coding
+from spiking_ddim.delta import RunClock, encoders, remove_encoders, reset_net, step_coding
 from spiking_ddim.fs_activation import FSActivation, SiteSignature
 from spiking_ddim.pipelines import load_pipeline, save_pipeline
 
@@ -140,13 +140,32 @@ QUICK = OursConfig(pool=8, restarts=0, iters=20, elite=2, elite_iters=20, rounds
 def test_identical_runs_give_identical_images_and_every_call_of_the_pipeline_starts_afresh():
     pipe = delta_pipe()
     calls = []
-    pipe.unet.register_forward_pre_hook(lambda m, a: calls.append(encoders(m)[0][1].started))
+    first_site = fs_activations(pipe.unet)[0][1]  # runs inside the model's forward, after its run clock
+    first_site.register_forward_pre_hook(lambda m, a: calls.append(m.encoders[0].started))
     a = generate(pipe, range(2), OPTIONS)
     b = generate(pipe, range(2), OPTIONS)
     assert torch.equal(a, b)
     assert calls == [False] + [True] * 5 + [False] + [True] * 5  # a new run at each pipeline call
     reset_net(pipe.unet)
     assert not any(e.started for _, e in encoders(pipe.unet))
+
+
+def test_a_delta_model_keeps_its_state_in_visible_modules_that_reset_net_clears():
+    pipe = delta_pipe()
+    unet = pipe.unet
+    clock = dict(unet.named_modules())["run_clock"]
+    assert isinstance(clock, RunClock) and all(isinstance(e, Stateful) for _, e in encoders(unet))
+    assert not [key for key in vars(unet) if "delta" in key or "clock" in key]  # nothing hidden on the model
+    assert not [key for key in unet.state_dict() if "run_clock" in key]  # state is not saved with the weights
+    generate(pipe, range(2), OPTIONS)
+    assert clock.shape == (2, 1, 8, 8) and clock.timestep is not None and all(e.started for _, e in encoders(unet))
+    reset_net(unet)
+    assert (clock.shape, clock.timestep) == (None, None) and not any(e.started for _, e in encoders(unet))
+    twin = copy.deepcopy(unet)  # a copy runs on its own clock
+    generate(pipe, range(1), OPTIONS)
+    assert clock.shape == (1, 1, 8, 8) and dict(twin.named_modules())["run_clock"].shape is None
+    remove_encoders(unet)
+    assert "run_clock" not in dict(unet.named_modules()) and not encoders(unet)
 
 
 def test_an_image_alone_and_in_a_batch_of_four_are_the_same():
@@ -355,7 +374,7 @@ def test_bad_codings_are_clear_errors():
     with pytest.raises(ValueError, match="coding must be one of step, delta"):
         convert_unet(tiny_unet(), K=4, coding="sigma")
     with pytest.raises(ValueError, match="needs a denoiser called once per denoising step"):
-        convert_unet(AutoencoderKL(latent_channels=2, **_AUTOENCODER), K=4, coding="delta")
+        convert_unet(AutoencoderKL(latent_channels=2, **AUTOENCODER), K=4, coding="delta")
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=4, method="ours", coding="delta")
     with pytest.raises(RuntimeError, match="fit_delta"):

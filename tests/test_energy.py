@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from test_convert import tiny_unet
+from tiny_models import tiny_unet
 from torch import nn
 
 from fs_neurons import FSNeuron, fs_simulate

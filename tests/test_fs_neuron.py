@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from fs_neurons import FSNeuron, Sigmoid, fs_piecewise, fs_simulate
+from fs_neurons import FSNeuron, Sigmoid, Stateful, fs_piecewise, fs_simulate, reset_net
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,3 +253,26 @@ def test_lookup_kernel_gives_the_same_result_on_one_thread_and_starts_no_workers
             "try:\n    numba.threading_layer(); print('workers')\nexcept ValueError:\n    print('none')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip() == "none", r.stderr[-2000:]
+
+
+def test_reset_net_forgets_the_state_of_every_stateful_module_and_a_stateful_module_must_say_how():
+    class Counter(Stateful):  # a toy module with state across calls
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x
+
+        def reset(self):
+            self.calls = 0
+
+    model = nn.Sequential(Counter(), nn.Linear(2, 2), nn.Sequential(Counter()))
+    model(torch.zeros(1, 2))
+    model(torch.zeros(1, 2))
+    assert [m.calls for m in model.modules() if isinstance(m, Counter)] == [2, 2]
+    reset_net(model)
+    assert [m.calls for m in model.modules() if isinstance(m, Counter)] == [0, 0]
+    with pytest.raises(NotImplementedError, match="must say how to reset"):
+        reset_net(nn.Sequential(Stateful()))

@@ -146,6 +146,17 @@ def test_the_layers_read_top_down_with_no_import_cycle():
     assert "spiking_ddim.modeling" in modules["spiking_ddim.convert"]  # convert -> modeling, never back
 
 
+def test_no_test_file_imports_another_shared_helpers_live_in_their_own_modules():
+    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    names = {path.stem for path in tests}
+    for path in tests:
+        for node in ast.walk(ast.parse(path.read_text())):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            assert not names & set(imported), f"{path.name} imports {sorted(names & set(imported))}: move the " \
+                                              "shared pieces to tests/conftest.py or a helper module"
+
+
 def test_convert_and_calibrate_save_pipelines_that_load_back(tmp_path, capsys):
     from spiking_ddim import load_pipeline
 

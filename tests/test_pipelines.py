@@ -6,7 +6,6 @@ their own __call__, calibrated, saved and loaded."""
 import copy
 import json
 import os
-import string
 import subprocess
 import sys
 from pathlib import Path
@@ -14,18 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKL,
     DDIMPipeline,
     DDIMScheduler,
-    DDPMPipeline,
-    DDPMScheduler,
     DiffusionPipeline,
-    LDMPipeline,
     StableDiffusionPipeline,
-    UNet2DConditionModel,
     UNet2DModel,
-    VQModel,
 )
+from tiny_models import KINDS, PROMPTS, STEPS, build, tiny_denoiser, tiny_ldm, tiny_sd
 
 from spiking_ddim import FSActivation, fs_activations, measure_cost
 from spiking_ddim.calibration import calibrate
@@ -38,82 +32,9 @@ from spiking_ddim.pipelines import (
     read_prompts,
     record_denoiser_calls,
     save_pipeline,
-    use_ddim_scheduler,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = SamplingOptions(steps=3)
-PROMPTS = SamplingOptions(steps=3, prompts=("a cat", "a red car", "the sea"), guidance_scale=3.0)
-
-
-def _unet(in_channels, attention=True, seed=0):
-    torch.manual_seed(seed)
-    down = ("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D")
-    up = ("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D")
-    return UNet2DModel(sample_size=8, in_channels=in_channels, out_channels=in_channels, block_out_channels=(16, 32),
-                       layers_per_block=1, norm_num_groups=8, down_block_types=down, up_block_types=up).eval()
-
-
-_AUTOENCODER = dict(in_channels=3, out_channels=3, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-                    down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-
-
-def tiny_ddpm(seed=0):
-    """Pixel space, 3 x 8 x 8, with its own DDPM scheduler (as google/ddpm-cifar10-32)."""
-    return DDPMPipeline(unet=_unet(3, seed=seed), scheduler=DDPMScheduler(num_train_timesteps=100))
-
-
-def tiny_ldm(seed=0):
-    """A VQ autoencoder (3 x 16 x 16 images, 3 x 8 x 8 latents) and a latent UNet (as CompVis/ldm-celebahq-256)."""
-    torch.manual_seed(seed)
-    vq = VQModel(latent_channels=3, num_vq_embeddings=32, sample_size=16, **_AUTOENCODER).eval()
-    return LDMPipeline(vqvae=vq, unet=_unet(3, attention=False, seed=seed),
-                       scheduler=DDIMScheduler(num_train_timesteps=100))
-
-
-def tiny_tokenizer(folder: Path):
-    """A CLIP tokenizer over single letters and a few words, from files written here."""
-    from transformers import CLIPTokenizer
-
-    words = ["a</w>", "cat</w>", "red</w>", "car</w>", "the</w>", "sea</w>"]
-    tokens = ["<|startoftext|>", "<|endoftext|>", *string.ascii_lowercase, *(c + "</w>" for c in string.ascii_lowercase),
-              *words]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=12)
-
-
-def tiny_sd(folder: Path, seed=0):
-    """Text-conditional latent diffusion (as Stable Diffusion): 3 x 16 x 16 images, 4 x 8 x 8 latents."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    tokenizer = tiny_tokenizer(folder / "tokenizer")
-    torch.manual_seed(seed)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=12,
-                                        bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
-                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=32, attention_head_dim=4,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")).eval()
-    vae = AutoencoderKL(latent_channels=4, sample_size=16, **_AUTOENCODER).eval()
-    return StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                   scheduler=DDIMScheduler(num_train_timesteps=100), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-
-
-KINDS = {  # builder, sampling options, the decoder component, image shape
-    "ddpm": (lambda tmp: tiny_ddpm(), STEPS, None, (3, 8, 8)),
-    "ldm": (lambda tmp: tiny_ldm(), STEPS, "vqvae", (3, 16, 16)),
-    "sd": (lambda tmp: tiny_sd(tmp), PROMPTS, "vae", (3, 16, 16)),
-}
-
-
-def build(kind, tmp_path):
-    make, options, dec, shape = KINDS[kind]
-    pipe = use_ddim_scheduler(make(tmp_path))
-    return pipe, options, ("unet",) + ((dec,) if dec else ()), shape
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +226,7 @@ def test_sample_cli_pipeline_flag_errors(tmp_path, cli, args, message):
 
 
 def test_a_bare_unet_directory_becomes_a_ddim_pipeline(tmp_path):
-    _unet(1).save_pretrained(tmp_path / "unet-only")
+    tiny_denoiser(1).save_pretrained(tmp_path / "unet-only")
     pipe = load_pipeline(tmp_path / "unet-only")
     assert isinstance(pipe, DDIMPipeline) and generate(pipe, [0], STEPS).shape == (1, 1, 8, 8)
 
@@ -435,3 +356,17 @@ def test_long_library_calls_report_progress_in_every_stage(tmp_path):
     seen, progress = recorder()
     trajectory_calls(pipe, options, range(2), progress=progress)
     assert seen["record calls"][0] == (0, options.steps) and seen["record calls"][-1] == (options.steps, options.steps)
+
+
+def test_generate_many_makes_image_i_from_seed_i_whatever_the_batches(tmp_path):
+    from spiking_ddim.sampling import generate_many, plan_batches
+
+    assert plan_batches(5, 2) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert plan_batches(5, 2, process_index=1, num_processes=2) == [range(2, 4)]
+    pipe, options, _, shape = build("ddpm", tmp_path)
+    images = generate_many(pipe, 5, options, batch_size=2, seed=7)
+    assert images.shape == (5, *shape)
+    alone = generate(pipe, [3], options, seed=7)[0]  # image 3 alone: the same noise, another batch
+    assert (images[3] - alone).abs().max() < 1e-4 and (images[2] - alone).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        generate_many(pipe, 5, options, batch_size=0)

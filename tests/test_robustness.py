@@ -457,7 +457,7 @@ def test_an_eval_model_runs_with_autograd_on():
 
 
 def test_a_failed_conversion_leaves_the_model_unconverted():
-    from test_convert import tiny_cond_unet
+    from tiny_models import tiny_cond_unet
 
     from spiking_ddim import convert_unet
     from spiking_ddim.sites import GELU_TYPES, SWISH_TYPES

@@ -128,7 +128,7 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
 
     # every site's sensitivity was measured: noise at a site moves the denoiser's output
     assert set(found.sensitivity) == set(neurons) and all(v > 0 for v in found.sensitivity.values())
-    with pytest.raises(ValueError, match="weighting must be 'sensitivity' or 'neurons'"):
+    with pytest.raises(ValueError, match="weighting must be one of sensitivity, neurons"):
         apply_budget(pipe, found, SpikeBudget("spikes", 1.0), weighting="uniform")
     plain = apply_budget(pipe, found)
     free = mean_spikes(plain)
@@ -169,7 +169,7 @@ def test_calibration_under_a_budget_spends_at_most_it_and_a_tighter_one_spends_l
     with pytest.raises(ValueError, match="below what the dense \\(MAC\\) layers alone cost"):
         apply_budget(pipe, found, SpikeBudget("energy", 0.5 * found.dense_macs / found.ann_macs))
     for kind, value, message in (("spikes", -1.0, "finite number > 0"), ("energy", math.inf, "finite number > 0"),
-                                 ("joules", 1.0, "kind must be 'spikes' or 'energy'")):
+                                 ("joules", 1.0, "kind must be one of spikes, energy")):
         with pytest.raises(ValueError, match=message):
             SpikeBudget(kind, value)
 

@@ -338,3 +338,24 @@ def test_an_unavailable_tracker_is_a_clear_error(tmp_path, cli):
         assert code != 0 and "--log-with tensorboard" in err and "Traceback" not in err
     else:
         assert code == 0 and any((tmp_path / "t").rglob("events.out.tfevents*"))
+
+
+
+def test_the_fine_tuning_loss_is_denoising_distillation_or_their_sum():
+    from tiny_models import tiny_unet
+
+    from spiking_ddim.diffusion import train_scheduler
+    from spiking_ddim.finetune import FinetuneLoss
+
+    student, teacher = tiny_unet(0).eval(), tiny_unet(1).eval()
+    images = torch.rand(6, 1, 8, 8) * 2 - 1
+    common = dict(batch_size=4, device=torch.device("cpu"), noise_scheduler=train_scheduler(), images=images)
+
+    def loss(kind, model=student, against=teacher):
+        with torch.no_grad():
+            return float(FinetuneLoss(kind, teacher=against, **common)(model, torch.Generator().manual_seed(3), 0))
+
+    denoise, distill = loss("denoise"), loss("distill")
+    assert denoise > 0 and distill > 0 and loss("both") == pytest.approx(denoise + distill, rel=1e-6)
+    assert loss("distill", against=student) == 0.0  # a model distilled towards itself has nothing to learn
+    assert loss("denoise", model=teacher) != pytest.approx(denoise)  # the prediction counts, not only the batch

@@ -39,8 +39,8 @@ from typing import Optional
 from diffusers import DiffusionPipeline
 
 from fs_neurons.exact import OursConfig
-from fs_neurons.seeds import stream
 from fs_neurons.signed import SignedFSNeuron
+from fs_neurons.utils.seeds import stream
 
 from ..convert import SiteReport
 from ..delta import step_coding

@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from diffusers import DiffusionPipeline
 
+from fs_neurons.utils.choices import check_choice
+
 from ..convert import SiteReport
 from ..energy import EnergyConstants
 from ..pipelines import converted_components
@@ -36,8 +38,7 @@ class SpikeBudget:
     constants: EnergyConstants = EnergyConstants()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("spikes", "energy"):
-            raise ValueError(f"budget kind must be 'spikes' or 'energy', got {self.kind!r}")
+        check_choice("budget kind", self.kind, ("spikes", "energy"))
         if not math.isfinite(self.value) or self.value <= 0:
             raise ValueError(f"the {self.kind} budget must be a finite number > 0 (at 0 every site is silent and "
                              f"the model outputs no signal), got {self.value}")
@@ -118,8 +119,7 @@ def apply_budget(pipe: DiffusionPipeline, found: SiteOptions, budget: Optional[S
     report per site: MSE and expected spikes per call on its inputs, before and after.
     Adds a ``calibrate`` event (budget, ``details``, :func:`calibration_outcome`) to every
     converted component's history."""
-    if weighting not in ("sensitivity", "neurons"):
-        raise ValueError(f"weighting must be 'sensitivity' or 'neurons', got {weighting!r}")
+    check_choice("weighting", weighting, ("sensitivity", "neurons"))
     weighting = weighting if found.sensitivity else "neurons"
     choices = [{k: 0 for k in found.options}] if budget is None else allocate(found, budget, weighting)
     if len(choices) > 1 and found.probe is not None:

@@ -24,10 +24,12 @@ from fs_neurons.delta import binary_code
 from fs_neurons.distribution import InputDistribution
 from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
-from fs_neurons.seeds import stream
+from fs_neurons.state import reset_net
+from fs_neurons.utils.choices import check_choice
+from fs_neurons.utils.seeds import stream
 
 from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
-from ..delta import encoders, reset_net, step_coding
+from ..delta import encoders, step_coding
 from ..energy import measure_cost
 from ..errors import SettingError
 from ..held_out import delta_fit_seeds
@@ -72,10 +74,8 @@ def check_delta_fit(spike_weight: Optional[float] = None, price: str = DELTA_PRI
                     num_images: int = DELTA_IMAGES) -> float:
     """The settings of :func:`fit_delta` checked before any work (:class:`SettingError`
     naming the setting); the spike weight, the price's default filled in."""
-    if price not in DELTA_PRICES:
-        raise SettingError("price", f"price must be one of {', '.join(DELTA_PRICES)}, got {price!r}")
-    if cost not in DELTA_COSTS:
-        raise SettingError("cost", f"cost must be one of {', '.join(DELTA_COSTS)}, got {cost!r}")
+    check_choice("price", price, DELTA_PRICES, lambda m: SettingError("price", m))
+    check_choice("cost", cost, DELTA_COSTS, lambda m: SettingError("cost", m))
     spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
     if not (isinstance(spike_weight, (int, float)) and 0 <= spike_weight < float("inf")):
         raise SettingError("spike_weight", f"the price of a spike must be a finite number >= 0, got {spike_weight!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from diffusers import DiffusionPipeline
 
-from fs_neurons.seeds import stream
+from fs_neurons.utils.seeds import stream
 
 from ..held_out import delta_fit_seeds
 from ..pipelines import SamplingOptions, converted_components

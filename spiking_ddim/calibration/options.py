@@ -21,8 +21,8 @@ from diffusers import DiffusionPipeline
 from fs_neurons import FSFit, InputDistribution, fit_ours_many, fs_mse
 from fs_neurons.exact import OursConfig, exact_cost
 from fs_neurons.names import UNET_METHOD
-from fs_neurons.seeds import stream
 from fs_neurons.targets import resolve_activation
+from fs_neurons.utils.seeds import stream
 
 from ..fs_activation import make_neurons
 from ..monitors import SiteInputMonitor

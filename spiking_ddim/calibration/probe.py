@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DiffusionPipeline
 
-from fs_neurons.seeds import stream
+from fs_neurons.utils.seeds import stream
 
 from ..diffusion import ddim_noise_gain
 from ..energy import measure_cost

@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fs_neurons.files import atomic_write_text
+    from fs_neurons.utils.files import atomic_write_text
 
     from ..device_check import CheckSettings, run_checks
     from .common import resolve_device

@@ -109,7 +109,7 @@ def _save(pipe, sites, args: argparse.Namespace) -> None:
     import json
     from dataclasses import asdict
 
-    from fs_neurons.files import atomic_write_text
+    from fs_neurons.utils.files import atomic_write_text
 
     from ..pipelines import save_pipeline
 

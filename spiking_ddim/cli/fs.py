@@ -90,11 +90,11 @@ def add_fs_parser(sub: argparse._SubParsersAction) -> None:
 def run_fs(args: argparse.Namespace) -> int:
 
     from fs_neurons.distribution import InputDistribution
-    from fs_neurons.files import atomic_write_text
     from fs_neurons.methods import BASELINES, PAPER_TABLE, FSFit, fit_baselines, fit_ours
     from fs_neurons.neuron import check_K
     from fs_neurons.plots import plot_approximation, plot_losses, plot_tendency, stage_curves
     from fs_neurons.targets import resolve_activation
+    from fs_neurons.utils.files import atomic_write_text
 
     from .common import StageBars, prepare_output_dir
 

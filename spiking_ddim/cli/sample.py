@@ -184,25 +184,16 @@ def _calibrate(args, accelerator, out: Path, fs_pipe, options, budget) -> None:
     import json
     from dataclasses import asdict
 
-    from accelerate.utils import broadcast_object_list
+    from fs_neurons.utils.files import atomic_write_text
 
-    from fs_neurons.files import atomic_write_text
-
-    from ..pipelines import converted_components
+    from ..sampling import broadcast_conversion
     from .common import calibrate_with_bar
 
-    components = converted_components(fs_pipe)
-    state = [None]
     if accelerator.is_main_process:
         sites, message = calibrate_with_bar(fs_pipe, options, budget=budget)
         atomic_write_text(out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
         print(f"{message} (per site: {args.out / 'calibration.json'})", file=sys.stderr)
-        state = [({n: {k: v.cpu() for k, v in m.state_dict().items()} for n, m in components.items()},
-                  {n: m.fs_config for n, m in components.items()})]
-    state = broadcast_object_list(state)
-    for n, m in components.items():
-        m.load_state_dict(state[0][0][n])
-        m.fs_config = state[0][1][n]
+    broadcast_conversion(fs_pipe, accelerator)
 
 
 def _print(result, reference: dict, args: argparse.Namespace) -> None:

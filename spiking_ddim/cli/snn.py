@@ -200,11 +200,8 @@ def run_snn(args: argparse.Namespace) -> int:
 def _run_snn(args: argparse.Namespace) -> int:
     from functools import partial
 
-    import torch
-    import torch.nn.functional as F
-
-    from ..diffusion import noisy_batch, train_scheduler
-    from ..finetune import TRAJECTORY_SEED, call_errors, image_error, trainable, trajectory_calls
+    from ..diffusion import train_scheduler
+    from ..finetune import TRAJECTORY_SEED, FinetuneLoss, image_error, trainable, trajectory_calls
     from ..held_out import trajectory_seeds
     from ..pipelines import decoder, generate, save_pipeline
     from ..record import add_event
@@ -241,22 +238,8 @@ def _run_snn(args: argparse.Namespace) -> int:
             validate = partial(image_error, student, held_out, options, reference_images)
     unet.train()
 
-    def loss_fn(model, g, _step):
-        device = accelerator.device
-        loss = torch.zeros((), device=device)
-        if images is not None:
-            _, noise, t, xt = noisy_batch(images, noise_scheduler, cfg.batch_size, g, device)
-        if args.loss in ("denoise", "both"):
-            loss = loss + F.mse_loss(model(xt, t).sample.float(), noise.float())
-        if args.loss in ("distill", "both"):
-            if calls is not None:
-                idx = torch.randint(0, len(calls), (cfg.batch_size,), generator=g)
-                loss = loss + call_errors(model, calls.rows(idx).to(device), weights[idx].to(device)).mean()
-            else:
-                with torch.no_grad():
-                    target = teacher.unet(xt, t).sample.float()
-                loss = loss + (model(xt, t).sample.float() - target).pow(2).mean()
-        return loss
+    loss_fn = FinetuneLoss(args.loss, cfg.batch_size, accelerator.device, noise_scheduler, images, calls, weights,
+                           teacher.unet if teacher is not None else None)
 
     on_start = record_writer(accelerator, args, "snn", resume, previous,
                              {"train": config_json(cfg), "trainable_parameters": sum(p.numel() for p in params),

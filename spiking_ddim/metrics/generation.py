@@ -24,6 +24,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch.utils.data import Dataset
 
+from fs_neurons.utils.choices import check_choice
+
 from ..defaults import INCEPTION_ENV, METRICS
 
 LABELS = {"inception-v3-compat": "Inception", "digits-cnn": "digits features"}
@@ -109,8 +111,7 @@ def _register_digits() -> None:
 
 def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]] = None) -> tuple[str, dict]:
     """(torch-fidelity extractor name, its kwargs) for ``auto``, ``inception`` or ``digits``."""
-    if choice not in ("auto", "inception", "digits"):
-        raise ValueError(f"feature extractor must be auto, inception or digits, got {choice!r}")
+    check_choice("feature extractor", choice, ("auto", "inception", "digits"))
     if choice == "auto":
         choice = "inception" if find_inception_weights(inception_weights) is not None else "digits"
     if choice == "inception":

@@ -1,0 +1,196 @@
+"""The meter: forward hooks that count every FS site's spikes and every layer's operations
+while a model runs (what is counted: :mod:`spiking_ddim.energy`)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import weakref
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import torch
+from torch import nn
+
+from fs_neurons import FSNeuron
+
+from ..layer_types import LAYER_TYPES, PASS_THROUGH
+from .operations import MatmulSpy, layer_acs, layer_macs
+from .report import CostReport, LayerCost, SiteCost
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+
+def site_name(path: str) -> str:
+    """``a.b.neurons.2`` (neuron 2 of an FSActivation) or ``a.b.encoders.2`` (its delta
+    encoder) -> ``a.b[2]``; other paths unchanged."""
+    return re.sub(r"\.(?:neurons|encoders)\.(\d+)$", r"[\1]", path)
+
+
+class CostMeter:
+    """Counts spikes and operations of every forward pass of ``model`` while open (see
+    the module docstring); ``report()`` returns the totals so far. ``others`` are further
+    modules by name prefix, whose operations count but whose passes are not samples."""
+
+    def __init__(self, model: nn.Module, others: Optional[dict[str, nn.Module]] = None):
+        self.parts = [("", model, True)] + [(f"{name}.", m, False) for name, m in (others or {}).items()]
+        self._sites: dict[str, SiteCost] = {}
+        self._site_spikes: dict[str, torch.Tensor] = {}
+        self._layers: dict[tuple[str, str], LayerCost] = {}
+        self._layer_acs: dict[tuple[str, str], torch.Tensor] = {}
+        self._layer_events: dict[tuple[str, str], torch.Tensor] = {}
+        self._site_acs: dict[str, torch.Tensor] = {}  # ACs each site's spikes cost downstream
+        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str]] = {}  # FS outputs -> spike counts, site
+        self._stack: list[str] = []
+        self._spy = MatmulSpy(self._on_matmul)
+        self._handles: list = []
+        self._samples = 0
+        self._forwards = 0
+
+    def __enter__(self) -> "CostMeter":
+        if self._handles:
+            raise RuntimeError("this CostMeter is already counting")
+        for prefix, model, samples in self.parts:
+            for path, module in model.named_modules():
+                self._watch(prefix + path, module, samples)
+        return self
+
+    def _watch(self, path: str, module: nn.Module, samples: bool) -> None:
+        self._handles.append(module.register_forward_pre_hook(functools.partial(self._enter, path, samples),
+                                                              with_kwargs=True))
+        self._handles.append(module.register_forward_hook(functools.partial(self._exit, path), always_call=True))
+        if isinstance(module, FSNeuron):
+            self._handles.append(module.register_spike_hook(functools.partial(self._on_spikes, site_name(path))))
+        elif isinstance(module, LAYER_TYPES):
+            self._handles.append(module.register_forward_hook(functools.partial(self._on_layer, path)))
+        elif isinstance(module, PASS_THROUGH):
+            self._handles.append(module.register_forward_hook(self._pass_through))
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._stack.clear()
+        self._spiking.clear()
+
+    # module stack: the first module entered is the model; the matmul spy is on while inside it
+    def _enter(self, path: str, samples: bool, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not self._stack:
+            if samples:
+                self._forwards += 1
+                first = next((t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
+                self._samples += first.shape[0] if first is not None and first.ndim > 0 else 1
+            self._spy.__enter__()
+        self._stack.append(path)
+
+    def _exit(self, path: str, module: nn.Module, args: tuple, output: Any) -> None:
+        if self._stack and self._stack[-1] == path:
+            self._stack.pop()
+            if not self._stack:
+                self._spy.__exit__(None, None, None)
+                self._spiking.clear()
+
+    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str) -> None:
+        key = id(out)
+
+        def forget(ref: weakref.ref) -> None:
+            entry = self._spiking.get(key)
+            if entry is not None and entry[0] is ref:
+                del self._spiking[key]
+
+        self._spiking[key] = (weakref.ref(out, forget), count, site)
+
+    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str]]:
+        """(spike-count map, site name) when ``x`` is an FS site's output, else None."""
+        entry = self._spiking.get(id(x))
+        return entry[1:] if entry is not None and entry[0]() is x else None
+
+    def _on_spikes(self, name: str, neuron: FSNeuron, out: torch.Tensor, count: torch.Tensor) -> None:
+        site = self._sites.get(name)
+        if site is None:
+            site = self._sites[name] = SiteCost(name, neuron.K)
+            self._site_spikes[name] = torch.zeros((), dtype=torch.float64, device=count.device)
+        # One pass over the counts: summed over the first dim (exact in float32 for < 2^24 / K
+        # elements along it); every later sum runs on this smaller map.
+        count = count.sum(dim=0, dtype=torch.float32) if count.ndim > 1 else count
+        site.calls += 1
+        site.neurons += out.numel()
+        site.updates += out.numel() * neuron.updates_per_element
+        site.size = max(site.size, out[0].numel() if out.ndim > 1 else out.numel())
+        if neuron.graded:
+            site.graded += out.numel()
+        self._site_spikes[name] += count.sum(dtype=torch.float64)
+        self._tag(out, count, name)
+
+    def _layer(self, name: str, kind: str) -> LayerCost:
+        key = (name, kind)
+        if key not in self._layers:
+            self._layers[key] = LayerCost(name, kind)
+        return self._layers[key]
+
+    def _on_layer(self, path: str, layer: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        x = args[0]
+        cost = self._layer(path, "linear" if isinstance(layer, nn.Linear) else "conv")
+        macs = layer_macs(layer, x, out)
+        cost.calls += 1
+        cost.ann_macs += macs
+        _sizes(cost, x.numel(), out)
+        cost.weights = layer.weight.numel()
+        spikes = self._spikes_of(x)
+        if spikes is None:
+            cost.snn_macs += macs
+            return
+        count, site = spikes
+        cost.spike_calls += 1
+        key = (path, cost.kind)
+        acs = layer_acs(layer, count)
+        self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs
+        self._layer_events[key] = self._layer_events.get(key, 0.0) + count.sum(dtype=torch.float64)
+        self._site_acs[site] = self._site_acs.get(site, 0.0) + acs
+
+    def _pass_through(self, module: nn.Module, args: tuple, out: Any) -> None:
+        spikes = self._spikes_of(args[0]) if args else None
+        if spikes is not None and isinstance(out, torch.Tensor) and out is not args[0]:
+            self._tag(out, *spikes)
+
+    def _on_matmul(self, macs: int, operands: int, out: torch.Tensor) -> None:
+        cost = self._layer(self._stack[-1] if self._stack[-1] else "<model>", "matmul")
+        cost.calls += 1
+        cost.ann_macs += macs
+        cost.snn_macs += macs
+        _sizes(cost, operands, out)
+
+    def report(self) -> CostReport:
+        """The totals so far (a copy; the meter goes on counting while open)."""
+        sites = [replace(s, spikes=float(self._site_spikes[s.name]), acs=float(self._site_acs.get(s.name, 0.0)))
+                 for s in self._sites.values()]
+        layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0)),
+                          spike_events=float(self._layer_events.get(key, 0.0))) for key, lay in self._layers.items()]
+        return CostReport(self._samples, self._forwards, sites, layers)
+
+
+def _sizes(cost: LayerCost, inputs: int, out: torch.Tensor) -> None:
+    """Add one call's input and output elements to ``cost`` and keep the largest per-sample sizes
+    (a sample: one entry of the output's first dim)."""
+    batch = out.shape[0] if out.ndim > 1 else 1
+    cost.inputs += inputs
+    cost.outputs += out.numel()
+    cost.input_size = max(cost.input_size, inputs // batch)
+    cost.output_size = max(cost.output_size, out.numel() // batch)
+
+
+def measure_cost(model: Union[nn.Module, "DiffusionPipeline"]) -> CostMeter:
+    """A context manager counting spikes and operations of ``model``'s forward passes, or
+    of a pipeline's UNet passes and its other model components::
+
+        with measure_cost(fs_pipe) as meter:
+            images = generate(fs_pipe, range(16), SamplingOptions(steps=20))
+        print(meter.report().energy(16).summary())
+    """
+    if isinstance(model, nn.Module):
+        return CostMeter(model)
+    from ..components import denoiser
+
+    unet = denoiser(model)
+    return CostMeter(unet, {n: m for n, m in model.components.items() if isinstance(m, nn.Module) and m is not unet})
