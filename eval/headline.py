@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from ddim_table import coding_name
 from delta_frontier import point_text
 
 from fs_neurons.utils.files import atomic_write_text
@@ -60,18 +61,11 @@ def load(name: str) -> list[dict]:
     return data if isinstance(data, list) else data["points"]
 
 
-def ddim_coding(row: dict) -> str:
-    """A ddim_table row's coding as that table writes it (step, delta, step+all, delta+all; - for the original)."""
-    if row["method"] == "original":
-        return "-"
-    return (row.get("coding") or "step") + ("+all" if row.get("spiking") == "all" else "")
-
-
 def find(name: str, selector) -> dict:
     """The one results entry of file NAME that SELECTOR names; ValueError if none or several."""
     if name == "ddim_table":
         def hit(r):
-            return (r["method"], r["K"], ddim_coding(r), bool(r["finetuned"])) == selector
+            return (r["method"], r["K"], coding_name(r), bool(r["finetuned"])) == selector
     elif name == "delta_frontier":
         def hit(r):
             return point_text(r) == selector

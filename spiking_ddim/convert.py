@@ -341,13 +341,14 @@ def analog_inputs(model: nn.Module, run: Callable[[], Any]) -> list[SiteModule]:
     as ``nn.Dropout``), except the one reading the model's own input: one ``input`` site each,
     with its input's signature, in the order first called."""
     spikes: dict[int, torch.Tensor] = {}  # FS outputs of the forward in progress, by id (kept alive)
-    first: list[int] = []
+    first: list[int] = []  # id of the model's input in the first call
     signatures: dict[str, Optional[SiteSignature]] = {}
     analog: dict[str, bool] = {}
 
     def start(_m, args, kwargs):
         spikes.clear()
-        first.append(id(args[0] if args else kwargs["sample"]))
+        if not first:
+            first.append(id(args[0] if args else kwargs["sample"]))
 
     def spiking(_m, _args, out):
         spikes[id(out)] = out
@@ -359,7 +360,7 @@ def analog_inputs(model: nn.Module, run: Callable[[], Any]) -> list[SiteModule]:
     def seen(path, _m, args):
         x = args[0]
         signatures.setdefault(path, SiteSignature.of(x))
-        if id(x) in first[:1]:
+        if id(x) in first:
             signatures[path] = None  # reads the model's input: stays analog
         analog[path] = analog.get(path, False) or spikes.get(id(x)) is not x
 

@@ -340,7 +340,6 @@ def test_an_unavailable_tracker_is_a_clear_error(tmp_path, cli):
         assert code == 0 and any((tmp_path / "t").rglob("events.out.tfevents*"))
 
 
-
 def test_the_fine_tuning_loss_is_denoising_distillation_or_their_sum():
     from tiny_models import tiny_unet
 
