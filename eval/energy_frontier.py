@@ -1,23 +1,16 @@
 #!/usr/bin/env python
 """The quality-per-energy frontier of budgeted calibration on the embedded digits DDIM.
 
-For each K: convert (``ours-unet``), fit every site's options once
-(:func:`spiking_ddim.calibration.fit_site_options`: plain fit, a grid of spike weights,
-silent), then for the plain calibration and each SNN/ANN energy budget of the sweep
-choose the sites' options (:func:`apply_budget`) and sample ``--num-images`` images
-(``--steps`` DDIM steps, seeds SEED..SEED+N-1, as ``eval/ddim_table.py``): PSNR against
-the original from the same noise, KID (digits features) against the held-out digits, and
-the measured SNN/ANN energy per image. The unconstrained calibrated rows of
-``eval/results/ddim_table.json`` (``ours-unet+cal``, every K) are the baseline the
-frontier must dominate: every budgeted point at least the PSNR of the calibrated model of
-equal or next higher energy. ``--finetuned DIR ...`` adds the points of budgeted models
-fine-tuned since (``spiking-ddim train snn --calibrate --energy-budget R --train-unet
---freeze-neurons``) to the existing results, without a new search.
-
-Budgets choose among per-step codes, so every point here is ``coding="step"``,
-``spiking="swish"`` (recorded with each point, with the SNN / INT8-ANN and memory-aware
-ratios since those were added); the frontier of the other codings (delta, fully spiking,
-the IF baseline) is ``eval/delta_frontier.py``.
+For each K: convert (``ours-unet``, :func:`spiking_ddim.recipe.prepare`), fit every site's
+options once (:func:`spiking_ddim.calibration.fit_site_options`), then for the plain
+calibration and each SNN/ANN energy budget choose the sites' options (:func:`apply_budget`)
+and sample ``--num-images`` images (``--steps`` DDIM steps, seeds SEED..SEED+N-1): PSNR
+against the original from the same noise, KID against the held-out digits, energy per
+image (:mod:`spiking_ddim.benchmarks.rows`' keys). The plain calibrated rows of
+``ddim_table.json`` (``ours-unet+cal``, every K) are the baseline every budgeted point
+must dominate (:mod:`spiking_ddim.benchmarks.budgets`). ``--finetuned DIR ...`` adds points
+of budgeted models fine-tuned since (``train snn --calibrate --energy-budget R``). Every
+point is per-step, Swish-only (``eval/delta_frontier.py`` has the other codings).
 
 Writes eval/results/energy_frontier.{json,md,png}.
 """
@@ -31,20 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from noise_floor import floor_line, load_floor
 from tqdm import tqdm
 
-from fs_neurons.utils.figures import new_figure, save_figure
 from fs_neurons.utils.files import atomic_write_text
+from spiking_ddim.benchmarks import budgets
+from spiking_ddim.benchmarks.noise import floor_line, load_floor
+from spiking_ddim.benchmarks.rows import measure, original_run
 from spiking_ddim.calibration import SpikeBudget, apply_budget, fit_site_options
 from spiking_ddim.cli.common import StageBars
-from spiking_ddim.defaults import DEFAULT_MODEL
-from spiking_ddim.energy import measure_cost
-from spiking_ddim.held_out import check_pipeline_held_out
-from spiking_ddim.metrics import compare, extract_features, generation_metrics, spread_cells
-from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, load_pipeline
-from spiking_ddim.sampling import generate_many
+from spiking_ddim.pipelines import SamplingOptions, load_pipeline
+from spiking_ddim.recipe import ConversionSpec, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {8: (0.40, 30.0), 16: (0.60, 34.0)}  # K: (energy ratio at most, at PSNR at least)
@@ -74,206 +63,91 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def point(pipe, reference: torch.Tensor, real, args, K: int, budget, finetuned: str = None) -> dict:
-    check_pipeline_held_out(pipe, args.seed, args.num_images)  # no scored image was seen by a fit
-    with measure_cost(pipe) as meter:
-        images = generate_many(pipe, args.num_images, args.options, args.batch_size, args.seed)
-    energy = meter.report().energy(args.num_images)
-    kid = generation_metrics(real, images, "digits", metrics=("kid",))
-    spec = pipe.unet.fs_config
-    m = compare(reference, images)
-    return {"K": K, "budget": budget, "finetuned": finetuned, "coding": spec.coding, "spiking": spec.spiking,
-            "psnr": m["mean_psnr"], "psnr_median": m["psnr_median"], "psnr_p5": m["psnr_p5"],
-            "share_below_30db": m["share_below_30db"], "kid": kid.kid_mean, "kid_std": kid.kid_std,
-            "energy_ratio": energy.ratio, "energy_ratio_int8": energy.ratio_int8,
-            "memory_ratio": energy.memory["ratio"], "memory_ratio_int8": energy.memory["ratio_int8"],
-            "spikes_per_neuron": energy.spikes_per_neuron, "num_images": args.num_images}
+def point(pipe, run, args, K: int, budget, finetuned: str = None) -> dict:
+    record = pipe.unet.fs_config
+    return {"K": K, "budget": budget, "finetuned": finetuned, "coding": record.coding.name, "spiking": record.spiking,
+            **measure(pipe, run.images, run.real, run.options, args.num_images, args.batch_size, args.seed),
+            "num_images": args.num_images}
 
 
-def identity(p: dict) -> tuple:
-    """What names a point of the results: K, budget and fine-tuning run (None if calibrated only)."""
-    return p["K"], p["budget"], p.get("finetuned")
-
-
-def label(p: dict) -> str:
-    budget = "none (plain calibration)" if p["budget"] is None else str(p["budget"])
-    return budget + (f", fine-tuned ({p['finetuned']})" if p.get("finetuned") else "")
-
-
-def dominance(points: list[dict], baseline: list[dict]) -> list[dict]:
-    """Per budgeted point: the plain calibrated model of equal or next higher energy, and whether
-    the point is at least as good in PSNR."""
-    out = []
-    for p in points:
-        if p["budget"] is None:
-            continue
-        rivals = [b for b in baseline if b["energy_ratio"] >= p["energy_ratio"]]
-        best = min(rivals, key=lambda b: b["energy_ratio"]) if rivals else None
-        out.append({"K": p["K"], "budget": p["budget"], "finetuned": p.get("finetuned"),
-                    "energy_ratio": p["energy_ratio"], "psnr": p["psnr"],
-                    "rival": None if best is None else f"ours-unet+cal K={best['K']}",
-                    "rival_psnr": None if best is None else best["psnr"],
-                    "rival_energy_ratio": None if best is None else best["energy_ratio"],
-                    "dominates": best is None or p["psnr"] >= best["psnr"],
-                    "pareto": all(b["psnr"] <= p["psnr"] for b in baseline if b["energy_ratio"] <= p["energy_ratio"])})
-    return out
-
-
-def write(args, points: list[dict], baseline: list[dict], ann_kid: float, seconds: dict) -> None:
-    checks = dominance(points, baseline)
-    data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": ann_kid,
-            "fit_seconds": seconds, "points": points, "baseline": baseline, "dominance": checks}
+def write(args, data: dict) -> None:
+    data["dominance"] = budgets.dominance(data["points"], data["baseline"])
     atomic_write_text(args.out_dir / "energy_frontier.json", json.dumps(data, indent=1) + "\n")
-    lines = ["# Energy frontier: budgeted calibration of the embedded digits DDIM", "",
-             f"{args.num_images} images per point, {args.steps} DDIM steps, seeds {args.seed}..; PSNR against the "
-             f"original from the same noise (of the mean MSE; median / p5: the median and 5th-percentile per-image "
-             f"PSNR; < 30 dB: the share of images below 30 dB); KID (digits features) against held-out digits (original: "
-             f"{ann_kid:.5f}); energy: SNN/ANN per image (4.6 pJ / MAC, 0.9 pJ / AC). Written by "
-             "`python eval/energy_frontier.py`.", "", floor_line(load_floor(args.out_dir)), "",
-             "dominates: at least the PSNR of the plain calibrated model of equal or next higher energy (the "
-             "target's reading); Pareto: no plain calibrated model of equal or lower energy has a higher PSNR.", "",
-             "| K | energy budget | energy SNN/ANN | spikes/neuron | PSNR (dB) | median / p5 (dB) | < 30 dB | KID "
-             "| plain calibration at >= energy | dominates | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    by_point = {identity(c): c for c in checks}
-    for p in points:
-        c = by_point.get(identity(p))
-        rival = "-" if c is None else (f"{c['rival']}: {c['rival_psnr']:.2f} dB at {c['rival_energy_ratio']:.3f}"
-                                       if c["rival"] else "none")
-        lines.append(f"| {p['K']} | {label(p)} | "
-                     f"{p['energy_ratio']:.3f} | {p['spikes_per_neuron']:.3f} | {p['psnr']:.2f} | {spread_cells(p)} | "
-                     f"{p['kid']:.5f} | "
-                     f"{rival} | {'-' if c is None else ('yes' if c['dominates'] else 'no')} | "
-                     f"{'-' if c is None else ('yes' if c['pareto'] else 'no')} |")
-    lines += ["", "Targets: " + "; ".join(f"K={K}: energy <= {e} at PSNR >= {q} dB" for K, (e, q) in TARGETS.items())]
-    for K, (e, q) in TARGETS.items():
-        met = [p for p in points if p["K"] == K and p["energy_ratio"] <= e and p["psnr"] >= q]
-        lines.append(f"- K={K}: {'met' if met else 'not met'}" + (
-            "" if met else f" (best PSNR at energy <= {e}: " + (
-                f"{max(p['psnr'] for p in points if p['K'] == K and p['energy_ratio'] <= e):.2f} dB)"
-                if any(p["K"] == K and p["energy_ratio"] <= e for p in points) else "no point that low)")))
-    atomic_write_text(args.out_dir / "energy_frontier.md", "\n".join(lines) + "\n")
-
-    fig, axes = new_figure(1, 2, figsize=(11, 4.2))
-    for K in sorted({p["K"] for p in points}):
-        ps = sorted((p for p in points if p["K"] == K and not p.get("finetuned")), key=lambda p: p["energy_ratio"])
-        tuned = [p for p in points if p["K"] == K and p.get("finetuned")]
-        for ax, key in zip(axes, ("psnr", "kid")):
-            line, = ax.plot([p["energy_ratio"] for p in ps], [p[key] for p in ps], "o-",
-                            label=f"K={K}, budgeted calibration")
-            if tuned:
-                ax.plot([p["energy_ratio"] for p in tuned], [p[key] for p in tuned], "D", color=line.get_color(),
-                        markerfacecolor="none", label=f"K={K}, budgeted + fine-tuned weights")
-    base = sorted(baseline, key=lambda b: b["energy_ratio"])
-    for ax, key in zip(axes, ("psnr", "kid")):
-        ax.plot([b["energy_ratio"] for b in base], [b[key] for b in base], "s--", color="gray",
-                label="plain calibration, K=4..16")
-        for b in base:
-            ax.annotate(f"K={b['K']}", (b["energy_ratio"], b[key]), textcoords="offset points", xytext=(-6, 8),
-                        ha="right", fontsize=7, color="gray")
-        ax.set_xlabel("energy per image, SNN / ANN")
-        ax.margins(y=0.1)  # room for the labels above the top points
-    for K, (e, q) in TARGETS.items():
-        axes[0].plot([e], [q], "*", markersize=12, label=f"target K={K}")
-    axes[1].axhline(ann_kid, color="k", lw=0.8, label="original")
-    axes[0].set_ylabel("PSNR vs original (dB)")
-    axes[1].set_ylabel("KID (digits features)")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
-    save_figure(fig, args.out_dir / "energy_frontier.png")
-
-
-def original(args, eta: float = 0.0):
-    """The embedded DDIM, the held-out digits' features, its images (DDIM ``eta``) and their KID."""
-    args.options = SamplingOptions(steps=args.steps, eta=eta)
-    pipe = load_pipeline(DEFAULT_MODEL)
-    real = extract_features("digits", "digits", metrics=("kid",), what="real")
-    reference = generate_many(pipe, args.num_images, args.options, args.batch_size, args.seed)
-    return pipe, real, reference, generation_metrics(real, reference, "digits", metrics=("kid",)).kid_mean
-
-
-def run_name(path: Path) -> str:
-    """A fine-tuned model's name in the results: its training run's directory (train snn
-    writes the model to RUN/model)."""
-    path = path.resolve()
-    return path.parent.name if path.name == "model" else path.name
+    atomic_write_text(args.out_dir / "energy_frontier.md",
+                      budgets.markdown(data, TARGETS, floor_line(load_floor(args.out_dir))))
+    budgets.plot(data, TARGETS, args.out_dir / "energy_frontier.png")
 
 
 def add_finetuned(args) -> int:
     """Sample each fine-tuned model of ``args.finetuned`` and add its point to the results."""
     try:
         data = json.loads((args.out_dir / "energy_frontier.json").read_text())
-        models = [load_pipeline(path) for path in args.finetuned]
+        models = {path: budgets.check_finetuned(load_pipeline(path), path) for path in args.finetuned}
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for path, model in zip(args.finetuned, models):
-        conversion = getattr(model.unet, "fs_config", None)
-        if not conversion or not conversion.finetuned or not conversion.budget:
-            print(f"error: {path} is not a budgeted, fine-tuned FS model (train snn --calibrate --energy-budget R)",
-                  file=sys.stderr)
-            return 2
     args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-    _, real, reference, ann_kid = original(args)
-    points = data["points"]
-    for path, model in zip(args.finetuned, models):
-        conversion, run = model.unet.fs_config, run_name(path)
-        new = point(model, reference, real, args, conversion.K, conversion.budget["value"], run)
-        points = [p for p in points if identity(p) != identity(new)]
-        points.append(new)
-    points.sort(key=lambda p: p["K"])  # stable: a K's fine-tuned points after its budgets
-    write(args, points, data["baseline"], ann_kid, data["fit_seconds"])
-    print((args.out_dir / "energy_frontier.md").read_text())
+    run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
+    for path, model in models.items():
+        record = model.unet.fs_config
+        new = point(model, run, args, record.K, record.budget["value"], budgets.run_name(path))
+        data["points"] = [p for p in data["points"] if budgets.identity(p) != budgets.identity(new)] + [new]
+    data["points"].sort(key=lambda p: p["K"])  # stable: a K's fine-tuned points after its budgets
+    write(args, data)
     return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.replot:
-        data = json.loads((args.out_dir / "energy_frontier.json").read_text())
-        args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-        write(args, data["points"], data["baseline"], data["original_kid"], data["fit_seconds"])
-        print((args.out_dir / "energy_frontier.md").read_text())
-        return 0
-    if args.finetuned:
-        return add_finetuned(args)
-    outs = [args.out_dir / f"energy_frontier.{x}" for x in ("json", "md", "png")]
-    if any(o.exists() for o in outs) and not args.overwrite:
-        print(f"error: {args.out_dir}/energy_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
-        return 2
-    if args.keep_finetuned and not outs[0].is_file():
-        print(f"error: --keep-finetuned needs an existing {outs[0]}", file=sys.stderr)
-        return 2
-    try:
-        budgets = [SpikeBudget("energy", b) for b in args.budgets]
-        table = json.loads(args.table.read_text())
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    rows = table["rows"] if isinstance(table, dict) else table
-    baseline = [{"K": r["K"], "psnr": r["psnr"], "kid": r["kid_mean"], "energy_ratio": r["energy_ratio"]}
-                for r in rows if r["method"] == "ours-unet+cal" and not r.get("finetuned")
-                and (r.get("coding") or "step") == "step" and (r.get("spiking") or "swish") == "swish"]
-    kept = [p for p in json.loads(outs[0].read_text())["points"] if p.get("finetuned")] if args.keep_finetuned else []
-    pipe, real, reference, ann_kid = original(args)
-    points, seconds = [], {}
+def sweep(args, data: dict, kept: list[dict]) -> None:
+    """Every K's plain calibration and budgets, written after every K (a long run leaves its results)."""
+    run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
+    data["original_kid"], points = run.kid_mean, []
     for K in args.K:
-        fs = copy.deepcopy(pipe)
-        convert_pipeline(fs, K=K)
+        fs = copy.deepcopy(run.pipe)
+        prepare(fs, ConversionSpec(K=K), run.options)
         t0 = time.perf_counter()
         with StageBars(f"K={K}: site options: ") as bars:
-            found = fit_site_options(fs, args.options, progress=bars)
-        seconds[K] = round(time.perf_counter() - t0, 1)
-        for budget in tqdm([None, *budgets], desc=f"K={K}: budgets", unit="point", dynamic_ncols=True):
+            found = fit_site_options(fs, run.options, progress=bars)
+        data["fit_seconds"][str(K)] = round(time.perf_counter() - t0, 1)
+        for budget in tqdm([None, *args.budget_objects], desc=f"K={K}: budgets", unit="point", dynamic_ncols=True):
             try:
                 apply_budget(fs, found, budget)
             except ValueError as e:
                 print(f"K={K}, budget {budget.value}: {e}", file=sys.stderr)
                 continue
-            points.append(point(fs, reference, real, args, K, None if budget is None else budget.value))
-        write(args, points + kept, baseline, ann_kid, seconds)  # after every K, so a long run leaves its results
-    if kept:
-        write(args, sorted(points + kept, key=lambda p: p["K"]), baseline, ann_kid, seconds)
-    print((args.out_dir / "energy_frontier.md").read_text())
+            points.append(point(fs, run, args, K, None if budget is None else budget.value))
+        data["points"] = points + kept
+        write(args, data)
+    data["points"] = sorted(points + kept, key=lambda p: p["K"])
+    write(args, data)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    outs = [args.out_dir / f"energy_frontier.{x}" for x in ("json", "md", "png")]
+    if args.replot:
+        write(args, json.loads(outs[0].read_text()))
+    elif args.finetuned:
+        if add_finetuned(args):
+            return 2
+    else:
+        if any(o.exists() for o in outs) and not args.overwrite:
+            print(f"error: {args.out_dir}/energy_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
+            return 2
+        if args.keep_finetuned and not outs[0].is_file():
+            print(f"error: --keep-finetuned needs an existing {outs[0]}", file=sys.stderr)
+            return 2
+        try:
+            args.budget_objects = [SpikeBudget("energy", b) for b in args.budgets]
+            table = json.loads(args.table.read_text())
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        kept = [p for p in json.loads(outs[0].read_text())["points"] if p.get("finetuned")] if args.keep_finetuned \
+            else []
+        sweep(args, {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": None,
+                     "fit_seconds": {}, "points": [], "baseline": budgets.baseline_of(
+                         table["rows"] if isinstance(table, dict) else table)}, kept)
+    print(outs[1].read_text())
     return 0
 
 

@@ -18,10 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from ddim_table import coding_name
-from delta_frontier import point_text
-
 from fs_neurons.utils.files import atomic_write_text
+from spiking_ddim.benchmarks.points import point_text
+from spiking_ddim.benchmarks.table import coding_label
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -65,7 +64,7 @@ def find(name: str, selector) -> dict:
     """The one results entry of file NAME that SELECTOR names; ValueError if none or several."""
     if name == "ddim_table":
         def hit(r):
-            return (r["method"], r["K"], coding_name(r), bool(r["finetuned"])) == selector
+            return (r["method"], r["K"], coding_label(r), bool(r["finetuned"])) == selector
     elif name == "delta_frontier":
         def hit(r):
             return point_text(r) == selector
@@ -82,8 +81,7 @@ def cells(entry: dict) -> list[str]:
     """PSNR, spread, KID and energy ratio of one results entry, as the table prints them."""
     psnr = "-" if entry.get("psnr") is None else f"{entry['psnr']:.2f}"
     spread = "-" if entry.get("psnr_median") is None else f"{entry['psnr_median']:.2f} / {entry['psnr_p5']:.2f}"
-    kid = entry.get("kid_mean", entry.get("kid"))
-    return [psnr, spread, f"{kid:.4f}", f"{entry['energy_ratio']:.3f}"]
+    return [psnr, spread, f"{entry['kid_mean']:.4f}", f"{entry['energy_ratio']:.3f}"]
 
 
 def table() -> str:

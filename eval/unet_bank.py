@@ -45,7 +45,8 @@ from fs_neurons.targets import resolve_activation
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.calibration import pooled_site_inputs
 from spiking_ddim.defaults import DEFAULT_MODEL
-from spiking_ddim.pipelines import convert_pipeline, load_pipeline
+from spiking_ddim.pipelines import SamplingOptions, load_pipeline
+from spiking_ddim.recipe import ConversionSpec, prepare
 
 DISTRIBUTION = "swish_unet_inputs.json"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +56,7 @@ def unet_distribution(points: int) -> InputDistribution:
     """The pooled distribution described in the module docstring, as ``points`` quantiles."""
     pipe = load_pipeline(DEFAULT_MODEL)
     fs = copy.deepcopy(pipe)
-    convert_pipeline(fs, K=8, method="ours")  # any neurons: recording runs the original Swish
+    prepare(fs, ConversionSpec(K=8, method="ours"), SamplingOptions())  # any neurons: recording runs the original Swish
     embedded = pooled_site_inputs(fs)
     n = embedded.numel() // 2
     p = torch.linspace(-1, 1, n + 2, dtype=torch.float64)[1:-1]

@@ -26,7 +26,8 @@ import torch
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
-from spiking_ddim.pipelines import SamplingOptions, convert_pipeline, generate, load_pipeline
+from spiking_ddim.pipelines import SamplingOptions, generate, load_pipeline
+from spiking_ddim.recipe import ConversionSpec, prepare
 from spiking_ddim.speed import unet_forward_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
         return 2
     pipe = load_pipeline(args.model).to(args.device)
     fs_pipe = copy.deepcopy(pipe)
-    convert_pipeline(fs_pipe, K=args.K, method=args.method)
+    prepare(fs_pipe, ConversionSpec(K=args.K, method=args.method), SamplingOptions())
     times = unet_forward_seconds(pipe, fs_pipe, args.batch, args.repeats, torch.device(args.device),
                                  simulate_repeats=max(3, args.repeats // 3))
     ann, lookup, simulate = (times[k] for k in ("ann_seconds", "lookup_seconds", "simulate_seconds"))

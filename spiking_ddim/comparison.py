@@ -110,7 +110,8 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     history = record.provenance()
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
-        "K": record.K, "method": record.method, "coding": record.coding, "delta_K": record.delta_K, "spiking": record.spiking,
+        "K": record.K, "method": record.method, "coding": None, "delta_K": None, **record.coding.row_fields(),
+        "spiking": record.spiking,
         "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],
         "source": history["source"], "reference": reference, "scheduler": scheduler_record(fs_pipe),
@@ -127,9 +128,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     header = f"FS ({history['summary']}; {', '.join(sorted(components))})"
     _write_comparison(out, rows, f"{header}\nvs {reference['description']}: mean PSNR {psnr:.2f} dB over "
                                  f"{num_images} images, {options.steps} steps")
-    name = (f"FS K={record.K} {record.method}{'+cal' if history['calibrated'] else ''}"
-            f"{'+ft' if history['finetuned'] else ''}{' delta' if record.coding == 'delta' else ''}"
-            f"{' fully spiking' if record.spiking == 'all' else ''}")
+    name = record.label
     plot_firing_rates({name: energy.firing_rates}, out / "firing_rates.png", K=record.K,
                       break_even=constants.break_even, title=f"{name}: spikes per neuron per call, per site")
     plot_energy_split({name: energy.by_kind}, constants, out / "energy.png", steps=options.steps,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +25,15 @@ from fs_neurons.names import UNET_METHOD
 from fs_neurons.neuron import FSNeuron, check_K
 from fs_neurons.utils.choices import check_choice
 
-from .defaults import CODINGS, DEFAULT_DELTA_K, SPIKING
-from .delta import check_delta_capable, install_encoders, remove_encoders
+from .codings import Coding, as_coding
+from .defaults import SPIKING
 from .errors import SettingError
 from .fs_activation import SiteSignature
 from .layer_types import LAYER_TYPES, PASS_THROUGH
 from .modeling import as_base_class, as_spiking_class, check_convertible
 from .provenance import source_record
 from .record import FSConfig, SiteModule, add_event
+from .run_state import check_denoiser
 from .sites import (
     GELU_TYPES,
     SWISH_TYPES,
@@ -201,13 +202,13 @@ def trace(model: nn.Module, watched: list[_Found], run: Callable[[], Any],
     return sites, spy.calls
 
 
-def check_settings(K: int, method: str = UNET_METHOD, coding: str = "step", delta_K: Optional[int] = None,
-                   spiking: str = "swish", bank_path: Optional[str] = None) -> Optional[int]:
+def check_settings(K: int, method: str = UNET_METHOD, coding: Union[str, Coding] = "step", spiking: str = "swish",
+                   bank_path: Optional[str] = None) -> Coding:
     """Check the settings of :func:`convert_unet` that need no model, before any work:
-    ``K`` a number of time steps the bank holds a Swish entry ``method`` for, ``coding`` and
-    ``spiking`` known names, ``delta_K`` (time steps of a change's code) only with delta
-    coding. Raises :class:`SettingError` naming the setting; returns the delta coding's
-    time steps (its default filled in) or None."""
+    ``K`` a number of time steps the bank holds a Swish entry ``method`` for, ``coding`` a
+    registered coding (:mod:`spiking_ddim.codings`: a name or a coding object) and
+    ``spiking`` a known name. Raises :class:`SettingError` naming the setting; returns the
+    coding with its defaults for ``K`` filled in (:meth:`Coding.resolve`)."""
     from fs_neurons.bank import BankError, load_bank
 
     try:
@@ -223,16 +224,8 @@ def check_settings(K: int, method: str = UNET_METHOD, coding: str = "step", delt
         if K not in have:
             held = f"K = {', '.join(map(str, have))}" if have else "no entry of that method"
             raise SettingError("K", f"the bank has no {method} entry for K={K} (it holds {held})")
-    check_choice("coding", coding, CODINGS, lambda m: SettingError("coding", m))
     check_choice("spiking", spiking, SPIKING, lambda m: SettingError("spiking", m))
-    if coding != "delta":
-        if delta_K is not None:
-            raise SettingError("delta_K", "the steps of a change's code apply to delta coding")
-        return None
-    try:
-        return check_K(min(K, DEFAULT_DELTA_K) if delta_K is None else delta_K)
-    except ValueError as e:
-        raise SettingError("delta_K", f"the steps of a change's code: {e}") from None
+    return as_coding(coding).resolve(K)
 
 
 def convert_unet(
@@ -246,8 +239,7 @@ def convert_unet(
     scope: Optional[str] = None,
     source: Optional[str] = None,
     component: str = "unet",
-    coding: str = "step",
-    delta_K: Optional[int] = None,
+    coding: Union[str, Coding] = "step",
     spiking: str = "swish",
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
@@ -257,29 +249,21 @@ def convert_unet(
     an autoencoder (AutoencoderKL, VQModel) is converted in its ``decoder`` by default, the
     part that sampling runs. ``source`` (a hub id or directory the model was loaded from)
     and ``component`` (its name in a pipeline) go into the record with a digest of the
-    weights (:mod:`spiking_ddim.provenance`). ``coding``: ``step`` (every call sends its full
-    FS code) or ``delta`` (a denoiser's sites send only changes between denoising steps; fit
-    the encoders with :func:`spiking_ddim.calibration.fit_delta` before sampling), its
-    encoders coding changes in ``delta_K`` time steps (default: min(K, 8)). ``spiking``:
-    ``swish`` (the replaced activations spike; every other layer input stays analog) or
-    ``all`` (a denoiser's conv / linear layers fed by analog values also read a signed FS
-    code of it, except the first layer, which reads the model's input; attention score
-    matmuls stay analog); fit those encoders by calibrating. Returns a
+    weights (:mod:`spiking_ddim.provenance`). ``coding``: how the sites code across
+    denoising steps (:mod:`spiking_ddim.codings`; a name or a coding object with its
+    settings): ``step`` (every call sends its full FS code) or ``delta`` (a denoiser's sites
+    send only changes; fit its encoders with :meth:`Coding.fit` before sampling).
+    ``spiking``: ``swish`` (the replaced activations spike; every other layer input stays
+    analog) or ``all`` (a denoiser's conv / linear layers fed by analog values also read a
+    signed FS code of it, except the first layer, which reads the model's input; attention
+    score matmuls stay analog); fit those encoders by calibrating. Returns a
     :class:`ConversionReport`.
 
     All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
     bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
-    delta_K = check_settings(K, method, coding, delta_K, spiking, bank_path)
-    check_convertible(model)
-    if coding == "delta" or spiking == "all":
-        check_delta_capable(model, "coding 'delta'" if coding == "delta" else "spiking 'all'")
-    if hasattr(model, "fs_config"):
-        raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_config.K})")
-    if scope is None and is_autoencoder(model):
-        scope = "decoder"
-    if scope is not None and scope not in dict(model.named_modules()):
-        raise ValueError(f"{type(model).__name__} has no submodule {scope!r} to convert")
+    coding = check_settings(K, method, coding, spiking, bank_path)
+    scope = _check_model(model, coding, spiking, scope)
     types = SWISH_TYPES + (GELU_TYPES if convert_gelu else ())
     found = _in_scope(find_activations(model, types), scope)
     if not found:
@@ -287,52 +271,78 @@ def convert_unet(
         where = f" under {scope!r}" if scope else ""
         raise ValueError(f"{type(model).__name__} has no {what} activation modules{where} to convert")
     run = example_call(model, example_inputs)
-    sites, _ = trace(model, found, run)
     report = ConversionReport(K, method)
-    spec = []
-    for f in found:
-        sigs = sites.get(id(f.module))
-        if not sigs:
-            report.remaining.append(f"{f.path} (never called in the traced forward pass)")
-            continue
-        if not per_site:
-            sigs = sigs[:1]
-        spec.append(SiteModule(f.path, site_kind(f.module), activation_name(f.module),
-                               tuple(tuple(s.to_json()) for s in sigs)))
+    spec = _site_modules(model, found, run, per_site, report)
     origin = source_record(model, source, component)
     installed = list(spec)  # every site that may be in the model, for the rollback
     try:
         apply_structure(model, spec, K, method, bank_path)
-        report.modules = [s.path for s in spec]
-        report.sites = [SiteReport(f"{s.path}[{i}]", s.activation, list(sig))
-                        for s in spec for i, sig in enumerate(s.signatures)]
-        left = find_activations(model, SWISH_TYPES)
-        _, functional = trace(model, left, run)
-        report.remaining += [f.path for f in _in_scope(left, scope)]
-        report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
+        _check_remaining(model, run, scope, spec, report)
         if spiking == "all":
             inputs = analog_inputs(model, run)
             installed += inputs
             apply_structure(model, inputs, K, method)
             spec += inputs
             report.inputs = [s.path for s in inputs]
-        if coding == "delta":
-            install_encoders(model, delta_K)
+        coding.install(model)
         config = getattr(model, "config", None)
-        model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, delta_K=delta_K,
-                                   spiking=spiking, per_site=per_site,
-                                   act_fn=config.get("act_fn", None) if config is not None else None, source=origin)
-        add_event(model, "convert", K=K, method=method, coding=coding, delta_K=delta_K, spiking=spiking,
+        model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, spiking=spiking,
+                                   per_site=per_site, act_fn=config.get("act_fn", None) if config is not None else None,
+                                   source=origin)
+        add_event(model, "convert", K=K, method=method, coding=coding.to_json(), spiking=spiking,
                   per_site=per_site, bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites),
                   scope=scope)
         as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     except BaseException:  # all or nothing: whatever stage failed, the model is left as it came
-        remove_encoders(model)
+        coding.remove(model)
         remove_structure(model, installed)
         model.__dict__.pop("fs_config", None)
         as_base_class(model)
         raise
     return report
+
+
+def _check_model(model: nn.Module, coding: Coding, spiking: str, scope: Optional[str]) -> Optional[str]:
+    """``ValueError`` for a model :func:`convert_unet` cannot convert with these settings;
+    the scope to convert in (an autoencoder's decoder by default)."""
+    check_convertible(model)
+    if coding.needs_denoiser or spiking == "all":
+        check_denoiser(model, f"coding {coding.name!r}" if coding.needs_denoiser else "spiking 'all'")
+    if hasattr(model, "fs_config"):
+        raise ValueError(f"{type(model).__name__} is already converted (K={model.fs_config.K})")
+    if scope is None and is_autoencoder(model):
+        scope = "decoder"
+    if scope is not None and scope not in dict(model.named_modules()):
+        raise ValueError(f"{type(model).__name__} has no submodule {scope!r} to convert")
+    return scope
+
+
+def _site_modules(model: nn.Module, found: list[_Found], run: Callable[[], Any], per_site: bool,
+                  report: ConversionReport) -> list[SiteModule]:
+    """The modules of ``found`` that ``run`` calls, with their call sites' signatures (one
+    site each without ``per_site``); the others go into ``report.remaining``."""
+    sites, _ = trace(model, found, run)
+    spec = []
+    for f in found:
+        sigs = sites.get(id(f.module))
+        if not sigs:
+            report.remaining.append(f"{f.path} (never called in the traced forward pass)")
+            continue
+        spec.append(SiteModule(f.path, site_kind(f.module), activation_name(f.module),
+                               tuple(tuple(s.to_json()) for s in (sigs if per_site else sigs[:1]))))
+    return spec
+
+
+def _check_remaining(model: nn.Module, run: Callable[[], Any], scope: Optional[str], spec: list[SiteModule],
+                     report: ConversionReport) -> None:
+    """Fill ``report`` with the converted sites and what Swish is left (modules, functional calls)."""
+    report.modules = [s.path for s in spec]
+    report.sites = [SiteReport(f"{s.path}[{i}]", s.activation, list(sig))
+                    for s in spec for i, sig in enumerate(s.signatures)]
+    left = find_activations(model, SWISH_TYPES)
+    _, functional = trace(model, left, run)
+    report.remaining += [f.path for f in _in_scope(left, scope)]
+    report.functional_calls = [c for c in functional if scope is None or _under(c, scope)]
 
 
 def analog_inputs(model: nn.Module, run: Callable[[], Any]) -> list[SiteModule]:
@@ -395,8 +405,7 @@ def revert_unet(model: nn.Module) -> nn.Module:
     record = getattr(model, "fs_config", None)
     if record is None:
         raise ValueError("this model was not converted by convert_unet")
-    if record.coding == "delta":
-        remove_encoders(model)
+    record.coding.remove(model)
     remove_structure(model, record.modules)
     del model.fs_config
     return as_base_class(model)

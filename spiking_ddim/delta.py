@@ -1,8 +1,8 @@
 """Delta coding across denoising steps: FS sites that spike only for what changed.
 
 A denoiser runs once per denoising step, and consecutive steps give its activations nearly
-the same values. With ``coding="delta"`` every call site of a converted model gets a
-:class:`~fs_neurons.delta.DeltaFSNeuron` (its encoder) beside its FS neuron. Per image and
+the same values. With delta coding (:class:`spiking_ddim.codings.DeltaCoding`) every call site of a
+converted model gets a :class:`DeltaEncoder` beside its FS neuron. Per image and
 per sampling run:
 
 * the first denoising step sends the site's full K-step FS code (as step coding does), and
@@ -19,7 +19,7 @@ per sampling run:
 State: every encoder holds one value per input element, so image i's outputs never depend
 on its batch companions, and classifier-free guidance's unconditional and conditional
 halves (rows of one batch) keep separate state, all of it in :class:`~fs_neurons.state.Stateful`
-modules (the encoders, and the model's :class:`RunClock`). A run starts again
+modules (the encoders, and the model's :class:`~spiking_ddim.run_state.RunClock`). A run starts again
 (:func:`fs_neurons.reset_net`) whenever the model is called with a timestep not below the
 previous call's, or with a batch of another shape: diffusers' samplers count timesteps
 down, so every pipeline ``__call__`` starts fresh by itself. Call ``reset_net(model)``
@@ -30,100 +30,60 @@ Delta coding needs a model called once per denoising step with ``(sample, timest
 coding. The encoders are fitted by :func:`spiking_ddim.calibration.fit_delta` to the changes the sites see when the
 pipeline samples (recorded like calibration records inputs), with the exact method, a
 price per spike (``spike_weight``) trading error for spikes. Training mode, and the block
-of :func:`step_coding`, code every call in full (calibration and fine-tuning, which run
+of :func:`spiking_ddim.run_state.step_coding`, code every call in full (calibration and fine-tuning, which run
 recorded calls in shuffled order, use it).
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Optional
+from typing import Callable
 
 import torch
 from torch import nn
 
+from fs_neurons import FSNeuron
 from fs_neurons.delta import DeltaFSNeuron
-from fs_neurons.functional import temporarily
-from fs_neurons.state import Stateful, reset_net
 
-from .sites import fs_activations, is_autoencoder
-
-
-class RunClock(Stateful):
-    """When a denoiser's run starts: a call with a timestep not below the previous call's, or
-    with a batch of another shape, starts a new run, and :meth:`tick` then resets every
-    stateful module of the model (:func:`fs_neurons.reset_net`). Its state, the previous
-    call's batch shape and timestep, is this module's; a delta-coded model holds it as its
-    ``run_clock`` child, and the Spiking UNet classes tick it at every eval-mode forward
-    (:mod:`spiking_ddim.modeling`)."""
-
-    def __init__(self):
-        super().__init__()
-        self.shape: Optional[tuple[int, ...]] = None
-        self.timestep: Optional[float] = None
-
-    def reset(self) -> None:
-        self.shape, self.timestep = None, None
-
-    def tick(self, model: nn.Module, sample: torch.Tensor, timestep) -> None:
-        """Record ``model``'s call with ``sample`` (its batch) at ``timestep``, resetting the
-        model's state first when the call starts a new run."""
-        if not isinstance(sample, torch.Tensor) or timestep is None:
-            raise ValueError("a delta-coded model is called as model(sample, timestep, ...)")
-        shape, now = tuple(sample.shape), float(torch.as_tensor(timestep).max())
-        if self.shape != shape or self.timestep is None or now >= self.timestep:
-            reset_net(model)
-        self.shape, self.timestep = shape, now
-
-    def extra_repr(self) -> str:
-        return "idle" if self.shape is None else f"batch {list(self.shape)}, last timestep {self.timestep:g}"
+from .run_state import check_denoiser, install_run_clock, remove_run_clock
+from .sites import fs_activations
 
 
-def check_delta_capable(model: nn.Module, what: str = "coding 'delta'") -> None:
-    """``ValueError`` unless ``model`` is a denoiser (a UNet called once per denoising step);
-    ``what`` names the option that needs one."""
-    if is_autoencoder(model):
-        raise ValueError(f"{what} needs a denoiser called once per denoising step; {type(model).__name__} "
-                         "decodes once per image: convert it with coding 'step' and spiking 'swish'")
+class DeltaEncoder(DeltaFSNeuron):
+    """A call site's delta encoder: what :class:`~spiking_ddim.fs_activation.FSActivation`
+    calls in eval mode instead of its FS neuron (see the module docstring)."""
+
+    def transmit(self, neuron: FSNeuron, x: torch.Tensor, exact: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The value the site sends for input ``x`` (any shape): at a run's first call the
+        full code of ``neuron`` and the correction of its error, later the change of
+        ``exact(x)`` since what was sent; ``x``'s dtype and shape."""
+        if not self.started:
+            if not bool(self.fitted):
+                raise RuntimeError("this site's delta encoder is not fitted; fit the encoders to the pipeline's "
+                                   "changes with spiking_ddim.fit_delta(pipe, options) before sampling")
+            self.start(*neuron.code(x), neuron.K)
+        return self(exact(x))
 
 
 def install_encoders(model: nn.Module, K: int) -> None:
-    """Give every FSActivation of ``model`` one unfitted DeltaFSNeuron of K steps per call
-    site (on its neurons' device) and ``model`` a :class:`RunClock` (its ``run_clock``); see
-    the module docstring."""
-    check_delta_capable(model)
+    """Give every FSActivation of ``model`` one unfitted :class:`DeltaEncoder` of K steps per
+    call site (on its neurons' device) and ``model`` a run clock
+    (:func:`spiking_ddim.run_state.install_run_clock`); see the module docstring."""
+    check_denoiser(model)
     for _, act in fs_activations(model):
         device = act.neurons[0].h.device
-        act.encoders = nn.ModuleList(DeltaFSNeuron(K).to(device) for _ in range(act.num_sites))
+        act.encoders = nn.ModuleList(DeltaEncoder(K).to(device) for _ in range(act.num_sites))
         act.encoders.train(act.training)
-    model.run_clock = RunClock()
+    install_run_clock(model)
 
 
 def remove_encoders(model: nn.Module) -> None:
     """Undo :func:`install_encoders`."""
     for _, act in fs_activations(model):
         act.encoders = None
-    if "run_clock" in dict(model.named_children()):
-        del model.run_clock
+    remove_run_clock(model)
 
 
-def encoders(model: nn.Module) -> list[tuple[str, DeltaFSNeuron]]:
+def encoders(model: nn.Module) -> list[tuple[str, DeltaEncoder]]:
     """Every delta encoder of ``model``, named ``path[i]`` like its site."""
     return [(f"{path}[{i}]", e) for path, act in fs_activations(model) if act.encoders is not None
             for i, e in enumerate(act.encoders)]
-
-
-def check_fitted(model: nn.Module) -> None:
-    """``RuntimeError`` naming :func:`fit_delta` when an encoder of ``model`` has no fitted parameters."""
-    missing = [name for name, e in encoders(model) if not bool(e.fitted)]
-    if missing:
-        raise RuntimeError(f"{len(missing)} delta encoders are not fitted (first: {missing[0]}); fit them to the "
-                           "pipeline's changes with spiking_ddim.fit_delta(pipe, options) before sampling")
-
-
-@contextlib.contextmanager
-def step_coding(model: nn.Module) -> Iterator[nn.Module]:
-    """Every FS site of ``model`` sends its full FS code at every call inside the block (calls
-    that are not consecutive denoising steps of one run: recorded calls, shuffled batches)."""
-    with temporarily((act for _, act in fs_activations(model)), "stepwise", True):
-        yield model

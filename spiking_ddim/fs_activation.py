@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from fs_neurons import FSNeuron
-from fs_neurons.delta import DeltaFSNeuron
 from fs_neurons.targets import resolve_activation
 
 
@@ -41,12 +40,12 @@ class FSActivation(nn.Module):
     whole model, for a block, by :func:`spiking_ddim.sites.original_activations`).
     Recording a site's inputs is a monitor's job (:class:`spiking_ddim.monitors.SiteInputMonitor`).
 
-    Delta coding (``encoders``: one :class:`~fs_neurons.delta.DeltaFSNeuron` per call site,
-    installed by :func:`spiking_ddim.delta.install_encoders`): in eval mode, the first call
-    of a run sends the FS neuron's full code and the correction of its error, every later
-    call the change of the exact activation since what was sent (see :mod:`spiking_ddim.delta`). In training mode, or
-    while ``stepwise`` is set (:func:`spiking_ddim.delta.step_coding`), every call sends its
-    full FS code, as step coding does.
+    ``encoders``: one module per call site, installed by a coding that sends something else
+    than the full code across denoising steps (:mod:`spiking_ddim.codings`; delta coding's
+    :class:`~spiking_ddim.delta.DeltaEncoder`): in eval mode the site sends
+    ``encoders[i].transmit(neurons[i], x, exact)``. In training mode, or while ``stepwise``
+    is set (:func:`spiking_ddim.run_state.step_coding`), every call sends its neuron's full
+    FS code, as per-step coding does.
     """
 
     def __init__(self, activation: str, neurons: list[FSNeuron], signatures: list[SiteSignature]):
@@ -60,11 +59,6 @@ class FSActivation(nn.Module):
         self.stepwise = False
         self.encoders: Optional[nn.ModuleList] = None
         self.calls = 0
-
-    @property
-    def coding(self) -> str:
-        """``delta`` with encoders installed, else ``step``."""
-        return "step" if self.encoders is None else "delta"
 
     @property
     def num_sites(self) -> int:
@@ -104,16 +98,10 @@ class FSActivation(nn.Module):
             return self.exact(x)
         if self.encoders is None or self.training or self.stepwise:
             return self.neurons[i](x)
-        encoder: DeltaFSNeuron = self.encoders[i]
-        if not encoder.started:
-            if not bool(encoder.fitted):
-                raise RuntimeError("this site's delta encoder is not fitted; fit the encoders to the pipeline's "
-                                   "changes with spiking_ddim.fit_delta(pipe, options) before sampling")
-            encoder.start(*self.neurons[i].code(x), self.neurons[i].K)
-        return encoder(self.exact(x))
+        return self.encoders[i].transmit(self.neurons[i], x, self.exact)
 
     def extra_repr(self) -> str:
-        return (f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}, coding={self.coding!r}"
+        return (f"activation={self.activation!r}, sites={self.num_sites}, K={self.neurons[0].K}"
                 f"{', original' if self.original else ''}")
 
 

@@ -25,18 +25,7 @@ TAGS = ["spiking-neural-network", "few-spikes-neurons", "spiking-ddim"]
 
 def coding_text(r: FSConfig) -> str:
     """How the record's neurons code across denoising steps and what spikes, in words."""
-    if r.coding == "delta":
-        fits = r.events("delta-fit")
-        price = ""
-        if fits:
-            f = fits[-1]
-            price = (f"; the change encoders were fitted with spike weight {f.get('spike_weight', 0):g} per mean "
-                     f"squared {f.get('price', 'change')}, " + ("each spike priced by the accumulates it causes"
-                                                                if f.get("cost") == "acs" else "every spike alike"))
-        text = (f"`delta` coding: each site sends its full K-step code at a run's first denoising step, and at every "
-                f"later step only a signed spike code of what changed since, in {r.delta_K} time steps{price}")
-    else:
-        text = "`step` coding: every neuron sends its full K-step code at every denoising step"
+    text = r.coding.describe(r.events(r.coding.fit_event) if r.coding.fit_event else [])
     spiking = (" Fully spiking: every conv / linear layer's analog input (but the first layer's) is sent as a signed "
                "FS code too." if r.spiking == "all" else " The Swish sites spike; other layers' inputs stay analog.")
     return text + "." + spiking
@@ -53,7 +42,7 @@ def card_text(records: Mapping[str, FSConfig], pipeline: bool) -> str:
              "| component | base class | FS sites | coding | source weights (sha256) |", "|---|---|---|---|---|"]
     for name, r in records.items():
         digest = (r.source or {}).get("weights_sha256") or "-"
-        lines.append(f"| {name} | {r.base_class} | {r.num_sites} | {r.coding}"
+        lines.append(f"| {name} | {r.base_class} | {r.num_sites} | {r.coding.label}"
                      f"{' (fully spiking)' if r.spiking == 'all' else ''} | `{digest[:16]}` |")
     if first.evaluation is not None:
         lines += ["", "## Figures measured at conversion", "", *_evaluation_lines(first.evaluation, first)]
@@ -98,13 +87,23 @@ def _seeds(e: dict) -> str:
     return "" if not ranges else ", image seeds " + ", ".join(f"{lo}..{hi - 1}" for lo, hi in ranges)
 
 
+def _coding_words(e: dict) -> str:
+    """A convert event's coding: its name and settings (events before codings were objects:
+    a name and ``delta_K``)."""
+    coding = e.get("coding")
+    if isinstance(coding, dict):
+        settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in coding.items()
+                             if k != "name" and v is not None)
+        return f", {coding['name']} coding" + (f" ({settings})" if settings else "")
+    return f", {coding} coding" + (f" (changes in {e['delta_K']} steps)" if e.get("delta_K") else "") if coding else ""
+
+
 def _event_line(e: dict) -> str:
     """One line of the history: the event, when, and every setting it recorded."""
     when = f" ({e['time']})" if e.get("time") else ""
     kind = e["event"]
     if kind == "convert":
-        coding = f", {e['coding']} coding" + (f" (changes in {e['delta_K']} steps)" if e.get("delta_K") else "") \
-            if e.get("coding") else ""
+        coding = _coding_words(e)
         spiking = ", fully spiking" if e.get("spiking") == "all" else ""
         return f"converted{when}: K={e.get('K')}, method {e.get('method')}{coding}{spiking}, {e.get('sites', '?')} sites"
     if kind == "calibrate":

@@ -40,7 +40,6 @@ from torch import nn
 
 from fs_neurons.utils.files import atomic_directory, atomic_write_text
 
-from .delta import install_encoders
 from .model_card import write_model_card
 from .record import FSConfig, RecordError
 from .sites import apply_structure, fs_activations
@@ -96,8 +95,8 @@ _IGNORED_LOAD_KWARGS = {"low_cpu_mem_usage", "cache_dir", "local_files_only", "f
 
 
 class SpikingDenoiserMixin(SpikingModelMixin):
-    """A denoiser with FS neurons: a delta-coded one (:mod:`spiking_ddim.delta`) ticks its
-    ``run_clock`` before every eval-mode forward, which starts a new run when the timestep
+    """A denoiser with FS neurons: one whose coding keeps state across denoising steps ticks
+    its ``run_clock`` (:mod:`spiking_ddim.run_state`) before every eval-mode forward, which starts a new run when the timestep
     does not fall or the batch changes shape."""
 
     def forward(self, sample: torch.Tensor, timestep, *args, **kwargs):
@@ -225,8 +224,7 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
     model = base.from_config(init)
     try:
         apply_structure(model, record.modules, record.K, record.method, from_bank=False)
-        if record.coding == "delta":
-            install_encoders(model, record.delta_K)
+        record.coding.install(model)
     except ValueError as e:
         raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
     weights = path / WEIGHTS_NAME

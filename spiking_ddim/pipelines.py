@@ -29,12 +29,13 @@ from fs_neurons.names import UNET_METHOD
 from fs_neurons.utils.choices import check_choice
 from fs_neurons.utils.files import atomic_directory
 
+from .codings import Coding
 from .components import CONVERTIBLE, DECODERS, decoder, denoiser  # noqa: F401 - part of this module's API
 from .convert import ConversionReport, check_settings, convert_unet, revert_unet
-from .delta import step_coding
 from .errors import SettingError
 from .model_card import write_model_card
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
+from .run_state import step_coding
 
 # prompts for calibration and distillation of a text-conditional model when none are given
 DEFAULT_PROMPTS = ("a photograph of a cat sitting on a wooden table", "a red sports car on a mountain road",
@@ -183,27 +184,27 @@ def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
 
 
 def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
-                     bank_path: Optional[str] = None, coding: str = "step",
-                     delta_K: Optional[int] = None, spiking: str = "swish") -> dict[str, ConversionReport]:
+                     bank_path: Optional[str] = None, coding: Union[str, Coding] = "step",
+                     spiking: str = "swish") -> dict[str, ConversionReport]:
     """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
-    decoder) and return one report per component; all or nothing. ``coding="delta"`` gives
-    the UNet delta coding (:mod:`spiking_ddim.delta`, changes coded in ``delta_K`` steps; fit it with
-    :func:`spiking_ddim.calibration.fit_delta` before sampling), ``spiking="all"`` FS encoders
-    on its layers' analog inputs (calibrate to fit them); decoders keep step coding and
-    spiking Swish. Each component records
+    decoder) and return one report per component; all or nothing. ``coding`` (a name or a
+    coding object, :mod:`spiking_ddim.codings`): how the sites code across denoising steps,
+    e.g. ``"delta"`` (fit its encoders with ``coding.fit`` before sampling; a coding across
+    steps applies to the UNet, decoders keep per-step coding); ``spiking="all"``: FS encoders
+    on the UNet's layers' analog inputs (calibrate to fit them). Each component records
     the pipeline's source (``pipe.config._name_or_path``, set by :func:`load_pipeline`) and
     a digest of its weights. Raises ``ValueError`` for a pipeline without a UNet, a
     component it does not have or that cannot be converted, one already converted, or a
     component with no Swish."""
-    check_conversion(components, K, method, coding, delta_K, spiking, bank_path)
+    coding = check_conversion(components, K, method, coding, spiking, bank_path)
     check_components(pipe, components)
     source = pipe.config.get("_name_or_path") or None
     reports: dict[str, ConversionReport] = {}
     try:
         for name in dict.fromkeys(components):
             reports[name] = convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path, source=source,
-                                         component=name, coding=coding if name == "unet" else "step",
-                                         delta_K=delta_K if name == "unet" else None,
+                                         component=name,
+                                         coding=coding if name == "unet" or not coding.needs_denoiser else "step",
                                          spiking=spiking if name == "unet" else "swish")
     except BaseException:
         for name in reports:
@@ -214,24 +215,27 @@ def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_MET
     return reports
 
 
-def check_conversion(components: Sequence[str], K: int = 8, method: str = UNET_METHOD, coding: str = "step",
-                     delta_K: Optional[int] = None, spiking: str = "swish", bank_path: Optional[str] = None) -> None:
+def check_conversion(components: Sequence[str], K: int = 8, method: str = UNET_METHOD,
+                     coding: Union[str, Coding] = "step", spiking: str = "swish",
+                     bank_path: Optional[str] = None) -> Coding:
     """The checks of :func:`convert_pipeline` that need no pipeline, before anything is
     loaded: the component names (at least one, each convertible), the settings of
-    :func:`spiking_ddim.convert.check_settings`, and delta coding or full spiking only with
-    the UNet among the components (decoders keep step coding). Raises :class:`SettingError`
-    (``components`` for the names)."""
+    :func:`spiking_ddim.convert.check_settings`, and a coding across denoising steps or full
+    spiking only with the UNet among the components (decoders keep per-step coding). Raises
+    :class:`SettingError` (``components`` for the names); returns the resolved coding."""
     if not components:
         raise SettingError("components", "name at least one component to convert")
     unknown = [n for n in components if n not in CONVERTIBLE]
     if unknown:
         raise SettingError("components", f"{unknown[0]!r} is not a component spiking-ddim converts: "
                                           f"{', '.join(CONVERTIBLE)} (text encoders stay as they are)")
-    check_settings(K, method, coding, delta_K, spiking, bank_path)
-    for value, default, what in ((coding, "step", "coding"), (spiking, "swish", "spiking")):
-        if value != default and "unet" not in components:
+    coding = check_settings(K, method, coding, spiking, bank_path)
+    for odd, value, default, what in ((coding.needs_denoiser, coding.name, "step", "coding"),
+                                      (spiking != "swish", spiking, "swish", "spiking")):
+        if odd and "unet" not in components:
             raise SettingError(what, f"{what} {value!r} applies to the UNet (a denoiser called once per denoising "
                                      f"step; decoders keep {default!r}): add unet to the components")
+    return coding
 
 
 def check_components(pipe: DiffusionPipeline, components: Sequence[str]) -> None:
@@ -309,7 +313,7 @@ class DenoiserCalls:
     def run(self, unet: nn.Module) -> torch.Tensor:
         """``unet`` on these inputs, moved to its device and dtype: its prediction (N, C, H, W),
         on its device. Recorded calls are not steps of one run: a delta-coded model codes
-        each in full (:func:`spiking_ddim.delta.step_coding`)."""
+        each in full (:func:`spiking_ddim.run_state.step_coding`)."""
         weight = next(unet.parameters())
         move = {"device": weight.device, "dtype": weight.dtype}
         ehs = self.encoder_hidden_states

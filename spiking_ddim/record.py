@@ -7,16 +7,18 @@ saved as ``spiking_config.json`` beside diffusers' ``config.json`` and read back
 :meth:`FSConfig.from_json`, which checks every field and the format version.
 
 Fields: the diffusers ``base_class`` and the ``act_fn`` its config had; ``K``; the bank
-``method``; the ``coding`` of the FS sites (``step``: every neuron sends its whole K-step
-code at every denoising step; ``delta``: after a run's first step, only changes, see
-:mod:`spiking_ddim.delta`, coded in ``delta_K`` time steps); ``per_site`` (one neuron per call site); ``modules``, the
+``method``; the ``coding`` of the FS sites, a :class:`~spiking_ddim.codings.Coding` with its
+settings (``step``: every neuron sends its whole K-step code at every denoising step;
+``delta``: after a run's first step, only changes, see :mod:`spiking_ddim.delta`), written as
+``{"name": ..., **settings}``; ``per_site`` (one neuron per call site); ``modules``, the
 replaced modules (:class:`SiteModule`; with ``spiking`` ``all``, also the conv / linear
 layers whose analog input a signed FS encoder codes, kind ``input``); ``source``, the model it was converted from (see
 :mod:`spiking_ddim.provenance`); ``history``, one dict per event, oldest first, with
 ``event`` (``convert``, ``calibrate``, ``delta-fit``, ``finetune``), ``time`` (UTC), ``version`` (this
-package's) and the event's settings and outcome. Format 3; formats 1 and 2 (earlier
-versions' dict records) still load, a history rebuilt from their flags marked
-``"inferred": true``.
+package's) and the event's settings and outcome. Format 4; formats 1 to 3 still load (a
+coding written as its name, with ``delta_K`` beside it and the rest of a delta coding's
+settings from its last fit; formats 1 and 2 without a history: one rebuilt from their
+flags, marked ``"inferred": true``).
 """
 
 from __future__ import annotations
@@ -30,18 +32,14 @@ from torch import nn
 
 from fs_neurons.utils.choices import check_choice
 
-from .defaults import CODINGS, SPIKING
+from .codings import Coding, StepCoding, coding_class, coding_from_json
+from .defaults import SPIKING
 
-FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 # the replaced module itself, diffusers' GELU / GEGLU around it, or the input of a conv / linear layer
 KINDS = ("module", "projected", "geglu", "input")
 ACTIVATIONS = ("swish", "gelu", "gelu_tanh", "identity")
-
-
-def check_coding(coding: str) -> str:
-    """Validate a coding name (:data:`CODINGS`); returns it."""
-    return check_choice("coding", coding, CODINGS)
 
 
 class RecordError(ValueError):
@@ -71,8 +69,7 @@ class FSConfig:
     K: int
     method: str
     modules: tuple[SiteModule, ...]
-    coding: str = "step"
-    delta_K: Optional[int] = None  # time steps of the delta encoders' codes (coding "delta")
+    coding: Coding = StepCoding()
     spiking: str = "swish"  # "all": the analog inputs of conv / linear layers are FS-coded too (kind "input")
     per_site: bool = True
     act_fn: Optional[str] = None
@@ -115,11 +112,21 @@ class FSConfig:
     def source_model(self) -> Optional[str]:
         return (self.source or {}).get("model")
 
+    @property
+    def label(self) -> str:
+        """The model's name in plots and tables: ``FS K=<K> <method>``, ``+cal`` when
+        calibrated, ``+ft`` when fine-tuned, then its coding when not per-step and ``fully
+        spiking``."""
+        return (f"FS K={self.K} {self.method}{'+cal' if self.calibrated else ''}{'+ft' if self.finetuned else ''}"
+                f"{'' if self.coding == StepCoding() else ' ' + self.coding.label}"
+                f"{' fully spiking' if self.spiking == 'all' else ''}")
+
     def summary(self) -> str:
         """One line: K, method, source, calibration (and budget), fine-tuning runs."""
         from .provenance import describe_source
 
-        parts = [f"K={self.K}, {self.method}" + (f", delta coding (K={self.delta_K})" if self.coding == "delta" else "")
+        coding = self.coding.summary()
+        parts = [f"K={self.K}, {self.method}" + (f", {coding}" if coding else "")
                  + (", fully spiking" if self.spiking == "all" else ""),
                  f"converted from {describe_source(self.source_model)}"]
         for e in self.events("calibrate"):
@@ -134,20 +141,21 @@ class FSConfig:
 
     def provenance(self) -> dict:
         """What metrics.json and model cards say about the model."""
-        return {"K": self.K, "method": self.method, "coding": self.coding, "delta_K": self.delta_K,
+        return {"K": self.K, "method": self.method, "coding": self.coding.name, "delta_K": None,
+                **self.coding.row_fields(), "coding_settings": self.coding.to_json(),
                 "spiking": self.spiking, "source": self.source,
                 "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
                 "history": list(self.history), "summary": self.summary()}
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "base_class": self.base_class, "act_fn": self.act_fn, "K": self.K,
-                "method": self.method, "coding": self.coding, "delta_K": self.delta_K, "spiking": self.spiking,
+                "method": self.method, "coding": self.coding.to_json(), "spiking": self.spiking,
                 "per_site": self.per_site,
                 "modules": [m.to_json() for m in self.modules], "source": self.source, "history": list(self.history)}
 
     @classmethod
     def from_json(cls, data: Any, where: Union[str, object] = "spiking_config.json") -> "FSConfig":
-        """The record of a ``spiking_config.json`` (format 1, 2 or 3); :class:`RecordError`
+        """The record of a ``spiking_config.json`` (format 1 to 4); :class:`RecordError`
         naming the first missing or malformed field."""
         def bad(what: str) -> RecordError:
             return RecordError(f"{where}: {what}")
@@ -165,11 +173,7 @@ class FSConfig:
             raise bad(f"K must be an integer >= 1, got {K!r}")
         if not isinstance(data["method"], str) or not isinstance(data["base_class"], str):
             raise bad("method and base_class must be strings")
-        coding = check_choice("coding", data.get("coding", "step"), CODINGS, bad)
         spiking = check_choice("spiking", data.get("spiking", "swish"), SPIKING, bad)
-        delta_K = data.get("delta_K")
-        if coding == "delta" and (isinstance(delta_K, bool) or not isinstance(delta_K, int) or delta_K < 1):
-            raise bad(f"delta_K must be an integer >= 1 for coding 'delta', got {delta_K!r}")
         if not isinstance(data["modules"], list) or not data["modules"]:
             raise bad("modules must be a non-empty list")
         modules = []
@@ -196,9 +200,22 @@ class FSConfig:
         source = data.get("source")
         if source is not None and not isinstance(source, dict):
             raise bad("source must be an object")
-        return cls(data["base_class"], K, data["method"], tuple(modules), coding,
-                   delta_K if coding == "delta" else None, spiking, bool(data.get("per_site", True)),
-                   data.get("act_fn"), source, tuple(history))
+        coding = _read_coding(data, history, bad)
+        return cls(data["base_class"], K, data["method"], tuple(modules), coding, spiking,
+                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history))
+
+
+def _read_coding(data: dict, history: list, bad) -> Coding:
+    """The record's coding: an object (format 4), or a name (formats 1 to 3) read by its
+    class from the record and its fit events (:meth:`Coding.from_legacy`)."""
+    coding = data.get("coding", "step")
+    if isinstance(coding, dict):
+        return coding_from_json(coding, bad)
+    cls = coding_class(coding, bad)
+    try:
+        return cls.from_legacy(data, [e for e in history if e["event"] == cls.fit_event])
+    except ValueError as e:
+        raise bad(str(e)) from None
 
 
 # History events after which a model computes differently (its earlier figures no longer hold)

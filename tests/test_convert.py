@@ -286,8 +286,8 @@ def _fail_at(n: int, function):
 ])
 def test_a_conversion_that_fails_at_any_stage_leaves_the_model_as_it_was(monkeypatch, stage, coding, spiking):
     import spiking_ddim.convert as convert
+    import spiking_ddim.delta as delta
     import spiking_ddim.sites as sites
-    from spiking_ddim.delta import install_encoders
 
     unet = tiny_unet()
     x, t = inputs()
@@ -300,10 +300,12 @@ def test_a_conversion_that_fails_at_any_stage_leaves_the_model_as_it_was(monkeyp
         swish_sites = len(find_activations(unet, SWISH_TYPES))
         monkeypatch.setattr(sites, "attach_site_counter", _fail_at(swish_sites + 3, sites.attach_site_counter))
     elif stage == "install_encoders":
+        install = delta.install_encoders
+
         def install_then_fail(model, K):
-            install_encoders(model, K)
+            install(model, K)
             raise RuntimeError("injected failure after the encoders")
-        monkeypatch.setattr(convert, "install_encoders", install_then_fail)
+        monkeypatch.setattr(delta, "install_encoders", install_then_fail)
     else:
         monkeypatch.setattr(convert, stage, _fail_at(1, getattr(convert, stage)))
     with pytest.raises(RuntimeError, match="injected failure"):
@@ -316,4 +318,4 @@ def test_a_conversion_that_fails_at_any_stage_leaves_the_model_as_it_was(monkeyp
         assert torch.equal(unet(x, t).sample, before)
     monkeypatch.undo()
     convert_unet(unet, K=4, coding=coding, spiking=spiking)  # and a later conversion goes through
-    assert unet.fs_config.coding == coding and unet.fs_config.spiking == spiking
+    assert unet.fs_config.coding.name == coding and unet.fs_config.spiking == spiking

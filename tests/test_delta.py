@@ -22,10 +22,13 @@ from spiking_ddim import (
     load_model,
     measure_cost,
 )
-from spiking_ddim.calibration import fit_delta, refit_delta
-from spiking_ddim.delta import RunClock, encoders, remove_encoders, reset_net, step_coding
+from spiking_ddim.calibration import fit_delta
+from spiking_ddim.codings import DeltaCoding
+from spiking_ddim.delta import DeltaEncoder, encoders, remove_encoders
 from spiking_ddim.fs_activation import FSActivation, SiteSignature
 from spiking_ddim.pipelines import load_pipeline, save_pipeline
+from spiking_ddim.recipe import refit_encoders
+from spiking_ddim.run_state import RunClock, reset_net, step_coding
 
 
 def binary(K: int, step: float) -> tuple[list[float], list[float], list[float]]:
@@ -84,7 +87,7 @@ def test_the_layer_fed_by_a_delta_site_accumulates_exactly_what_it_would_compute
 
 def site_with_encoder(K=4):
     act = FSActivation("swish", [FSNeuron.from_bank("swish", K=K, method="ours")], [SiteSignature(2, 6)])
-    act.encoders = nn.ModuleList([DeltaFSNeuron(K)])
+    act.encoders = nn.ModuleList([DeltaEncoder(K)])
     act.encoders[0].set_params(*binary(K, 0.05))
     return act.eval()
 
@@ -208,7 +211,7 @@ def test_with_fine_neurons_the_delta_model_matches_the_per_step_model(fine_bank)
     bank, _ = fine_bank
     ann, step_pipe, delta = tiny_pipe(), tiny_pipe(), tiny_pipe()
     convert_pipeline(step_pipe, K=20, method="ours", bank_path=bank)
-    convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding="delta", delta_K=16)
+    convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding=DeltaCoding(K=16))
     fit_by_hand(delta.unet, step=1e-4)  # changes to 1e-4, up to 6.5 per step
     reference, a, b = (generate(p, range(4), OPTIONS) for p in (ann, step_pipe, delta))
     step_error = (a - reference).abs().max()  # the per-step model's own error (inputs beyond the bank's range)
@@ -230,7 +233,7 @@ def test_ddpm_latent_and_guided_text_pipelines_sample_with_delta_coding_through_
         ann = KINDS["ddpm"][0](tmp_path)
     step_pipe, delta = copy.deepcopy(ann), copy.deepcopy(ann)
     convert_pipeline(step_pipe, K=20, method="ours", bank_path=bank)
-    convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding="delta", delta_K=16)
+    convert_pipeline(delta, K=20, method="ours", bank_path=bank, coding=DeltaCoding(K=16))
     fit_by_hand(delta.unet, step=1e-4)
     reference, a, b = (generate(p, range(3), options) for p in (ann, step_pipe, delta))
     # the delta model follows the original as closely as the per-step model does (sd: guided, 3 prompts)
@@ -246,11 +249,11 @@ def test_ddpm_latent_and_guided_text_pipelines_sample_with_delta_coding_through_
 
 def test_fit_delta_fits_every_encoder_and_records_it():
     pipe = tiny_pipe()
-    convert_pipeline(pipe, K=8, method="ours", coding="delta", delta_K=4)
-    sites = fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.0, search=QUICK)
+    convert_pipeline(pipe, K=8, method="ours", coding=DeltaCoding(K=4))
+    sites = fit_delta(pipe, OPTIONS, images=2, spike_weight=0.0, search=QUICK)
     assert len(sites) == len(encoders(pipe.unet)) and all(bool(e.fitted) and e.K == 4 for _, e in encoders(pipe.unet))
     event = pipe.unet.fs_config.events("delta-fit")[-1]
-    assert event["spike_weight"] == 0.0 and event["images"] == 2 and pipe.unet.fs_config.delta_K == 4
+    assert event["spike_weight"] == 0.0 and event["images"] == 2 and pipe.unet.fs_config.coding.K == 4
     assert all(r["mse"] < r["mean_square_change"] for r in sites if r["mean_square_change"] > 0)
 
 
@@ -258,7 +261,7 @@ def test_a_larger_spike_price_fits_encoders_that_send_fewer_spikes():
     cheap, dear = tiny_pipe(), tiny_pipe()
     for pipe, weight in ((cheap, 0.0), (dear, 1.0)):
         convert_pipeline(pipe, K=4, method="ours", coding="delta")
-        fit_delta(pipe, OPTIONS, num_images=2, spike_weight=weight, search=QUICK)
+        fit_delta(pipe, OPTIONS, images=2, spike_weight=weight, search=QUICK)
     counts = []
     for pipe in (cheap, dear):
         with measure_cost(pipe) as meter:
@@ -271,7 +274,7 @@ def test_a_larger_spike_price_fits_encoders_that_send_fewer_spikes():
 def test_train_snn_fine_tunes_a_delta_model_and_refits_its_encoders_to_the_trained_weights(tmp_path, cli):
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=4, method="ours", coding="delta")
-    fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.05, search=QUICK)
+    fit_delta(pipe, OPTIONS, images=2, spike_weight=0.05, search=QUICK)
     save_pipeline(pipe, tmp_path / "start")
     code, _, err = cli("train", "snn", "--model", tmp_path / "start", "--reference", "self", "--train-unet",
                        "--distill-on", "trajectories", "--trajectories", "2", "--sampling-steps", "6", "--steps", "2",
@@ -281,7 +284,7 @@ def test_train_snn_fine_tunes_a_delta_model_and_refits_its_encoders_to_the_train
     tuned = load_pipeline(tmp_path / "ft" / "model")
     spec = tuned.unet.fs_config
     events = [e["event"] for e in spec.history]
-    assert spec.coding == "delta" and events[-2:] == ["finetune", "delta-fit"]  # refitted after training
+    assert spec.coding.name == "delta" and events[-2:] == ["finetune", "delta-fit"]  # refitted after training
     first, last = spec.events("delta-fit")
     assert (last["images"], last["seed"], last["spike_weight"]) == (first["images"], first["seed"], 0.05)
     assert all(bool(e.fitted) for _, e in encoders(tuned.unet))
@@ -291,8 +294,8 @@ def test_train_snn_fine_tunes_a_delta_model_and_refits_its_encoders_to_the_train
 def test_refitting_needs_a_first_fit():
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=4, method="ours", coding="delta")
-    with pytest.raises(ValueError, match="never fitted: use fit_delta"):
-        refit_delta(pipe, OPTIONS)
+    with pytest.raises(ValueError, match="never fitted"):
+        refit_encoders(pipe, OPTIONS)
 
 
 def test_a_price_in_value_units_sends_fewer_spikes_per_step_when_more_steps_make_smaller_changes():
@@ -302,7 +305,7 @@ def test_a_price_in_value_units_sends_fewer_spikes_per_step_when_more_steps_make
             pipe = tiny_pipe()
             convert_pipeline(pipe, K=4, method="ours", coding="delta")
             options = SamplingOptions(steps=steps)
-            sites = fit_delta(pipe, options, num_images=2, spike_weight=weight, search=QUICK, price=price)
+            sites = fit_delta(pipe, options, images=2, spike_weight=weight, search=QUICK, price=price)
             assert all(r["mean_square_value"] > r["mean_square_change"] for r in sites if r["mean_square_change"])
             with measure_cost(pipe) as meter:
                 generate(pipe, range(2), options)
@@ -320,7 +323,7 @@ def test_pricing_spikes_by_their_accumulates_moves_spikes_to_sites_that_feed_nar
     for cost in ("spikes", "acs"):
         pipe = tiny_pipe()
         convert_pipeline(pipe, K=4, method="ours", coding="delta")
-        fits[cost] = fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.5, search=QUICK, cost=cost)
+        fits[cost] = fit_delta(pipe, OPTIONS, images=2, spike_weight=0.5, search=QUICK, cost=cost)
         with measure_cost(pipe) as meter:
             generate(pipe, range(2), OPTIONS)
         report = meter.report()
@@ -330,7 +333,7 @@ def test_pricing_spikes_by_their_accumulates_moves_spikes_to_sites_that_feed_nar
     weights = [r["relative_fanout"] for r in fits["acs"] if r["mean_square_value"] is not None]
     assert min(weights) < 1.0 < max(weights)  # this model's sites feed layers of different widths
     assert fanout["acs"] < fanout["spikes"]
-    refit_delta(pipe, OPTIONS)
+    refit_encoders(pipe, OPTIONS)
     assert pipe.unet.fs_config.events("delta-fit")[-1]["cost"] == "acs"
     with pytest.raises(ValueError, match="cost must be one of spikes, acs"):
         fit_delta(pipe, OPTIONS, cost="macs")
@@ -347,7 +350,7 @@ def test_save_and_load_keep_the_coding_and_the_encoders(tmp_path):
     pipe = delta_pipe(K=6, step=2e-3)
     pipe.unet.save_pretrained(tmp_path / "unet")
     loaded = load_model(tmp_path / "unet")
-    assert loaded.fs_config.coding == "delta"
+    assert loaded.fs_config.coding.name == "delta"
     for (name, a), (_, b) in zip(encoders(pipe.unet), encoders(loaded)):
         assert torch.equal(a.h, b.h) and torch.equal(a.T, b.T) and bool(b.fitted), name
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -463,7 +466,7 @@ def test_calibration_fits_the_input_encoders_to_their_inputs():
 def test_fully_spiking_with_delta_coding_runs_through_the_pipeline():
     pipe = tiny_pipe()
     convert_pipeline(pipe, K=8, method="ours", spiking="all", coding="delta")
-    fit_delta(pipe, OPTIONS, num_images=2, spike_weight=0.1, search=QUICK)
+    fit_delta(pipe, OPTIONS, images=2, spike_weight=0.1, search=QUICK)
     a, b = generate(pipe, range(2), OPTIONS), generate(pipe, range(2), OPTIONS)
     assert torch.equal(a, b) and torch.isfinite(a).all()
     assert any(".input_encoder" in name for name, _ in encoders(pipe.unet))

@@ -348,7 +348,7 @@ def test_long_library_calls_report_progress_in_every_stage(tmp_path):
     fs = copy.deepcopy(pipe)
     convert_pipeline(fs, K=4, coding="delta")
     seen, progress = recorder()
-    fit_delta(fs, options, num_images=3, batch_size=2, search=quick, progress=progress)
+    fit_delta(fs, options, images=3, batch_size=2, search=quick, progress=progress)
     assert list(seen)[-2:] == ["record changes", "fit encoders"]
     assert seen["record changes"][-1] == (2 * options.steps, 2 * options.steps)  # two batches
     assert seen["fit encoders"][-1] == (quick.iterations, quick.iterations)

@@ -341,12 +341,11 @@ def test_a_zero_spike_budget_is_refused_before_any_work(tmp_path, cli):
 # --- 8: the noise floor beside ranked tables -------------------------------------------------------------------------
 
 
-def test_ranked_tables_state_the_noise_floor(monkeypatch):
-    monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
-    import noise_floor
+def test_ranked_tables_state_the_noise_floor():
+    from spiking_ddim.benchmarks import noise as noise_floor
 
-    order = {"psnr": 0.5, "psnr_median": 0.01, "kid": 0.001}
-    cpu = {"psnr": 0.7, "psnr_median": 0.02, "kid": 0.003}
+    order = {"psnr": 0.5, "psnr_median": 0.01, "kid_mean": 0.001}
+    cpu = {"psnr": 0.7, "psnr_median": 0.02, "kid_mean": 0.003}
     line = noise_floor.floor_line({"num_images": 1000, "steps": 20, "cpu_capabilities": ["avx512", "avx2"],
                                    "spread": {"8": {noise_floor.ORDER: order, noise_floor.CPU: cpu},
                                               "16": {noise_floor.ORDER: {**order, "psnr": 0.6}}}})
@@ -497,24 +496,26 @@ def test_delta_frontier_points_name_their_coding_price_cost_and_change_steps(mon
     monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
     import delta_frontier
 
-    p = delta_frontier.parse_point("delta+all:4:0.005:value:acs:8")
+    from spiking_ddim.benchmarks import points
+
+    p = points.parse_point("delta+all:4:0.005:value:acs:8")
     assert (p["coding"], p["spiking"], p["calibrated"], p["K"], p["delta_K"]) == ("delta", "all", True, 4, 8)
     assert (p["spike_weight"], p["price"], p["cost"]) == (0.005, "value", "acs")
-    assert delta_frontier.name(p) == "delta + fully spiking K=4/8, W=0.005 (value price, by ACs)"
-    plain = delta_frontier.parse_point("delta:4:0.01")  # the defaults: change price, every spike alike, min(K, 8)
+    assert points.point_name(p) == "delta + fully spiking K=4/8, W=0.005 (value price, by ACs)"
+    plain = points.parse_point("delta:4:0.01")  # the defaults: change price, every spike alike, min(K, 8)
     assert (plain["price"], plain["cost"], plain["delta_K"]) == ("change", "spikes", 4)
-    assert delta_frontier.name(plain) == "delta K=4, W=0.01"
+    assert points.point_name(plain) == "delta K=4, W=0.01"
     for bad in ("delta:4:0.01:values", "delta:4:0.01:value:macs", "step+all", "if+all:8", "delta:4:0.01:value:acs:x"):
         with pytest.raises(ValueError, match="a point is step"):
-            delta_frontier.parse_point(bad)
+            points.parse_point(bad)
     with pytest.raises(SystemExit):
         delta_frontier.parse_args(["--points", "delta:4"])
     assert "a point is step" in capsys.readouterr().err
     # --remeasure reads every point back into the grammar: the text of a point parses to that point
     for text in ("step:16", "step+all:8", "if:8", "delta:4:0.01", "delta+cal:4:0.01", "delta+all:4:0.005:value:acs:8",
                  "delta:16:0.0002:value:spikes"):
-        point = delta_frontier.parse_point(text)
-        assert delta_frontier.parse_point(delta_frontier.point_text(point)) == point, text
+        point = points.parse_point(text)
+        assert points.parse_point(points.point_text(point)) == point, text
 
 
 # --- refusals that the flags alone decide come before anything is loaded (issue 29) ----------------------------------
@@ -545,7 +546,7 @@ EARLY_REFUSALS = [(command, args, message) for command in CONVERTING for args, m
     (["--K", "6", "--method", "tbpi"], "--K: the bank has no tbpi entry for K=6 (it holds K = 4, 8, 12, 16)"),
     (["--convert", "vqvae", "--coding", "delta"], "--coding: coding 'delta' applies to the UNet"),
     (["--convert", "unet,text_encoder"], "--convert: 'text_encoder' is not a component"),
-    (["--spiking", "all"], "--spiking all needs --calibrate"),
+    (["--spiking", "all"], "--spiking: spiking 'all' needs calibration (calibrate, --calibrate)"),
     (["--guidance-scale", "0.5"], "--guidance-scale"),
     (["--calibrate", "--energy-budget", "0"], "--energy-budget"),
 ]] + [("sample", ["--eta", "2"], "--eta: eta must be in [0, 1]")]
@@ -678,7 +679,7 @@ def test_fits_record_the_image_seeds_they_saw():
     fs = copy.deepcopy(pipe)
     convert_pipeline(fs, K=4, coding="delta")
     calibrate(fs, options, num_images=3, seed=5, search=quick)
-    fit_delta(fs, options, num_images=2, seed=7, search=quick)
+    fit_delta(fs, options, images=2, seed=7, search=quick)
     assert fitted_seeds(fs.unet.fs_config) == [("calibration", 10_005, 10_008), ("delta encoder fit", 10_007, 10_009)]
 
 
@@ -740,28 +741,30 @@ def test_a_card_drops_figures_that_a_later_change_made_stale():
 
 def test_the_delta_frontier_plot_draws_one_curve_per_coding_family_and_labels_the_named_points(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
-    import argparse
-
     import delta_frontier
 
+    import fs_neurons.utils.figures
+    from spiking_ddim.benchmarks import frontier
+    from spiking_ddim.benchmarks import points as grammar
+
     figures = []
-    monkeypatch.setattr(delta_frontier, "save_figure", lambda fig, _path: figures.append(fig))
+    monkeypatch.setattr(fs_neurons.utils.figures, "save_figure", lambda fig, _path: figures.append(fig))
 
     def at(text, psnr, energy):
-        return {**delta_frontier.parse_point(text), "psnr": psnr, "energy_ratio": energy}
+        return {**grammar.parse_point(text), "psnr": psnr, "energy_ratio": energy}
 
     points = [at("step:8", 28.9, 0.53), at("step:16", 36.1, 0.91), at("delta:8:0.0002:value:acs", 44.4, 0.40),
               at("delta:8:0.01", 41.9, 0.37), at("delta:4:0.003:value:acs:8", 38.2, 0.33),
               at("delta:16:0.1", 33.4, 0.35), at("delta+all:8:0.001:value:acs", 41.4, 0.16),
               at("delta+all:8:0.03", 33.4, 0.16), at("if:8", 14.9, 0.33)]
-    delta_frontier.plot(argparse.Namespace(out_dir=tmp_path), {"points": points})
+    frontier.plot({"points": points}, tmp_path / "frontier.png", delta_frontier.NAMED, delta_frontier.TARGETS)
     ax = figures[0].axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    families = {delta_frontier.family(p) for p in points}
+    families = {grammar.family(p) for p in points}
     assert len(legend) == len(families) + 1 and legend[-1].startswith("targets")  # one entry per family
     assert {label.split(" (")[0] for label in legend[:-1]} == families
     labels = [t.get_text() for t in ax.texts]
-    named = [p for p in points if delta_frontier.point_text(p) in
-             {delta_frontier.point_text(delta_frontier.parse_point(n)) for n in delta_frontier.NAMED}]
+    named = [p for p in points if grammar.point_text(p) in
+             {grammar.point_text(grammar.parse_point(n)) for n in delta_frontier.NAMED}]
     assert len(labels) == len(named) == 6  # the README's points, and only those, are labelled
     assert any("44.40 dB at 0.400" in t for t in labels) and not any("41.90" in t for t in labels)

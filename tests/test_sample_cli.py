@@ -98,7 +98,7 @@ def test_two_processes_write_exactly_what_one_writes(tmp_path):
     (["--delta-cost", "acs"], "--delta-cost applies to --coding delta"),
     (["--coding", "delta", "--delta-cost", "macs"], "invalid choice: 'macs'"),
     (["--coding", "delta", "--delta-images", "0"], "--delta-images: the images the encoders are fitted to must be >= 1"),
-    (["--coding", "delta", "--delta-K", "0"], "K (time steps) must be an integer >= 1"),
+    (["--coding", "delta", "--delta-K", "0"], "--delta-K: the steps of a change's code must be an integer >= 1"),
     (["--coding", "delta", "--delta-spike-weight", "-1"], "--delta-spike-weight: the price of a spike must be a finite number >= 0"),
 ])
 def test_clear_errors(tmp_path, cli, monkeypatch, args, message):

@@ -27,7 +27,7 @@ Two fits of other neurons live here too: :func:`fit_delta` fits a delta-coded mo
 encoders to the changes its sites see between denoising steps (:mod:`.delta`), and
 :func:`rate_coded_if` sets every site to the rate-coded IF baseline with balanced
 thresholds (:mod:`.if_baseline`). A delta-coded model is calibrated with full codes at
-every call (:func:`spiking_ddim.delta.step_coding`).
+every call (:func:`spiking_ddim.run_state.step_coding`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from fs_neurons.signed import SignedFSNeuron
 from fs_neurons.utils.seeds import stream
 
 from ..convert import SiteReport
-from ..delta import step_coding
 from ..held_out import calibration_seeds
 from ..pipelines import Progress, SamplingOptions, converted_components
+from ..run_state import step_coding
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
-from .delta import DELTA_IMAGES, check_delta_fit, fit_delta, last_delta_fit, refit_delta
+from .delta import fit_delta, last_delta_fit
 from .if_baseline import IF_PERCENTILE, rate_coded_if
 from .options import (
     CALIBRATION_SEARCH,
@@ -63,9 +63,9 @@ from .options import (
 )
 from .probe import measure_costs, measure_sensitivity
 
-__all__ = ["CALIBRATION_SEARCH", "DELTA_IMAGES", "IF_PERCENTILE", "LOWER_K_GRID", "SPIKE_GRID",
-           "SiteOptions", "SpikeBudget", "apply_budget", "calibrate", "calibration_outcome", "check_delta_fit", "fit_delta",
-           "last_delta_fit", "refit_delta", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs", "rate_coded_if", "record_site_inputs"]
+__all__ = ["CALIBRATION_SEARCH", "IF_PERCENTILE", "LOWER_K_GRID", "SPIKE_GRID",
+           "SiteOptions", "SpikeBudget", "apply_budget", "calibrate", "calibration_outcome", "fit_delta",
+           "last_delta_fit", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs", "rate_coded_if", "record_site_inputs"]
 
 
 def fit_site_options(

@@ -25,17 +25,16 @@ from fs_neurons.distribution import InputDistribution
 from fs_neurons.methods import fit_ours_many
 from fs_neurons.search_config import OursConfig
 from fs_neurons.state import reset_net
-from fs_neurons.utils.choices import check_choice
 from fs_neurons.utils.seeds import stream
 
-from ..defaults import DELTA_COST, DELTA_COSTS, DELTA_IMAGES, DELTA_PRICE, DELTA_PRICES, DELTA_SPIKE_WEIGHTS
-from ..delta import encoders, step_coding
+from ..codings import DeltaCoding
+from ..delta import encoders
 from ..energy import measure_cost
-from ..errors import SettingError
 from ..held_out import delta_fit_seeds
 from ..monitors import ChangeMonitor
 from ..pipelines import Progress, SamplingOptions, converted_components, counting_denoiser_calls, generate
-from ..record import add_event
+from ..record import add_event, record_of
+from ..run_state import step_coding
 from ..sites import fs_activations, original_activations
 from .options import CALIBRATION_SEARCH
 
@@ -70,34 +69,17 @@ def _relative_fanout(pipe: DiffusionPipeline, model: nn.Module, options: Samplin
     return {s.name: s.acs_per_spike / mean for s in sites if s.acs_per_spike > 0}
 
 
-def check_delta_fit(spike_weight: Optional[float] = None, price: str = DELTA_PRICE, cost: str = DELTA_COST,
-                    num_images: int = DELTA_IMAGES) -> float:
-    """The settings of :func:`fit_delta` checked before any work (:class:`SettingError`
-    naming the setting); the spike weight, the price's default filled in."""
-    check_choice("price", price, DELTA_PRICES, lambda m: SettingError("price", m))
-    check_choice("cost", cost, DELTA_COSTS, lambda m: SettingError("cost", m))
-    spike_weight = DELTA_SPIKE_WEIGHTS[price] if spike_weight is None else spike_weight
-    if not (isinstance(spike_weight, (int, float)) and 0 <= spike_weight < float("inf")):
-        raise SettingError("spike_weight", f"the price of a spike must be a finite number >= 0, got {spike_weight!r}")
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-        raise SettingError("num_images", f"the images the encoders are fitted to must be >= 1, got {num_images!r}")
-    return float(spike_weight)
-
-
 def fit_delta(
     pipe: DiffusionPipeline,
     options: SamplingOptions,
-    num_images: int = DELTA_IMAGES,
     seed: int = 0,
-    spike_weight: Optional[float] = None,
     progress: Progress = None,
     batch_size: int = 8,
     search: OursConfig = CALIBRATION_SEARCH,
-    price: str = DELTA_PRICE,
-    cost: str = DELTA_COST,
+    **settings,
 ) -> list[dict]:
     """Fit every delta encoder of a converted pipeline to the changes its site sees when the
-    pipeline samples ``num_images`` images with ``options`` (the original network's run,
+    pipeline samples ``images`` images with ``options`` (the original network's run,
     images from the ``calibration-inputs`` stream of ``seed``), in place, and record the
     fit in the model's history. The exact method (``ours``, the calibration search) fits
     each encoder to the identity (``relu``) on its site's |change| distribution (``search``:
@@ -111,13 +93,13 @@ def fit_delta(
     the same). ``cost="acs"`` prices a spike by what it costs: the scale above times the site's
     accumulates per spike over the model's mean (a spike into a wide layer dearer than one into
     a narrow one), so the fits spend error where the accumulates are cheap. ``spike_weight``
-    None: the price's default (``DELTA_SPIKE_WEIGHTS``). Returns per site: name, expected spikes
-    per change, MSE, mean squared change, mean squared value and relative fan-out (1 with
-    ``cost="spikes"``)."""
-    spike_weight = check_delta_fit(spike_weight, price, cost, num_images)
+    None: the price's default. ``images``, ``spike_weight``, ``price`` and ``cost`` (``settings``)
+    are the UNet's :class:`~spiking_ddim.codings.DeltaCoding`'s unless given, and the record's
+    coding takes those the fit used. Returns per site: name, expected spikes per change, MSE,
+    mean squared change, mean squared value and relative fan-out (1 with ``cost="spikes"``)."""
     models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
-    if not models:
-        raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")
+    coding = _fit_coding(models, settings)
+    num_images, spike_weight, price, cost = coding.images, coding.spike_weight, coding.price, coding.cost
     fanout = {name: _relative_fanout(pipe, model, options, seed) if cost == "acs" else {}
               for name, model in models.items()}
     first = stream("calibration-inputs", seed)
@@ -168,6 +150,7 @@ def fit_delta(
                         "mean_square_value": None, "relative_fanout": None})
     for model in models.values():
         reset_net(model)
+        model.fs_config = replace(model.fs_config, coding=coding)
         add_event(model, "delta-fit", images=num_images, image_seeds=delta_fit_seeds(num_images, seed),
                   steps=options.steps, seed=seed, spike_weight=spike_weight,
                   price=price, cost=cost, sites=len(results),
@@ -175,17 +158,18 @@ def fit_delta(
     return results
 
 
-def refit_delta(pipe: DiffusionPipeline, options: SamplingOptions,
-                progress: Progress = None) -> list[dict]:
-    """Fit the delta encoders of ``pipe`` again, with the images, seed, spike weight, price and cost of
-    the model's last fit (its ``delta-fit`` event) and ``options``' runs: for a model whose weights
-    changed since (fine-tuning with ``--train-unet``), whose sites now see other changes.
-    Returns :func:`fit_delta`'s per-site list; ``ValueError`` if the UNet was never fitted."""
-    last = last_delta_fit(pipe.unet)
-    if last is None:
-        raise ValueError("the UNet's delta encoders were never fitted: use fit_delta")
-    return fit_delta(pipe, options, num_images=last["images"], seed=last["seed"], spike_weight=last["spike_weight"],
-                     progress=progress, price=last["price"], cost=last["cost"])
+def _fit_coding(models: dict[str, nn.Module], settings: dict) -> DeltaCoding:
+    """The delta coding a fit of ``models`` uses: theirs, with ``settings`` given to
+    :func:`fit_delta` in place of its own (checked; :class:`SettingError` naming the setting)."""
+    if not models:
+        raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")
+    unknown = sorted(set(settings) - {"images", "spike_weight", "price", "cost"})
+    if unknown:
+        raise TypeError(f"fit_delta() got an unexpected keyword argument {unknown[0]!r}")
+    if "price" in settings:  # another price: its own default weight unless one is given
+        settings = {"spike_weight": None, **settings}
+    record = record_of(next(iter(models.values())))
+    return replace(record.coding, **settings).resolve(record.K)
 
 
 def last_delta_fit(model: nn.Module) -> Optional[dict]:

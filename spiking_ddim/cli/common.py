@@ -12,15 +12,15 @@ import torch
 from diffusers import DiffusionPipeline
 from tqdm import tqdm
 
-from fs_neurons.names import UNET_METHOD
-
-from ..calibration import SpikeBudget, calibrate, calibration_outcome, check_delta_fit, fit_delta
+from ..calibration import SpikeBudget, calibration_outcome
+from ..codings import Coding, coding_class, coding_fields, coding_names
 from ..convert import SiteReport
-from ..defaults import DEFAULT_K, DELTA_COST, DELTA_IMAGES, DELTA_PRICE
 from ..energy import EnergyConstants
 from ..errors import SettingError
 from ..outputs import OutputError, fresh_run_dir
-from ..pipelines import SamplingOptions, check_conversion, convert_pipeline, read_prompts
+from ..pipelines import SamplingOptions, read_prompts
+from ..recipe import Prepared, prepare, recalibrate
+from ..spec import ConversionSpec
 
 
 def prepare_output_dir(path: Path, overwrite: bool) -> Path:
@@ -89,44 +89,69 @@ def prompts_from_flags(args: argparse.Namespace) -> Optional[tuple[str, ...]]:
     return tuple(prompts) or None
 
 
-# The flag of each setting a library check names (spiking_ddim.errors.SettingError).
-FLAGS = {"K": "--K", "method": "--method", "coding": "--coding", "delta_K": "--delta-K", "spiking": "--spiking",
-         "components": "--convert", "spike_weight": "--delta-spike-weight", "price": "--delta-price",
-         "cost": "--delta-cost", "num_images": "--delta-images", "steps": "--steps", "eta": "--eta",
-         "prompts": "--prompt / --prompts", "guidance_scale": "--guidance-scale", "seed": "--seed"}
-DELTA_FLAGS = ("delta_K", "delta_spike_weight", "delta_price", "delta_cost", "delta_images")
+# The flag of each setting a library check names (spiking_ddim.errors.SettingError) where it is not
+# "--" + the name with dashes (a coding's settings: --<coding>-<setting>).
+FLAGS = {"components": "--convert", "budget": "--spike-budget / --energy-budget",
+         "prompts": "--prompt / --prompts"}
 
 
 def flag_error(e: SettingError, flags: Optional[dict] = None) -> SystemExit:
     """The one-line exit of a bad setting, naming its flag (``flags`` overrides :data:`FLAGS`)."""
-    flag = {**FLAGS, **(flags or {})}.get(e.name, e.name)
+    flag = {**FLAGS, **(flags or {})}.get(e.name, "--" + e.name.replace("_", "-"))
     return SystemExit(f"error: {flag}: {e}")
 
 
-def check_flags(args: argparse.Namespace, steps: str = "steps") -> SamplingOptions:
-    """Check every flag of a command that samples and may convert before anything is loaded
-    (conversion, delta coding, sampling); ``steps``: the dest of the command's steps flag.
-    The sampling options of the flags, to be resolved against the pipeline once loaded."""
-    flags = {"steps": f"--{steps.replace('_', '-')}"}
+def coding_from_flags(args: argparse.Namespace) -> Coding:
+    """The coding of --coding and its own flags (``--<coding>-<setting>``); a flag of another
+    coding is an error."""
+    name = args.coding or ConversionSpec().coding.name
+    for other in coding_names():
+        given = [f"--{other}-{f.name.replace('_', '-')}" for f in coding_fields(coding_class(other))
+                 if other != name and getattr(args, f"{other}_{f.name}", None) is not None]
+        if given:
+            raise SystemExit(f"error: {given[0]} applies to --coding {other}")
+    return coding_of_flags(args, name)
+
+
+def coding_of_flags(args: argparse.Namespace, name: str) -> Coding:
+    """The coding ``name`` with the settings its flags (``--<name>-<setting>``) give; a bad
+    value exits naming its flag."""
+    cls = coding_class(name)
     try:
-        if hasattr(args, "coding"):
-            coding = args.coding or "step"
-            if coding != "delta":
-                given = [flag for flag in DELTA_FLAGS if getattr(args, flag) is not None]
-                if given:
-                    raise SystemExit(f"error: --{given[0].replace('_', '-')} applies to --coding delta")
-            if args.spiking == "all" and not getattr(args, "calibrate", False):
-                raise SystemExit("error: --spiking all needs --calibrate: its input encoders are fitted to the inputs "
-                                 "they see")
-            check_conversion(conversion_names(args), DEFAULT_K if args.K is None else args.K, args.method or UNET_METHOD, coding,
-                             args.delta_K, args.spiking or "swish")
-            if coding == "delta":
-                check_delta_fit(args.delta_spike_weight, args.delta_price or DELTA_PRICE, args.delta_cost or DELTA_COST,
-                                DELTA_IMAGES if args.delta_images is None else args.delta_images)
-        return SamplingOptions(getattr(args, steps), getattr(args, "eta", 0.0), prompts_from_flags(args),
-                               args.guidance_scale).check()
+        return cls(**{f.name: getattr(args, f"{name}_{f.name}") for f in coding_fields(cls)
+                      if getattr(args, f"{name}_{f.name}", None) is not None})
     except SettingError as e:
-        raise flag_error(e, flags) from None
+        raise flag_error(e) from None
+
+
+def spec_from_flags(args: argparse.Namespace, budget: Optional[SpikeBudget] = None,
+                    fit_seed: Optional[int] = None) -> ConversionSpec:
+    """The :class:`ConversionSpec` of a command's conversion flags (each flag that is given;
+    the spec's defaults for the others); ``fit_seed``: the command's seed of its fits (where
+    its --seed is one); a bad value exits naming its flag."""
+    given = {"components": conversion_names(args), "K": args.K, "method": args.method, "spiking": args.spiking,
+             "calibrate": getattr(args, "calibrate", None),
+             "calibration_images": getattr(args, "calibration_images", None), "budget": budget,
+             "seed": fit_seed}
+    try:
+        return ConversionSpec(coding=coding_from_flags(args), **{k: v for k, v in given.items() if v is not None})
+    except SettingError as e:
+        raise flag_error(e) from None
+
+
+def check_flags(args: argparse.Namespace, steps: str = "steps", budget: Optional[SpikeBudget] = None,
+                fit_seed: Optional[int] = None) -> tuple[Optional[ConversionSpec], SamplingOptions]:
+    """Check every flag of a command that samples and may convert before anything is loaded
+    (conversion, its coding, sampling); ``steps``: the dest of the command's steps flag. The
+    conversion spec (None for a command without conversion flags) and the sampling options of
+    the flags, to be resolved against the pipeline once loaded; ``budget`` and ``fit_seed``
+    as :func:`spec_from_flags` takes them."""
+    spec = spec_from_flags(args, budget, fit_seed) if hasattr(args, "coding") else None
+    try:
+        return spec, SamplingOptions(getattr(args, steps), getattr(args, "eta", 0.0), prompts_from_flags(args),
+                                     args.guidance_scale).check()
+    except SettingError as e:
+        raise flag_error(e, {"steps": f"--{steps.replace('_', '-')}"}) from None
     except (FileNotFoundError, ValueError) as e:  # a prompts file
         raise SystemExit(f"error: {e}") from None
 
@@ -136,28 +161,35 @@ def conversion_names(args: argparse.Namespace) -> list[str]:
     return [c.strip() for c in (args.convert or "unet").split(",") if c.strip()]
 
 
-def convert_from_flags(pipe: DiffusionPipeline, args: argparse.Namespace, options: SamplingOptions,
-                       show: bool = True) -> str:
-    """Convert ``pipe`` in place per --convert / --K / --method / --coding (checked before by
-    :func:`check_flags`; with --coding delta, the encoders are fitted to the changes of
-    ``options``' runs, under a progress bar); the conversion summary."""
-    coding = args.coding or "step"
-    reports = convert_pipeline(pipe, K=DEFAULT_K if args.K is None else args.K, method=args.method or UNET_METHOD,
-                               components=conversion_names(args), coding=coding,
-                               delta_K=args.delta_K if coding == "delta" else None, spiking=args.spiking or "swish")
-    lines = [f"{n}: {r.summary()}" for n, r in reports.items()]
-    if coding == "delta":
-        images, price = args.delta_images or DELTA_IMAGES, args.delta_price or DELTA_PRICE
-        cost = args.delta_cost or DELTA_COST
-        with StageBars("delta coding: ", show) as bars:
-            sites = fit_delta(pipe, options, num_images=images, spike_weight=args.delta_spike_weight,
-                              progress=bars, price=price, cost=cost)
-        spikes = sum(r["spikes_per_change"] for r in sites) / len(sites)
-        weight = pipe.unet.fs_config.events("delta-fit")[-1]["spike_weight"]
-        lines.append(f"delta coding: {len(sites)} encoders fitted to the changes of {images} images "
-                     f"(spike weight {weight:g} per mean squared {price}{', by accumulates' if cost == 'acs' else ''}; "
-                     f"{spikes:.3f} expected spikes per change on average)")
-    return "\n".join(lines)
+def prepare_with_bars(pipe: DiffusionPipeline, spec: ConversionSpec, options: SamplingOptions, show: bool = True,
+                      accelerator=None) -> tuple[Prepared, str]:
+    """:func:`spiking_ddim.recipe.prepare` under progress bars; what it did, in words (the
+    conversion per component, the calibration, the coding's fit)."""
+    with StageBars("", show) as bars:
+        try:
+            done = prepare(pipe, spec, options, bars, accelerator)
+        except SettingError as e:
+            raise flag_error(e) from None
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+    lines = [f"{n}: {r.summary()}" for n, r in done.reports.items()]
+    if done.calibration is not None:
+        lines.append(describe_calibration(calibration_outcome(done.calibration), spec.budget))
+    if done.encoders:
+        lines.append(spec.coding.describe_fit(done.encoders))
+    return done, "\n".join(lines)
+
+
+def recalibrate_with_bars(pipe: DiffusionPipeline, spec: ConversionSpec, options: SamplingOptions,
+                          show: bool = True, accelerator=None) -> tuple[Optional[list[SiteReport]], str]:
+    """:func:`spiking_ddim.recipe.recalibrate` (an already converted pipeline) under progress
+    bars; the site reports (None off the main process) and what calibration did, in words."""
+    with StageBars("", show) as bars:
+        try:
+            sites = recalibrate(pipe, spec, options, bars, accelerator)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+    return sites, "" if sites is None else describe_calibration(calibration_outcome(sites), spec.budget)
 
 
 def budget_from_flags(args: argparse.Namespace, constants: EnergyConstants = EnergyConstants()) -> Optional[SpikeBudget]:
@@ -173,17 +205,6 @@ def budget_from_flags(args: argparse.Namespace, constants: EnergyConstants = Ene
         return SpikeBudget(kind, value, constants)
     except ValueError as e:
         raise SystemExit(f"error: {flag}: {e}") from None
-
-
-def calibrate_with_bar(pipe: DiffusionPipeline, options: SamplingOptions, num_images: int = 16, seed: int = 0,
-                       show: bool = True, budget: Optional[SpikeBudget] = None) -> tuple[list[SiteReport], str]:
-    """:func:`calibrate` under a progress bar; the site reports and a one-line summary."""
-    with StageBars("calibrate: ", show) as bars:
-        try:
-            sites = calibrate(pipe, options, num_images=num_images, seed=seed, progress=bars, budget=budget)
-        except ValueError as e:
-            raise SystemExit(f"error: calibration: {e}") from None
-    return sites, describe_calibration(calibration_outcome(sites), budget)
 
 
 def describe_calibration(outcome: dict, budget: Optional[SpikeBudget]) -> str:

@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ..spec import spec_default
 from .flags import add_budget_args, add_conversion_args, add_model_arg, add_sampling_args, help_text
 
 
@@ -43,10 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("calibration")
-    g.add_argument("--calibration-images", type=int, default=16,
+    g.add_argument("--calibration-images", type=int, default=spec_default("calibration_images"),
                    help="images sampled to record each site's inputs (default: %(default)s)")
     g.add_argument("--steps", type=int, default=20, help="denoising steps of those runs (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="seed of those runs and of the search (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=spec_default("seed"),
+                   help="seed of the fits' runs (calibration, a coding's encoders) and searches (default: %(default)s)")
     add_budget_args(g)
     p.add_argument("--eval-images", type=int, default=8, metavar="N",
                    help="score the result against the model it was converted from on N images of held-out seeds "
@@ -56,16 +58,35 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (the whole folder)")
 
 
-def _check_out(args: argparse.Namespace) -> None:
-    from .common import budget_from_flags, check_flags, require_positive
+def _spec(args: argparse.Namespace):
+    """The conversion spec of the flags (``calibrate``: of the calibration flags alone, with
+    calibration on), checked before any work."""
+    from ..errors import SettingError
+    from ..spec import ConversionSpec
+    from .common import budget_from_flags, check_flags, flag_error
 
-    check_flags(args)  # flag errors before any work
-    budget_from_flags(args)
+    budget = budget_from_flags(args)
+    if hasattr(args, "coding"):
+        return check_flags(args, budget=budget, fit_seed=args.seed)[0]
+    try:
+        check_flags(args)
+        return ConversionSpec(calibrate=True, calibration_images=args.calibration_images, budget=budget,
+                              seed=args.seed)
+    except SettingError as e:
+        raise flag_error(e) from None
+
+
+def _check_out(args: argparse.Namespace):
+    """Flag errors and an occupied --out before any work; the conversion spec."""
+    from .common import require_positive
+
+    spec = _spec(args)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
         raise SystemExit(f"error: {args.out} exists and is not empty; pass --overwrite to replace it")
     require_positive(args, "calibration_images", "steps")
     if args.eval_images < 0:
         raise SystemExit(f"error: --eval-images must be >= 0 (0 skips the evaluation), got {args.eval_images}")
+    return spec
 
 
 def _load(args: argparse.Namespace):
@@ -77,15 +98,6 @@ def _load(args: argparse.Namespace):
         return pipe, SamplingOptions(args.steps, 0.0, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-
-
-def _calibrate(pipe, options, args: argparse.Namespace) -> list:
-    """--calibrate (or the calibrate command): the site reports; prints what it did."""
-    from .common import budget_from_flags, calibrate_with_bar
-
-    sites, message = calibrate_with_bar(pipe, options, args.calibration_images, args.seed, budget=budget_from_flags(args))
-    print(message)
-    return sites
 
 
 def _evaluate(pipe, reference, options, args: argparse.Namespace, reference_name: Optional[str] = None) -> None:
@@ -123,20 +135,17 @@ def run_convert(args: argparse.Namespace) -> int:
     import copy
 
     from ..pipelines import converted_components
-    from .common import convert_from_flags
+    from .common import prepare_with_bars
 
-    _check_out(args)
+    spec = _check_out(args)
     pipe, options = _load(args)
     if converted_components(pipe):
         raise SystemExit(f"error: {args.model} is already converted; calibrate it with `spiking-ddim calibrate`")
     source = copy.deepcopy(pipe) if args.eval_images else None
-    try:
-        print(convert_from_flags(pipe, args, options))
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    sites = _calibrate(pipe, options, args) if args.calibrate else None
+    prepared, summary = prepare_with_bars(pipe, spec, options)
+    print(summary)
     _evaluate(pipe, source, options, args)
-    _save(pipe, sites, args)
+    _save(pipe, prepared.calibration, args)
     print(f"wrote {args.out} (loads with spiking_ddim.load_pipeline, or sample --model {args.out})")
     return 0
 
@@ -144,13 +153,15 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     from ..pipelines import converted_components
     from ..reference import reference_pipeline
+    from .common import recalibrate_with_bars
 
-    _check_out(args)
+    spec = _check_out(args)
     pipe, options = _load(args)
     if not converted_components(pipe):
         raise SystemExit(f"error: {args.model} has no FS neurons to calibrate; convert it first with "
                          "`spiking-ddim convert --model ... --calibrate`")
-    sites = _calibrate(pipe, options, args)
+    sites, message = recalibrate_with_bars(pipe, spec, options)
+    print(message)
     if args.eval_images:
         try:
             source, record = reference_pipeline(pipe, "source", args.scheduler)
@@ -161,4 +172,3 @@ def run_calibrate(args: argparse.Namespace) -> int:
     _save(pipe, sites, args)
     print(f"wrote {args.out}")
     return 0
-

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import typing
 from pathlib import Path
 
 from fs_neurons.names import BANK_METHODS, UNET_METHOD
 from fs_neurons.search_config import OursConfig
 
-from ..defaults import (
-    CODINGS,
-    DEFAULT_DELTA_K,
-    DEFAULT_K,
-    DEFAULT_MODEL,
-    DELTA_COST,
-    DELTA_COSTS,
-    DELTA_IMAGES,
-    DELTA_PRICE,
-    DELTA_PRICES,
-    DELTA_SPIKE_WEIGHTS,
-    INCEPTION_ENV,
-    METRICS,
-    SPIKING,
-)
+from ..codings import coding_class, coding_fields, coding_names
+from ..defaults import DEFAULT_MODEL, INCEPTION_ENV, METRICS, SPIKING
+from ..spec import spec_default
 from ..train_config import LR_SCHEDULES, TrainConfig
 
 
@@ -47,7 +36,7 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--convert", metavar="NAMES",
                    help="comma-separated components to convert: unet, and vae or vqvae (their decoder) "
                         "(default: unet)")
-    p.add_argument("--K", type=int, help=f"FS time steps per neuron (default: {DEFAULT_K})")
+    p.add_argument("--K", type=int, help=f"FS time steps per neuron (default: {spec_default('K')})")
     p.add_argument("--method", choices=BANK_METHODS,
                    help=f"bank entry to initialise FS neurons: {UNET_METHOD} (fitted to diffusion UNets' Swish inputs), "
                         f"or the paper-protocol entries fitted on [-8, 12] (default: {UNET_METHOD})")
@@ -56,29 +45,25 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
                         "inputs of the UNet's conv / linear layers are sent as signed FS codes, except the first "
                         "layer's (the attention score matmuls stay analog); needs --calibrate, which fits them "
                         "(default: swish)")
-    p.add_argument("--coding", choices=CODINGS,
-                   help="step: every FS site sends its full K-step code at every denoising step; delta: the UNet's "
-                        "sites send their full code at a run's first step, then only signed spike codes of what "
-                        "changed since (their encoders are fitted to the pipeline's changes after conversion) "
-                        "(default: step)")
-    p.add_argument("--delta-spike-weight", type=float, metavar="W",
-                   help="--coding delta: the price of a spike when fitting the encoders, in units of the site's mean "
-                        "squared change or value (--delta-price); larger sends fewer spikes with more error (default: "
-                        + ", ".join(f"{w:g} per {p}" for p, w in DELTA_SPIKE_WEIGHTS.items()) + ")")
-    p.add_argument("--delta-price", choices=DELTA_PRICES,
-                   help="--coding delta: what the spike price is relative to: change (the site's mean squared change "
-                        "between steps: the codes get finer with more, smaller steps) or value (its mean squared "
-                        f"activation: the dead zone stays put, so more steps send fewer spikes each) "
-                        f"(default: {DELTA_PRICE})")
-    p.add_argument("--delta-cost", choices=DELTA_COSTS,
-                   help="--coding delta: what the price counts: acs (a spike priced by the accumulates it causes in "
-                        "the layer it feeds, over the model's mean: wide layers' inputs send fewer spikes) or spikes "
-                        f"(every spike alike) (default: {DELTA_COST})")
-    p.add_argument("--delta-K", type=int, metavar="K",
-                   help=f"--coding delta: time steps of the code of a change (default: the smaller of --K and "
-                        f"{DEFAULT_DELTA_K})")
-    p.add_argument("--delta-images", type=int, metavar="N",
-                   help=f"--coding delta: images whose changes the encoders are fitted to (default: {DELTA_IMAGES})")
+    p.add_argument("--coding", choices=coding_names(),
+                   help="how the FS sites code across denoising steps: " + "; ".join(
+                       f"{name}: {coding_class(name).description}" for name in coding_names())
+                   + f" (default: {spec_default('coding').name})")
+    for name in coding_names():
+        add_coding_args(p, name)
+
+
+def add_coding_args(p: argparse.ArgumentParser, name: str) -> None:
+    """One flag per setting of the coding ``name`` (:mod:`spiking_ddim.codings`):
+    ``--<name>-<setting>``, from the setting's field and its metadata (help, choices, metavar)."""
+    cls = coding_class(name)
+    hints = typing.get_type_hints(cls)
+    for f in coding_fields(cls):
+        kind = next((t for t in (int, float, str) if t in (hints[f.name], *typing.get_args(hints[f.name]))), str)
+        default = "" if f.default is None else f" (default: {f.default})"
+        p.add_argument(f"--{name}-{f.name.replace('_', '-')}", dest=f"{name}_{f.name}", type=kind,
+                       choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar"),
+                       help=f"--coding {name}: {f.metadata.get('help', f.name)}{default}")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:

@@ -113,9 +113,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     require_positive(args, "steps", "num_images", "batch_size")
-    check_flags(args)
-    budget = budget_from_flags(args, constants)
-    _check_held_out(args, budget)
+    spec, _ = check_flags(args, budget=budget_from_flags(args, constants))
+    _check_held_out(args, spec)
     device = resolve_device(args.device)
     real = _real_images(args)
     # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
@@ -137,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             except OutputError as e:
                 raise SystemExit(f"error: {e}") from None
         staging = Path(broadcast_object_list(staging)[0])
-        original, fs_pipe, options, summary, reference = _pipelines(args, device)
+        original, fs_pipe, options, summary, reference = _pipelines(args, spec, device, accelerator, staging)
         real_features = _real_features(args, real) if main_process else None
         if main_process:
             print(summary, file=sys.stderr)
@@ -147,8 +146,6 @@ def run(args: argparse.Namespace) -> int:
             scheduler = scheduler_record(fs_pipe)
             if scheduler["source"].startswith("DEFAULT"):
                 print(f"WARNING: scheduler: {scheduler['source']}", file=sys.stderr)
-        if args.calibrate:
-            _calibrate(args, accelerator, staging, fs_pipe, options, budget)
         with tqdm(total=args.num_images, desc="sample (original + FS)", unit="img", dynamic_ncols=True,
                   disable=not main_process) as bar:
             result = compare_and_write(original, fs_pipe, options, staging, args.num_images, args.batch_size,
@@ -156,54 +153,41 @@ def run(args: argparse.Namespace) -> int:
                                        run={"model": str(args.model)}, progress=bar.update)
         accelerator.wait_for_everyone()
     if main_process:
-        _print(result, reference, args)
+        _print(result, reference, args, _record(fs_pipe).coding)
         print(f"wrote {args.out}/original, {args.out}/fs, comparison.png, firing_rates.png, energy.png, metrics.json")
     return 0
 
 
-def _check_held_out(args: argparse.Namespace, budget) -> None:
+def _check_held_out(args: argparse.Namespace, spec) -> None:
     """Refuse, before any work, scored images whose seeds this run's own fits (calibration,
-    delta encoders) would use: they are drawn from other streams, so only an unusual --seed
-    can reach them."""
-    from ..defaults import DELTA_IMAGES
+    a coding's encoders) would use: they are drawn from other streams, so only an unusual
+    --seed can reach them."""
     from ..errors import SettingError
-    from ..held_out import FITS, calibration_seeds, check_held_out, delta_fit_seeds
+    from ..held_out import check_held_out
     from .common import flag_error
 
-    planned = [(FITS["calibrate"], *r) for r in calibration_seeds(16, 0, budget is not None)] if args.calibrate else []
-    if args.coding == "delta":
-        planned += [(FITS["delta-fit"], *r) for r in delta_fit_seeds(args.delta_images or DELTA_IMAGES, 0)]
     try:
-        check_held_out(planned, args.seed, args.num_images)
+        check_held_out(spec.fit_seeds(), args.seed, args.num_images)
     except SettingError as e:
         raise flag_error(e) from None
 
 
-def _calibrate(args, accelerator, out: Path, fs_pipe, options, budget) -> None:
-    """--calibrate: calibrate on the main process, write calibration.json, share the result."""
-    import json
-    from dataclasses import asdict
+def _record(pipe):
+    """The record of ``pipe``'s UNet (else of its first converted component)."""
+    from ..pipelines import converted_components
 
-    from fs_neurons.utils.files import atomic_write_text
-
-    from ..sampling import broadcast_conversion
-    from .common import calibrate_with_bar
-
-    if accelerator.is_main_process:
-        sites, message = calibrate_with_bar(fs_pipe, options, budget=budget)
-        atomic_write_text(out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
-        print(f"{message} (per site: {args.out / 'calibration.json'})", file=sys.stderr)
-    broadcast_conversion(fs_pipe, accelerator)
+    done = converted_components(pipe)
+    return (done["unet"] if "unet" in done else next(iter(done.values()))).fs_config
 
 
-def _print(result, reference: dict, args: argparse.Namespace) -> None:
+def _print(result, reference: dict, args: argparse.Namespace, coding) -> None:
     from ..metrics import describe_psnr
 
     m, energy = result.metrics, result.energy
     print(f"\n{result.header}\n  vs {reference['description']}, {m['pipeline']}, {m['num_images']} images, "
           f"{m['steps']} steps:")
     print(f"  image loss   MSE {m['mse']:.6f}   {describe_psnr(m)}")
-    most = f"{m['K']}" if m["coding"] == "step" else f"{m['K']} + {m['delta_K']} in a run's first step, {m['delta_K']} after"
+    most = coding.most_spikes(m["K"])
     print(f"  spikes       {energy.spikes_per_neuron:.3f} per neuron per call (of at most {most}), "
           f"{energy.spikes_per_image:.4g} per image")
     print(f"  energy       {energy.summary()}")
@@ -215,31 +199,36 @@ def _print(result, reference: dict, args: argparse.Namespace) -> None:
             print(f"  {name:<9} note: {note}")
 
 
-def _pipelines(args: argparse.Namespace, device):
+def _pipelines(args: argparse.Namespace, spec, device, accelerator, staging: Path):
     """(reference pipeline, FS pipeline, resolved sampling options, conversion summary,
-    reference record) for the flags."""
+    reference record) for the flags: a plain --model prepared per ``spec`` (the fits on the
+    main process, which writes calibration.json into ``staging``)."""
     import copy
 
     from ..held_out import check_pipeline_held_out
     from ..pipelines import SamplingOptions, converted_components, load_pipeline
     from ..reference import reference_pipeline
-    from .common import convert_from_flags, prompts_from_flags
+    from .common import prepare_with_bars, prompts_from_flags, recalibrate_with_bars
 
     try:
         pipe = load_pipeline(args.model, scheduler=args.scheduler)
         options = SamplingOptions(args.steps, args.eta, prompts_from_flags(args), args.guidance_scale).resolve(pipe)
         done = converted_components(pipe)
         if done:
-            given = [f"--{flag.replace('_', '-')}" for flag in ("K", "method", "convert", "spiking", "coding", "delta_K",
-                                                                "delta_spike_weight", "delta_images") if getattr(args, flag) is not None]
-            if given:
-                raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
+            _refuse_conversion_flags(args)
             summary = "\n".join(f"{n}: already converted ({m.fs_config.summary()})" for n, m in done.items())
             check_pipeline_held_out(pipe, args.seed, args.num_images)  # its fits' images are never scored
             plain = None
+            if spec.calibrate:
+                sites, message = recalibrate_with_bars(pipe, spec, options, accelerator.is_main_process, accelerator)
+                summary += "\n" + message
+                if sites is not None:
+                    _write_calibration(staging, sites)
         else:
             plain = copy.deepcopy(pipe)
-            summary = convert_from_flags(pipe, args, options)
+            prepared, summary = prepare_with_bars(pipe, spec, options, accelerator.is_main_process, accelerator)
+            if prepared.calibration is not None:
+                _write_calibration(staging, prepared.calibration)
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     try:
@@ -247,6 +236,26 @@ def _pipelines(args: argparse.Namespace, device):
     except (FileNotFoundError, OSError, ValueError) as e:
         raise SystemExit(f"error: reference: {e}") from None
     return original.to(device), pipe.to(device), options, summary, reference
+
+
+def _refuse_conversion_flags(args: argparse.Namespace) -> None:
+    """``ValueError`` naming the conversion flags given for an already converted --model."""
+    from ..codings import coding_class, coding_fields, coding_names
+
+    dests = ["K", "method", "convert", "spiking", "coding"] + [
+        f"{name}_{f.name}" for name in coding_names() for f in coding_fields(coding_class(name))]
+    given = [f"--{dest.replace('_', '-')}" for dest in dests if getattr(args, dest) not in (None, False)]
+    if given:
+        raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
+
+
+def _write_calibration(out: Path, sites: list) -> None:
+    import json
+    from dataclasses import asdict
+
+    from fs_neurons.utils.files import atomic_write_text
+
+    atomic_write_text(out / "calibration.json", json.dumps([asdict(s) for s in sites], indent=1) + "\n")
 
 
 def _real_images(args: argparse.Namespace) -> Optional[str]:

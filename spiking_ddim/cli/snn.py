@@ -82,13 +82,15 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    from fs_neurons.neuron import check_K
-
     from .ann import check_tracker
-    from .common import budget_from_flags, check_flags, require_positive
+    from .common import budget_from_flags, check_flags, coding_from_flags, require_positive
 
-    budget_from_flags(args)  # flag errors before any work
+    budget = budget_from_flags(args)  # flag errors before any work
     if args.from_scratch:
+        if coding_from_flags(args).needs_denoiser or args.spiking == "all":
+            raise SystemExit(f"error: --coding {args.coding} and --spiking all fit their encoders to a trained "
+                             "model's sampling runs; train from scratch with the defaults, then convert or fine-tune "
+                             "the result with them")
         if args.model:
             raise SystemExit("error: conflicting flags: --from-scratch trains a fresh UNet, --model gives one")
         if args.loss in ("distill", "both"):
@@ -107,13 +109,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     require_positive(args, "trajectories", "sampling_steps", "validate_every")
     if args.held_out < 0:
         raise SystemExit(f"error: --held-out must be >= 0, got {args.held_out}")
-    if not args.from_scratch:
-        check_flags(args, steps="sampling_steps")
-    elif args.K is not None:
-        try:
-            check_K(args.K)
-        except ValueError as e:
-            raise SystemExit(f"error: --K: {e}") from None
+    args.conversion = check_flags(args, steps="sampling_steps", budget=budget, fit_seed=args.seed)[0]
     check_tracker(args)
 
 
@@ -126,7 +122,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     from ..defaults import DEFAULT_MODEL
     from ..pipelines import SamplingOptions, converted_components, load_pipeline
     from ..reference import reference_pipeline
-    from .common import budget_from_flags, calibrate_with_bar, convert_from_flags, prompts_from_flags
+    from .common import prepare_with_bars, prompts_from_flags
 
     try:
         pipe = load_pipeline(args.model or DEFAULT_MODEL, scheduler=args.scheduler)
@@ -136,7 +132,8 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
     done = converted_components(pipe)
     if done:
         spec = pipe.unet.fs_config if "unet" in done else next(iter(done.values())).fs_config
-        for flag, have in (("K", spec.K), ("method", spec.method), ("coding", spec.coding), ("spiking", spec.spiking)):
+        for flag, have in (("K", spec.K), ("method", spec.method), ("coding", spec.coding.name),
+                           ("spiking", spec.spiking)):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")
@@ -148,15 +145,9 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
             raise SystemExit("error: --reference PATH applies to an already converted --model; a plain model is its "
                              "own source")
         student, plain, how = copy.deepcopy(pipe), pipe, "source"
-        try:
-            convert_from_flags(student, args, options, show=show_progress)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
-        if args.calibrate:
-            _, message = calibrate_with_bar(student, options, seed=args.seed, show=show_progress,
-                                            budget=budget_from_flags(args))
-            if show_progress:
-                print(message, file=sys.stderr)
+        _, message = prepare_with_bars(student, args.conversion, options, show=show_progress)
+        if show_progress:
+            print(message, file=sys.stderr)
     try:
         reference, record = reference_pipeline(student, how, args.scheduler, original=plain)
     except (FileNotFoundError, OSError, ValueError) as e:
@@ -172,20 +163,14 @@ def _from_scratch(args: argparse.Namespace, images):
     import torch
     from diffusers import DDIMPipeline, DDIMScheduler
 
-    from fs_neurons.names import UNET_METHOD
-
     from ..convert import convert_unet
-    from ..defaults import DEFAULT_K
     from ..diffusion import TRAIN_SCHEDULER, build_unet
 
-    if args.coding == "delta" or args.spiking == "all":
-        raise SystemExit("error: --coding delta and --spiking all fit their encoders to a trained model's sampling "
-                         "runs; train from scratch with the defaults, then convert or fine-tune the result with them")
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
                       args.attention_level)
-    convert_unet(unet, K=args.K or DEFAULT_K, method=args.method or UNET_METHOD)
+    convert_unet(unet, K=args.conversion.K, method=args.conversion.method)
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 
 
@@ -258,8 +243,8 @@ def _run_snn(args: argparse.Namespace) -> int:
                   held_out=args.held_out, image_seeds=trajectory_seeds(args.trajectories, args.held_out)
                   if teacher is not None else [],
                   held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
-        if unet.fs_config.coding == "delta" and args.train_unet:
-            _refit_delta(student, options)
+        if args.train_unet:
+            _refit_encoders(student, options)
         save_pipeline(student, args.out / MODEL_DIR)
         print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim "
               "sample --model)")
@@ -271,15 +256,17 @@ def _run_snn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refit_delta(student, options) -> None:
-    """Trained weights change what every site sees from step to step: fit the delta encoders
-    again, as the model's last fit did (images, seed, spike weight, price, cost)."""
-    from ..calibration import refit_delta
+def _refit_encoders(student, options) -> None:
+    """Trained weights change what every site sees from step to step: fit the coding's
+    encoders again, as the model's last fit did (nothing for per-step coding)."""
+    from ..recipe import refit_encoders
     from .common import StageBars
 
-    with StageBars("delta coding, refit to the trained weights: ") as bars:
-        sites = refit_delta(student, options, progress=bars)
-    print(f"delta coding: {len(sites)} encoders refitted to the trained weights' changes", file=sys.stderr)
+    with StageBars("refit to the trained weights: ") as bars:
+        sites = refit_encoders(student, options, progress=bars)
+    if sites:
+        print(f"{student.unet.fs_config.coding.name} coding: {len(sites)} encoders refitted to the trained weights' "
+              "changes", file=sys.stderr)
 
 
 def _load_images(data: str, size: int):

@@ -1,0 +1,21 @@
+"""Codings: how FS sites code across denoising steps, one module per coding, registered by
+name (:mod:`.registry`): :class:`StepCoding` (``step``, every step sends the full code; the
+default, registered first) and :class:`DeltaCoding` (``delta``, changes only). A new coding
+is one module with a registered :class:`Coding` subclass, imported here."""
+# isort: skip_file
+
+from .registry import (
+    Coding,
+    as_coding,
+    coding_class,
+    coding_fields,
+    coding_from_json,
+    coding_names,
+    register_coding,
+    unregister_coding,
+)
+from .step import StepCoding
+from .delta import DeltaCoding
+
+__all__ = ["Coding", "DeltaCoding", "StepCoding", "as_coding", "coding_class", "coding_fields", "coding_from_json",
+           "coding_names", "register_coding", "unregister_coding"]
