@@ -412,6 +412,45 @@ def search(
     return elites[0], histories[0]
 
 
+def _starting_elite(start_rows: list, moments: CumulativeMoments, K: int,
+                    objective: Optional[SpikeObjective]) -> Optional[Candidates]:
+    """The candidates every search keeps from the start: each given start (with its best d)
+    and, with an ``objective``, a silent neuron per distribution; None when neither."""
+    elite = None
+    given = [g for g, row in enumerate(start_rows) if row is not None]
+    if given:  # each start itself (with its best d) stays a candidate throughout
+        h0, T0 = (torch.stack([start_rows[g][i] for g in given]) for i in (0, 1))
+        elite = Candidates.of(h0, T0, moments, torch.tensor(given, dtype=torch.long), objective)
+    if objective is not None:  # silent neurons: thresholds above every input
+        G = len(start_rows)
+        silent = Candidates.of(torch.ones(G, K, dtype=torch.float64), (moments.hi + 1).unsqueeze(1).repeat(1, K),
+                               moments, torch.arange(G), objective)
+        elite = silent if elite is None else _merge(elite, silent)
+    return elite
+
+
+def _pool(samplers: list["_Sampler"], config: OursConfig, start_rows: list):
+    """One restart's starting neurons per distribution (random and templates, then its start
+    row if given), batched: (h, T, group)."""
+    n_random = round(config.random_share * config.pool)
+    pools = [[s.random() for _ in range(n_random)] + [s.template() for _ in range(config.pool - n_random)]
+             for s in samplers]
+    for rows, row in zip(pools, start_rows):
+        if row is not None:
+            rows.append(row)  # refined too
+    return _batch(pools)
+
+
+def _mutants(samplers: list["_Sampler"], elite: Candidates, count: int):
+    """``count`` mutations of each distribution's elite (its parents in turn), batched: (h, T, group)."""
+    kids = []
+    for g, sampler in enumerate(samplers):
+        parents = (elite.group == g).nonzero().squeeze(1)
+        kids.append([sampler.mutate(elite.h[parents[i % parents.numel()]], elite.T[parents[i % parents.numel()]])
+                     for i in range(count)])
+    return _batch(kids)
+
+
 def search_many(
     dists: Sequence[InputDistribution],
     target: Activation,
@@ -450,8 +489,7 @@ def search_many(
     samplers = [_Sampler(dist, target, K, g) for dist, g in zip(dists, generators)]
     start_rows = [None if st is None else tuple(torch.as_tensor(v, dtype=torch.float64).reshape(K) for v in st)
                   for st in starts]
-    n_random = round(config.random_share * config.pool)
-    elite, history = None, []
+    elite, history = _starting_elite(start_rows, moments, K, objective), []
     taken = [0]
 
     def stepped(_i: int, _score: torch.Tensor) -> None:
@@ -468,22 +506,8 @@ def search_many(
             on_round(len(history), history[-1])
         return best
 
-    given = [g for g, row in enumerate(start_rows) if row is not None]
-    if given:  # each start itself (with its best d) stays a candidate throughout
-        h0, T0 = (torch.stack([start_rows[g][i] for g in given]) for i in (0, 1))
-        elite = Candidates.of(h0, T0, moments, torch.tensor(given, dtype=torch.long), objective)
-    if objective is not None:  # silent neurons: thresholds above every input
-        silent = Candidates.of(torch.ones(G, K, dtype=torch.float64), (moments.hi + 1).unsqueeze(1).repeat(1, K),
-                               moments, torch.arange(G), objective)
-        elite = silent if elite is None else _merge(elite, silent)
     for restart in range(config.restarts):
-        pools = [[s.random() for _ in range(n_random)] + [s.template() for _ in range(config.pool - n_random)]
-                 for s in samplers]
-        if restart == 0:
-            for rows, row in zip(pools, start_rows):
-                if row is not None:
-                    rows.append(row)  # refined too
-        h, T, group = _batch(pools)
+        h, T, group = _pool(samplers, config, start_rows if restart == 0 else [None] * G)
         found = refine(h, T, moments, config.iters, config.lr, config.cull_at, config.keep, step, group=group,
                        objective=objective).best(config.elite)
         if config.elite_iters > 0:
@@ -492,12 +516,7 @@ def search_many(
             found = _merge(found, more).best(config.elite)
         elite = phase_done(found)
     for _ in range(config.rounds):
-        kids = []
-        for g, sampler in enumerate(samplers):
-            parents = (elite.group == g).nonzero().squeeze(1)
-            kids.append([sampler.mutate(elite.h[parents[i % parents.numel()]], elite.T[parents[i % parents.numel()]])
-                         for i in range(config.mutants)])
-        kh, kT, kg = _batch(kids)
+        kh, kT, kg = _mutants(samplers, elite, config.mutants)
         elite = phase_done(refine(kh, kT, moments, config.round_iters, config.round_lr, config.cull_at, config.keep,
                                   step, group=kg, objective=objective))
     if config.polish_iters > 0:

@@ -75,39 +75,19 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     seed is one a fit of the model saw (:mod:`spiking_ddim.held_out`)."""
     components = converted_components(fs_pipe)
     check_pipeline_held_out(fs_pipe, seed, num_images)  # no scored image was seen by a fit
-    for sub in ("original", "fs"):
-        (out / sub).mkdir(exist_ok=True)
-    batches = plan_batches(num_images, batch_size, accelerator.process_index, accelerator.num_processes)
-    per_image: list[dict] = []
-
-    def save(idx, a, b):
-        for i, x, y in zip(idx, to_uint8(a), to_uint8(b)):
-            save_png(x, out / "original" / f"{i:05d}.png")
-            save_png(y, out / "fs" / f"{i:05d}.png")
-        m = compare(a, b)
-        per_image.extend({"index": i, "mse": m["mse"][k], "psnr": m["psnr"][k]} for k, i in enumerate(idx))
-        if progress is not None:
-            progress(len(idx))
-
-    with measure_cost(fs_pipe) as meter:
-        sample_pairs(original, fs_pipe, batches, options, seed, save)
-    rows = gather_object(per_image)
-    costs = gather_object([meter.report()])
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
+    sampled = _sample_and_save(original, fs_pipe, options, out, num_images, batch_size, seed, accelerator, progress)
+    if sampled is None:
         return None
-    rows.sort(key=lambda r: r["index"])
-    if [r["index"] for r in rows] != list(range(num_images)):
-        raise RuntimeError(f"sampled {len(rows)} images, expected indices 0..{num_images - 1}")
-    energy = sum(costs, CostReport()).energy(num_images, constants)
-    mean_mse = sum(r["mse"] for r in rows) / len(rows)
-    psnr = psnr_from_mse(mean_mse)
+    rows, cost = sampled
+    energy = cost.energy(num_images, constants)
     scores = {} if real_features is None else {
         name: generation_metrics(real_features, out / name, metric_settings.feature_extractor,
                                  metric_settings.inception_weights, metric_settings.metrics,
                                  metric_settings.kid_subset_size) for name in ("original", "fs")}
     record = (components["unet"] if "unet" in components else next(iter(components.values()))).fs_config
     history = record.provenance()
+    mean_mse = sum(r["mse"] for r in rows) / len(rows)
+    psnr = psnr_from_mse(mean_mse)
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
         "K": record.K, "method": record.method, "coding": None, "delta_K": None, **record.coding.row_fields(),
@@ -134,6 +114,39 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     plot_energy_split({name: energy.by_kind}, constants, out / "energy.png", steps=options.steps,
                       memory={name: energy.memory})
     return Comparison(metrics, scores, energy, header)
+
+
+def _sample_and_save(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, options: SamplingOptions, out: Path,
+                     num_images: int, batch_size: int, seed: int, accelerator: Accelerator,
+                     progress: Optional[Callable[[int], None]]) -> Optional[tuple[list[dict], CostReport]]:
+    """Sample this process's batches of both pipelines, write their PNGs, and gather every
+    process's per-image error (index, MSE, PSNR) and cost; on the main process (rows by
+    index, the summed cost), None on the others."""
+    for sub in ("original", "fs"):
+        (out / sub).mkdir(exist_ok=True)
+    batches = plan_batches(num_images, batch_size, accelerator.process_index, accelerator.num_processes)
+    per_image: list[dict] = []
+
+    def save(idx, a, b):
+        for i, x, y in zip(idx, to_uint8(a), to_uint8(b)):
+            save_png(x, out / "original" / f"{i:05d}.png")
+            save_png(y, out / "fs" / f"{i:05d}.png")
+        m = compare(a, b)
+        per_image.extend({"index": i, "mse": m["mse"][k], "psnr": m["psnr"][k]} for k, i in enumerate(idx))
+        if progress is not None:
+            progress(len(idx))
+
+    with measure_cost(fs_pipe) as meter:
+        sample_pairs(original, fs_pipe, batches, options, seed, save)
+    rows = gather_object(per_image)
+    costs = gather_object([meter.report()])
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+    rows.sort(key=lambda r: r["index"])
+    if [r["index"] for r in rows] != list(range(num_images)):
+        raise RuntimeError(f"sampled {len(rows)} images, expected indices 0..{num_images - 1}")
+    return rows, sum(costs, CostReport())
 
 
 @torch.no_grad()

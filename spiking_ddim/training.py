@@ -129,6 +129,63 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) 
     return final
 
 
+class _RunLog:
+    """``log.jsonl`` of a run (main process: rewritten whole at every record) and its progress bar."""
+
+    def __init__(self, accelerator: Accelerator, path: Path, config: TrainConfig, step: int, resumed: bool):
+        self.accelerator, self.path = accelerator, path
+        # a resumed run continues its log; a fresh one (over an old run only with --overwrite) starts a new one
+        self.records = _read_log(path, step) if accelerator.is_main_process and resumed else []
+        self.bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                        disable=not accelerator.is_main_process)
+
+    def add(self, record: dict, **postfix: str) -> None:
+        if self.accelerator.is_main_process:
+            self.records.append(record)
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            self.bar.set_postfix(**postfix)
+
+
+def _optimise(accelerator: Accelerator, model: torch.nn.Module, opt, schedule, loss_fn: LossFn, config: TrainConfig,
+              step: int) -> list[torch.Tensor]:
+    """One optimizer step of ``config.grad_accum`` micro-batches; their losses."""
+    losses = []
+    for micro in range(config.grad_accum):
+        with accelerator.accumulate(model):
+            g = step_generator(config.seed, step * config.grad_accum + micro, accelerator.process_index)
+            with accelerator.autocast():
+                loss = loss_fn(model, g, step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
+            accelerator.backward(loss)
+            opt.step()
+            schedule.step()
+            opt.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+    return losses
+
+
+def _prepared(accelerator: Accelerator, model: torch.nn.Module, params: list[torch.nn.Parameter], config: TrainConfig,
+              resume: Optional[Path]):
+    """(model, optimizer, schedule, EMA, step counter, best weights), prepared by Accelerate and
+    loaded from the checkpoint ``resume`` if given."""
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # Accelerate steps a prepared schedule once per process for every optimizer step, as diffusers' scripts count it
+    n = accelerator.num_processes
+    schedule = get_scheduler(config.lr_scheduler, opt, num_warmup_steps=config.lr_warmup_steps * n,
+                             num_training_steps=config.steps * n)
+    ema = EMAModel(params, decay=config.ema_decay)
+    counter, best = Counter(), BestWeights()
+    model, opt, schedule = accelerator.prepare(model, opt, schedule)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema, counter, best)
+    if resume is not None:
+        if not resume.is_dir():
+            raise FileNotFoundError(f"checkpoint not found: {resume}")
+        accelerator.load_state(str(resume))
+    return model, opt, schedule, ema, counter, best
+
+
 def train(
     accelerator: Accelerator,
     model: torch.nn.Module,
@@ -149,27 +206,10 @@ def train(
     ``validate_every`` steps and the best are kept; otherwise the final EMA weights are.
     """
     config.validate()
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    # Accelerate steps a prepared schedule once per process for every optimizer step, as diffusers' scripts count it
-    n = accelerator.num_processes
-    schedule = get_scheduler(config.lr_scheduler, opt, num_warmup_steps=config.lr_warmup_steps * n,
-                             num_training_steps=config.steps * n)
-    ema = EMAModel(params, decay=config.ema_decay)
-    counter, best = Counter(), BestWeights()
-    model, opt, schedule = accelerator.prepare(model, opt, schedule)
-    ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema, counter, best)
-    if resume is not None:
-        if not resume.is_dir():
-            raise FileNotFoundError(f"checkpoint not found: {resume}")
-        accelerator.load_state(str(resume))
+    model, opt, schedule, ema, counter, best = _prepared(accelerator, model, params, config, resume)
     if on_start is not None:
         on_start(counter.step)
-    log_path = out_dir / "log.jsonl"
-    # a resumed run continues its log; a fresh one (over an old run only with --overwrite) starts a new one
-    records = _read_log(log_path, counter.step) if accelerator.is_main_process and resume is not None else []
-    bar = tqdm(total=config.steps, initial=counter.step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not accelerator.is_main_process)
+    log = _RunLog(accelerator, out_dir / "log.jsonl", config, counter.step, resume is not None)
     t0, running = time.perf_counter(), []
 
     def score() -> None:  # the EMA weights on the validation data
@@ -182,50 +222,32 @@ def train(
         ema.restore(params)
         best.offer(counter.step, error, ema.shadow_params)
         accelerator.log({"validation": error}, step=counter.step)
-        if accelerator.is_main_process:
-            records.append({"step": counter.step, "validation": error})
-            atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
-            bar.set_postfix(validation=f"{error:.3g}")
+        log.add({"step": counter.step, "validation": error}, validation=f"{error:.3g}")
 
     if validate is not None and best.step < 0:
         score()  # the start
     while counter.step < config.steps:
-        step = counter.step
-        for micro in range(config.grad_accum):
-            with accelerator.accumulate(model):
-                g = step_generator(config.seed, step * config.grad_accum + micro, accelerator.process_index)
-                with accelerator.autocast():
-                    loss = loss_fn(model, g, step)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
-                accelerator.backward(loss)
-                opt.step()
-                schedule.step()
-                opt.zero_grad(set_to_none=True)
-            running.append(loss.detach())
+        running += _optimise(accelerator, model, opt, schedule, loss_fn, config, counter.step)
         ema.step(params)
         counter.step += 1
-        bar.update(1)
-        if counter.step % config.log_every == 0 or counter.step == config.steps:
+        log.bar.update(1)
+        last = counter.step == config.steps
+        if counter.step % config.log_every == 0 or last:
             mean = accelerator.reduce(torch.stack(running).mean(), reduction="mean").item()
-            running = []
-            lr = schedule.get_last_lr()[0]
+            running, lr = [], schedule.get_last_lr()[0]
             accelerator.log({"loss": mean, "lr": lr}, step=counter.step)
-            if accelerator.is_main_process:
-                records.append({"step": counter.step, "loss": mean, "lr": lr,
-                                "seconds": round(time.perf_counter() - t0, 2)})
-                atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
-                bar.set_postfix(loss=f"{mean:.4f}")
-        if validate is not None and (counter.step % config.validate_every == 0 or counter.step == config.steps):
+            log.add({"step": counter.step, "loss": mean, "lr": lr, "seconds": round(time.perf_counter() - t0, 2)},
+                    loss=f"{mean:.4f}")
+        if validate is not None and (counter.step % config.validate_every == 0 or last):
             score()
-        if counter.step % config.checkpoint_every == 0 or counter.step == config.steps:
+        if counter.step % config.checkpoint_every == 0 or last:
             save_checkpoint(accelerator, out_dir / "checkpoints", counter.step, config.keep_checkpoints)
-    bar.close()
+    log.bar.close()
     _write_rank_checksums(accelerator, params, out_dir / "param_checksums.json")
     if validate is not None:
-        return TrainResult(accelerator.unwrap_model(model), best.weights, best.step, records)
+        return TrainResult(accelerator.unwrap_model(model), best.weights, best.step, log.records)
     return TrainResult(accelerator.unwrap_model(model), [w.detach().clone() for w in ema.shadow_params], counter.step,
-                       records)
+                       log.records)
 
 
 def _write_rank_checksums(accelerator: Accelerator, params: list[torch.nn.Parameter], path: Path) -> None:

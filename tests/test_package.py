@@ -203,3 +203,19 @@ def test_the_gpu_check_runs_every_check_on_the_cpu(tmp_path):
     again = subprocess.run([sys.executable, str(ROOT / "eval" / "gpu_check.py"), "--device", "cpu", "--out", str(out)],
                            capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode != 0 and "pass --overwrite" in again.stderr
+
+
+def test_no_function_of_the_library_the_command_or_the_benchmarks_is_longer_than_sixty_lines():
+    """Small functions with one job: every function body (its docstring aside) of the
+    libraries, the command line and eval/ fits in 60 lines."""
+    long = []
+    for path in [*(p for pkg in LIBRARIES for p in (ROOT / pkg).rglob("*.py")), *(ROOT / "eval").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.body[0]
+                docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str)
+                lines = node.end_lineno - node.lineno + 1 - ((first.end_lineno - first.lineno + 1) if docstring else 0)
+                if lines > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these: " + ", ".join(long)

@@ -447,7 +447,7 @@ def test_an_eval_model_runs_with_autograd_on():
     pipe = load_pipeline(DEFAULT_MODEL)
     convert_pipeline(pipe, K=4)
     unet = pipe.unet.eval()
-    x = torch.randn(1, 1, 16, 16, requires_grad=True)
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)).requires_grad_()  # fixed: a spike may flip
     out = unet(x, torch.tensor([10])).sample
     out.square().mean().backward()  # was: "Can't call numpy() on Tensor that requires grad"
     assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -99,20 +99,47 @@ def fit_delta(
     mean squared change, mean squared value and relative fan-out (1 with ``cost="spikes"``)."""
     models = {n: m for n, m in converted_components(pipe).items() if encoders(m)}
     coding = _fit_coding(models, settings)
-    num_images, spike_weight, price, cost = coding.images, coding.spike_weight, coding.price, coding.cost
-    fanout = {name: _relative_fanout(pipe, model, options, seed) if cost == "acs" else {}
+    fanout = {name: _relative_fanout(pipe, model, options, seed) if coding.cost == "acs" else {}
               for name, model in models.items()}
+    monitors = _record_changes(pipe, models, options, coding.images, seed, batch_size, progress)
+    jobs, silent = _jobs(models, monitors, fanout)
+    results = _fit_jobs(jobs, coding, seed, search, progress)
+    for label, encoder in silent:
+        K = encoder.K
+        encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
+        results.append({"site": label, "spikes_per_change": 0.0, "mse": 0.0, "mean_square_change": 0.0,
+                        "mean_square_value": None, "relative_fanout": None})
+    for model in models.values():
+        reset_net(model)
+        model.fs_config = replace(model.fs_config, coding=coding)
+        add_event(model, "delta-fit", images=coding.images, image_seeds=delta_fit_seeds(coding.images, seed),
+                  steps=options.steps, seed=seed, spike_weight=coding.spike_weight,
+                  price=coding.price, cost=coding.cost, sites=len(results),
+                  spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
+    return results
+
+
+def _record_changes(pipe: DiffusionPipeline, models: dict[str, nn.Module], options: SamplingOptions, images: int,
+                    seed: int, batch_size: int, progress: Progress) -> dict[str, ChangeMonitor]:
+    """Each model's :class:`ChangeMonitor` after ``pipe`` sampled ``images`` images of the
+    ``calibration-inputs`` stream of ``seed`` with its original activations."""
     first = stream("calibration-inputs", seed)
     with contextlib.ExitStack() as stack:
         monitors = {}
         for name, model in models.items():
             stack.enter_context(original_activations(model))
             monitors[name] = stack.enter_context(ChangeMonitor(model, seed=seed))
-        stack.enter_context(counting_denoiser_calls(pipe, num_images, batch_size, options, progress, "record changes"))
-        for start in range(0, num_images, batch_size):
+        stack.enter_context(counting_denoiser_calls(pipe, images, batch_size, options, progress, "record changes"))
+        for start in range(0, images, batch_size):
             for m in monitors.values():
                 m.new_run()
-            generate(pipe, range(start, min(num_images, start + batch_size)), options, seed=first)
+            generate(pipe, range(start, min(images, start + batch_size)), options, seed=first)
+    return monitors
+
+
+def _jobs(models: dict[str, nn.Module], monitors: dict[str, ChangeMonitor],
+          fanout: dict[str, dict[str, float]]) -> tuple[list[_Job], list[tuple[str, nn.Module]]]:
+    """The encoders to fit (their site changed) and those that never spike (it never did), labelled."""
     jobs, silent = [], []
     for name, model in models.items():
         for path, act in fs_activations(model):
@@ -124,6 +151,11 @@ def fit_delta(
                     continue
                 jobs.append(_Job(label, encoder, samples, monitors[name].mean_square(act, i),
                                  fanout[name].get(f"{path}[{i}]", 1.0)))
+    return jobs, silent
+
+
+def _fit_jobs(jobs: list[_Job], coding: DeltaCoding, seed: int, search: OursConfig, progress: Progress) -> list[dict]:
+    """Fit every job's encoder (one batched search per K), in place; one result dict each."""
     results = []
     by_K: dict[int, list[_Job]] = {}
     for job in jobs:
@@ -131,30 +163,18 @@ def fit_delta(
     total = len(by_K) * search.iterations  # the exact-gradient steps of every search, for progress
     for n, (K, group) in enumerate(by_K.items()):
         changes = [float((j.samples * j.samples).mean()) for j in group]
-        scale = changes if price == "change" else [j.mean_square_value for j in group]
+        scale = changes if coding.price == "change" else [j.mean_square_value for j in group]
         fits = fit_ours_many("relu", K, [InputDistribution.from_samples(j.samples) for j in group],
                              [seed + n for n in range(len(group))], search,
                              [_binary_start(j.samples, K) for j in group],
                              None if progress is None else (lambda _stage, done, _total, n=n: progress(
                                  "fit encoders", n * search.iterations + done, total)),
-                             spike_weight=[spike_weight * v * j.fanout for v, j in zip(scale, group)])
+                             spike_weight=[coding.spike_weight * v * j.fanout for v, j in zip(scale, group)])
         for job, fit, ms in zip(group, fits, changes):
             job.encoder.set_params(fit.h, fit.d, fit.T)
             results.append({"site": job.label, "spikes_per_change": fit.spikes, "mse": fit.mse,
                             "mean_square_change": ms, "mean_square_value": job.mean_square_value,
                             "relative_fanout": job.fanout})
-    for label, encoder in silent:
-        K = encoder.K
-        encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
-        results.append({"site": label, "spikes_per_change": 0.0, "mse": 0.0, "mean_square_change": 0.0,
-                        "mean_square_value": None, "relative_fanout": None})
-    for model in models.values():
-        reset_net(model)
-        model.fs_config = replace(model.fs_config, coding=coding)
-        add_event(model, "delta-fit", images=num_images, image_seeds=delta_fit_seeds(num_images, seed),
-                  steps=options.steps, seed=seed, spike_weight=spike_weight,
-                  price=price, cost=cost, sites=len(results),
-                  spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
     return results
 
 

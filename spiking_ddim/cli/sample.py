@@ -103,18 +103,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..comparison import MetricSettings, compare_and_write
-    from ..energy import EnergyConstants
     from ..outputs import OutputError, check_output, staged_output
     from ..pipelines import scheduler_record
-    from .common import budget_from_flags, check_flags, require_positive, resolve_device
+    from .common import resolve_device
 
-    try:
-        constants = EnergyConstants.parse(args.energy)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    require_positive(args, "steps", "num_images", "batch_size")
-    spec, _ = check_flags(args, budget=budget_from_flags(args, constants))
-    _check_held_out(args, spec)
+    constants, spec = _checked(args)
     device = resolve_device(args.device)
     real = _real_images(args)
     # Without cpu=True, Accelerate ignores torchrun's process group on a machine with no GPU.
@@ -156,6 +149,21 @@ def run(args: argparse.Namespace) -> int:
         _print(result, reference, args, _record(fs_pipe).coding)
         print(f"wrote {args.out}/original, {args.out}/fs, comparison.png, firing_rates.png, energy.png, metrics.json")
     return 0
+
+
+def _checked(args: argparse.Namespace):
+    """(energy constants, conversion spec) of the flags, every flag checked before any work."""
+    from ..energy import EnergyConstants
+    from .common import budget_from_flags, check_flags, require_positive
+
+    try:
+        constants = EnergyConstants.parse(args.energy)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    require_positive(args, "steps", "num_images", "batch_size")
+    spec, _ = check_flags(args, budget=budget_from_flags(args, constants))
+    _check_held_out(args, spec)
+    return constants, spec
 
 
 def _check_held_out(args: argparse.Namespace, spec) -> None:

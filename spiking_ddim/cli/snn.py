@@ -183,16 +183,11 @@ def run_snn(args: argparse.Namespace) -> int:
 
 
 def _run_snn(args: argparse.Namespace) -> int:
-    from functools import partial
-
     from ..diffusion import train_scheduler
-    from ..finetune import TRAJECTORY_SEED, FinetuneLoss, image_error, trainable, trajectory_calls
-    from ..held_out import trajectory_seeds
-    from ..pipelines import decoder, generate, save_pipeline
-    from ..record import add_event
+    from ..finetune import FinetuneLoss, trainable
+    from ..pipelines import decoder
     from ..training import config_json, train
-    from .ann import MODEL_DIR, begin_run, record_writer
-    from .common import StageBars
+    from .ann import begin_run, record_writer
 
     cfg, accelerator, resume, previous = begin_run(args, "snn")
     needs_data = args.loss in ("denoise", "both") or args.distill_on == "data"
@@ -209,7 +204,31 @@ def _run_snn(args: argparse.Namespace) -> int:
         images = _load_images(args.data, teacher.unet.config.sample_size) if needs_data else None
     unet = student.unet
     params = trainable(unet, args.train_unet or args.from_scratch, not args.freeze_neurons)
-    noise_scheduler = train_scheduler()
+    calls, weights, validate = _teacher_inputs(args, student, teacher, options, accelerator)
+    unet.train()
+    loss_fn = FinetuneLoss(args.loss, cfg.batch_size, accelerator.device, train_scheduler(), images, calls, weights,
+                           teacher.unet if teacher is not None else None)
+    on_start = record_writer(accelerator, args, "snn", resume, previous,
+                             {"train": config_json(cfg), "trainable_parameters": sum(p.numel() for p in params),
+                              "reference_used": reference})
+    result = train(accelerator, unet, params, loss_fn, cfg, args.out, resume, validate, on_start=on_start)
+    if accelerator.is_main_process:
+        result.apply(params)
+        _finish(args, cfg, student, options, result, reference, trained_from_reference=teacher is not None)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+def _teacher_inputs(args: argparse.Namespace, student, teacher, options, accelerator):
+    """(trajectory calls, their weights, the held-out score) from the reference ``teacher``
+    (None each without one, or where the flags do not ask for them)."""
+    from functools import partial
+
+    from ..finetune import TRAJECTORY_SEED, image_error, trajectory_calls
+    from ..pipelines import generate
+    from .common import StageBars
+
     calls = weights = validate = None
     if teacher is not None:
         teacher.to(accelerator.device)
@@ -221,39 +240,37 @@ def _run_snn(args: argparse.Namespace) -> int:
             held_out = range(args.trajectories, args.trajectories + args.held_out)
             reference_images = generate(teacher, held_out, options, TRAJECTORY_SEED)
             validate = partial(image_error, student, held_out, options, reference_images)
-    unet.train()
+    return calls, weights, validate
 
-    loss_fn = FinetuneLoss(args.loss, cfg.batch_size, accelerator.device, noise_scheduler, images, calls, weights,
-                           teacher.unet if teacher is not None else None)
 
-    on_start = record_writer(accelerator, args, "snn", resume, previous,
-                             {"train": config_json(cfg), "trainable_parameters": sum(p.numel() for p in params),
-                              "reference_used": reference})
-    result = train(accelerator, unet, params, loss_fn, cfg, args.out, resume, validate, on_start=on_start)
-    if accelerator.is_main_process:
-        result.apply(params)
-        student.to("cpu")
-        unet.eval()
-        scores = [r["validation"] for r in result.records if "validation" in r]
-        losses = [r["loss"] for r in result.records if "loss" in r]
-        add_event(unet, "finetune", run=str(args.out.resolve()), steps=cfg.steps, kept_step=result.step,
-                  loss=args.loss, distill_on=args.distill_on, train_unet=bool(args.train_unet or args.from_scratch),
-                  freeze_neurons=args.freeze_neurons, from_scratch=args.from_scratch, lr=cfg.lr,
-                  batch_size=cfg.batch_size, seed=cfg.seed, reference=reference, trajectories=args.trajectories,
-                  held_out=args.held_out, image_seeds=trajectory_seeds(args.trajectories, args.held_out)
-                  if teacher is not None else [],
-                  held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
-        if args.train_unet:
-            _refit_encoders(student, options)
-        save_pipeline(student, args.out / MODEL_DIR)
-        print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim "
-              "sample --model)")
-        if scores:
-            print(f"held-out image MSE against {reference['description'] if reference else 'the reference'}: "
-                  f"{scores[0]:.4g} at the start, {min(scores):.4g} kept (step {result.step})")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return 0
+def _finish(args: argparse.Namespace, cfg, student, options, result, reference, trained_from_reference: bool) -> None:
+    """Record the fine-tuning in the UNet's history, refit its coding's encoders to trained
+    weights, save the pipeline and print what training did (main process)."""
+    from ..held_out import trajectory_seeds
+    from ..pipelines import save_pipeline
+    from ..record import add_event
+    from .ann import MODEL_DIR
+
+    unet = student.unet
+    student.to("cpu")
+    unet.eval()
+    scores = [r["validation"] for r in result.records if "validation" in r]
+    losses = [r["loss"] for r in result.records if "loss" in r]
+    add_event(unet, "finetune", run=str(args.out.resolve()), steps=cfg.steps, kept_step=result.step,
+              loss=args.loss, distill_on=args.distill_on, train_unet=bool(args.train_unet or args.from_scratch),
+              freeze_neurons=args.freeze_neurons, from_scratch=args.from_scratch, lr=cfg.lr,
+              batch_size=cfg.batch_size, seed=cfg.seed, reference=reference, trajectories=args.trajectories,
+              held_out=args.held_out, image_seeds=trajectory_seeds(args.trajectories, args.held_out)
+              if trained_from_reference else [],
+              held_out_mse_start=scores[0] if scores else None, held_out_mse_kept=min(scores) if scores else None)
+    if args.train_unet:
+        _refit_encoders(student, options)
+    save_pipeline(student, args.out / MODEL_DIR)
+    print(f"training loss {losses[0]:.5f} -> {losses[-1]:.5f}; wrote {args.out / MODEL_DIR} (loads in spiking-ddim "
+          "sample --model)")
+    if scores:
+        print(f"held-out image MSE against {reference['description'] if reference else 'the reference'}: "
+              f"{scores[0]:.4g} at the start, {min(scores):.4g} kept (step {result.step})")
 
 
 def _refit_encoders(student, options) -> None:
