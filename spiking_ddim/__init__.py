@@ -10,7 +10,9 @@
         images = generate(pipe, range(16), SamplingOptions(steps=20))
     print(meter.report().energy(num_images=16).summary())
 
-``convert_unet`` / ``load_model`` do the same for one model (a UNet, an autoencoder).
+``convert_unet`` / ``load_model`` do the same for one model (a UNet, an autoencoder);
+``prepare(pipe, ConversionSpec(...), options)`` is the whole recipe: convert, calibrate,
+fit a coding's encoders (:mod:`spiking_ddim.recipe`).
 ``spiking_ddim.DEFAULT_MODEL`` is the embedded digits DDIM's directory. The names below
 are imported on first use, so ``import spiking_ddim`` (and the command line's ``--help``)
 does not load torch. Plain ``DiffusionPipeline.from_pretrained`` loads a saved FS
@@ -26,7 +28,8 @@ _EXPORTS = {
     "ConversionReport": "convert", "SiteReport": "convert", "convert_unet": "convert", "revert_unet": "convert",
     "CostReport": "energy", "EnergyConstants": "energy", "EnergyReport": "energy", "measure_cost": "energy",
     "FSActivation": "fs_activation",
-    "reset_net": "delta",
+    "reset_net": "run_state",
+    "ConversionSpec": "spec", "prepare": "recipe",
     "load_model": "modeling",
     "FSConfig": "record",
     "SamplingOptions": "pipelines", "convert_pipeline": "pipelines", "generate": "pipelines",

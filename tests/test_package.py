@@ -219,3 +219,13 @@ def test_no_function_of_the_library_the_command_or_the_benchmarks_is_longer_than
                 if lines > 60:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, "split these: " + ", ".join(long)
+
+
+def test_every_name_a_package_exports_resolves():
+    import importlib
+
+    for package in ("fs_neurons", "spiking_ddim", "spiking_ddim.codings", "spiking_ddim.calibration",
+                    "spiking_ddim.energy", "spiking_ddim.metrics"):
+        module = importlib.import_module(package)
+        missing = [name for name in module.__all__ if not hasattr(module, name)]
+        assert not missing, f"{package} exports names it cannot give: {missing}"
