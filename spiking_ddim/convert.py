@@ -43,6 +43,7 @@ from .sites import (
     remove_structure,
     site_kind,
 )
+from .synapses import check_weight_bits, quantize_weights
 
 
 @dataclass
@@ -241,6 +242,7 @@ def convert_unet(
     component: str = "unet",
     coding: Union[str, Coding] = "step",
     spiking: str = "swish",
+    weight_bits: Optional[int] = None,
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
     FS neurons from the bank entry (activation, K, method; by default ``ours-unet``, fitted to
@@ -256,13 +258,17 @@ def convert_unet(
     ``spiking``: ``swish`` (the replaced activations spike; every other layer input stays
     analog) or ``all`` (a denoiser's conv / linear layers fed by analog values also read a
     signed FS code of it, except the first layer, which reads the model's input; attention
-    score matmuls stay analog); fit those encoders by calibrating. Returns a
+    score matmuls stay analog); fit those encoders by calibrating. ``weight_bits`` (say 8):
+    every conv / linear weight of the model quantised per output channel to that many bits
+    (:mod:`spiking_ddim.synapses`; None keeps float32 weights). Returns a
     :class:`ConversionReport`.
 
     All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
     bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
     coding = check_settings(K, method, coding, spiking, bank_path)
+    if weight_bits is not None:
+        check_weight_bits(weight_bits)
     scope = _check_model(model, coding, spiking, scope)
     types = SWISH_TYPES + (GELU_TYPES if convert_gelu else ())
     found = _in_scope(find_activations(model, types), scope)
@@ -275,6 +281,7 @@ def convert_unet(
     spec = _site_modules(model, found, run, per_site, report)
     origin = source_record(model, source, component)
     installed = list(spec)  # every site that may be in the model, for the rollback
+    weights = {k: v.clone() for k, v in model.state_dict().items()} if weight_bits else None
     try:
         apply_structure(model, spec, K, method, bank_path)
         _check_remaining(model, run, scope, spec, report)
@@ -285,21 +292,31 @@ def convert_unet(
             spec += inputs
             report.inputs = [s.path for s in inputs]
         coding.install(model)
+        layers = quantize_weights(model, weight_bits) if weight_bits else 0
         config = getattr(model, "config", None)
         model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, spiking=spiking,
                                    per_site=per_site, act_fn=config.get("act_fn", None) if config is not None else None,
-                                   source=origin)
+                                   source=origin, weight_bits=weight_bits)
         add_event(model, "convert", K=K, method=method, coding=coding.to_json(), spiking=spiking,
                   per_site=per_site, bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites),
-                  scope=scope)
+                  scope=scope, weight_bits=weight_bits, quantized_layers=layers)
         as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     except BaseException:  # all or nothing: whatever stage failed, the model is left as it came
         coding.remove(model)
         remove_structure(model, installed)
+        if weights is not None:
+            _restore_weights(model, weights)
         model.__dict__.pop("fs_config", None)
         as_base_class(model)
         raise
     return report
+
+
+def _restore_weights(model: nn.Module, weights: dict) -> None:
+    """Put back the weights ``model`` had before its conv / linear layers were quantised."""
+    for layer in model.modules():
+        layer._buffers.pop("weight_scale", None)
+    model.load_state_dict(weights)
 
 
 def _check_model(model: nn.Module, coding: Coding, spiking: str, scope: Optional[str]) -> Optional[str]:

@@ -43,6 +43,7 @@ from fs_neurons.utils.files import atomic_directory, atomic_write_text
 from .model_card import write_model_card
 from .record import FSConfig, RecordError
 from .sites import apply_structure, fs_activations
+from .synapses import add_scale_buffers, check_on_grid
 
 SPIKING_CONFIG_NAME = "spiking_config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -225,6 +226,8 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
     try:
         apply_structure(model, record.modules, record.K, record.method, from_bank=False)
         record.coding.install(model)
+        if record.weight_bits:
+            add_scale_buffers(model)
     except ValueError as e:
         raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
     weights = path / WEIGHTS_NAME
@@ -246,6 +249,8 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
             for p in ("h", "d", "T"):
                 if not torch.isfinite(getattr(neuron, p)).all():
                     raise ValueError(f"{weights}: FS site {name}[{i}] has NaN or infinite values in its parameter {p}")
+    if record.weight_bits:
+        check_on_grid(model, record.weight_bits)
     model.fs_config = record
     as_spiking_class(model)
     model.eval()

@@ -3,7 +3,7 @@
 :func:`prepare` runs a :class:`~spiking_ddim.spec.ConversionSpec` on a pipeline:
 
 1. convert (:func:`spiking_ddim.pipelines.convert_pipeline`): FS neurons from the bank,
-   the coding's encoders installed;
+   the coding's encoders installed, low-bit synapses if the spec asks;
 2. calibrate (:func:`spiking_ddim.calibration.calibrate`), if the spec asks: every site
    refitted to the inputs it sees, a fully spiking model's input encoders fitted;
 3. fit the coding's encoders (:meth:`spiking_ddim.codings.Coding.fit`; delta coding's to
@@ -51,7 +51,8 @@ def prepare(pipe: DiffusionPipeline, spec: ConversionSpec, options: SamplingOpti
     stages named ``calibrate: ...`` and ``<coding> coding: ...``. All of the conversion or
     none of it; a failed fit leaves a converted pipeline."""
     reports = convert_pipeline(pipe, K=spec.K, method=spec.method, components=spec.components,
-                               bank_path=spec.bank_path, coding=spec.coding, spiking=spec.spiking)
+                               bank_path=spec.bank_path, coding=spec.coding, spiking=spec.spiking,
+                               weight_bits=spec.weight_bits)
     calibration = encoders = None
     if accelerator is None or accelerator.is_main_process:
         if spec.calibrate:

@@ -75,6 +75,7 @@ class FSConfig:
     act_fn: Optional[str] = None
     source: Optional[dict] = None
     history: tuple[dict, ...] = field(default_factory=tuple)
+    weight_bits: Optional[int] = None  # conv / linear weights quantised to this many bits (spiking_ddim.synapses)
 
     @property
     def num_sites(self) -> int:
@@ -119,7 +120,8 @@ class FSConfig:
         spiking``."""
         return (f"FS K={self.K} {self.method}{'+cal' if self.calibrated else ''}{'+ft' if self.finetuned else ''}"
                 f"{'' if self.coding == StepCoding() else ' ' + self.coding.label}"
-                f"{' fully spiking' if self.spiking == 'all' else ''}")
+                f"{' fully spiking' if self.spiking == 'all' else ''}"
+                f"{f' {self.weight_bits}-bit synapses' if self.weight_bits else ''}")
 
     def summary(self) -> str:
         """One line: K, method, source, calibration (and budget), fine-tuning runs."""
@@ -127,7 +129,8 @@ class FSConfig:
 
         coding = self.coding.summary()
         parts = [f"K={self.K}, {self.method}" + (f", {coding}" if coding else "")
-                 + (", fully spiking" if self.spiking == "all" else ""),
+                 + (", fully spiking" if self.spiking == "all" else "")
+                 + (f", {self.weight_bits}-bit synapses" if self.weight_bits else ""),
                  f"converted from {describe_source(self.source_model)}"]
         for e in self.events("calibrate"):
             b = e.get("budget")
@@ -143,13 +146,14 @@ class FSConfig:
         """What metrics.json and model cards say about the model."""
         return {"K": self.K, "method": self.method, "coding": self.coding.name, "delta_K": None,
                 **self.coding.row_fields(), "coding_settings": self.coding.to_json(),
-                "spiking": self.spiking, "source": self.source,
+                "spiking": self.spiking, "weight_bits": self.weight_bits, "source": self.source,
                 "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
                 "history": list(self.history), "summary": self.summary()}
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "base_class": self.base_class, "act_fn": self.act_fn, "K": self.K,
                 "method": self.method, "coding": self.coding.to_json(), "spiking": self.spiking,
+                "weight_bits": self.weight_bits,
                 "per_site": self.per_site,
                 "modules": [m.to_json() for m in self.modules], "source": self.source, "history": list(self.history)}
 
@@ -201,8 +205,11 @@ class FSConfig:
         if source is not None and not isinstance(source, dict):
             raise bad("source must be an object")
         coding = _read_coding(data, history, bad)
+        bits = data.get("weight_bits")
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16):
+            raise bad(f"weight_bits must be null or an integer from 2 to 16, got {bits!r}")
         return cls(data["base_class"], K, data["method"], tuple(modules), coding, spiking,
-                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history))
+                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history), bits)
 
 
 def _read_coding(data: dict, history: list, bad) -> Coding:

@@ -36,7 +36,9 @@ class ConversionSpec:
     first layer's; needs ``calibrate``). ``calibrate``: refit every site to the inputs it sees
     on ``calibration_images`` images, under ``budget`` (a
     :class:`~spiking_ddim.calibration.SpikeBudget`) if given. ``seed``: the fits' image
-    seeds (from their own streams, held out of scoring). ``bank_path``: another bank file."""
+    seeds (from their own streams, held out of scoring). ``bank_path``: another bank file.
+    ``weight_bits``: conv / linear weights quantised to that many bits before calibration
+    (:mod:`spiking_ddim.synapses`; None: float32)."""
 
     components: tuple[str, ...] = ("unet",)
     K: int = DEFAULT_K
@@ -48,6 +50,7 @@ class ConversionSpec:
     budget: Optional["SpikeBudget"] = None
     seed: int = 0
     bank_path: Optional[str] = None
+    weight_bits: Optional[int] = None
 
     def __post_init__(self) -> None:
         from .pipelines import check_conversion
@@ -60,6 +63,10 @@ class ConversionSpec:
                                           "encoders are fitted to the inputs they see")
         if self.budget is not None and not self.calibrate:
             raise SettingError("budget", "a spike or energy budget works through calibration (calibrate, --calibrate)")
+        if self.weight_bits is not None:
+            from .synapses import check_weight_bits
+
+            check_weight_bits(self.weight_bits)
         for name, least in (("calibration_images", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -45,6 +45,10 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
                         "inputs of the UNet's conv / linear layers are sent as signed FS codes, except the first "
                         "layer's (the attention score matmuls stay analog); needs --calibrate, which fits them "
                         "(default: swish)")
+    p.add_argument("--weight-bits", type=int, metavar="BITS",
+                   help="quantise every conv / linear weight of the converted components symmetrically per output "
+                        "channel to BITS bits (8: 8-bit synapses), before calibration and encoder fits (default: "
+                        "float32 weights)")
     p.add_argument("--coding", choices=coding_names(),
                    help="how the FS sites code across denoising steps: " + "; ".join(
                        f"{name}: {coding_class(name).description}" for name in coding_names())

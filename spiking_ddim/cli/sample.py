@@ -250,7 +250,7 @@ def _refuse_conversion_flags(args: argparse.Namespace) -> None:
     """``ValueError`` naming the conversion flags given for an already converted --model."""
     from ..codings import coding_class, coding_fields, coding_names
 
-    dests = ["K", "method", "convert", "spiking", "coding"] + [
+    dests = ["K", "method", "convert", "spiking", "coding", "weight_bits"] + [
         f"{name}_{f.name}" for name in coding_names() for f in coding_fields(coding_class(name))]
     given = [f"--{dest.replace('_', '-')}" for dest in dests if getattr(args, dest) not in (None, False)]
     if given:

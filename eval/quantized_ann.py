@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Quantised ANN baselines of the embedded digits DDIM: W8A8, W8A16, W8A32 (8-bit weights alone), W4A8.
+
+The original UNet with every conv / linear layer fake-quantised (brevitas; weights per
+output channel, inputs per tensor, scales calibrated on 16 images of the calibration
+stream: :mod:`spiking_ddim.quantization`), sampled from the same noise as the 32-bit
+original: PSNR with its per-image spread, KID against held-out digits, and the energy of
+the quantised network where the package prices it (W8A8: 8-bit MACs at 45 nm and the
+memory-aware estimate), :mod:`spiking_ddim.benchmarks.baselines`.
+
+Writes eval/results/quantized_ann.{json,md}; ``--replot`` rewrites the .md from the .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fs_neurons.utils.files import atomic_write_text
+from spiking_ddim.benchmarks.baselines import ann_row, markdown
+from spiking_ddim.benchmarks.rows import original_run
+from spiking_ddim.errors import SettingError
+from spiking_ddim.pipelines import SamplingOptions
+from spiking_ddim.quantization import Precision
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--precisions", nargs="+", default=["W8A8", "W8A16", "W8A32", "W4A8"],
+                   help="precisions W<bits>A<bits> (A32: float activations) (default: %(default)s)")
+    p.add_argument("--num-images", type=int, default=1000, help="images per row (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.add_argument("--replot", action="store_true", help="rewrite the .md from the existing .json")
+    args = p.parse_args(argv)
+    out = args.out_dir / "quantized_ann.json"
+    if args.replot:
+        data = json.loads(out.read_text())
+    else:
+        try:
+            precisions = [Precision.parse(t) for t in args.precisions]
+        except SettingError as e:
+            p.error(f"--precisions: {e}")
+        if out.exists() and not args.overwrite:
+            print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+            return 2
+        run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
+        data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": run.kid_mean,
+                "rows": []}
+        for precision in tqdm(precisions, desc="quantised ANNs", unit="row", dynamic_ncols=True):
+            data["rows"].append(ann_row(run, precision, args.num_images, args.batch_size, args.seed))
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out, json.dumps(data, indent=1) + "\n")
+    atomic_write_text(args.out_dir / "quantized_ann.md", markdown(data))
+    print(markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

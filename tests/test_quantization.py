@@ -1,0 +1,72 @@
+"""Quantised ANN baselines (spiking_ddim.quantization): the precision's grammar, per-channel
+weight levels, per-tensor input scales calibrated by sampling, and a quantised layer's
+output by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import tiny_ddpm
+from torch.nn import functional as F
+
+from spiking_ddim import convert_pipeline, generate
+from spiking_ddim.errors import SettingError
+from spiking_ddim.pipelines import SamplingOptions
+from spiking_ddim.quantization import Precision, quantize_pipeline
+
+OPTIONS = SamplingOptions(steps=3)
+
+
+def test_a_precision_is_written_w_bits_a_bits_and_bad_widths_are_named():
+    assert Precision.parse("w8a16") == Precision(8, 16) and Precision(4, 8).label == "W4A8"
+    assert Precision.parse("W8A32").activation_bits == 32  # float activations
+    with pytest.raises(SettingError, match="a precision is written W<bits>A<bits>") as e:
+        Precision.parse("int8")
+    assert e.value.name == "precision"
+    for bad, name in (((1, 8), "weight_bits"), ((8, 20), "activation_bits"), ((32, 8), "weight_bits")):
+        with pytest.raises(SettingError) as e:
+            Precision(*bad)
+        assert e.value.name == name
+
+
+def _layers(pipe):
+    import brevitas.nn as qnn
+
+    return [m for m in pipe.unet.modules() if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear))]
+
+
+def test_weights_take_per_channel_levels_and_a_layer_computes_on_its_quantised_input_by_hand():
+    pipe = tiny_ddpm()
+    convs = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in pipe.unet.modules())
+    quantize_pipeline(pipe, Precision(4, 8), OPTIONS, images=2)
+    layers = _layers(pipe)
+    assert len(layers) == convs and pipe.unet.quantization["precision"] == "W4A8"
+    conv = next(m for m in layers if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    q = conv.quant_weight()
+    levels = q.value / q.scale
+    assert q.scale.shape == (conv.out_channels, 1, 1, 1)  # one scale per output channel
+    assert torch.allclose(levels, levels.round(), atol=1e-4) and levels.abs().max() <= 7 + 1e-4
+    per_channel_top = levels.abs().flatten(1).max(1).values
+    assert torch.allclose(per_channel_top, torch.full_like(per_channel_top, 7.0), atol=1e-4)  # each channel's largest -> 7
+    # the layer's output is the convolution of its 8-bit-quantised input with its 4-bit weights
+    x = torch.randn(2, conv.in_channels, 6, 6, generator=torch.Generator().manual_seed(0))
+    scale = conv.input_quant.scale()
+    assert scale is not None and float(scale) > 0  # calibrated by sampling
+    xq = torch.clamp(torch.round(x / scale), -128, 127) * scale  # 8-bit, signed, full range
+    by_hand = F.conv2d(xq, q.value, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    with torch.no_grad():
+        assert torch.allclose(conv(x), by_hand, atol=1e-5)
+
+
+def test_wider_weights_stay_closer_to_the_original_and_a_spiking_unet_is_refused():
+    plain = tiny_ddpm()
+    reference = generate(plain, range(2), OPTIONS)
+    error = {}
+    for bits in (3, 8):
+        pipe = quantize_pipeline(tiny_ddpm(), Precision(bits, 32), OPTIONS)
+        error[bits] = float((generate(pipe, range(2), OPTIONS) - reference).abs().mean())
+    assert 0 < error[8] < error[3]
+    fs = tiny_ddpm()
+    convert_pipeline(fs, K=4, method="ours")
+    with pytest.raises(ValueError, match="takes the original"):
+        quantize_pipeline(fs, Precision(8, 8), OPTIONS)
