@@ -13,9 +13,13 @@ Scheme (:class:`Precision`, written ``W8A8``: weight bits, activation bits; ``A3
 activations): every ``nn.Conv2d`` and ``nn.Linear`` of the UNet takes weights quantised
 symmetrically per output channel to ``weight_bits`` (levels -(2^(b-1) - 1) .. 2^(b-1) - 1,
 scale from the channel's largest magnitude) and its input quantised symmetrically per
-tensor to ``activation_bits``, the scale calibrated on the inputs the layer sees while the
-quantised pipeline samples ``images`` images from the ``calibration-inputs`` seed stream
-(the seeds calibration draws, never scored). Attention's score matmuls, normalisation,
+tensor to ``activation_bits``, its range the largest magnitude the layer's input takes over
+every call while the quantised pipeline samples ``images`` images from the
+``calibration-inputs`` seed stream (all timesteps pooled, as calibration records site
+inputs; the seeds calibration draws, never scored). brevitas' own calibration averages
+per-call statistics instead, which clips the calls whose range is wider than the average:
+across a DDIM trajectory the ranges move with the timestep, and on 32 images W8A8 gave
+27.95 dB that way against 41.34 dB with pooled maxima. Attention's score matmuls, normalisation,
 Swish and residual additions stay in float, as they do in the spiking models. The
 quantised UNet is a brevitas model (``QuantConv2d`` / ``QuantLinear``, subclasses of the
 torch layers, so the cost meter counts their MACs); it is measured, not saved.
@@ -92,10 +96,24 @@ def quantize_pipeline(pipe: DiffusionPipeline, precision: Precision, options: Sa
     unet = layerwise_quantize(pipe.unet, compute_layer_map=_layer_map(precision)).eval()
     pipe.register_modules(unet=unet)
     if precision.activation_bits != FLOAT:
+        layers = [m for m in unet.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        top = {layer: torch.zeros(()) for layer in layers}
+
+        def widest(layer, args):
+            top[layer] = torch.maximum(top[layer], args[0].detach().abs().max().float().cpu())
+
+        handles = [layer.register_forward_pre_hook(widest) for layer in layers]
         first = stream("calibration-inputs", seed)
-        with torch.no_grad(), calibration_mode(unet), counting_denoiser_calls(pipe, images, batch_size, options,
-                                                                              progress, "calibrate scales"):
-            for start in range(0, images, batch_size):
-                generate(pipe, range(start, min(images, start + batch_size)), options, seed=first)
+        try:
+            with torch.no_grad(), calibration_mode(unet), counting_denoiser_calls(pipe, images, batch_size, options,
+                                                                                  progress, "calibrate scales"):
+                for start in range(0, images, batch_size):
+                    generate(pipe, range(start, min(images, start + batch_size)), options, seed=first)
+        finally:
+            for handle in handles:
+                handle.remove()
+        with torch.no_grad():
+            for layer in layers:  # brevitas keeps the range (its scale times 2^(bits - 1)) as this parameter
+                layer.input_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value.fill_(float(top[layer]))
     unet.quantization = {"precision": precision.label, "images": images, "seed": seed}
     return pipe

@@ -70,3 +70,21 @@ def test_wider_weights_stay_closer_to_the_original_and_a_spiking_unet_is_refused
     convert_pipeline(fs, K=4, method="ours")
     with pytest.raises(ValueError, match="takes the original"):
         quantize_pipeline(fs, Precision(8, 8), OPTIONS)
+
+
+def test_each_input_range_is_the_widest_input_over_every_calibration_call():
+    from fs_neurons.utils.seeds import stream
+
+    plain = tiny_ddpm()
+    layers = {n: m for n, m in plain.unet.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    widest = dict.fromkeys(layers, 0.0)
+    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: widest.__setitem__(n, max(widest[n], float(a[0].abs().max()))))
+             for n, m in layers.items()]
+    generate(plain, range(2), OPTIONS, seed=stream("calibration-inputs", 0))  # the calibration's images, every step
+    for h in hooks:
+        h.remove()
+    pipe = quantize_pipeline(tiny_ddpm(), Precision(16, 8), OPTIONS, images=2)
+    quantised = dict(pipe.unet.named_modules())
+    for name, top in widest.items():
+        threshold = float(quantised[name].input_quant.scale()) * 128  # 8-bit: the range is 128 steps
+        assert threshold == pytest.approx(top, rel=1e-3), name
