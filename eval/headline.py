@@ -3,10 +3,11 @@
 
 Each row names a model in words and where its figures were measured: a row of
 ``eval/results/ddim_table.json`` (method, K, coding), a point of ``delta_frontier.json``
-(its ``--points`` text) or of ``energy_frontier.json`` (K, budget, fine-tuned run). The
-table carries the PSNR of the mean MSE, the per-image median and 5th percentile where the
-row was measured with them, the KID (digits features) and the SNN / ANN energy per image
-(45 nm count). ``python eval/headline.py`` rewrites the table between the README's
+(its ``--points`` text), of ``energy_frontier.json`` (K, budget, fine-tuned run) or of
+``quantized_ann.json`` (precision). The table carries the PSNR of the mean MSE, the
+per-image median and 5th percentile where the row was measured with them, the KID (digits
+features) and the energy per image over the 32-bit ANN's (45 nm count; a quantised ANN's
+own, at its precision's MAC price). ``python eval/headline.py`` rewrites the table between the README's
 ``headline table`` markers; ``--check`` only says whether the README is current (the docs
 test runs it, so a re-measured results file with a stale README fails CI).
 """
@@ -50,6 +51,7 @@ ROWS = [
     ("K=4, delta coding, changes in 8 steps, fully spiking, calibrated, spike weight 0.002", "delta_frontier",
      "delta+all:4:0.002:value:acs:8"),
     ("K=8, rate-coded IF baseline (T=8)", "delta_frontier", "if:8"),
+    ("W8A8 ANN (8-bit weights and activations, run; energy: 8-bit MACs)", "quantized_ann", "W8A8"),
 ]
 HEADER = ["model", "PSNR (dB)", "median / 5th pct per image (dB)", "KID", "energy SNN / ANN"]
 
@@ -57,7 +59,7 @@ HEADER = ["model", "PSNR (dB)", "median / 5th pct per image (dB)", "KID", "energ
 def load(name: str) -> list[dict]:
     """The rows (ddim_table) or points (the frontiers) of eval/results/NAME.json."""
     data = json.loads((RESULTS / f"{name}.json").read_text())
-    return data if isinstance(data, list) else data["points"]
+    return data if isinstance(data, list) else data.get("points", data.get("rows"))
 
 
 def find(name: str, selector) -> dict:
@@ -68,6 +70,9 @@ def find(name: str, selector) -> dict:
     elif name == "delta_frontier":
         def hit(r):
             return point_text(r) == selector
+    elif name == "quantized_ann":
+        def hit(r):
+            return r["precision"] == selector
     else:
         def hit(r):
             return (r["K"], r["budget"], r["finetuned"]) == selector
@@ -81,7 +86,8 @@ def cells(entry: dict) -> list[str]:
     """PSNR, spread, KID and energy ratio of one results entry, as the table prints them."""
     psnr = "-" if entry.get("psnr") is None else f"{entry['psnr']:.2f}"
     spread = "-" if entry.get("psnr_median") is None else f"{entry['psnr_median']:.2f} / {entry['psnr_p5']:.2f}"
-    return [psnr, spread, f"{entry['kid_mean']:.4f}", f"{entry['energy_ratio']:.3f}"]
+    energy = entry.get("energy_vs_fp32") or entry["energy_ratio"]  # a quantised ANN: its own energy
+    return [psnr, spread, f"{entry['kid_mean']:.4f}", f"{energy:.3f}"]
 
 
 def table() -> str:

@@ -91,7 +91,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
         "K": record.K, "method": record.method, "coding": None, "delta_K": None, **record.coding.row_fields(),
-        "spiking": record.spiking,
+        "spiking": record.spiking, "weight_bits": record.weight_bits,
         "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],
         "source": history["source"], "reference": reference, "scheduler": scheduler_record(fs_pipe),

@@ -73,3 +73,14 @@ def test_an_8_bit_layer_fed_by_spikes_counts_one_accumulate_per_spike_and_output
 def test_weight_bits_is_refused_with_a_clear_error(cli, tmp_path):
     code, _, err = cli("convert", "--weight-bits", "1", "--out", tmp_path / "x")
     assert code != 0 and "--weight-bits: weight_bits must be an integer from 2 to 16" in err and "Traceback" not in err
+
+
+def test_sample_with_8_bit_synapses_records_them_in_metrics_json(cli, tmp_path):
+    import json
+
+    code, _, err = cli("sample", "--K", "4", "--weight-bits", "8", "--num-images", "2", "--batch-size", "2",
+                       "--steps", "2", "--real", "none", "--out", tmp_path / "s")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert metrics["weight_bits"] == 8 and metrics["history"][0]["weight_bits"] == 8
+    assert metrics["history"][0]["quantized_layers"] > 0
