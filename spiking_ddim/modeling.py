@@ -189,6 +189,29 @@ def resolve_model_dir(name_or_path: Union[str, os.PathLike], subfolder: Optional
     return path
 
 
+def _load_weights(model: nn.Module, weights: Path, spiking: Path, record: FSConfig) -> None:
+    """Load the converted ``model``'s weights from ``weights``, checking they fit its record
+    (``spiking``, for the errors) and that every FS parameter is finite."""
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights not found: {weights}")
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise ValueError(f"corrupt weights file {weights}: {e}") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes differ, e.g. K edited in spiking_config.json
+        first = " ".join(str(e).split())[:400]
+        raise ValueError(f"{weights} does not match {spiking} (K={record.K}): {first}") from None
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match the converted model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, act in fs_activations(model):
+        for i, neuron in enumerate(act.neurons):
+            for p in ("h", "d", "T"):
+                if not torch.isfinite(getattr(neuron, p)).all():
+                    raise ValueError(f"{weights}: FS site {name}[{i}] has NaN or infinite values in its parameter {p}")
+
+
 def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] = None,
                device: Union[str, torch.device, None] = None) -> nn.Module:
     """Load a diffusers model, converted (``spiking_config.json`` present) or plain.
@@ -230,25 +253,7 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
             add_scale_buffers(model)
     except ValueError as e:
         raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
-    weights = path / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"weights not found: {weights}")
-    try:
-        state = load_file(str(weights))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
-        raise ValueError(f"corrupt weights file {weights}: {e}") from None
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shapes differ, e.g. K edited in spiking_config.json
-        first = " ".join(str(e).split())[:400]
-        raise ValueError(f"{weights} does not match {spiking} (K={record.K}): {first}") from None
-    if missing or unexpected:
-        raise ValueError(f"{weights} does not match the converted model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for name, act in fs_activations(model):
-        for i, neuron in enumerate(act.neurons):
-            for p in ("h", "d", "T"):
-                if not torch.isfinite(getattr(neuron, p)).all():
-                    raise ValueError(f"{weights}: FS site {name}[{i}] has NaN or infinite values in its parameter {p}")
+    _load_weights(model, path / WEIGHTS_NAME, spiking, record)
     if record.weight_bits:
         check_on_grid(model, record.weight_bits)
     model.fs_config = record

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_ddpm
 from torch import nn
 
 from spiking_ddim import convert_pipeline, generate, load_pipeline, measure_cost, save_pipeline
 from spiking_ddim.errors import SettingError
 from spiking_ddim.pipelines import SamplingOptions
 from spiking_ddim.synapses import quantize_weights, weight_levels
-from tiny_models import tiny_ddpm
 
 OPTIONS = SamplingOptions(steps=3)
 
