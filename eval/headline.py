@@ -86,7 +86,8 @@ def cells(entry: dict) -> list[str]:
     """PSNR, spread, KID and energy ratio of one results entry, as the table prints them."""
     psnr = "-" if entry.get("psnr") is None else f"{entry['psnr']:.2f}"
     spread = "-" if entry.get("psnr_median") is None else f"{entry['psnr_median']:.2f} / {entry['psnr_p5']:.2f}"
-    energy = entry.get("energy_vs_fp32") or entry["energy_ratio"]  # a quantised ANN: its own energy
+    # a quantised ANN's row: its own energy over the 32-bit ANN's (None where unpriced: fails loudly)
+    energy = entry["energy_vs_fp32"] if "energy_vs_fp32" in entry else entry["energy_ratio"]
     return [psnr, spread, f"{entry['kid_mean']:.4f}", f"{energy:.3f}"]
 
 

@@ -28,6 +28,7 @@ from diffusers import DiffusionPipeline
 from fs_neurons.utils.files import atomic_write_text
 from fs_neurons.utils.seeds import stream
 
+from .codings import row_fields
 from .data import save_png, to_uint8
 from .energy import CostReport, EnergyConstants, EnergyReport, measure_cost
 from .held_out import check_pipeline_held_out
@@ -90,7 +91,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     psnr = psnr_from_mse(mean_mse)
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
-        "K": record.K, "method": record.method, "coding": None, "delta_K": None, **record.coding.row_fields(),
+        "K": record.K, "method": record.method, **row_fields(record.coding),
         "spiking": record.spiking, "weight_bits": record.weight_bits,
         "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],

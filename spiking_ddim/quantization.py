@@ -37,8 +37,8 @@ from fs_neurons.utils.seeds import stream
 
 from .errors import SettingError
 from .pipelines import Progress, SamplingOptions, counting_denoiser_calls, generate
+from .synapses import BITS
 
-BITS = range(2, 17)  # the integer widths a weight or an activation may take
 FLOAT = 32  # activation "bits" of a float activation (not quantised)
 
 

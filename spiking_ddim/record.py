@@ -32,7 +32,7 @@ from torch import nn
 
 from fs_neurons.utils.choices import check_choice
 
-from .codings import Coding, StepCoding, coding_class, coding_from_json
+from .codings import Coding, StepCoding, coding_class, coding_from_json, row_fields
 from .defaults import SPIKING
 
 FORMAT = 4
@@ -144,8 +144,7 @@ class FSConfig:
 
     def provenance(self) -> dict:
         """What metrics.json and model cards say about the model."""
-        return {"K": self.K, "method": self.method, "coding": self.coding.name, "delta_K": None,
-                **self.coding.row_fields(), "coding_settings": self.coding.to_json(),
+        return {"K": self.K, "method": self.method, **row_fields(self.coding), "coding_settings": self.coding.to_json(),
                 "spiking": self.spiking, "weight_bits": self.weight_bits, "source": self.source,
                 "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
                 "history": list(self.history), "summary": self.summary()}

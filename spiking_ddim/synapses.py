@@ -29,8 +29,10 @@ def check_weight_bits(bits) -> int:
     return bits
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, LAYER_TYPES) and getattr(m, "weight", None) is not None]
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The named conv / linear layers of ``model`` that have a weight."""
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, LAYER_TYPES) and getattr(m, "weight", None) is not None]
 
 
 @torch.no_grad()
@@ -39,7 +41,7 @@ def quantize_weights(model: nn.Module, bits: int) -> int:
     channel and keep each layer's scales as its ``weight_scale`` buffer; the layers quantised."""
     top = 2 ** (check_weight_bits(bits) - 1) - 1
     layers = _layers(model)
-    for layer in layers:
+    for _, layer in layers:
         w = layer.weight
         scale = w.detach().abs().flatten(1).amax(1).to(torch.float32) / top
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -53,7 +55,7 @@ def quantize_weights(model: nn.Module, bits: int) -> int:
 def add_scale_buffers(model: nn.Module) -> None:
     """Give every conv / linear layer an empty ``weight_scale`` buffer of its shape, for a
     saved low-bit model's state to load into."""
-    for layer in _layers(model):
+    for _, layer in _layers(model):
         layer.register_buffer("weight_scale", torch.ones(layer.weight.shape[0], device=layer.weight.device))
 
 
@@ -66,10 +68,9 @@ def weight_levels(layer: nn.Module) -> torch.Tensor:
 def check_on_grid(model: nn.Module, bits: int) -> None:
     """``ValueError`` naming the first layer whose weights are not its scales times ``bits``-bit integers."""
     top = 2 ** (bits - 1) - 1
-    for name, layer in model.named_modules():
-        if layer in _layers(model):
-            levels = weight_levels(layer)
-            shape = (-1,) + (1,) * (layer.weight.ndim - 1)
-            exact = torch.equal((levels * layer.weight_scale.view(shape)).to(layer.weight.dtype), layer.weight)
-            if not exact or levels.abs().max() > top:
-                raise ValueError(f"layer {name}: its weights are not {bits}-bit integers times its scales")
+    for name, layer in _layers(model):
+        levels = weight_levels(layer)
+        shape = (-1,) + (1,) * (layer.weight.ndim - 1)
+        exact = torch.equal((levels * layer.weight_scale.view(shape)).to(layer.weight.dtype), layer.weight)
+        if not exact or levels.abs().max() > top:
+            raise ValueError(f"layer {name}: its weights are not {bits}-bit integers times its scales")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from diffusers import DiffusionPipeline
 
-from ..codings import Coding, coding_class, coding_names
+from ..codings import Coding, coding_class, coding_names, row_fields
 from ..energy import EnergyConstants
 from ..metrics import generation_metrics, spread_cells, x0_mae
 from ..pipelines import SamplingOptions
@@ -88,8 +88,8 @@ def row(name: str, pipe: DiffusionPipeline, reference: Optional[torch.Tensor], s
     images, energy, seconds = sample_metered(pipe, options, n, scoring.batch_size, seed, scoring.constants)
     record = getattr(pipe.unet, "fs_config", None)
     out = {"K": record.K if record else None, "method": name, "calibrated": bool(record and record.calibrated),
-           "finetuned": finetuned, "coding": None, "spiking": record.spiking if record else None, "delta_K": None,
-           **(record.coding.row_fields() if record else {}),
+           "finetuned": finetuned, **row_fields(record.coding if record else None),
+           "spiking": record.spiking if record else None,
            "mae_x0": None if scoring.held_out is None else x0_mae(pipe.unet, pipe.scheduler, scoring.held_out,
                                                                   seed=seed),
            "fid": None, "kid_mean": None, "kid_std": None, "feature_extractor": None, "kid_label": "KID",
@@ -125,7 +125,7 @@ def table_rows(pipe: DiffusionPipeline, jobs: list[tuple[str, ConversionSpec]], 
         done = prepare(fs, spec, scoring.options)
         seconds = round(time.perf_counter() - t0, 1) if spec.calibrate or done.encoders else None
         rows.append({**row(method, fs, reference, scoring)[0], "calibration_seconds": seconds,
-                     **fit_fields(fs.unet if done.encoders else None)})
+                     **fit_fields(fs.unet.fs_config.coding)})
     for tuned in finetuned:
         record = tuned.unet.fs_config
         tick(f"fine-tuned K={record.K} {record.method}")
@@ -134,12 +134,10 @@ def table_rows(pipe: DiffusionPipeline, jobs: list[tuple[str, ConversionSpec]], 
     return rows
 
 
-def fit_fields(unet) -> dict:
-    """A delta row's spike weight, price and cost, as its model's last fit recorded them."""
-    from ..calibration import last_delta_fit
-
-    last = {} if unet is None else last_delta_fit(unet) or {}
-    return {key: last.get(key) for key in ("spike_weight", "price", "cost")}
+def fit_fields(coding: Coding) -> dict:
+    """A row's spike weight, price and cost: those its coding's encoders were fitted with
+    (None each for a coding without them)."""
+    return {key: getattr(coding, key, None) for key in ("spike_weight", "price", "cost")}
 
 
 def coding_label(r: dict) -> str:

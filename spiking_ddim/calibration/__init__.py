@@ -48,7 +48,7 @@ from ..pipelines import Progress, SamplingOptions, converted_components
 from ..run_state import step_coding
 from ..sites import fs_activations
 from .budget import SpikeBudget, apply_budget, budget_limit, calibration_outcome
-from .delta import fit_delta, last_delta_fit
+from .delta import fit_delta
 from .if_baseline import IF_PERCENTILE, rate_coded_if
 from .options import (
     CALIBRATION_SEARCH,
@@ -65,7 +65,7 @@ from .probe import measure_costs, measure_sensitivity
 
 __all__ = ["CALIBRATION_SEARCH", "IF_PERCENTILE", "LOWER_K_GRID", "SPIKE_GRID",
            "SiteOptions", "SpikeBudget", "apply_budget", "calibrate", "calibration_outcome", "fit_delta",
-           "last_delta_fit", "fit_site_options", "lower_steps", "padded", "pooled_site_inputs", "rate_coded_if", "record_site_inputs"]
+           "fit_site_options", "lower_steps", "padded", "pooled_site_inputs", "rate_coded_if", "record_site_inputs"]
 
 
 def fit_site_options(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 from diffusers import DiffusionPipeline
@@ -190,11 +190,3 @@ def _fit_coding(models: dict[str, nn.Module], settings: dict) -> DeltaCoding:
         settings = {"spike_weight": None, **settings}
     record = record_of(next(iter(models.values())))
     return replace(record.coding, **settings).resolve(record.K)
-
-
-def last_delta_fit(model: nn.Module) -> Optional[dict]:
-    """The last ``delta-fit`` event of a converted model's record, or None; fits recorded before
-    ``price`` and ``cost`` were recorded read as the price and cost they used: change, spikes."""
-    spec = getattr(model, "fs_config", None)
-    fits = spec.events("delta-fit") if spec is not None else []
-    return {"price": "change", "cost": "spikes", **fits[-1]} if fits else None

@@ -43,14 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from fs_neurons.utils.files import atomic_write_text
 
     from ..device_check import CheckSettings, run_checks
-    from .common import resolve_device
+    from .common import require_positive, resolve_device
 
     if args.out.exists() and not args.overwrite:
         raise SystemExit(f"error: {args.out} exists; pass --overwrite to replace it")
     device = resolve_device(args.device)
-    for flag in ("K", "num_images", "steps", "calibration_images", "train_steps", "batch", "repeats"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"error: --{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    require_positive(args, "K", "num_images", "steps", "calibration_images", "train_steps", "batch", "repeats")
     settings = CheckSettings(args.dtype, args.K, args.num_images, args.steps, args.calibration_images,
                              args.train_steps, args.batch, args.repeats)
     results = run_checks(settings, device, lambda name: print(f"bench: {name} ...", file=sys.stderr, flush=True))

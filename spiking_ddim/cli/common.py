@@ -21,6 +21,7 @@ from ..outputs import OutputError, fresh_run_dir
 from ..pipelines import SamplingOptions, read_prompts
 from ..recipe import Prepared, prepare, recalibrate
 from ..spec import ConversionSpec
+from .flags import flag_of
 
 
 def prepare_output_dir(path: Path, overwrite: bool) -> Path:
@@ -56,7 +57,7 @@ def require_positive(args: argparse.Namespace, *names: str) -> None:
     """Exit with a clear error when an integer flag among ``names`` (argparse dests) is < 1."""
     for name in names:
         if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise SystemExit(f"error: {flag_of(name)} must be >= 1, got {getattr(args, name)}")
 
 
 class StageBars:
@@ -97,8 +98,16 @@ FLAGS = {"components": "--convert", "budget": "--spike-budget / --energy-budget"
 
 def flag_error(e: SettingError, flags: Optional[dict] = None) -> SystemExit:
     """The one-line exit of a bad setting, naming its flag (``flags`` overrides :data:`FLAGS`)."""
-    flag = {**FLAGS, **(flags or {})}.get(e.name, "--" + e.name.replace("_", "-"))
+    flag = {**FLAGS, **(flags or {})}.get(e.name, flag_of(e.name))
     return SystemExit(f"error: {flag}: {e}")
+
+
+def coding_flags_given(args: argparse.Namespace, name: str) -> dict[str, object]:
+    """The settings of the coding ``name`` whose flags (``--<name>-<setting>``, dest
+    :meth:`Coding.setting`) ``args`` gives, by setting."""
+    cls = coding_class(name)
+    return {f.name: getattr(args, cls.setting(f.name)) for f in coding_fields(cls)
+            if getattr(args, cls.setting(f.name), None) is not None}
 
 
 def coding_from_flags(args: argparse.Namespace) -> Coding:
@@ -106,20 +115,18 @@ def coding_from_flags(args: argparse.Namespace) -> Coding:
     coding is an error."""
     name = args.coding or ConversionSpec().coding.name
     for other in coding_names():
-        given = [f"--{other}-{f.name.replace('_', '-')}" for f in coding_fields(coding_class(other))
-                 if other != name and getattr(args, f"{other}_{f.name}", None) is not None]
+        given = coding_flags_given(args, other) if other != name else {}
         if given:
-            raise SystemExit(f"error: {given[0]} applies to --coding {other}")
+            flag = flag_of(coding_class(other).setting(next(iter(given))))
+            raise SystemExit(f"error: {flag} applies to --coding {other}")
     return coding_of_flags(args, name)
 
 
 def coding_of_flags(args: argparse.Namespace, name: str) -> Coding:
     """The coding ``name`` with the settings its flags (``--<name>-<setting>``) give; a bad
     value exits naming its flag."""
-    cls = coding_class(name)
     try:
-        return cls(**{f.name: getattr(args, f"{name}_{f.name}") for f in coding_fields(cls)
-                      if getattr(args, f"{name}_{f.name}", None) is not None})
+        return coding_class(name)(**coding_flags_given(args, name))
     except SettingError as e:
         raise flag_error(e) from None
 
@@ -151,7 +158,7 @@ def check_flags(args: argparse.Namespace, steps: str = "steps", budget: Optional
         return spec, SamplingOptions(getattr(args, steps), getattr(args, "eta", 0.0), prompts_from_flags(args),
                                      args.guidance_scale).check()
     except SettingError as e:
-        raise flag_error(e, {"steps": f"--{steps.replace('_', '-')}"}) from None
+        raise flag_error(e, {"steps": flag_of(steps)}) from None
     except (FileNotFoundError, ValueError) as e:  # a prompts file
         raise SystemExit(f"error: {e}") from None
 

@@ -23,6 +23,11 @@ def help_text(doc: str) -> str:
     return re.sub(r":[a-z]+:`([^`]+)`", r"\1", re.sub(r"``(.+?)``", r"\1", doc))
 
 
+def flag_of(dest: str) -> str:
+    """The flag of an argparse dest (or a setting a library error names): ``--`` and the name with dashes."""
+    return "--" + dest.replace("_", "-")
+
+
 def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str = "",
                   default: str | None = str(DEFAULT_MODEL)) -> None:
     """--model: a pipeline or UNet directory, or a hub id."""
@@ -65,7 +70,8 @@ def add_coding_args(p: argparse.ArgumentParser, name: str) -> None:
     for f in coding_fields(cls):
         kind = next((t for t in (int, float, str) if t in (hints[f.name], *typing.get_args(hints[f.name]))), str)
         default = "" if f.default is None else f" (default: {f.default})"
-        p.add_argument(f"--{name}-{f.name.replace('_', '-')}", dest=f"{name}_{f.name}", type=kind,
+        dest = cls.setting(f.name)
+        p.add_argument(flag_of(dest), dest=dest, type=kind,
                        choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar"),
                        help=f"--coding {name}: {f.metadata.get('help', f.name)}{default}")
 

@@ -248,11 +248,14 @@ def _pipelines(args: argparse.Namespace, spec, device, accelerator, staging: Pat
 
 def _refuse_conversion_flags(args: argparse.Namespace) -> None:
     """``ValueError`` naming the conversion flags given for an already converted --model."""
-    from ..codings import coding_class, coding_fields, coding_names
+    from ..codings import coding_class, coding_names
+    from .common import coding_flags_given
+    from .flags import flag_of
 
-    dests = ["K", "method", "convert", "spiking", "coding", "weight_bits"] + [
-        f"{name}_{f.name}" for name in coding_names() for f in coding_fields(coding_class(name))]
-    given = [f"--{dest.replace('_', '-')}" for dest in dests if getattr(args, dest) not in (None, False)]
+    given = [flag_of(dest) for dest in ("K", "method", "convert", "spiking", "coding", "weight_bits")
+             if getattr(args, dest) is not None]
+    given += [flag_of(coding_class(name).setting(setting)) for name in coding_names()
+              for setting in coding_flags_given(args, name)]
     if given:
         raise ValueError(f"{args.model} is already converted; {', '.join(given)} apply to plain pipelines")
 

@@ -12,10 +12,11 @@ from .registry import (
     coding_from_json,
     coding_names,
     register_coding,
+    row_fields,
     unregister_coding,
 )
 from .step import StepCoding
 from .delta import DeltaCoding
 
 __all__ = ["Coding", "DeltaCoding", "StepCoding", "as_coding", "coding_class", "coding_fields", "coding_from_json",
-           "coding_names", "register_coding", "unregister_coding"]
+           "coding_names", "register_coding", "row_fields", "unregister_coding"]

@@ -42,9 +42,11 @@ class Coding:
     needs_denoiser: ClassVar[bool] = False  # codes across denoising steps: only a UNet called once per step
     fit_event: ClassVar[Optional[str]] = None  # the history event of its fit, if it has one
 
-    def setting(self, field: str) -> str:
-        """The one name of the setting ``field`` (errors, flags): ``<coding>_<field>``."""
-        return f"{self.name}_{field}"
+    @classmethod
+    def setting(cls, field: str) -> str:
+        """The one name of the setting ``field`` (errors, flags): ``<coding>_<field>``; its
+        flag is ``--`` and the name with dashes."""
+        return f"{cls.name}_{field}"
 
     def resolve(self, K: int) -> "Coding":
         """The coding with the defaults that depend on the neurons' ``K`` filled in, checked
@@ -89,7 +91,8 @@ class Coding:
         return f"{K}"
 
     def row_fields(self) -> dict:
-        """What a results row records of the coding."""
+        """What a results row records of the coding (:func:`row_fields` gives every row
+        the keys of every coding)."""
         return {"coding": self.name}
 
     def to_json(self) -> dict:
@@ -149,6 +152,14 @@ def coding_from_json(data: Any, error: Callable[[str], Exception] = ValueError) 
         return cls(**{k: v for k, v in data.items() if k != "name"})
     except SettingError as e:
         raise error(f"coding {data['name']!r}: {e}") from None
+
+
+def row_fields(coding: Optional[Coding]) -> dict:
+    """A results row's coding keys: those of every registered coding (None where ``coding``
+    does not set them: one set of keys in every row), then ``coding``'s own values; all None
+    for a model without a coding (the original)."""
+    keys = dict.fromkeys(k for cls in _REGISTRY.values() for k in cls().row_fields())
+    return {**keys, **(coding.row_fields() if coding is not None else {})}
 
 
 def coding_fields(cls: type[Coding]) -> list[dataclasses.Field]:
