@@ -5,7 +5,7 @@ A row holds its ``precision`` (``W8A8``...), :mod:`.rows`' keys, and the energy 
 quantised network itself where this package can price it: an 8-bit integer MAC (W8A8) at
 45 nm (``joules_per_image``) and under the memory-aware estimate with one-byte accesses
 (``memory_joules_per_image``), each also over the 32-bit ANN's (``energy_vs_fp32``,
-``memory_vs_fp32``); other precisions are not priced yet (None).
+``memory_vs_fp32``); the package has no price for other precisions (None).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def markdown(data: dict) -> str:
              "original from the same noise (of the mean MSE; median / p5 per image; < 30 dB: share of images), KID "
              f"(digits features) against held-out digits (original: {data['original_kid']:.5f}). Energy per image of "
              "the quantised network where priced: 8-bit integer MACs at 45 nm (0.23 pJ) and the memory-aware estimate "
-             "with one-byte accesses; other precisions are not priced yet. Written by `python eval/quantized_ann.py`.",
+             "with one-byte accesses; the package has no price for the other precisions. Written by "
+             "`python eval/quantized_ann.py`.",
              "", "| precision | PSNR (dB) | median / p5 (dB) | < 30 dB | KID | energy (uJ / image, 45 nm) | vs 32-bit "
              "ANN | memory-aware (uJ / image) | vs 32-bit ANN | sample s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
