@@ -5,10 +5,12 @@ The original UNet with every conv / linear layer fake-quantised (brevitas; weigh
 output channel, inputs per tensor, scales calibrated on 16 images of the calibration
 stream: :mod:`spiking_ddim.quantization`), sampled from the same noise as the 32-bit
 original: PSNR with its per-image spread, KID against held-out digits, and the energy of
-the quantised network where the package prices it (W8A8: 8-bit MACs at 45 nm and the
-memory-aware estimate), :mod:`spiking_ddim.benchmarks.baselines`.
+the quantised network under every estimate of :mod:`spiking_ddim.energy.matched`
+(:mod:`spiking_ddim.benchmarks.baselines`).
 
-Writes eval/results/quantized_ann.{json,md}; ``--replot`` rewrites the .md from the .json.
+Writes eval/results/quantized_ann.{json,md}; ``--replot`` rewrites the .md from the .json;
+``--reprice`` prices the rows of the .json again (an ANN's operation counts do not depend on
+its images: one image of the original is counted) and rewrites both.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
-from spiking_ddim.benchmarks.baselines import ann_row, markdown
+from spiking_ddim.benchmarks.baselines import ann_row, family_of, markdown, reprice
 from spiking_ddim.benchmarks.rows import original_run
+from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.errors import SettingError
-from spiking_ddim.pipelines import SamplingOptions
+from spiking_ddim.pipelines import SamplingOptions, load_pipeline
 from spiking_ddim.quantization import Precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,10 +44,16 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     p.add_argument("--replot", action="store_true", help="rewrite the .md from the existing .json")
+    p.add_argument("--reprice", action="store_true",
+                   help="price the existing .json's rows again under every estimate and rewrite both files")
     args = p.parse_args(argv)
     out = args.out_dir / "quantized_ann.json"
     if args.replot:
         data = json.loads(out.read_text())
+    elif args.reprice:
+        data = reprice(json.loads(out.read_text()),
+                       family_of(load_pipeline(DEFAULT_MODEL), SamplingOptions(steps=json.loads(out.read_text())["steps"])))
+        atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     else:
         try:
             precisions = [Precision.parse(t) for t in args.precisions]
@@ -58,6 +67,7 @@ def main(argv=None) -> int:
                 "rows": []}
         for precision in tqdm(precisions, desc="quantised ANNs", unit="row", dynamic_ncols=True):
             data["rows"].append(ann_row(run, precision, args.num_images, args.batch_size, args.seed))
+            data = reprice(data, family_of(run.pipe, run.options))
             args.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     atomic_write_text(args.out_dir / "quantized_ann.md", markdown(data))

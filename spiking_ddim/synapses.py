@@ -65,6 +65,14 @@ def weight_levels(layer: nn.Module) -> torch.Tensor:
     return torch.round(layer.weight.detach().float() / layer.weight_scale.view(shape))
 
 
+def layer_weight_bits(layer: nn.Module) -> int:
+    """The integer width of a quantised layer's weights (its largest level's bits plus a
+    sign bit), or 32 for float32 weights (no ``weight_scale``)."""
+    if getattr(layer, "weight_scale", None) is None:
+        return 32
+    return int(weight_levels(layer).abs().max()).bit_length() + 1
+
+
 def check_on_grid(model: nn.Module, bits: int) -> None:
     """``ValueError`` naming the first layer whose weights are not its scales times ``bits``-bit integers."""
     top = 2 ** (bits - 1) - 1

@@ -123,6 +123,7 @@ def test_accumulates_of_a_delta_step_equal_a_hand_count():
     assert report.spikes == float(hand_count.sum()) > 0
     assert report.layers[-1].snn_acs == float(hand_count.sum()) * 5  # one AC per spike per output
     assert report.sites[0].updates == 18 * (4 + 1)  # the graded activation and K steps per neuron
+    assert report.layers[-1].kept_outputs == 15  # its 3 x 5 outputs are kept across steps (read and written)
 
 
 def tiny_pipe(seed=0):

@@ -272,3 +272,80 @@ def test_energy_report_carries_the_int8_ratio_and_the_memory_aware_estimate():
     assert e.memory["snn_joules_per_image"] > 0 and "memory-aware" in e.summary() and "INT8" in e.summary()
     fed = [lay for lay in meter.report().layers if lay.spike_calls][0]
     assert fed.spike_events == meter.report().spikes and fed.weights == 18 and fed.output_size == 3
+
+
+def test_matched_precision_energy_of_a_tiny_network_by_hand():
+    from spiking_ddim.energy.matched import Widths, ann_family, matched_energy
+    from spiking_ddim.memory import MemoryConstants
+
+    # one image: an 8-bit dense linear layer (4 -> 6) feeding an FS site (K=8), then an 8-bit spike-fed
+    # linear layer (6 -> 3) whose input is a delta encoder's change (its 3 outputs kept across steps)
+    dense = LayerCost("a", "linear", calls=1, ann_macs=24, snn_macs=24, inputs=4, outputs=6, weights=24, input_size=4,
+                      output_size=6, weight_bits=8)
+    fed = LayerCost("b", "linear", calls=1, spike_calls=1, ann_macs=18, snn_macs=0, snn_acs=30.0, inputs=6, outputs=3,
+                    spike_events=10.0, weights=18, input_size=6, output_size=3, weight_bits=8, kept_outputs=3)
+    site = SiteCost("s[0]", K=8, calls=1, neurons=6, spikes=10.0, acs=30.0, updates=48, size=6)
+    m = matched_energy([dense, fed], [site], 1, 10 / 6, Widths(accumulators={"b": 16}))
+    pj = MemoryConstants().word_pj
+
+    def access(elements, bits):  # one access of `bits` to a buffer of `elements` such values
+        return pj(elements * bits / 8) * bits / 32
+
+    mac_ann, mac_snn = 0.2 + 0.1, 0.2 * 2 + 0.1  # 8 x 8 and 8 x 16 multiplies, 32-bit adds
+    assert m["ops"].ann_joules_per_image == pytest.approx(42 * mac_ann * 1e-12)
+    assert m["ops"].snn_joules_per_image == pytest.approx((24 * mac_snn + 30 * 0.05) * 1e-12)
+    assert m["ops"].break_even == pytest.approx(10 / 6 * (42 * mac_ann - 24 * mac_snn) / (30 * 0.05))
+    assert (m["ops"].ann_precision, m["ops"].snn_precision) == ("W8A8", "W8, spikes, analog A16")
+    ann = (48 * mac_ann + 24 * access(24, 8) + 18 * access(18, 8)
+           + 4 * access(4, 8) + 6 * access(6, 8) + 6 * access(6, 8) + 3 * access(3, 8))
+    common = (24 * mac_snn + 24 * access(24, 8) + 4 * access(4, 16) + 6 * access(6, 16)  # the dense layer
+              + 30 * 0.05 + 30 * access(18, 8) + 10 * access(1000, 32)  # ACs, their weights, the spike FIFO
+              + 48 * 0.1 + 2 * 48 * access(6, 32))  # neuron updates and their state
+    lemaire = common + 2 * 30 * access(3, 16)  # a 16-bit read-modify-write per accumulate
+    stationary = common + (3 + 3) * access(3, 16)  # each output written once, and read once (kept)
+    for name, snn in (("lemaire", lemaire), ("output-stationary", stationary)):
+        assert m[name].ann_joules_per_image == pytest.approx(ann * 1e-12)
+        assert m[name].snn_joules_per_image == pytest.approx(snn * 1e-12)
+    events = 30 * 0.05 + 30 * access(18, 8) + 10 * access(1000, 32)
+    assert m["lemaire"].snn_event_joules_per_image == pytest.approx((events + 2 * 30 * access(3, 16)) * 1e-12)
+    assert m["output-stationary"].snn_event_joules_per_image == pytest.approx(events * 1e-12)
+    family = ann_family([dense, fed], [site], 1)  # the same counts as an ANN at other precisions
+    assert family["W4A8"]["ops"] == pytest.approx(42 * (0.2 * 32 / 64 + 0.1) * 1e-12)
+    assert family["W8A16"]["ops"] == pytest.approx(42 * mac_snn * 1e-12)
+    assert family["fp32"]["ops"] == pytest.approx(42 * 4.6 * 1e-12)
+    assert family["W8A8"]["lemaire"] == pytest.approx(ann * 1e-12)
+
+
+def test_matched_precision_at_float32_is_the_earlier_estimates():
+    from spiking_ddim.energy.matched import matched_energy
+    from spiking_ddim.memory import memory_energy
+
+    dense = LayerCost("a", "linear", calls=1, ann_macs=24, snn_macs=24, inputs=4, outputs=6, weights=24, input_size=4,
+                      output_size=6)
+    fed = LayerCost("b", "linear", calls=1, spike_calls=1, ann_macs=18, snn_macs=0, snn_acs=30.0, inputs=6, outputs=3,
+                    spike_events=10.0, weights=18, input_size=6, output_size=3)
+    site = SiteCost("s[0]", K=8, calls=1, neurons=6, spikes=10.0, acs=30.0, updates=48, size=6)
+    m, old = matched_energy([dense, fed], [site], 1, 10 / 6), memory_energy([dense, fed], [site], 1)
+    assert m["lemaire"].ann_joules_per_image == pytest.approx(old.ann_joules_per_image)
+    assert m["lemaire"].snn_joules_per_image == pytest.approx(old.snn_joules_per_image)
+    assert m["ops"].ratio == pytest.approx((30 * 0.9) / (18 * 4.6 + 24 * 4.6) + 24 * 4.6 / (42 * 4.6))
+    assert m["ops"].break_even == pytest.approx(4.6 / 0.9 * (1 - 0) * 10 / 6 * 18 / 30)
+    assert m["ops"].ann_precision == "float32"
+
+
+def test_an_eight_bit_layer_is_priced_at_its_width_and_the_ann_beside_it():
+    from spiking_ddim.synapses import quantize_weights
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), bank_neuron(), nn.Linear(6, 3)).eval()
+    quantize_weights(model, 8)
+    with measure_cost(model) as meter:
+        model(torch.randn(5, 4))
+    report = meter.report()
+    assert [lay.weight_bits for lay in report.layers] == [8, 8]
+    e = report.energy(5)
+    fed = report.layers[1]
+    assert e.matched["ops"]["snn_precision"].startswith("W8") and e.matched["ops"]["ann_precision"] == "W8A8"
+    assert e.ann_family["W8A8"]["ops"] == pytest.approx(e.matched["ops"]["ann_joules_per_image"])
+    expected = (report.layers[0].ann_macs * (0.2 * 2 + 0.1) + fed.snn_acs * 0.1) * 1e-12 / 5
+    assert e.matched["ops"]["snn_joules_per_image"] == pytest.approx(expected)

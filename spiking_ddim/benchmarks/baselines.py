@@ -2,14 +2,17 @@
 (:mod:`spiking_ddim.quantization`), measured like every other row, and their table.
 
 A row holds its ``precision`` (``W8A8``...), :mod:`.rows`' keys, and the energy of the
-quantised network itself where this package can price it: an 8-bit integer MAC (W8A8) at
-45 nm (``joules_per_image``) and under the memory-aware estimate with one-byte accesses
-(``memory_joules_per_image``), each also over the 32-bit ANN's (``energy_vs_fp32``,
-``memory_vs_fp32``); the package has no price for other precisions (None).
+quantised network itself under every estimate E of :mod:`spiking_ddim.energy.matched`
+(``ops``, ``lemaire``, ``output_stationary``): ``joules_per_image_E`` and its ratio to the
+float32 ANN's, ``vs_fp32_E``. The W8A8 row also keeps the earlier figures: 8-bit integer
+MACs of 0.23 pJ (``joules_per_image``) and the memory-aware estimate with one-byte accesses
+to 32-bit-sized buffers (``memory_joules_per_image``), over the 32-bit ANN's
+(``energy_vs_fp32``, ``memory_vs_fp32``).
 """
 
 from __future__ import annotations
 
+from ..energy.matched import ESTIMATES
 from ..metrics import spread_cells
 from ..quantization import Precision, quantize_pipeline
 from .rows import OriginalRun, energy_fields, kid_fields, quality_fields, sample_metered
@@ -26,7 +29,8 @@ def ann_row(run: OriginalRun, precision: Precision, num_images: int, batch_size:
     row = {"precision": precision.label, "weight_bits": precision.weight_bits,
            "activation_bits": precision.activation_bits, "calibration_images": calibration_images,
            **quality_fields(run.images, images), **kid_fields(run.real, images), **energy_fields(energy),
-           "joules_per_image": None, "memory_joules_per_image": None, "sample_seconds": round(seconds, 1)}
+           "joules_per_image": None, "memory_joules_per_image": None, "sample_seconds": round(seconds, 1),
+           **priced(precision.label, energy.ann_family)}
     if (precision.weight_bits, precision.activation_bits) == (8, 8):
         memory = energy.memory
         row.update(joules_per_image=energy.ann_int8_joules_per_image,
@@ -38,8 +42,27 @@ def ann_row(run: OriginalRun, precision: Precision, num_images: int, batch_size:
     return row
 
 
-def _cell(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+def priced(label: str, family: dict) -> dict:
+    """``joules_per_image_E`` and ``vs_fp32_E`` of the ANN at ``label`` under every estimate
+    E, from an energy report's ``ann_family``."""
+    row = {}
+    for estimate in ESTIMATES:
+        key = estimate.replace("-", "_")
+        row[f"joules_per_image_{key}"] = family[label][estimate]
+        row[f"vs_fp32_{key}"] = family[label][estimate] / family["fp32"][estimate]
+    return row
+
+
+def family_of(pipe, options) -> dict:
+    """The ``ann_family`` of ``pipe`` (an ANN: its counts do not depend on the image), from one image."""
+    return sample_metered(pipe, options, 1, 1, 0)[1].ann_family
+
+
+def reprice(data: dict, family: dict) -> dict:
+    """``data`` (quantized_ann.json) with every row's and the float32 ANN's energy priced from ``family``."""
+    rows = [{**r, **priced(r["precision"], family)} for r in data["rows"]]
+    fp32 = {e.replace("-", "_"): j for e, j in family["fp32"].items()}
+    return {**data, "fp32_joules_per_image": fp32, "rows": rows}
 
 
 def markdown(data: dict) -> str:
@@ -51,15 +74,24 @@ def markdown(data: dict) -> str:
              "stream; attention score matmuls, norms, Swish and residual additions in float. PSNR against the 32-bit "
              "original from the same noise (of the mean MSE; median / p5 per image; < 30 dB: share of images), KID "
              f"(digits features) against held-out digits (original: {data['original_kid']:.5f}). Energy per image of "
-             "the quantised network where priced: 8-bit integer MACs at 45 nm (0.23 pJ) and the memory-aware estimate "
-             "with one-byte accesses; the package has no price for the other precisions. Written by "
-             "`python eval/quantized_ann.py`.",
-             "", "| precision | PSNR (dB) | median / p5 (dB) | < 30 dB | KID | energy (uJ / image, 45 nm) | vs 32-bit "
-             "ANN | memory-aware (uJ / image) | vs 32-bit ANN | sample s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "the quantised network, uJ, and its ratio to the float32 ANN's, under the three estimates of "
+             "`spiking_ddim.energy.matched`: the 45 nm operation count (integer MAC = multiply scaled by the operand "
+             "widths + 32-bit add), Lemaire's memory-aware estimate and the same with an output-stationary dataflow "
+             "(accesses at the values' widths). Written by `python eval/quantized_ann.py`.",
+             "", "| precision | PSNR (dB) | median / p5 (dB) | < 30 dB | KID | ops (uJ) | vs fp32 | Lemaire (uJ) | "
+             "vs fp32 | output-stationary (uJ) | vs fp32 | sample s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    fp32 = data["fp32_joules_per_image"]
+    lines.append("| fp32 (original) | - | - | - | " + f"{data['original_kid']:.5f} | " + " | ".join(
+        f"{fp32[e] * 1e6:.1f} | 1.000" for e in ("ops", "lemaire", "output_stationary")) + " | - |")
     for r in data["rows"]:
-        lines.append(f"| {r['precision']} | {r['psnr']:.2f} | {spread_cells(r)} | {r['kid_mean']:.5f} | "
-                     f"{_cell(r['joules_per_image'] and r['joules_per_image'] * 1e6, '.1f')} | "
-                     f"{_cell(r['energy_vs_fp32'], '.3f')} | "
-                     f"{_cell(r['memory_joules_per_image'] and r['memory_joules_per_image'] * 1e6, '.1f')} | "
-                     f"{_cell(r['memory_vs_fp32'], '.3f')} | {r['sample_seconds']} |")
+        energy = " | ".join(f"{r[f'joules_per_image_{e}'] * 1e6:.1f} | {r[f'vs_fp32_{e}']:.3f}"
+                            for e in ("ops", "lemaire", "output_stationary"))
+        lines.append(f"| {r['precision']} | {r['psnr']:.2f} | {spread_cells(r)} | {r['kid_mean']:.5f} | {energy} | "
+                     f"{r['sample_seconds']} |")
+    w8a8 = next((r for r in data["rows"] if r["precision"] == "W8A8" and r["joules_per_image"]), None)
+    if w8a8:
+        lines += ["", f"Earlier figures of W8A8 (8-bit adds, one-byte accesses to buffers sized at 32-bit words): "
+                      f"{w8a8['joules_per_image'] * 1e6:.1f} uJ at 45 nm ({w8a8['energy_vs_fp32']:.3f} of the 32-bit "
+                      f"ANN), {w8a8['memory_joules_per_image'] * 1e6:.1f} uJ memory-aware "
+                      f"({w8a8['memory_vs_fp32']:.3f})."]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,10 @@ images, where scored); the energy per image of :func:`energy_fields`: ``energy_r
 / ANN, 45 nm operation count), ``energy_ratio_int8`` (against an INT8 ANN),
 ``memory_ratio`` / ``memory_ratio_int8`` (memory-aware estimate), joules per image and
 per step, ``snn_acs_per_image``, ``snn_macs_per_image``, ``spikes_per_neuron`` (per neuron
-per call). Rows are merged by a key of the caller's (:func:`merge_rows`); a table's rows
+per call); at matched weight widths (:mod:`spiking_ddim.energy.matched`), per estimate E
+(``ops``, ``lemaire``, ``output_stationary``): ``matched_ratio_E`` and ``break_even_E``
+(spikes per neuron per call at which the SNN costs what the ANN costs; None: never), with
+``matched_ann_precision`` / ``matched_snn_precision``. Rows are merged by a key of the caller's (:func:`merge_rows`); a table's rows
 share their settings (:func:`settings_conflict`).
 """
 
@@ -56,7 +59,18 @@ def energy_fields(energy: EnergyReport) -> dict:
             "memory_ann_joules_per_image": m["ann_joules_per_image"],
             "memory_ann_int8_joules_per_image": m["ann_int8_joules_per_image"],
             "spikes_per_neuron": energy.spikes_per_neuron, "snn_acs_per_image": energy.snn_acs_per_image,
-            "snn_macs_per_image": energy.snn_macs_per_image}
+            "snn_macs_per_image": energy.snn_macs_per_image, **matched_fields(energy)}
+
+
+def matched_fields(energy: EnergyReport) -> dict:
+    """The matched-precision keys of a row (see the module docstring)."""
+    row = {"matched_ann_precision": energy.matched["ops"]["ann_precision"],
+           "matched_snn_precision": energy.matched["ops"]["snn_precision"]}
+    for name, e in energy.matched.items():
+        key = name.replace("-", "_")
+        row[f"matched_ratio_{key}"] = e["ratio"]
+        row[f"break_even_{key}"] = e["break_even"]
+    return row
 
 
 def sample_metered(pipe: DiffusionPipeline, options: SamplingOptions, num_images: int, batch_size: int, seed: int,

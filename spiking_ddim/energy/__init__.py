@@ -42,7 +42,10 @@ binary steps of all FS sites without a spike.
 Beside it, two figures a sceptic asks for: the ratio to the same network with 8-bit
 integer MACs (``ratio_int8``, E_MAC = 0.23 pJ), and a memory-aware estimate in which
 weight, activation and neuron-state accesses cost by buffer size (``memory``, see
-:mod:`spiking_ddim.memory`).
+:mod:`spiking_ddim.memory`); and both networks at matched weight widths under the
+operation count, Lemaire's memory-aware dataflow and an output-stationary one, with each
+point's break-even (``matched``, see :mod:`spiking_ddim.energy.matched`), and the same
+counts as an ANN at fp32, W8A8, W4A8, W8A16 and W8A32 (``ann_family``).
 
 The parts: :mod:`~spiking_ddim.energy.operations` (the operation counts of one call),
 :mod:`~spiking_ddim.energy.meter` (the hooks that add them up while a model runs) and

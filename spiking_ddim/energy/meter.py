@@ -15,6 +15,7 @@ from torch import nn
 from fs_neurons import FSNeuron
 
 from ..layer_types import LAYER_TYPES, PASS_THROUGH
+from ..synapses import layer_weight_bits
 from .operations import MatmulSpy, layer_acs, layer_macs
 from .report import CostReport, LayerCost, SiteCost
 
@@ -41,7 +42,8 @@ class CostMeter:
         self._layer_acs: dict[tuple[str, str], torch.Tensor] = {}
         self._layer_events: dict[tuple[str, str], torch.Tensor] = {}
         self._site_acs: dict[str, torch.Tensor] = {}  # ACs each site's spikes cost downstream
-        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str]] = {}  # FS outputs -> spike counts, site
+        # FS outputs -> (spike counts, site, whether a delta encoder's change)
+        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str, bool]] = {}
         self._stack: list[str] = []
         self._spy = MatmulSpy(self._on_matmul)
         self._handles: list = []
@@ -91,7 +93,7 @@ class CostMeter:
                 self._spy.__exit__(None, None, None)
                 self._spiking.clear()
 
-    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str) -> None:
+    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str, graded: bool) -> None:
         key = id(out)
 
         def forget(ref: weakref.ref) -> None:
@@ -99,10 +101,10 @@ class CostMeter:
             if entry is not None and entry[0] is ref:
                 del self._spiking[key]
 
-        self._spiking[key] = (weakref.ref(out, forget), count, site)
+        self._spiking[key] = (weakref.ref(out, forget), count, site, graded)
 
-    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str]]:
-        """(spike-count map, site name) when ``x`` is an FS site's output, else None."""
+    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str, bool]]:
+        """(spike-count map, site name, graded) when ``x`` is an FS site's output, else None."""
         entry = self._spiking.get(id(x))
         return entry[1:] if entry is not None and entry[0]() is x else None
 
@@ -121,7 +123,7 @@ class CostMeter:
         if neuron.graded:
             site.graded += out.numel()
         self._site_spikes[name] += count.sum(dtype=torch.float64)
-        self._tag(out, count, name)
+        self._tag(out, count, name, bool(neuron.graded))
 
     def _layer(self, name: str, kind: str) -> LayerCost:
         key = (name, kind)
@@ -137,12 +139,16 @@ class CostMeter:
         cost.ann_macs += macs
         _sizes(cost, x.numel(), out)
         cost.weights = layer.weight.numel()
+        if cost.calls == 1:
+            cost.weight_bits = layer_weight_bits(layer)
         spikes = self._spikes_of(x)
         if spikes is None:
             cost.snn_macs += macs
             return
-        count, site = spikes
+        count, site, graded = spikes
         cost.spike_calls += 1
+        if graded:
+            cost.kept_outputs += out.numel()
         key = (path, cost.kind)
         acs = layer_acs(layer, count)
         self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs

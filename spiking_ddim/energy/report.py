@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable
 
 from ..memory import INT8_MAC_PJ, memory_energy
+from .matched import Widths, ann_family, matched_energy
 
 HOROWITZ_45NM = "45 nm, 32-bit float (Horowitz, ISSCC 2014)"
 
@@ -107,13 +108,16 @@ class LayerCost:
     weights: int = 0  # the layer's weight elements (a matmul: 0, both operands count as inputs)
     input_size: int = 0  # input elements per sample, the largest call's
     output_size: int = 0  # output elements per sample, the largest call's
+    weight_bits: int = 32  # 32: float32 weights (and a matmul's); else the integer width (spiking_ddim.synapses)
+    kept_outputs: int = 0  # outputs of calls fed by a delta encoder's change (kept across denoising steps)
 
     def __add__(self, other: "LayerCost") -> "LayerCost":
         return LayerCost(self.name, self.kind, self.calls + other.calls, self.spike_calls + other.spike_calls,
                          self.ann_macs + other.ann_macs, self.snn_macs + other.snn_macs, self.snn_acs + other.snn_acs,
                          self.inputs + other.inputs, self.outputs + other.outputs,
                          self.spike_events + other.spike_events, max(self.weights, other.weights),
-                         max(self.input_size, other.input_size), max(self.output_size, other.output_size))
+                         max(self.input_size, other.input_size), max(self.output_size, other.output_size),
+                         min(self.weight_bits, other.weight_bits), self.kept_outputs + other.kept_outputs)
 
 
 def _merge(a: list, b: list, key: Callable) -> list:
@@ -152,13 +156,15 @@ class CostReport:
         """Mean spikes per neuron per call over all sites."""
         return self.spikes / self.neurons if self.neurons else 0.0
 
-    def energy(self, num_images: int, constants: EnergyConstants = EnergyConstants()) -> "EnergyReport":
-        """Per-image figures of a run that produced ``num_images`` images."""
+    def energy(self, num_images: int, constants: EnergyConstants = EnergyConstants(),
+               widths: Widths = Widths()) -> "EnergyReport":
+        """Per-image figures of a run that produced ``num_images`` images; ``widths``: those
+        the matched-precision estimates price at (:mod:`spiking_ddim.energy.matched`)."""
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         if self.samples == 0:
             raise ValueError("the meter saw no forward pass of the model; run it inside measure_cost(model)")
-        return EnergyReport.of(self, num_images, constants)
+        return EnergyReport.of(self, num_images, constants, widths)
 
 
 @dataclass
@@ -183,6 +189,8 @@ class EnergyReport:
     ann_int8_joules_per_image: float  # the same network with 8-bit integer MACs
     ratio_int8: float  # SNN / INT8 ANN
     memory: dict  # the memory-aware estimate (spiking_ddim.memory.MemoryEnergy), per image
+    matched: dict  # estimate -> both networks at matched weight widths (spiking_ddim.energy.matched)
+    ann_family: dict  # the ANN at fp32, W8A8, W4A8, W8A16, W8A32 -> estimate -> J per image
     constants: dict
     neurobench: dict
     by_kind: dict  # conv / linear / matmul -> ann_macs, snn_macs, snn_acs per image
@@ -190,7 +198,7 @@ class EnergyReport:
     layers: list[dict]
 
     @classmethod
-    def of(cls, report: CostReport, num_images: int, c: EnergyConstants) -> "EnergyReport":
+    def of(cls, report: CostReport, num_images: int, c: EnergyConstants, widths: Widths = Widths()) -> "EnergyReport":
         n = num_images
         joules = lambda macs, acs: (macs * c.mac_pj + acs * c.ac_pj) * 1e-12  # noqa: E731
         ann = sum(lay.ann_macs for lay in report.layers)
@@ -222,6 +230,9 @@ class EnergyReport:
             ann_int8_joules_per_image=ann * c.int8_mac_pj * 1e-12 / n,
             ratio_int8=snn_j / (ann * c.int8_mac_pj * 1e-12 / n) if ann and c.int8_mac_pj else math.nan,
             memory=memory_energy(report.layers, report.sites, n).to_json(),
+            matched={name: asdict(m) for name, m in
+                     matched_energy(report.layers, report.sites, n, report.firing_rate, widths).items()},
+            ann_family=ann_family(report.layers, report.sites, n),
             constants={"mac_pj": c.mac_pj, "ac_pj": c.ac_pj, "int8_mac_pj": c.int8_mac_pj, "source": c.source},
             neurobench={"Dense": ann / report.samples, "Eff_MACs": macs / report.samples,
                         "Eff_ACs": acs / report.samples, "ActivationSparsity": sparsity,
@@ -248,7 +259,10 @@ class EnergyReport:
                 f"{self.constants['ac_pj']} pJ/AC)\n"
                 f"               against an INT8 ANN ({self.constants['int8_mac_pj']} pJ/MAC): ratio "
                 f"{self.ratio_int8:.3f}; memory-aware (Lemaire et al.): ratio {m['ratio']:.3f}, against an INT8 "
-                f"ANN {m['ratio_int8']:.3f} (SNN {m['snn_joules_per_image']:.3e} J/image)")
+                f"ANN {m['ratio_int8']:.3f} (SNN {m['snn_joules_per_image']:.3e} J/image)\n"
+                f"               at matched precision (SNN {self.matched['ops']['snn_precision']} against the "
+                f"{self.matched['ops']['ann_precision']} ANN): "
+                + ", ".join(f"{name} ratio {e['ratio']:.3f}" for name, e in self.matched.items()))
 
 
 def network_part(name: str) -> str:
