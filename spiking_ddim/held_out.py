@@ -24,7 +24,7 @@ from .record import FSConfig
 # Images of the measurements a budgeted calibration makes (spiking_ddim.calibration.probe)
 BUDGET_COST_IMAGES, BUDGET_SENSITIVITY_IMAGES = 1, 2
 FITS = {"calibrate": "calibration", "delta-fit": "delta encoder fit", "if-baseline": "IF threshold balancing",
-        "finetune": "fine-tuning"}
+        "finetune": "fine-tuning", "widths": "width measurement"}
 
 
 def calibration_seeds(images: int, seed: int = 0, budget: bool = False) -> list[list[int]]:

@@ -7,7 +7,10 @@
 2. calibrate (:func:`spiking_ddim.calibration.calibrate`), if the spec asks: every site
    refitted to the inputs it sees, a fully spiking model's input encoders fitted;
 3. fit the coding's encoders (:meth:`spiking_ddim.codings.Coding.fit`; delta coding's to
-   the changes of the calibrated model's runs).
+   the changes of the calibrated model's runs);
+4. if the spec asks (``narrow_widths``), measure accumulator and state ranges on the
+   calibration images and record the narrowest widths that hold them
+   (:func:`record_widths`, :mod:`spiking_ddim.widths`).
 
 Every command that converts (``sample``, ``convert``, ``train snn``) and every benchmark
 script calls it. With an Accelerate ``accelerator``, the fits run on the main process and
@@ -16,16 +19,23 @@ every process then takes its result (:func:`spiking_ddim.sampling.broadcast_conv
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from diffusers import DiffusionPipeline
 
+from fs_neurons.utils.seeds import stream
+
 from .calibration import calibrate
+from .components import denoiser
 from .convert import ConversionReport, SiteReport
-from .pipelines import Progress, SamplingOptions, convert_pipeline
+from .energy import measure_cost
+from .pipelines import Progress, SamplingOptions, convert_pipeline, generate
+from .record import add_event
 from .sampling import broadcast_conversion
 from .spec import ConversionSpec
+from .widths import choose_widths
 
 
 @dataclass
@@ -59,9 +69,31 @@ def prepare(pipe: DiffusionPipeline, spec: ConversionSpec, options: SamplingOpti
             calibration = _calibrate(pipe, spec, options, progress)
         encoders = spec.coding.fit(pipe, options, seed=spec.seed,
                                    progress=_staged(progress, f"{spec.coding.name} coding: "))
+        if spec.narrow_widths:
+            record_widths(pipe, options, spec.calibration_images, spec.seed)
     if accelerator is not None:
         broadcast_conversion(pipe, accelerator)
     return Prepared(reports, calibration, encoders)
+
+
+def record_widths(pipe: DiffusionPipeline, options: SamplingOptions, images: int = 16, seed: int = 0) -> dict:
+    """Sample ``images`` images of the ``calibration-inputs`` stream of ``seed`` under the cost
+    meter, choose every spike-fed layer's accumulator and every site's state width from the
+    ranges seen (:func:`spiking_ddim.widths.choose_widths`) and record them in the UNet's
+    record (with a ``widths`` event); returns them. Needs integer synapses (``weight_bits``)."""
+    unet = denoiser(pipe)
+    if not unet.fs_config.weight_bits:
+        raise ValueError("accumulator widths are measured in units of the weights' integer steps: convert with "
+                         "weight_bits (--weight-bits) first")
+    first = stream("calibration-inputs", seed)
+    with measure_cost(unet) as meter:
+        generate(pipe, range(images), options, seed=first)
+    widths = choose_widths(meter.report())
+    unet.fs_config = dataclasses.replace(unet.fs_config, widths=widths)
+    add_event(unet, "widths", images=images, seed=seed, image_seeds=[[first, first + images]],
+              accumulators_16=sum(b == 16 for b in widths["accumulators"].values()),
+              states_16=sum(b == 16 for b in widths["states"].values()))
+    return widths
 
 
 def refit_encoders(pipe: DiffusionPipeline, options: SamplingOptions, progress: Progress = None) -> list[dict]:
@@ -100,4 +132,4 @@ def _calibrate(pipe: DiffusionPipeline, spec: ConversionSpec, options: SamplingO
         raise ValueError(f"calibration: {e}") from None
 
 
-__all__ = ["ConversionSpec", "Prepared", "prepare", "recalibrate", "refit_encoders"]
+__all__ = ["ConversionSpec", "Prepared", "prepare", "recalibrate", "record_widths", "refit_encoders"]

@@ -34,6 +34,7 @@ from fs_neurons.utils.choices import check_choice
 
 from .codings import Coding, StepCoding, coding_class, coding_from_json, row_fields
 from .defaults import SPIKING
+from .widths import check_widths
 
 FORMAT = 4
 READABLE_FORMATS = (1, 2, 3, 4)
@@ -76,6 +77,7 @@ class FSConfig:
     source: Optional[dict] = None
     history: tuple[dict, ...] = field(default_factory=tuple)
     weight_bits: Optional[int] = None  # conv / linear weights quantised to this many bits (spiking_ddim.synapses)
+    widths: Optional[dict] = None  # accumulator and state widths by name, checked while sampling (spiking_ddim.widths)
 
     @property
     def num_sites(self) -> int:
@@ -130,7 +132,8 @@ class FSConfig:
         coding = self.coding.summary()
         parts = [f"K={self.K}, {self.method}" + (f", {coding}" if coding else "")
                  + (", fully spiking" if self.spiking == "all" else "")
-                 + (f", {self.weight_bits}-bit synapses" if self.weight_bits else ""),
+                 + (f", {self.weight_bits}-bit synapses" if self.weight_bits else "")
+                 + (f", {_width_summary(self.widths)}" if self.widths else ""),
                  f"converted from {describe_source(self.source_model)}"]
         for e in self.events("calibrate"):
             b = e.get("budget")
@@ -145,14 +148,14 @@ class FSConfig:
     def provenance(self) -> dict:
         """What metrics.json and model cards say about the model."""
         return {"K": self.K, "method": self.method, **row_fields(self.coding), "coding_settings": self.coding.to_json(),
-                "spiking": self.spiking, "weight_bits": self.weight_bits, "source": self.source,
+                "spiking": self.spiking, "weight_bits": self.weight_bits, "widths": self.widths, "source": self.source,
                 "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
                 "history": list(self.history), "summary": self.summary()}
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "base_class": self.base_class, "act_fn": self.act_fn, "K": self.K,
                 "method": self.method, "coding": self.coding.to_json(), "spiking": self.spiking,
-                "weight_bits": self.weight_bits,
+                "weight_bits": self.weight_bits, "widths": self.widths,
                 "per_site": self.per_site,
                 "modules": [m.to_json() for m in self.modules], "source": self.source, "history": list(self.history)}
 
@@ -207,8 +210,20 @@ class FSConfig:
         bits = data.get("weight_bits")
         if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16):
             raise bad(f"weight_bits must be null or an integer from 2 to 16, got {bits!r}")
+        try:
+            widths = check_widths(data.get("widths"))
+        except ValueError as e:
+            raise bad(str(e)) from None
         return cls(data["base_class"], K, data["method"], tuple(modules), coding, spiking,
-                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history), bits)
+                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history), bits, widths)
+
+
+def _width_summary(widths: dict) -> str:
+    """``accumulators 3 x 16-bit, 40 x 32-bit; states ...``."""
+    def counts(table: dict) -> str:
+        return ", ".join(f"{list(table.values()).count(b)} x {b}-bit" for b in sorted(set(table.values())))
+
+    return f"accumulators {counts(widths['accumulators']) or 'none'}; states {counts(widths['states']) or 'none'}"
 
 
 def _read_coding(data: dict, history: list, bad) -> Coding:

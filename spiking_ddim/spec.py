@@ -38,7 +38,9 @@ class ConversionSpec:
     :class:`~spiking_ddim.calibration.SpikeBudget`) if given. ``seed``: the fits' image
     seeds (from their own streams, held out of scoring). ``bank_path``: another bank file.
     ``weight_bits``: conv / linear weights quantised to that many bits before calibration
-    (:mod:`spiking_ddim.synapses`; None: float32)."""
+    (:mod:`spiking_ddim.synapses`; None: float32). ``narrow_widths``: measure accumulator and
+    state ranges on the calibration images once fitted and record the narrowest integer
+    widths that hold them (:mod:`spiking_ddim.widths`; needs ``weight_bits``)."""
 
     components: tuple[str, ...] = ("unet",)
     K: int = DEFAULT_K
@@ -51,6 +53,7 @@ class ConversionSpec:
     seed: int = 0
     bank_path: Optional[str] = None
     weight_bits: Optional[int] = None
+    narrow_widths: bool = False
 
     def __post_init__(self) -> None:
         from .pipelines import check_conversion
@@ -67,6 +70,9 @@ class ConversionSpec:
             from .synapses import check_weight_bits
 
             check_weight_bits(self.weight_bits)
+        if self.narrow_widths and self.weight_bits is None:
+            raise SettingError("narrow_widths", "accumulator widths are counted in the weights' integer steps: "
+                                                "narrow widths need weight_bits (--weight-bits)")
         for name, least in (("calibration_images", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -75,12 +81,16 @@ class ConversionSpec:
     def fit_seeds(self) -> list[tuple[str, int, int]]:
         """(what, first, end) of every image-seed range the recipe's fits draw from (to be
         held out of scoring, :func:`spiking_ddim.held_out.check_held_out`)."""
+        from fs_neurons.utils.seeds import seed_range
+
         from .held_out import FITS, calibration_seeds
 
         calibration = calibration_seeds(self.calibration_images, self.seed, self.budget is not None) \
             if self.calibrate else []
+        widths = [seed_range("calibration-inputs", self.seed, self.calibration_images)] if self.narrow_widths else []
         return [(FITS["calibrate"], lo, hi) for lo, hi in calibration] + [
-            (FITS.get(self.coding.fit_event, "encoder fit"), lo, hi) for lo, hi in self.coding.fit_seeds(self.seed)]
+            (FITS.get(self.coding.fit_event, "encoder fit"), lo, hi) for lo, hi in self.coding.fit_seeds(self.seed)] + [
+            (FITS["widths"], lo, hi) for lo, hi in widths]
 
 
 def spec_default(name: str) -> Any:

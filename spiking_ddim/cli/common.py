@@ -139,7 +139,7 @@ def spec_from_flags(args: argparse.Namespace, budget: Optional[SpikeBudget] = No
     given = {"components": conversion_names(args), "K": args.K, "method": args.method, "spiking": args.spiking,
              "calibrate": getattr(args, "calibrate", None),
              "calibration_images": getattr(args, "calibration_images", None), "budget": budget,
-             "seed": fit_seed, "weight_bits": args.weight_bits}
+             "seed": fit_seed, "weight_bits": args.weight_bits, "narrow_widths": args.narrow_widths}
     try:
         return ConversionSpec(coding=coding_from_flags(args), **{k: v for k, v in given.items() if v is not None})
     except SettingError as e:

@@ -54,6 +54,12 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
                    help="quantise every conv / linear weight of the converted components symmetrically per output "
                         "channel to BITS bits (8: 8-bit synapses), before calibration and encoder fits (default: "
                         "float32 weights)")
+    p.add_argument("--narrow-widths", action="store_true", default=None,
+                   help="once fitted, sample the calibration images and record for every spike-fed layer's "
+                        "accumulator and every site's state the narrowest integer width (16 or 32 bits) that holds "
+                        "its range (in units of one accumulate of the smallest weight step and spike level); "
+                        "sampling then counts values beyond them and the matched-precision energy prices them; "
+                        "needs --weight-bits (default: 32-bit accumulators and state, unchecked)")
     p.add_argument("--coding", choices=coding_names(),
                    help="how the FS sites code across denoising steps: " + "; ".join(
                        f"{name}: {coding_class(name).description}" for name in coding_names())

@@ -86,6 +86,13 @@ class Widths:
     accumulators: Mapping[str, int] = field(default_factory=dict)  # layer name -> bits
     states: Mapping[str, int] = field(default_factory=dict)  # site name -> bits
 
+    @classmethod
+    def recorded(cls, widths: Optional[Mapping]) -> "Widths":
+        """The widths a model records (``FSConfig.widths``: accumulators and states by name), or the defaults."""
+        if not widths:
+            return cls()
+        return cls(accumulators=dict(widths["accumulators"]), states=dict(widths["states"]))
+
     def accumulator(self, layer: str) -> int:
         return self.accumulators.get(layer, self.accumulator_bits)
 

@@ -4,6 +4,7 @@ while a model runs (what is counted: :mod:`spiking_ddim.energy`)."""
 from __future__ import annotations
 
 import functools
+import math
 import re
 import weakref
 from dataclasses import replace
@@ -16,6 +17,7 @@ from fs_neurons import FSNeuron
 
 from ..layer_types import LAYER_TYPES, PASS_THROUGH
 from ..synapses import layer_weight_bits
+from ..widths import accumulator_lsbs, finest_level, top
 from .operations import MatmulSpy, layer_acs, layer_macs
 from .report import CostReport, LayerCost, SiteCost
 
@@ -32,10 +34,18 @@ def site_name(path: str) -> str:
 class CostMeter:
     """Counts spikes and operations of every forward pass of ``model`` while open (see
     the module docstring); ``report()`` returns the totals so far. ``others`` are further
-    modules by name prefix, whose operations count but whose passes are not samples."""
+    modules by name prefix, whose operations count but whose passes are not samples.
+    It also measures the ranges of accumulators and site state (:mod:`spiking_ddim.widths`)
+    and, given recorded ``widths``, counts the values beyond them."""
 
-    def __init__(self, model: nn.Module, others: Optional[dict[str, nn.Module]] = None):
+    def __init__(self, model: nn.Module, others: Optional[dict[str, nn.Module]] = None,
+                 widths: Optional[dict[str, dict[str, int]]] = None):
         self.parts = [("", model, True)] + [(f"{name}.", m, False) for name, m in (others or {}).items()]
+        self.recorded = widths
+        self.widths = widths or {"accumulators": {}, "states": {}}
+        self._inputs: dict[str, torch.Tensor] = {}  # an FS neuron's input, until its spikes are reported
+        self._ranges: dict[Any, torch.Tensor] = {}  # site name: largest state value; layer key: in LSBs
+        self._overflows: dict[Any, torch.Tensor] = {}
         self._sites: dict[str, SiteCost] = {}
         self._site_spikes: dict[str, torch.Tensor] = {}
         self._layers: dict[tuple[str, str], LayerCost] = {}
@@ -64,6 +74,7 @@ class CostMeter:
         self._handles.append(module.register_forward_hook(functools.partial(self._exit, path), always_call=True))
         if isinstance(module, FSNeuron):
             self._handles.append(module.register_spike_hook(functools.partial(self._on_spikes, site_name(path))))
+            self._handles.append(module.register_forward_pre_hook(functools.partial(self._on_input, site_name(path))))
         elif isinstance(module, LAYER_TYPES):
             self._handles.append(module.register_forward_hook(functools.partial(self._on_layer, path)))
         elif isinstance(module, PASS_THROUGH):
@@ -75,6 +86,7 @@ class CostMeter:
         self._handles.clear()
         self._stack.clear()
         self._spiking.clear()
+        self._inputs.clear()
 
     # module stack: the first module entered is the model; the matmul spy is on while inside it
     def _enter(self, path: str, samples: bool, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -123,7 +135,31 @@ class CostMeter:
         if neuron.graded:
             site.graded += out.numel()
         self._site_spikes[name] += count.sum(dtype=torch.float64)
+        self._state_range(site, neuron, out)
         self._tag(out, count, name, bool(neuron.graded))
+
+    def _on_input(self, name: str, neuron: FSNeuron, args: tuple) -> None:
+        if args and isinstance(args[0], torch.Tensor):
+            self._inputs[name] = args[0]
+
+    def _note(self, key: Any, value: torch.Tensor, bits: Optional[int], limit: float) -> None:
+        """Keep the largest of ``value`` under ``key``; count its elements beyond ``limit`` when ``bits``."""
+        peak = value.amax().to(torch.float64)
+        self._ranges[key] = torch.maximum(self._ranges[key], peak) if key in self._ranges else peak
+        if bits is not None:
+            self._overflows[key] = self._overflows.get(key, 0) + (value > limit).sum()
+
+    def _state_range(self, site: SiteCost, neuron: FSNeuron, out: torch.Tensor) -> None:
+        """A site's state this call: its input (a membrane's start) or its output (a kept
+        value), their sum for a delta encoder (whose membrane starts at the change)."""
+        x = self._inputs.pop(site.name, None)
+        site.lsb = min(site.lsb, finest_level(neuron))
+        if x is None or x.shape != out.shape or not math.isfinite(site.lsb):
+            return
+        a, b = x.detach().abs(), out.detach().abs()
+        value = a + b if neuron.graded else torch.maximum(a, b)
+        bits = self.widths["states"].get(site.name)
+        self._note(("site", site.name), value, bits, bits and top(bits) * site.lsb)
 
     def _layer(self, name: str, kind: str) -> LayerCost:
         key = (name, kind)
@@ -149,6 +185,10 @@ class CostMeter:
         cost.spike_calls += 1
         if graded:
             cost.kept_outputs += out.numel()
+        lsb = self._sites[site].lsb
+        if cost.weight_bits < 32 and math.isfinite(lsb):
+            bits = self.widths["accumulators"].get(path)
+            self._note(("layer", path), accumulator_lsbs(layer, out, lsb), bits, bits and top(bits))
         key = (path, cost.kind)
         acs = layer_acs(layer, count)
         self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs
@@ -169,11 +209,16 @@ class CostMeter:
 
     def report(self) -> CostReport:
         """The totals so far (a copy; the meter goes on counting while open)."""
-        sites = [replace(s, spikes=float(self._site_spikes[s.name]), acs=float(self._site_acs.get(s.name, 0.0)))
-                 for s in self._sites.values()]
+        sites = [replace(s, spikes=float(self._site_spikes[s.name]), acs=float(self._site_acs.get(s.name, 0.0)),
+                         state_range=float(self._ranges.get(("site", s.name), 0.0)) / s.lsb
+                         if math.isfinite(s.lsb) else 0.0,
+                         overflows=int(self._overflows.get(("site", s.name), 0))) for s in self._sites.values()]
         layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0)),
-                          spike_events=float(self._layer_events.get(key, 0.0))) for key, lay in self._layers.items()]
-        return CostReport(self._samples, self._forwards, sites, layers)
+                          spike_events=float(self._layer_events.get(key, 0.0)),
+                          accumulator_range=float(self._ranges.get(("layer", key[0]), 0.0)) if key[1] != "matmul" else 0.0,
+                          overflows=int(self._overflows.get(("layer", key[0]), 0)) if key[1] != "matmul" else 0)
+                  for key, lay in self._layers.items()]
+        return CostReport(self._samples, self._forwards, sites, layers, self.recorded)
 
 
 def _sizes(cost: LayerCost, inputs: int, out: torch.Tensor) -> None:
@@ -188,15 +233,22 @@ def _sizes(cost: LayerCost, inputs: int, out: torch.Tensor) -> None:
 
 def measure_cost(model: Union[nn.Module, "DiffusionPipeline"]) -> CostMeter:
     """A context manager counting spikes and operations of ``model``'s forward passes, or
-    of a pipeline's UNet passes and its other model components::
+    of a pipeline's UNet passes and its other model components, checking the widths
+    the model's record holds (``fs_config.widths``, :mod:`spiking_ddim.widths`)::
 
         with measure_cost(fs_pipe) as meter:
             images = generate(fs_pipe, range(16), SamplingOptions(steps=20))
         print(meter.report().energy(16).summary())
     """
     if isinstance(model, nn.Module):
-        return CostMeter(model)
+        return CostMeter(model, widths=_recorded_widths(model))
     from ..components import denoiser
 
     unet = denoiser(model)
-    return CostMeter(unet, {n: m for n, m in model.components.items() if isinstance(m, nn.Module) and m is not unet})
+    return CostMeter(unet, {n: m for n, m in model.components.items() if isinstance(m, nn.Module) and m is not unet},
+                     widths=_recorded_widths(unet))
+
+
+def _recorded_widths(model: nn.Module) -> Optional[dict]:
+    record = getattr(model, "fs_config", None)
+    return getattr(record, "widths", None)

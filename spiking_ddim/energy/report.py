@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from ..memory import INT8_MAC_PJ, memory_energy
 from .matched import Widths, ann_family, matched_energy
@@ -69,6 +69,9 @@ class SiteCost:
     updates: int = 0  # neuron updates: K per neuron per call (K + 1 for a delta encoder's call)
     size: int = 0  # neurons per sample (one image), the largest call's: the site's state buffer
     graded: int = 0  # neurons of calls that computed the activation exactly (delta encoders), over all calls
+    lsb: float = math.inf  # the finest level its neurons send (smallest nonzero |d|): the unit of its state
+    state_range: float = 0.0  # largest |membrane start or kept value| over the run, in lsb units
+    overflows: int = 0  # state values beyond the site's recorded width (spiking_ddim.widths), over all calls
 
     @property
     def firing_rate(self) -> float:
@@ -87,7 +90,9 @@ class SiteCost:
     def __add__(self, other: "SiteCost") -> "SiteCost":
         return SiteCost(self.name, self.K, self.calls + other.calls, self.neurons + other.neurons,
                         self.spikes + other.spikes, self.acs + other.acs, self.updates + other.updates,
-                        max(self.size, other.size), self.graded + other.graded)
+                        max(self.size, other.size), self.graded + other.graded,
+                        min(self.lsb, other.lsb),
+                        max(self.state_range, other.state_range), self.overflows + other.overflows)
 
 
 @dataclass
@@ -110,6 +115,9 @@ class LayerCost:
     output_size: int = 0  # output elements per sample, the largest call's
     weight_bits: int = 32  # 32: float32 weights (and a matmul's); else the integer width (spiking_ddim.synapses)
     kept_outputs: int = 0  # outputs of calls fed by a delta encoder's change (kept across denoising steps)
+    accumulator_range: float = 0.0  # spike-fed integer-weight layer: largest |output - bias| over the run, in
+    # units of one accumulate of its channel's weight step by its site's finest level (spiking_ddim.widths)
+    overflows: int = 0  # accumulator values beyond the layer's recorded width, over all calls
 
     def __add__(self, other: "LayerCost") -> "LayerCost":
         return LayerCost(self.name, self.kind, self.calls + other.calls, self.spike_calls + other.spike_calls,
@@ -117,7 +125,8 @@ class LayerCost:
                          self.inputs + other.inputs, self.outputs + other.outputs,
                          self.spike_events + other.spike_events, max(self.weights, other.weights),
                          max(self.input_size, other.input_size), max(self.output_size, other.output_size),
-                         min(self.weight_bits, other.weight_bits), self.kept_outputs + other.kept_outputs)
+                         min(self.weight_bits, other.weight_bits), self.kept_outputs + other.kept_outputs,
+                         max(self.accumulator_range, other.accumulator_range), self.overflows + other.overflows)
 
 
 def _merge(a: list, b: list, key: Callable) -> list:
@@ -136,12 +145,13 @@ class CostReport:
     forwards: int = 0
     sites: list[SiteCost] = field(default_factory=list)  # in the order first called
     layers: list[LayerCost] = field(default_factory=list)
+    widths: Optional[dict] = None  # the widths the model recorded and the meter checked (spiking_ddim.widths)
 
     def __add__(self, other: "CostReport") -> "CostReport":
         """Runs of the same model (e.g. one per process) added up."""
         return CostReport(self.samples + other.samples, self.forwards + other.forwards,
                           _merge(self.sites, other.sites, lambda s: s.name),
-                          _merge(self.layers, other.layers, lambda lay: (lay.name, lay.kind)))
+                          _merge(self.layers, other.layers, lambda lay: (lay.name, lay.kind)), self.widths or other.widths)
 
     @property
     def spikes(self) -> float:
@@ -157,14 +167,15 @@ class CostReport:
         return self.spikes / self.neurons if self.neurons else 0.0
 
     def energy(self, num_images: int, constants: EnergyConstants = EnergyConstants(),
-               widths: Widths = Widths()) -> "EnergyReport":
+               widths: Optional[Widths] = None) -> "EnergyReport":
         """Per-image figures of a run that produced ``num_images`` images; ``widths``: those
-        the matched-precision estimates price at (:mod:`spiking_ddim.energy.matched`)."""
+        the matched-precision estimates price at (:mod:`spiking_ddim.energy.matched`; default:
+        the recorded ones, 32 bits where none)."""
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         if self.samples == 0:
             raise ValueError("the meter saw no forward pass of the model; run it inside measure_cost(model)")
-        return EnergyReport.of(self, num_images, constants, widths)
+        return EnergyReport.of(self, num_images, constants, widths or Widths.recorded(self.widths))
 
 
 @dataclass
@@ -191,6 +202,8 @@ class EnergyReport:
     memory: dict  # the memory-aware estimate (spiking_ddim.memory.MemoryEnergy), per image
     matched: dict  # estimate -> both networks at matched weight widths (spiking_ddim.energy.matched)
     ann_family: dict  # the ANN at fp32, W8A8, W4A8, W8A16, W8A32 -> estimate -> J per image
+    widths: Optional[dict]  # the recorded accumulator / state widths the run was checked against (None: none)
+    overflows: dict  # accumulators / states -> values beyond their recorded widths, over the run
     constants: dict
     neurobench: dict
     by_kind: dict  # conv / linear / matmul -> ann_macs, snn_macs, snn_acs per image
@@ -211,12 +224,14 @@ class EnergyReport:
         sites = [{"name": s.name, "part": network_part(s.name), "K": s.K, "neurons": s.neurons / report.samples,
                   "firing_rate": s.firing_rate, "spikes_per_image": s.spikes / n,
                   "acs_per_image": s.acs / n, "acs_per_spike": s.acs_per_spike,
-                  "neuron_updates_per_image": s.neuron_updates / n} for s in report.sites]
+                  "neuron_updates_per_image": s.neuron_updates / n, "state_range_lsbs": s.state_range,
+                  "overflows": s.overflows} for s in report.sites]
         layers = [{"name": lay.name, "kind": lay.kind,
                    "input": "spikes" if lay.spike_calls == lay.calls else ("analog" if lay.spike_calls == 0 else "mixed"),
                    "ann_macs_per_image": lay.ann_macs / n, "snn_macs_per_image": lay.snn_macs / n,
                    "snn_acs_per_image": lay.snn_acs / n, "ann_joules_per_image": joules(lay.ann_macs, 0) / n,
-                   "snn_joules_per_image": joules(lay.snn_macs, lay.snn_acs) / n} for lay in report.layers]
+                   "snn_joules_per_image": joules(lay.snn_macs, lay.snn_acs) / n, "weight_bits": lay.weight_bits,
+                   "accumulator_range_lsbs": lay.accumulator_range, "overflows": lay.overflows} for lay in report.layers]
         by_kind = {kind: {key: sum(row[f"{key}_per_image"] for row in layers if row["kind"] == kind)
                           for key in ("ann_macs", "snn_macs", "snn_acs")}
                    for kind in dict.fromkeys(row["kind"] for row in layers)}
@@ -232,7 +247,9 @@ class EnergyReport:
             memory=memory_energy(report.layers, report.sites, n).to_json(),
             matched={name: asdict(m) for name, m in
                      matched_energy(report.layers, report.sites, n, report.firing_rate, widths).items()},
-            ann_family=ann_family(report.layers, report.sites, n),
+            ann_family=ann_family(report.layers, report.sites, n), widths=report.widths,
+            overflows={"accumulators": sum(lay.overflows for lay in report.layers),
+                       "states": sum(s.overflows for s in report.sites)},
             constants={"mac_pj": c.mac_pj, "ac_pj": c.ac_pj, "int8_mac_pj": c.int8_mac_pj, "source": c.source},
             neurobench={"Dense": ann / report.samples, "Eff_MACs": macs / report.samples,
                         "Eff_ACs": acs / report.samples, "ActivationSparsity": sparsity,
@@ -262,7 +279,10 @@ class EnergyReport:
                 f"ANN {m['ratio_int8']:.3f} (SNN {m['snn_joules_per_image']:.3e} J/image)\n"
                 f"               at matched precision (SNN {self.matched['ops']['snn_precision']} against the "
                 f"{self.matched['ops']['ann_precision']} ANN): "
-                + ", ".join(f"{name} ratio {e['ratio']:.3f}" for name, e in self.matched.items()))
+                + ", ".join(f"{name} ratio {e['ratio']:.3f}" for name, e in self.matched.items())
+                + ("" if self.widths is None else
+                   f"\n               recorded widths checked: {self.overflows['accumulators']} accumulator and "
+                   f"{self.overflows['states']} state values beyond them"))
 
 
 def network_part(name: str) -> str:
