@@ -43,6 +43,7 @@ from torch import nn
 
 from fs_neurons import FSNeuron
 from fs_neurons.delta import DeltaFSNeuron
+from fs_neurons.graded import GradedDeltaNeuron
 
 from .run_state import check_denoiser, install_run_clock, remove_run_clock
 from .sites import fs_activations
@@ -64,14 +65,20 @@ class DeltaEncoder(DeltaFSNeuron):
         return self(exact(x))
 
 
-def install_encoders(model: nn.Module, K: int) -> None:
-    """Give every FSActivation of ``model`` one unfitted :class:`DeltaEncoder` of K steps per
-    call site (on its neurons' device) and ``model`` a run clock
-    (:func:`spiking_ddim.run_state.install_run_clock`); see the module docstring."""
+class GradedEncoder(GradedDeltaNeuron, DeltaEncoder):
+    """A call site's graded-change encoder (:mod:`fs_neurons.graded`): a run's first call sends
+    the site's full FS code, every later call one b-bit value per element that changed beyond
+    the dead zone (:class:`spiking_ddim.codings.GradedCoding`)."""
+
+
+def install_encoders(model: nn.Module, make: Callable[[], DeltaEncoder]) -> None:
+    """Give every FSActivation of ``model`` one unfitted encoder per call site, made by
+    ``make`` (say ``lambda: DeltaEncoder(K)``; on its neurons' device), and ``model`` a run
+    clock (:func:`spiking_ddim.run_state.install_run_clock`); see the module docstring."""
     check_denoiser(model)
     for _, act in fs_activations(model):
         device = act.neurons[0].h.device
-        act.encoders = nn.ModuleList(DeltaEncoder(K).to(device) for _ in range(act.num_sites))
+        act.encoders = nn.ModuleList(make().to(device) for _ in range(act.num_sites))
         act.encoders.train(act.training)
     install_run_clock(model)
 

@@ -20,7 +20,8 @@ Per image (every figure summed over the run's forward passes), with 32-bit words
 * Spike-fed layer call (SNN): one accumulate per AC (the exact count of
   :mod:`spiking_ddim.energy`), each reading one weight and reading and writing one
   output accumulator (buffer: the output of one image); each arriving spike is read once
-  from an input FIFO of ``fifo_words``.
+  from an input FIFO of ``fifo_words``. A graded event (:mod:`fs_neurons.graded`) costs
+  the same per output it reaches, with a MAC in place of the accumulate.
 * FS sites: each neuron update (K per neuron per call) adds once and reads and writes its
   membrane potential (buffer: the site's neurons of one image). A delta site's exact
   activation costs one MAC per neuron and call, and its kept value (the state of delta
@@ -122,10 +123,11 @@ def memory_energy(layers: Sequence, sites: Sequence, num_images: int,
             table["weights"] += dense_reads[0] * w_pj * scale
             table["activations"] += (dense_reads[1] * in_pj + lay.outputs * out_pj) * scale
         share = lay.snn_macs / lay.ann_macs if lay.ann_macs else 0.0  # the dense (analog-input) part of its calls
-        snn["ops"] += lay.snn_macs * c.mac_pj + lay.snn_acs * c.add_pj
-        snn["weights"] += share * dense_reads[0] * w_pj + lay.snn_acs * w_pj
+        fed = lay.snn_acs + lay.event_macs  # accumulates and graded events' MACs: a weight and an accumulator each
+        snn["ops"] += (lay.snn_macs + lay.event_macs) * c.mac_pj + lay.snn_acs * c.add_pj
+        snn["weights"] += share * dense_reads[0] * w_pj + fed * w_pj
         snn["activations"] += (share * (dense_reads[1] * in_pj + lay.outputs * out_pj)
-                               + 2 * lay.snn_acs * out_pj + lay.spike_events * c.word_pj(c.fifo_words * word))
+                               + 2 * fed * out_pj + lay.spike_events * c.word_pj(c.fifo_words * word))
     for site in sites:
         state_pj = c.word_pj(site.size * word)
         snn["ops"] += site.updates * c.add_pj + site.graded * c.mac_pj

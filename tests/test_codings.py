@@ -112,7 +112,7 @@ def test_codings_are_found_by_name_and_read_back_from_their_json():
     assert coding_from_json(delta.to_json()) == delta
     assert DeltaCoding().resolve(16) == DeltaCoding(K=8, spike_weight=0.0002)  # min(K, 8); the price's weight
     assert DeltaCoding(price="change").resolve(4).spike_weight == 0.01
-    with pytest.raises(SettingError, match="coding must be one of step, delta, got 'sigma'"):
+    with pytest.raises(SettingError, match="coding must be one of step, delta, graded, got 'sigma'"):
         as_coding("sigma")
     with pytest.raises(ValueError, match="has no setting 'steps'"):
         coding_from_json({"name": "delta", "steps": 3})

@@ -302,8 +302,8 @@ def test_a_conversion_that_fails_at_any_stage_leaves_the_model_as_it_was(monkeyp
     elif stage == "install_encoders":
         install = delta.install_encoders
 
-        def install_then_fail(model, K):
-            install(model, K)
+        def install_then_fail(model, make):
+            install(model, make)
             raise RuntimeError("injected failure after the encoders")
         monkeypatch.setattr(delta, "install_encoders", install_then_fail)
     else:

@@ -385,7 +385,7 @@ def test_bad_codings_are_clear_errors():
         generate(pipe, range(1), OPTIONS)
     plain = tiny_pipe()
     convert_pipeline(plain, K=4, method="ours")
-    with pytest.raises(ValueError, match="no delta-coded component"):
+    with pytest.raises(ValueError, match="no component coding changes"):
         fit_delta(plain, OPTIONS)
 
 

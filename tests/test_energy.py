@@ -349,3 +349,19 @@ def test_an_eight_bit_layer_is_priced_at_its_width_and_the_ann_beside_it():
     assert e.ann_family["W8A8"]["ops"] == pytest.approx(e.matched["ops"]["ann_joules_per_image"])
     expected = (report.layers[0].ann_macs * (0.2 * 2 + 0.1) + fed.snn_acs * 0.1) * 1e-12 / 5
     assert e.matched["ops"]["snn_joules_per_image"] == pytest.approx(expected)
+
+
+def test_graded_events_are_priced_as_macs_with_an_accumulates_memory_traffic():
+    from spiking_ddim.energy.matched import matched_energy
+    from spiking_ddim.memory import MemoryConstants
+
+    # one image: 4 graded 8-bit events reach 3 outputs each of an 8-bit linear layer (6 -> 3)
+    fed = LayerCost("b", "linear", calls=1, spike_calls=1, ann_macs=18, snn_macs=0, event_macs=12.0, event_bits=8,
+                    inputs=6, outputs=3, spike_events=4.0, weights=18, input_size=6, output_size=3, weight_bits=8)
+    m = matched_energy([fed], [], 1, 4 / 6)
+    pj = MemoryConstants().word_pj
+    assert m["ops"].snn_joules_per_image == pytest.approx(12 * (0.2 + 0.1) * 1e-12)
+    snn = 12 * 0.3 + 12 * pj(18) / 4 + 2 * 12 * pj(12) + 4 * pj(4000)  # weight (1 byte), 32-bit accumulator, FIFO
+    assert m["lemaire"].snn_joules_per_image == pytest.approx(snn * 1e-12)
+    e = CostReport(samples=1, forwards=1, layers=[fed]).energy(1)
+    assert e.snn_macs_per_image == 12 and e.snn_event_macs_per_image == 12 and e.snn_acs_per_image == 0

@@ -1,9 +1,11 @@
-"""Fitting delta encoders to the changes their sites see (see :mod:`spiking_ddim.delta`).
+"""Fitting the encoders of a coding of changes (delta, graded) to the changes their sites
+see (see :mod:`spiking_ddim.delta`).
 
 The pipeline samples a few images with its original activations while a
 :class:`~spiking_ddim.monitors.ChangeMonitor` records, per call site, |change| of the
-activation between consecutive denoising steps; each site's encoder is then fitted by the
-exact method to the identity on that distribution, a spike priced at ``spike_weight``
+activation between consecutive denoising steps; each site's encoder is then fitted to
+that distribution by its coding (:meth:`~spiking_ddim.codings.ChangeCoding.fit_jobs`): a
+delta encoder by the exact method to the identity (:func:`fit_fs_jobs`), a spike priced at ``spike_weight``
 times the site's mean squared change or activation (``price``), and, with ``cost="acs"``,
 times what it costs downstream: the accumulates one spike of the site causes in the layer
 it feeds over the model's mean (a probe pass of one image under
@@ -27,7 +29,7 @@ from fs_neurons.search_config import OursConfig
 from fs_neurons.state import reset_net
 from fs_neurons.utils.seeds import stream
 
-from ..codings import DeltaCoding
+from ..codings import ChangeCoding, DeltaCoding
 from ..delta import encoders
 from ..energy import measure_cost
 from ..held_out import delta_fit_seeds
@@ -46,7 +48,7 @@ def _binary_start(samples: torch.Tensor, K: int) -> tuple[list[float], list[floa
     return h, T
 
 
-class _Job(NamedTuple):
+class Job(NamedTuple):
     """One encoder to fit: its label, the encoder, its site's |change| samples, the site's mean
     squared activation and its relative fan-out (1 unless priced by accumulates)."""
 
@@ -78,7 +80,7 @@ def fit_delta(
     search: OursConfig = CALIBRATION_SEARCH,
     **settings,
 ) -> list[dict]:
-    """Fit every delta encoder of a converted pipeline to the changes its site sees when the
+    """Fit every change encoder (delta, graded) of a converted pipeline to the changes its site sees when the
     pipeline samples ``images`` images with ``options`` (the original network's run,
     images from the ``calibration-inputs`` stream of ``seed``), in place, and record the
     fit in the model's history. The exact method (``ours``, the calibration search) fits
@@ -103,7 +105,7 @@ def fit_delta(
               for name, model in models.items()}
     monitors = _record_changes(pipe, models, options, coding.images, seed, batch_size, progress)
     jobs, silent = _jobs(models, monitors, fanout)
-    results = _fit_jobs(jobs, coding, seed, search, progress)
+    results = coding.fit_jobs(jobs, seed, search, progress)
     for label, encoder in silent:
         K = encoder.K
         encoder.set_params([0.0] * K, [0.0] * K, [1e30] * K)
@@ -112,7 +114,7 @@ def fit_delta(
     for model in models.values():
         reset_net(model)
         model.fs_config = replace(model.fs_config, coding=coding)
-        add_event(model, "delta-fit", images=coding.images, image_seeds=delta_fit_seeds(coding.images, seed),
+        add_event(model, "delta-fit", coding=coding.name, images=coding.images, image_seeds=delta_fit_seeds(coding.images, seed),
                   steps=options.steps, seed=seed, spike_weight=coding.spike_weight,
                   price=coding.price, cost=coding.cost, sites=len(results),
                   spikes_per_change=sum(r["spikes_per_change"] for r in results) / len(results))
@@ -138,7 +140,7 @@ def _record_changes(pipe: DiffusionPipeline, models: dict[str, nn.Module], optio
 
 
 def _jobs(models: dict[str, nn.Module], monitors: dict[str, ChangeMonitor],
-          fanout: dict[str, dict[str, float]]) -> tuple[list[_Job], list[tuple[str, nn.Module]]]:
+          fanout: dict[str, dict[str, float]]) -> tuple[list[Job], list[tuple[str, nn.Module]]]:
     """The encoders to fit (their site changed) and those that never spike (it never did), labelled."""
     jobs, silent = [], []
     for name, model in models.items():
@@ -149,15 +151,15 @@ def _jobs(models: dict[str, nn.Module], monitors: dict[str, ChangeMonitor],
                 if float(samples.max()) <= 0:  # nothing ever changed: an encoder that never spikes
                     silent.append((label, encoder))
                     continue
-                jobs.append(_Job(label, encoder, samples, monitors[name].mean_square(act, i),
+                jobs.append(Job(label, encoder, samples, monitors[name].mean_square(act, i),
                                  fanout[name].get(f"{path}[{i}]", 1.0)))
     return jobs, silent
 
 
-def _fit_jobs(jobs: list[_Job], coding: DeltaCoding, seed: int, search: OursConfig, progress: Progress) -> list[dict]:
-    """Fit every job's encoder (one batched search per K), in place; one result dict each."""
+def fit_fs_jobs(jobs: list[Job], coding: DeltaCoding, seed: int, search: OursConfig, progress: Progress) -> list[dict]:
+    """Fit every job's delta encoder (one batched search per K), in place; one result dict each."""
     results = []
-    by_K: dict[int, list[_Job]] = {}
+    by_K: dict[int, list[Job]] = {}
     for job in jobs:
         by_K.setdefault(job.encoder.K, []).append(job)
     total = len(by_K) * search.iterations  # the exact-gradient steps of every search, for progress
@@ -178,11 +180,11 @@ def _fit_jobs(jobs: list[_Job], coding: DeltaCoding, seed: int, search: OursConf
     return results
 
 
-def _fit_coding(models: dict[str, nn.Module], settings: dict) -> DeltaCoding:
-    """The delta coding a fit of ``models`` uses: theirs, with ``settings`` given to
+def _fit_coding(models: dict[str, nn.Module], settings: dict) -> ChangeCoding:
+    """The coding of changes a fit of ``models`` uses: theirs, with ``settings`` given to
     :func:`fit_delta` in place of its own (checked; :class:`SettingError` naming the setting)."""
     if not models:
-        raise ValueError("this pipeline has no delta-coded component: convert it with coding='delta'")
+        raise ValueError("this pipeline has no component coding changes: convert it with coding='delta' or 'graded'")
     unknown = sorted(set(settings) - {"images", "spike_weight", "price", "cost"})
     if unknown:
         raise TypeError(f"fit_delta() got an unexpected keyword argument {unknown[0]!r}")

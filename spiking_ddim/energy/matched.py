@@ -19,7 +19,9 @@ Operations (45 nm, Horowitz, ISSCC 2014): float32 MAC 4.6 pJ, add 0.9 pJ; intege
 8 / 16 / 32 bits 0.03 / 0.05 / 0.1 pJ, multiply 8 x 8 bits 0.2 pJ, scaled by the product
 of the operand widths for others (an array multiplier's size; his 32 x 32 figure is
 3.1 pJ, the table's entry for it). A MAC = a multiply + an add at the accumulator's
-width; an AC (one spike reaching one output) = an add.
+width; an AC (one spike reaching one output) = an add; a graded event (a b-bit value,
+:mod:`fs_neurons.graded`) reaching one output = a multiply of the weight by its value + an
+add, with the same weight read and accumulator traffic as an AC.
 
 Estimates (:data:`ESTIMATES`):
 
@@ -193,13 +195,15 @@ def _price_snn(p: _Prices, layers: Sequence, sites: Sequence, w: Widths) -> tupl
         acc = w.accumulator(lay.name)
         share = _split(lay)[0]
         _dense(p, lay, share, _act_bits(lay.weight_bits, w.snn_analog_bits), acc, t)
-        ops = lay.snn_acs * p.add(acc, lay.weight_bits >= FLOAT_BITS)
-        weights = lay.snn_acs * p.access(lay.weights, lay.weight_bits)
+        fed = lay.snn_acs + lay.event_macs  # each reads a weight and updates an accumulator
+        ops = (lay.snn_acs * p.add(acc, lay.weight_bits >= FLOAT_BITS)
+               + lay.event_macs * p.mac(lay.weight_bits, lay.event_bits or FLOAT_BITS, acc))
+        weights = fed * p.access(lay.weights, lay.weight_bits)
         fifo = lay.spike_events * p.access(p.c.fifo_words, FLOAT_BITS)
         if output_stationary:  # once per output and call, (read where kept and) written
             accumulators = ((1 - share) * lay.outputs + lay.kept_outputs) * p.access(lay.output_size, acc)
         else:  # a read-modify-write per accumulate
-            accumulators = 2 * lay.snn_acs * p.access(lay.output_size, acc)
+            accumulators = 2 * fed * p.access(lay.output_size, acc)
             events += accumulators
         t["ops"] += ops
         t["weights"] += weights

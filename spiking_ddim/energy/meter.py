@@ -50,10 +50,11 @@ class CostMeter:
         self._site_spikes: dict[str, torch.Tensor] = {}
         self._layers: dict[tuple[str, str], LayerCost] = {}
         self._layer_acs: dict[tuple[str, str], torch.Tensor] = {}
+        self._layer_event_macs: dict[tuple[str, str], torch.Tensor] = {}
         self._layer_events: dict[tuple[str, str], torch.Tensor] = {}
         self._site_acs: dict[str, torch.Tensor] = {}  # ACs each site's spikes cost downstream
-        # FS outputs -> (spike counts, site, whether a delta encoder's change)
-        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str, bool]] = {}
+        # FS outputs -> (spike counts, site, whether a delta encoder's change, bits of its events' values: 0 spikes)
+        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str, bool, int]] = {}
         self._stack: list[str] = []
         self._spy = MatmulSpy(self._on_matmul)
         self._handles: list = []
@@ -105,7 +106,7 @@ class CostMeter:
                 self._spy.__exit__(None, None, None)
                 self._spiking.clear()
 
-    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str, graded: bool) -> None:
+    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str, graded: bool, value_bits: int) -> None:
         key = id(out)
 
         def forget(ref: weakref.ref) -> None:
@@ -113,10 +114,10 @@ class CostMeter:
             if entry is not None and entry[0] is ref:
                 del self._spiking[key]
 
-        self._spiking[key] = (weakref.ref(out, forget), count, site, graded)
+        self._spiking[key] = (weakref.ref(out, forget), count, site, graded, value_bits)
 
-    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str, bool]]:
-        """(spike-count map, site name, graded) when ``x`` is an FS site's output, else None."""
+    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str, bool, int]]:
+        """(spike-count map, site name, graded, value bits) when ``x`` is an FS site's output, else None."""
         entry = self._spiking.get(id(x))
         return entry[1:] if entry is not None and entry[0]() is x else None
 
@@ -136,7 +137,8 @@ class CostMeter:
             site.graded += out.numel()
         self._site_spikes[name] += count.sum(dtype=torch.float64)
         self._state_range(site, neuron, out)
-        self._tag(out, count, name, bool(neuron.graded))
+        values = getattr(neuron, "carries_values", False)
+        self._tag(out, count, name, bool(neuron.graded), neuron.bits if values else 0)
 
     def _on_input(self, name: str, neuron: FSNeuron, args: tuple) -> None:
         if args and isinstance(args[0], torch.Tensor):
@@ -181,7 +183,7 @@ class CostMeter:
         if spikes is None:
             cost.snn_macs += macs
             return
-        count, site, graded = spikes
+        count, site, graded, value_bits = spikes
         cost.spike_calls += 1
         if graded:
             cost.kept_outputs += out.numel()
@@ -190,8 +192,10 @@ class CostMeter:
             bits = self.widths["accumulators"].get(path)
             self._note(("layer", path), accumulator_lsbs(layer, out, lsb), bits, bits and top(bits))
         key = (path, cost.kind)
-        acs = layer_acs(layer, count)
-        self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs
+        acs = layer_acs(layer, count)  # a graded event's value: one MAC per output it reaches
+        table = self._layer_event_macs if value_bits else self._layer_acs
+        table[key] = table.get(key, 0.0) + acs
+        cost.event_bits = max(cost.event_bits, value_bits)
         self._layer_events[key] = self._layer_events.get(key, 0.0) + count.sum(dtype=torch.float64)
         self._site_acs[site] = self._site_acs.get(site, 0.0) + acs
 
@@ -214,6 +218,7 @@ class CostMeter:
                          if math.isfinite(s.lsb) else 0.0,
                          overflows=int(self._overflows.get(("site", s.name), 0))) for s in self._sites.values()]
         layers = [replace(lay, snn_acs=float(self._layer_acs.get(key, 0.0)),
+                          event_macs=float(self._layer_event_macs.get(key, 0.0)),
                           spike_events=float(self._layer_events.get(key, 0.0)),
                           accumulator_range=float(self._ranges.get(("layer", key[0]), 0.0)) if key[1] != "matmul" else 0.0,
                           overflows=int(self._overflows.get(("layer", key[0]), 0)) if key[1] != "matmul" else 0)

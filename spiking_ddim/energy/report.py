@@ -118,6 +118,8 @@ class LayerCost:
     accumulator_range: float = 0.0  # spike-fed integer-weight layer: largest |output - bias| over the run, in
     # units of one accumulate of its channel's weight step by its site's finest level (spiking_ddim.widths)
     overflows: int = 0  # accumulator values beyond the layer's recorded width, over all calls
+    event_macs: float = 0.0  # MACs of graded events (a value each, one MAC per output it reaches)
+    event_bits: int = 0  # bits of those events' values
 
     def __add__(self, other: "LayerCost") -> "LayerCost":
         return LayerCost(self.name, self.kind, self.calls + other.calls, self.spike_calls + other.spike_calls,
@@ -126,7 +128,8 @@ class LayerCost:
                          self.spike_events + other.spike_events, max(self.weights, other.weights),
                          max(self.input_size, other.input_size), max(self.output_size, other.output_size),
                          min(self.weight_bits, other.weight_bits), self.kept_outputs + other.kept_outputs,
-                         max(self.accumulator_range, other.accumulator_range), self.overflows + other.overflows)
+                         max(self.accumulator_range, other.accumulator_range), self.overflows + other.overflows,
+                         self.event_macs + other.event_macs, max(self.event_bits, other.event_bits))
 
 
 def _merge(a: list, b: list, key: Callable) -> list:
@@ -186,7 +189,8 @@ class EnergyReport:
     num_images: int
     forwards_per_image: float
     ann_macs_per_image: float
-    snn_macs_per_image: float
+    snn_macs_per_image: float  # dense MACs and graded events' MACs
+    snn_event_macs_per_image: float  # of which graded events' (one per output an event's value reaches)
     snn_acs_per_image: float
     neuron_updates_per_image: float
     spikes_per_image: float
@@ -215,7 +219,7 @@ class EnergyReport:
         n = num_images
         joules = lambda macs, acs: (macs * c.mac_pj + acs * c.ac_pj) * 1e-12  # noqa: E731
         ann = sum(lay.ann_macs for lay in report.layers)
-        macs = sum(lay.snn_macs for lay in report.layers)
+        macs = sum(lay.snn_macs + lay.event_macs for lay in report.layers)
         acs = sum(lay.snn_acs for lay in report.layers)
         updates = sum(s.neuron_updates for s in report.sites)
         steps = report.samples / n
@@ -228,9 +232,10 @@ class EnergyReport:
                   "overflows": s.overflows} for s in report.sites]
         layers = [{"name": lay.name, "kind": lay.kind,
                    "input": "spikes" if lay.spike_calls == lay.calls else ("analog" if lay.spike_calls == 0 else "mixed"),
-                   "ann_macs_per_image": lay.ann_macs / n, "snn_macs_per_image": lay.snn_macs / n,
+                   "ann_macs_per_image": lay.ann_macs / n, "snn_macs_per_image": (lay.snn_macs + lay.event_macs) / n,
                    "snn_acs_per_image": lay.snn_acs / n, "ann_joules_per_image": joules(lay.ann_macs, 0) / n,
-                   "snn_joules_per_image": joules(lay.snn_macs, lay.snn_acs) / n, "weight_bits": lay.weight_bits,
+                   "snn_joules_per_image": joules(lay.snn_macs + lay.event_macs, lay.snn_acs) / n,
+                   "weight_bits": lay.weight_bits,
                    "accumulator_range_lsbs": lay.accumulator_range, "overflows": lay.overflows} for lay in report.layers]
         by_kind = {kind: {key: sum(row[f"{key}_per_image"] for row in layers if row["kind"] == kind)
                           for key in ("ann_macs", "snn_macs", "snn_acs")}
@@ -238,6 +243,7 @@ class EnergyReport:
         return cls(
             num_images=n, forwards_per_image=steps,
             ann_macs_per_image=ann / n, snn_macs_per_image=macs / n, snn_acs_per_image=acs / n,
+            snn_event_macs_per_image=sum(lay.event_macs for lay in report.layers) / n,
             neuron_updates_per_image=updates / n, spikes_per_image=report.spikes / n,
             spikes_per_neuron=report.firing_rate, activation_sparsity=sparsity,
             ann_joules_per_image=ann_j, snn_joules_per_image=snn_j, ratio=snn_j / ann_j if ann_j else math.nan,
