@@ -9,7 +9,8 @@ images, where scored); the energy per image of :func:`energy_fields`: ``energy_r
 ``memory_ratio`` / ``memory_ratio_int8`` (memory-aware estimate), joules per image and
 per step, ``snn_acs_per_image``, ``snn_macs_per_image``, ``spikes_per_neuron`` (per neuron
 per call); at matched weight widths (:mod:`spiking_ddim.energy.matched`), per estimate E
-(``ops``, ``lemaire``, ``output_stationary``): ``matched_ratio_E`` and ``break_even_E``
+(``ops``, ``lemaire``, ``output_stationary``): ``matched_ratio_E``, ``matched_snn_joules_E`` and
+``matched_ann_joules_E`` (per image) and ``break_even_E``
 (spikes per neuron per call at which the SNN costs what the ANN costs; None: never), with
 ``matched_ann_precision`` / ``matched_snn_precision``. Rows are merged by a key of the caller's (:func:`merge_rows`); a table's rows
 share their settings (:func:`settings_conflict`).
@@ -69,6 +70,8 @@ def matched_fields(energy: EnergyReport) -> dict:
     for name, e in energy.matched.items():
         key = name.replace("-", "_")
         row[f"matched_ratio_{key}"] = e["ratio"]
+        row[f"matched_snn_joules_{key}"] = e["snn_joules_per_image"]
+        row[f"matched_ann_joules_{key}"] = e["ann_joules_per_image"]
         row[f"break_even_{key}"] = e["break_even"]
     return row
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""Quality against energy at matched precision: the ANN family beside SNN points, per estimate.
+
+Each point is a set of ``spiking-ddim sample`` conversion flags, made by the package's
+recipe from the embedded digits DDIM and sampled from the same noise as the float32
+original (``--num-images`` images, ``--steps`` DDIM steps): PSNR with its per-image spread,
+KID against the held-out digits, spikes, and the energy per image under the three
+estimates of :mod:`spiking_ddim.energy.matched` (45 nm operations, Lemaire's memory-aware
+dataflow, output-stationary), every network at its own weight widths, with each point's
+break-even. The ANN family's rows (fp32, W8A8, W8A16, W8A32, W4A8) are
+``eval/results/quantized_ann.json``'s (run ``eval/quantized_ann.py`` first).
+:mod:`spiking_ddim.benchmarks.plane` holds the table, the plot and the dominance statement.
+
+Writes eval/results/precision_plane.{json,md,png}, the JSON after every point;
+``--replot`` rewrites the .md and .png from the .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fs_neurons.utils.files import atomic_write_text
+from spiking_ddim.benchmarks import plane
+from spiking_ddim.benchmarks.rows import merge_rows, original_run
+from spiking_ddim.pipelines import SamplingOptions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POINTS = {  # the 8-bit points first: a long run that stops early leaves the ones the targets name
+    "delta+all K=8, 8-bit": "--K 8 --coding delta --spiking all --calibrate --weight-bits 8 --narrow-widths",
+    "delta K=8, 8-bit": "--K 8 --coding delta --weight-bits 8 --narrow-widths",
+    "graded+all K=8, 8-bit": "--K 8 --coding graded --spiking all --calibrate --weight-bits 8 --narrow-widths",
+    "graded K=8, 8-bit": "--K 8 --coding graded --weight-bits 8 --narrow-widths",
+    "delta+all K=8": "--K 8 --coding delta --spiking all --calibrate",
+    "delta K=8": "--K 8 --coding delta",
+    "step K=8 +cal": "--K 8 --calibrate",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--points", nargs="*", metavar="LABEL=FLAGS",
+                   help="points to measure, each a label and the conversion flags of spiking-ddim sample, e.g. "
+                        "'delta K=8=--K 8 --coding delta' (default: " + "; ".join(POINTS) + ")")
+    p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    p.add_argument("--replot", action="store_true", help="rewrite the .md and .png from the existing .json")
+    args = p.parse_args(argv)
+    points = POINTS
+    if args.points is not None:
+        if not all("=--" in t for t in args.points):
+            p.error("--points: each point is LABEL=FLAGS, the flags starting with --, e.g. 'delta K=8=--K 8 --coding delta'")
+        points = {label: "--" + flags for label, _, flags in (t.partition("=--") for t in args.points)}
+    try:
+        for flags in points.values():
+            plane.point_spec(flags)
+    except ValueError as e:
+        p.error(str(e))
+    args.parsed = points
+    return args
+
+
+def ann_rows(out_dir: Path, data: dict) -> list[dict]:
+    """The ANN family's rows from quantized_ann.json (measured with the same settings), fp32 first."""
+    q = json.loads((out_dir / "quantized_ann.json").read_text())
+    for k in ("num_images", "steps", "seed"):
+        if q[k] != data[k]:
+            raise SystemExit(f"error: quantized_ann.json has {k}={q[k]}, this run {data[k]}: run eval/quantized_ann.py "
+                             "with the same settings")
+    fp32 = {"precision": "fp32", "psnr": None, "kid_mean": q["original_kid"],
+            **{f"joules_per_image_{k}": v for k, v in q["fp32_joules_per_image"].items()}}
+    return [fp32] + q["rows"]
+
+
+def write(out_dir: Path, data: dict) -> None:
+    atomic_write_text(out_dir / "precision_plane.json", json.dumps(data, indent=1) + "\n")
+    atomic_write_text(out_dir / "precision_plane.md", plane.markdown(data))
+    plane.plot(data, out_dir / "precision_plane.png")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    path = args.out_dir / "precision_plane.json"
+    if args.replot:
+        write(args.out_dir, json.loads(path.read_text()))
+    else:
+        if any((args.out_dir / f"precision_plane.{x}").exists() for x in ("json", "md", "png")) and not args.overwrite:
+            print(f"error: {args.out_dir}/precision_plane.* exist; pass --overwrite to replace them", file=sys.stderr)
+            return 2
+        data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
+        data["ann"] = ann_rows(args.out_dir, data)
+        run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
+        data["original_kid"] = run.kid_mean
+        for label, flags in tqdm(args.parsed.items(), desc="points", unit="point", dynamic_ncols=True):
+            row = plane.snn_row(run, label, flags, args.num_images, args.batch_size, args.seed)
+            data["points"] = merge_rows(data["points"], [row], lambda r: r["label"], sort=False)
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            write(args.out_dir, data)
+    print((args.out_dir / "precision_plane.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
