@@ -84,3 +84,12 @@ def test_sample_with_8_bit_synapses_records_them_in_metrics_json(cli, tmp_path):
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert metrics["weight_bits"] == 8 and metrics["history"][0]["weight_bits"] == 8
     assert metrics["history"][0]["quantized_layers"] > 0
+
+
+def test_weight_bits_on_an_already_converted_model_is_a_one_line_error(cli, tmp_path):
+    pipe = tiny_ddpm()
+    convert_pipeline(pipe, K=4, method="ours")
+    save_pipeline(pipe, tmp_path / "fs")
+    code, _, err = cli("sample", "--model", tmp_path / "fs", "--weight-bits", "8", "--num-images", "1", "--steps", "2",
+                       "--real", "none", "--reference", "self", "--out", tmp_path / "s")
+    assert code != 0 and "already converted; --weight-bits apply to plain pipelines" in err and "Traceback" not in err
