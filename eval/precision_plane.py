@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,7 +28,10 @@ from tqdm import tqdm
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks import plane
 from spiking_ddim.benchmarks.rows import merge_rows, original_run
+from spiking_ddim.cli.common import spec_from_flags
+from spiking_ddim.cli.flags import add_conversion_args
 from spiking_ddim.pipelines import SamplingOptions
+from spiking_ddim.spec import ConversionSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = {  # the 8-bit points first: a long run that stops early leaves the ones the targets name
@@ -60,12 +64,23 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error("--points: each point is LABEL=FLAGS, the flags starting with --, e.g. 'delta K=8=--K 8 --coding delta'")
         points = {label: "--" + flags for label, _, flags in (t.partition("=--") for t in args.points)}
     try:
-        for flags in points.values():
-            plane.point_spec(flags)
+        args.parsed = {label: (flags, point_spec(flags)) for label, flags in points.items()}
     except ValueError as e:
         p.error(str(e))
-    args.parsed = points
     return args
+
+
+def point_spec(flags: str) -> ConversionSpec:
+    """The conversion ``flags`` name (those of ``spiking-ddim sample``), by the command line's
+    own parser; ``ValueError`` naming a bad flag."""
+    p = argparse.ArgumentParser(prog="point", add_help=False, exit_on_error=False)
+    add_conversion_args(p)
+    p.add_argument("--calibrate", action="store_true", default=None)
+    p.add_argument("--calibration-images", type=int)
+    try:
+        return spec_from_flags(p.parse_args(shlex.split(flags)))
+    except (argparse.ArgumentError, SystemExit) as e:
+        raise ValueError(f"point {flags!r}: {e}") from None
 
 
 def ann_rows(out_dir: Path, data: dict) -> list[dict]:
@@ -99,8 +114,8 @@ def main(argv=None) -> int:
         data["ann"] = ann_rows(args.out_dir, data)
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
         data["original_kid"] = run.kid_mean
-        for label, flags in tqdm(args.parsed.items(), desc="points", unit="point", dynamic_ncols=True):
-            row = plane.snn_row(run, label, flags, args.num_images, args.batch_size, args.seed)
+        for label, (flags, spec) in tqdm(args.parsed.items(), desc="points", unit="point", dynamic_ncols=True):
+            row = plane.snn_row(run, label, flags, spec, args.num_images, args.batch_size, args.seed)
             data["points"] = merge_rows(data["points"], [row], lambda r: r["label"], sort=False)
             args.out_dir.mkdir(parents=True, exist_ok=True)
             write(args.out_dir, data)

@@ -2,9 +2,9 @@
 for the ANN family (fp32, W8A8, W8A16, W8A32, W4A8; ``eval/quantized_ann.py``'s rows) and
 SNN points, each priced at matched weight widths (:mod:`spiking_ddim.energy.matched`).
 
-A point is named by the conversion flags of ``spiking-ddim sample`` (``--K 8 --coding delta
---weight-bits 8``), parsed by the command line's own parser into a
-:class:`~spiking_ddim.spec.ConversionSpec`, so a row's ``command`` reproduces it. A row holds
+A point is a :class:`~spiking_ddim.spec.ConversionSpec` with the conversion flags of
+``spiking-ddim sample`` that name it (``--K 8 --coding delta --weight-bits 8``; the driver
+parses them with the command line's parser), so a row's ``command`` reproduces it. A row holds
 :mod:`.rows`' keys (PSNR and its spread, KID, the matched-precision ratios and break-evens)
 and ``joules_per_image_E`` under every estimate E. :func:`dominance` says, per estimate,
 which points dominate which (no worse in PSNR and energy, better in one).
@@ -12,8 +12,6 @@ which points dominate which (no worse in PSNR and energy, better in one).
 
 from __future__ import annotations
 
-import argparse
-import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -26,24 +24,10 @@ TITLES = {"ops": "45 nm operations", "lemaire": "memory-aware, Lemaire's dataflo
           "output_stationary": "memory-aware, output-stationary"}
 
 
-def point_spec(flags: str) -> ConversionSpec:
-    """The conversion ``flags`` name (those of ``spiking-ddim sample``); ``ValueError`` naming a bad flag."""
-    from ..cli.common import spec_from_flags
-    from ..cli.flags import add_conversion_args
-
-    p = argparse.ArgumentParser(prog="point", add_help=False, exit_on_error=False)
-    add_conversion_args(p)
-    p.add_argument("--calibrate", action="store_true", default=None)
-    p.add_argument("--calibration-images", type=int)
-    try:
-        args = p.parse_args(shlex.split(flags))
-        return spec_from_flags(args)
-    except (argparse.ArgumentError, SystemExit) as e:
-        raise ValueError(f"point {flags!r}: {e}") from None
-
-
-def snn_row(run: OriginalRun, label: str, flags: str, num_images: int, batch_size: int, seed: int) -> dict:
-    """The row of the point ``flags`` (converted from ``run``'s pipeline by the recipe), scored against ``run``."""
+def snn_row(run: OriginalRun, label: str, flags: str, spec: ConversionSpec, num_images: int, batch_size: int,
+            seed: int) -> dict:
+    """The row of the point ``spec`` (converted from ``run``'s pipeline by the recipe), scored
+    against ``run``; ``flags``: the command-line flags that name it."""
     import copy
     import time
 
@@ -51,7 +35,7 @@ def snn_row(run: OriginalRun, label: str, flags: str, num_images: int, batch_siz
 
     fs = copy.deepcopy(run.pipe)
     t0 = time.perf_counter()
-    prepare(fs, point_spec(flags), run.options)
+    prepare(fs, spec, run.options)
     fit = round(time.perf_counter() - t0, 1)
     row = {"label": label, "flags": flags, "command": f"spiking-ddim sample {flags}", "fit_seconds": fit,
            **measure(fs, run.images, run.real, run.options, num_images, batch_size, seed)}
