@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks import plane
+from spiking_ddim.benchmarks.args import add_run_args
 from spiking_ddim.benchmarks.rows import merge_rows, original_run
 from spiking_ddim.cli.common import spec_from_flags
 from spiking_ddim.cli.flags import add_conversion_args
@@ -50,13 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--points", nargs="*", metavar="LABEL=FLAGS",
                    help="points to measure, each a label and the conversion flags of spiking-ddim sample, e.g. "
                         "'delta K=8=--K 8 --coding delta' (default: " + "; ".join(POINTS) + ")")
-    p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
-    p.add_argument("--replot", action="store_true", help="rewrite the .md and .png from the existing .json")
+    add_run_args(p, RESULTS, "point")
     args = p.parse_args(argv)
     points = POINTS
     if args.points is not None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
+from spiking_ddim.benchmarks.args import add_run_args
 from spiking_ddim.benchmarks.baselines import ann_row, family_of, markdown, reprice
 from spiking_ddim.benchmarks.rows import original_run
 from spiking_ddim.defaults import DEFAULT_MODEL
@@ -37,13 +38,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precisions", nargs="+", default=["W8A8", "W8A16", "W8A32", "W4A8"],
                    help="precisions W<bits>A<bits> (A32: float activations) (default: %(default)s)")
-    p.add_argument("--num-images", type=int, default=1000, help="images per row (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
-    p.add_argument("--replot", action="store_true", help="rewrite the .md from the existing .json")
+    add_run_args(p, RESULTS, "row")
     p.add_argument("--reprice", action="store_true",
                    help="price the existing .json's rows again under every estimate and rewrite both files")
     args = p.parse_args(argv)

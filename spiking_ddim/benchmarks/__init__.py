@@ -7,7 +7,10 @@
 * :mod:`.table`: the network table's jobs, rows, table and plots;
 * :mod:`.budgets`: the energy frontier of budgeted calibration: dominance, table and plot;
 * :mod:`.architectures`: hub pipelines' architectures with random weights;
-* :mod:`.noise`: the noise floor's variants, spreads and the sentence every table prints.
+* :mod:`.noise`: the noise floor's variants, spreads and the sentence every table prints;
+* :mod:`.baselines`: quantised ANN baselines and their table;
+* :mod:`.plane`: quality against energy at matched precision, per estimate;
+* :mod:`.args`: the flags the drivers share.
 
 The scripts in ``eval/`` parse their flags, call these and write the files.
 """
