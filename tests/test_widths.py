@@ -42,7 +42,10 @@ def test_ranges_are_counted_in_lsbs_and_values_beyond_a_recorded_width_are_overf
         # by hand: |output - bias| over (weight scale of its channel x the site's finest level, 0.01)
         lsbs = (out - model[1].bias).abs() / (model[1].weight_scale * 0.01)
     state = torch.maximum(x.abs(), sent.abs()) / 0.01  # the membrane starts at the input; the output
-    with CostMeter(model) as meter:  # no widths recorded: ranges measured, nothing counted
+    with CostMeter(model) as meter:  # a plain meter measures no ranges
+        model(x)
+    assert meter.report().layers[0].accumulator_range == 0 and meter.report().sites[0].state_range == 0
+    with CostMeter(model, ranges=True) as meter:  # no widths recorded: ranges measured, nothing counted
         model(x)
     report = meter.report()
     assert report.layers[0].accumulator_range == pytest.approx(float(lsbs.max()), rel=1e-5)

@@ -35,12 +35,14 @@ class CostMeter:
     """Counts spikes and operations of every forward pass of ``model`` while open (see
     the module docstring); ``report()`` returns the totals so far. ``others`` are further
     modules by name prefix, whose operations count but whose passes are not samples.
-    It also measures the ranges of accumulators and site state (:mod:`spiking_ddim.widths`)
-    and, given recorded ``widths``, counts the values beyond them."""
+    With ``ranges`` it also measures the ranges of accumulators (layers with integer
+    weights) and site state (:mod:`spiking_ddim.widths`) and, given recorded ``widths``,
+    counts the values beyond them."""
 
     def __init__(self, model: nn.Module, others: Optional[dict[str, nn.Module]] = None,
-                 widths: Optional[dict[str, dict[str, int]]] = None):
+                 widths: Optional[dict[str, dict[str, int]]] = None, ranges: bool = False):
         self.parts = [("", model, True)] + [(f"{name}.", m, False) for name, m in (others or {}).items()]
+        self.ranges = ranges or widths is not None
         self.recorded = widths
         self.widths = widths or {"accumulators": {}, "states": {}}
         self._inputs: dict[str, torch.Tensor] = {}  # an FS neuron's input, until its spikes are reported
@@ -75,7 +77,9 @@ class CostMeter:
         self._handles.append(module.register_forward_hook(functools.partial(self._exit, path), always_call=True))
         if isinstance(module, FSNeuron):
             self._handles.append(module.register_spike_hook(functools.partial(self._on_spikes, site_name(path))))
-            self._handles.append(module.register_forward_pre_hook(functools.partial(self._on_input, site_name(path))))
+            if self.ranges:
+                self._handles.append(module.register_forward_pre_hook(functools.partial(self._on_input,
+                                                                                        site_name(path))))
         elif isinstance(module, LAYER_TYPES):
             self._handles.append(module.register_forward_hook(functools.partial(self._on_layer, path)))
         elif isinstance(module, PASS_THROUGH):
@@ -155,6 +159,8 @@ class CostMeter:
         """A site's state this call: its input (a membrane's start) or its output (a kept
         value), their sum for a delta encoder (whose membrane starts at the change)."""
         x = self._inputs.pop(site.name, None)
+        if not self.ranges:
+            return
         site.lsb = min(site.lsb, finest_level(neuron))
         if x is None or x.shape != out.shape or not math.isfinite(site.lsb):
             return
@@ -188,7 +194,7 @@ class CostMeter:
         if graded:
             cost.kept_outputs += out.numel()
         lsb = self._sites[site].lsb
-        if cost.weight_bits < 32 and math.isfinite(lsb):
+        if self.ranges and cost.weight_bits < 32 and math.isfinite(lsb):
             bits = self.widths["accumulators"].get(path)
             self._note(("layer", path), accumulator_lsbs(layer, out, lsb), bits, bits and top(bits))
         key = (path, cost.kind)
@@ -238,22 +244,25 @@ def _sizes(cost: LayerCost, inputs: int, out: torch.Tensor) -> None:
 
 def measure_cost(model: Union[nn.Module, "DiffusionPipeline"]) -> CostMeter:
     """A context manager counting spikes and operations of ``model``'s forward passes, or
-    of a pipeline's UNet passes and its other model components, checking the widths
-    the model's record holds (``fs_config.widths``, :mod:`spiking_ddim.widths`)::
+    of a pipeline's UNet passes and its other model components; for a model with integer
+    synapses (its record's ``weight_bits``) also the ranges of accumulators and state,
+    checked against the widths its record holds (``fs_config.widths``,
+    :mod:`spiking_ddim.widths`)::
 
         with measure_cost(fs_pipe) as meter:
             images = generate(fs_pipe, range(16), SamplingOptions(steps=20))
         print(meter.report().energy(16).summary())
     """
     if isinstance(model, nn.Module):
-        return CostMeter(model, widths=_recorded_widths(model))
+        return CostMeter(model, **_width_settings(model))
     from ..components import denoiser
 
     unet = denoiser(model)
     return CostMeter(unet, {n: m for n, m in model.components.items() if isinstance(m, nn.Module) and m is not unet},
-                     widths=_recorded_widths(unet))
+                     **_width_settings(unet))
 
 
-def _recorded_widths(model: nn.Module) -> Optional[dict]:
+def _width_settings(model: nn.Module) -> dict:
+    """The recorded widths to check, and whether to measure ranges (integer synapses)."""
     record = getattr(model, "fs_config", None)
-    return getattr(record, "widths", None)
+    return {"widths": getattr(record, "widths", None), "ranges": bool(getattr(record, "weight_bits", None))}
