@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks.args import add_run_args
-from spiking_ddim.benchmarks.baselines import ann_row, family_of, markdown, reprice
+from spiking_ddim.benchmarks.baselines import ann_row, cost_of, markdown, reprice
 from spiking_ddim.benchmarks.rows import original_run
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.errors import SettingError
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         data = json.loads(out.read_text())
     elif args.reprice:
         data = reprice(json.loads(out.read_text()),
-                       family_of(load_pipeline(DEFAULT_MODEL), SamplingOptions(steps=json.loads(out.read_text())["steps"])))
+                       cost_of(load_pipeline(DEFAULT_MODEL), SamplingOptions(steps=json.loads(out.read_text())["steps"])))
         atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     else:
         try:
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                 "rows": []}
         for precision in tqdm(precisions, desc="quantised ANNs", unit="row", dynamic_ncols=True):
             data["rows"].append(ann_row(run, precision, args.num_images, args.batch_size, args.seed))
-            data = reprice(data, family_of(run.pipe, run.options))
+            data = reprice(data, cost_of(run.pipe, run.options))
             args.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     atomic_write_text(args.out_dir / "quantized_ann.md", markdown(data))

@@ -92,7 +92,7 @@ def compare_and_write(original: DiffusionPipeline, fs_pipe: DiffusionPipeline, o
     metrics = {
         **(run or {}), "pipeline": type(fs_pipe).__name__, "converted": sorted(components),
         "K": record.K, "method": record.method, **row_fields(record.coding),
-        "spiking": record.spiking, "weight_bits": record.weight_bits,
+        "spiking": record.spiking, "weight_bits": record.weight_bits, "layer_bits": record.layer_bits,
         "calibrated": history["calibrated"],
         "budget": history["budget"], "finetuned": history["finetuned"], "history": history["history"],
         "source": history["source"], "reference": reference, "scheduler": scheduler_record(fs_pipe),

@@ -43,7 +43,7 @@ from .sites import (
     remove_structure,
     site_kind,
 )
-from .synapses import check_weight_bits, quantize_weights
+from .synapses import check_layer_bits, check_weight_bits, quantize_weights
 
 
 @dataclass
@@ -243,6 +243,7 @@ def convert_unet(
     coding: Union[str, Coding] = "step",
     spiking: str = "swish",
     weight_bits: Optional[int] = None,
+    layer_bits: Optional[dict[str, int]] = None,
 ) -> ConversionReport:
     """Replace every Swish (and, with ``convert_gelu``, GELU) module of ``model`` in place by
     FS neurons from the bank entry (activation, K, method; by default ``ours-unet``, fitted to
@@ -260,7 +261,8 @@ def convert_unet(
     signed FS code of it, except the first layer, which reads the model's input; attention
     score matmuls stay analog); fit those encoders by calibrating. ``weight_bits`` (say 8):
     every conv / linear weight of the model quantised per output channel to that many bits
-    (:mod:`spiking_ddim.synapses`; None keeps float32 weights). Returns a
+    (:mod:`spiking_ddim.synapses`; None keeps float32 weights), the layers ``layer_bits``
+    names to their own widths (say ``{"conv_out": 16}``). Returns a
     :class:`ConversionReport`.
 
     All or nothing: on any error the model is left unconverted. Raises ``ValueError`` for a
@@ -269,6 +271,9 @@ def convert_unet(
     coding = check_settings(K, method, coding, spiking, bank_path)
     if weight_bits is not None:
         check_weight_bits(weight_bits)
+        check_layer_bits(model, layer_bits or {})
+    elif layer_bits:
+        raise SettingError("layer_bits", "layer widths apply to quantised synapses: give weight_bits too")
     scope = _check_model(model, coding, spiking, scope)
     types = SWISH_TYPES + (GELU_TYPES if convert_gelu else ())
     found = _in_scope(find_activations(model, types), scope)
@@ -292,14 +297,14 @@ def convert_unet(
             spec += inputs
             report.inputs = [s.path for s in inputs]
         coding.install(model)
-        layers = quantize_weights(model, weight_bits) if weight_bits else 0
+        layers = quantize_weights(model, weight_bits, layer_bits or {}) if weight_bits else 0
         config = getattr(model, "config", None)
         model.fs_config = FSConfig(type(model).__name__, K, method, tuple(spec), coding=coding, spiking=spiking,
                                    per_site=per_site, act_fn=config.get("act_fn", None) if config is not None else None,
-                                   source=origin, weight_bits=weight_bits)
+                                   source=origin, weight_bits=weight_bits, layer_bits=layer_bits or None)
         add_event(model, "convert", K=K, method=method, coding=coding.to_json(), spiking=spiking,
                   per_site=per_site, bank=str(bank_path) if bank_path else "shipped", sites=len(report.sites),
-                  scope=scope, weight_bits=weight_bits, quantized_layers=layers)
+                  scope=scope, weight_bits=weight_bits, layer_bits=layer_bits or None, quantized_layers=layers)
         as_spiking_class(model)  # a converted diffusers model saves and loads as Spiking<Base>
     except BaseException:  # all or nothing: whatever stage failed, the model is left as it came
         coding.remove(model)

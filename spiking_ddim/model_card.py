@@ -105,7 +105,8 @@ def _event_line(e: dict) -> str:
     if kind == "convert":
         coding = _coding_words(e)
         spiking = (", fully spiking" if e.get("spiking") == "all" else "") + (
-            f", {e['weight_bits']}-bit synapses" if e.get("weight_bits") else "")
+            f", {e['weight_bits']}-bit synapses" if e.get("weight_bits") else "") + "".join(
+            f", {name} {bits}-bit" for name, bits in (e.get("layer_bits") or {}).items())
         return f"converted{when}: K={e.get('K')}, method {e.get('method')}{coding}{spiking}, {e.get('sites', '?')} sites"
     if kind == "calibrate":
         b = e.get("budget")

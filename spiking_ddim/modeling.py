@@ -255,7 +255,7 @@ def load_model(name_or_path: Union[str, os.PathLike], subfolder: Optional[str] =
         raise ValueError(f"{spiking} does not fit the model in {path}: {e}") from None
     _load_weights(model, path / WEIGHTS_NAME, spiking, record)
     if record.weight_bits:
-        check_on_grid(model, record.weight_bits)
+        check_on_grid(model, record.weight_bits, record.layer_bits or {})
     model.fs_config = record
     as_spiking_class(model)
     model.eval()

@@ -185,14 +185,16 @@ def converted_components(pipe: DiffusionPipeline) -> dict[str, nn.Module]:
 
 def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_METHOD, components: Sequence[str] = ("unet",),
                      bank_path: Optional[str] = None, coding: Union[str, Coding] = "step",
-                     spiking: str = "swish", weight_bits: Optional[int] = None) -> dict[str, ConversionReport]:
+                     spiking: str = "swish", weight_bits: Optional[int] = None,
+                     layer_bits: Optional[dict[str, int]] = None) -> dict[str, ConversionReport]:
     """Convert the named components of ``pipe`` in place (``unet``; ``vae`` / ``vqvae``: the
     decoder) and return one report per component; all or nothing. ``coding`` (a name or a
     coding object, :mod:`spiking_ddim.codings`): how the sites code across denoising steps,
     e.g. ``"delta"`` (fit its encoders with ``coding.fit`` before sampling; a coding across
     steps applies to the UNet, decoders keep per-step coding); ``spiking="all"``: FS encoders
     on the UNet's layers' analog inputs (calibrate to fit them); ``weight_bits``: every
-    converted component's conv / linear weights quantised (:mod:`spiking_ddim.synapses`).
+    converted component's conv / linear weights quantised (:mod:`spiking_ddim.synapses`), the
+    UNet's layers that ``layer_bits`` names at their own widths.
     Each component records
     the pipeline's source (``pipe.config._name_or_path``, set by :func:`load_pipeline`) and
     a digest of its weights. Raises ``ValueError`` for a pipeline without a UNet, a
@@ -207,7 +209,8 @@ def convert_pipeline(pipe: DiffusionPipeline, K: int = 8, method: str = UNET_MET
             reports[name] = convert_unet(pipe.components[name], K=K, method=method, bank_path=bank_path, source=source,
                                          component=name,
                                          coding=coding if name == "unet" or not coding.needs_denoiser else "step",
-                                         spiking=spiking if name == "unet" else "swish", weight_bits=weight_bits)
+                                         spiking=spiking if name == "unet" else "swish", weight_bits=weight_bits,
+                                         layer_bits=layer_bits if name == "unet" else None)
     except BaseException:
         for name in reports:
             revert_unet(pipe.components[name])

@@ -62,7 +62,7 @@ def prepare(pipe: DiffusionPipeline, spec: ConversionSpec, options: SamplingOpti
     none of it; a failed fit leaves a converted pipeline."""
     reports = convert_pipeline(pipe, K=spec.K, method=spec.method, components=spec.components,
                                bank_path=spec.bank_path, coding=spec.coding, spiking=spec.spiking,
-                               weight_bits=spec.weight_bits)
+                               weight_bits=spec.weight_bits, layer_bits=dict(spec.layer_bits) or None)
     calibration = encoders = None
     if accelerator is None or accelerator.is_main_process:
         if spec.calibrate:

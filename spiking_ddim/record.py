@@ -77,7 +77,15 @@ class FSConfig:
     source: Optional[dict] = None
     history: tuple[dict, ...] = field(default_factory=tuple)
     weight_bits: Optional[int] = None  # conv / linear weights quantised to this many bits (spiking_ddim.synapses)
+    layer_bits: Optional[dict] = None  # layers at another width than weight_bits, name -> bits
     widths: Optional[dict] = None  # accumulator and state widths by name, checked while sampling (spiking_ddim.widths)
+
+    @property
+    def synapses(self) -> str:
+        """``8-bit synapses`` (``, conv_out 16-bit`` for each layer at its own width), or ''."""
+        if not self.weight_bits:
+            return ""
+        return f"{self.weight_bits}-bit synapses" + "".join(f", {n} {b}-bit" for n, b in (self.layer_bits or {}).items())
 
     @property
     def num_sites(self) -> int:
@@ -123,7 +131,7 @@ class FSConfig:
         return (f"FS K={self.K} {self.method}{'+cal' if self.calibrated else ''}{'+ft' if self.finetuned else ''}"
                 f"{'' if self.coding == StepCoding() else ' ' + self.coding.label}"
                 f"{' fully spiking' if self.spiking == 'all' else ''}"
-                f"{f' {self.weight_bits}-bit synapses' if self.weight_bits else ''}")
+                f"{f' {self.synapses}' if self.weight_bits else ''}")
 
     def summary(self) -> str:
         """One line: K, method, source, calibration (and budget), fine-tuning runs."""
@@ -132,7 +140,7 @@ class FSConfig:
         coding = self.coding.summary()
         parts = [f"K={self.K}, {self.method}" + (f", {coding}" if coding else "")
                  + (", fully spiking" if self.spiking == "all" else "")
-                 + (f", {self.weight_bits}-bit synapses" if self.weight_bits else "")
+                 + (f", {self.synapses}" if self.weight_bits else "")
                  + (f", {_width_summary(self.widths)}" if self.widths else ""),
                  f"converted from {describe_source(self.source_model)}"]
         for e in self.events("calibrate"):
@@ -148,14 +156,15 @@ class FSConfig:
     def provenance(self) -> dict:
         """What metrics.json and model cards say about the model."""
         return {"K": self.K, "method": self.method, **row_fields(self.coding), "coding_settings": self.coding.to_json(),
-                "spiking": self.spiking, "weight_bits": self.weight_bits, "widths": self.widths, "source": self.source,
+                "spiking": self.spiking, "weight_bits": self.weight_bits, "layer_bits": self.layer_bits,
+                "widths": self.widths, "source": self.source,
                 "calibrated": self.calibrated, "budget": self.budget, "finetuned": self.finetuned,
                 "history": list(self.history), "summary": self.summary()}
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "base_class": self.base_class, "act_fn": self.act_fn, "K": self.K,
                 "method": self.method, "coding": self.coding.to_json(), "spiking": self.spiking,
-                "weight_bits": self.weight_bits, "widths": self.widths,
+                "weight_bits": self.weight_bits, "layer_bits": self.layer_bits, "widths": self.widths,
                 "per_site": self.per_site,
                 "modules": [m.to_json() for m in self.modules], "source": self.source, "history": list(self.history)}
 
@@ -210,12 +219,18 @@ class FSConfig:
         bits = data.get("weight_bits")
         if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16):
             raise bad(f"weight_bits must be null or an integer from 2 to 16, got {bits!r}")
+        layer_bits = data.get("layer_bits")
+        if layer_bits is not None and not (bits and isinstance(layer_bits, dict) and all(
+                isinstance(b, int) and not isinstance(b, bool) and 2 <= b <= 16 for b in layer_bits.values())):
+            raise bad(f"layer_bits must be null, or with weight_bits an object of layer -> bits from 2 to 16, "
+                      f"got {layer_bits!r}")
         try:
             widths = check_widths(data.get("widths"))
         except ValueError as e:
             raise bad(str(e)) from None
         return cls(data["base_class"], K, data["method"], tuple(modules), coding, spiking,
-                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history), bits, widths)
+                   bool(data.get("per_site", True)), data.get("act_fn"), source, tuple(history), bits, layer_bits,
+                   widths)
 
 
 def _width_summary(widths: dict) -> str:

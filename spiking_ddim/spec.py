@@ -38,7 +38,8 @@ class ConversionSpec:
     :class:`~spiking_ddim.calibration.SpikeBudget`) if given. ``seed``: the fits' image
     seeds (from their own streams, held out of scoring). ``bank_path``: another bank file.
     ``weight_bits``: conv / linear weights quantised to that many bits before calibration
-    (:mod:`spiking_ddim.synapses`; None: float32). ``narrow_widths``: measure accumulator and
+    (:mod:`spiking_ddim.synapses`; None: float32); ``layer_bits``: (layer, bits) pairs of the
+    UNet's layers at another width (say ``(("conv_out", 16),)``). ``narrow_widths``: measure accumulator and
     state ranges on the calibration images once fitted and record the narrowest integer
     widths that hold them (:mod:`spiking_ddim.widths`; needs ``weight_bits``)."""
 
@@ -53,6 +54,7 @@ class ConversionSpec:
     seed: int = 0
     bank_path: Optional[str] = None
     weight_bits: Optional[int] = None
+    layer_bits: tuple[tuple[str, int], ...] = ()
     narrow_widths: bool = False
 
     def __post_init__(self) -> None:
@@ -70,6 +72,13 @@ class ConversionSpec:
             from .synapses import check_weight_bits
 
             check_weight_bits(self.weight_bits)
+            for name, bits in self.layer_bits:
+                try:
+                    check_weight_bits(bits)
+                except SettingError as e:
+                    raise SettingError("layer_bits", f"{name}: {e}") from None
+        elif self.layer_bits:
+            raise SettingError("layer_bits", "layer widths apply to quantised synapses: give weight_bits too")
         if self.narrow_widths and self.weight_bits is None:
             raise SettingError("narrow_widths", "accumulator widths are counted in the weights' integer steps: "
                                                 "narrow widths need weight_bits (--weight-bits)")

@@ -1,5 +1,6 @@
 """Low-bit synapses: a converted model's conv / linear weights quantised symmetrically per
-output channel (``weight_bits``, say 8).
+output channel (``weight_bits``, say 8; ``layer_bits`` names layers at another width, say
+the output layer at 16, as quantised networks commonly keep their last layer wider).
 
 Every weight of output channel c becomes ``s_c * q`` with q an integer in
 [-(2^(b-1) - 1), 2^(b-1) - 1] and ``s_c = max |W_c| / (2^(b-1) - 1)`` (a channel of zeros keeps
@@ -12,6 +13,8 @@ fits).
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -35,13 +38,30 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if isinstance(m, LAYER_TYPES) and getattr(m, "weight", None) is not None]
 
 
+def check_layer_bits(model: nn.Module, layer_bits: Mapping[str, int]) -> dict[str, int]:
+    """``layer_bits`` (layer name -> bits) if every name is a conv / linear layer of ``model``
+    and every width one :func:`quantize_weights` takes; :class:`SettingError` (``layer_bits``)."""
+    names = {name for name, _ in _layers(model)}
+    for name, bits in layer_bits.items():
+        if name not in names:
+            raise SettingError("layer_bits", f"{name!r} is not a conv / linear layer of the model (say conv_out)")
+        try:
+            check_weight_bits(bits)
+        except SettingError as e:
+            raise SettingError("layer_bits", f"{name}: {e}") from None
+    return dict(layer_bits)
+
+
 @torch.no_grad()
-def quantize_weights(model: nn.Module, bits: int) -> int:
-    """Quantise every conv / linear weight of ``model`` in place to ``bits`` per output
-    channel and keep each layer's scales as its ``weight_scale`` buffer; the layers quantised."""
-    top = 2 ** (check_weight_bits(bits) - 1) - 1
+def quantize_weights(model: nn.Module, bits: int, layer_bits: Mapping[str, int] = {}) -> int:
+    """Quantise every conv / linear weight of ``model`` in place to ``bits`` (the layers named
+    in ``layer_bits`` to theirs) per output channel and keep each layer's scales as its
+    ``weight_scale`` buffer; the layers quantised."""
+    check_weight_bits(bits)
+    check_layer_bits(model, layer_bits)
     layers = _layers(model)
-    for _, layer in layers:
+    for name, layer in layers:
+        top = 2 ** (layer_bits.get(name, bits) - 1) - 1
         w = layer.weight
         scale = w.detach().abs().flatten(1).amax(1).to(torch.float32) / top
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -73,12 +93,14 @@ def layer_weight_bits(layer: nn.Module) -> int:
     return int(weight_levels(layer).abs().max()).bit_length() + 1
 
 
-def check_on_grid(model: nn.Module, bits: int) -> None:
-    """``ValueError`` naming the first layer whose weights are not its scales times ``bits``-bit integers."""
-    top = 2 ** (bits - 1) - 1
+def check_on_grid(model: nn.Module, bits: int, layer_bits: Mapping[str, int] = {}) -> None:
+    """``ValueError`` naming the first layer whose weights are not its scales times ``bits``-bit
+    integers (``layer_bits``' widths for the layers it names)."""
     for name, layer in _layers(model):
+        top = 2 ** (layer_bits.get(name, bits) - 1) - 1
         levels = weight_levels(layer)
         shape = (-1,) + (1,) * (layer.weight.ndim - 1)
         exact = torch.equal((levels * layer.weight_scale.view(shape)).to(layer.weight.dtype), layer.weight)
         if not exact or levels.abs().max() > top:
-            raise ValueError(f"layer {name}: its weights are not {bits}-bit integers times its scales")
+            raise ValueError(f"layer {name}: its weights are not {layer_bits.get(name, bits)}-bit integers times its "
+                             f"scales")

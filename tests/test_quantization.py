@@ -88,3 +88,15 @@ def test_each_input_range_is_the_widest_input_over_every_calibration_call():
     for name, top in widest.items():
         threshold = float(quantised[name].input_quant.scale()) * 128  # 8-bit: the range is 128 steps
         assert threshold == pytest.approx(top, rel=1e-3), name
+
+
+def test_a_layer_named_in_the_precision_keeps_its_own_weight_width():
+    assert Precision.parse("W8A8:conv_out=16") == Precision(8, 8, (("conv_out", 16),))
+    assert Precision(8, 8, (("conv_out", 16),)).label == "W8A8:conv_out=16"
+    pipe = tiny_ddpm()
+    quantize_pipeline(pipe, Precision.parse("W4A8:conv_out=8"), OPTIONS, images=1)
+    top = {name: float((m.quant_weight().value / m.quant_weight().scale).abs().max())
+           for name, m in pipe.unet.named_modules() if m in _layers(pipe)}
+    assert top.pop("conv_out") == pytest.approx(127) and all(v == pytest.approx(7) for v in top.values())
+    with pytest.raises(SettingError, match="'conv_outt' is not a conv / linear layer"):
+        quantize_pipeline(tiny_ddpm(), Precision.parse("W8A8:conv_outt=16"), OPTIONS, images=1)

@@ -93,3 +93,21 @@ def test_weight_bits_on_an_already_converted_model_is_a_one_line_error(cli, tmp_
     code, _, err = cli("sample", "--model", tmp_path / "fs", "--weight-bits", "8", "--num-images", "1", "--steps", "2",
                        "--real", "none", "--reference", "self", "--out", tmp_path / "s")
     assert code != 0 and "already converted; --weight-bits apply to plain pipelines" in err and "Traceback" not in err
+
+
+def test_a_layer_kept_wider_is_quantised_to_its_own_width_recorded_saved_and_loaded(tmp_path):
+    from spiking_ddim.synapses import layer_weight_bits
+
+    pipe = tiny_ddpm()
+    convert_pipeline(pipe, K=4, method="ours", weight_bits=8, layer_bits={"conv_out": 16})
+    record = pipe.unet.fs_config
+    assert layer_weight_bits(pipe.unet.conv_out) == 16 and layer_weight_bits(pipe.unet.conv_in) == 8
+    assert record.layer_bits == {"conv_out": 16} and "conv_out 16-bit" in record.summary()
+    save_pipeline(pipe, tmp_path / "p")
+    loaded = load_pipeline(tmp_path / "p", scheduler="pipeline")
+    assert loaded.unet.fs_config.layer_bits == {"conv_out": 16}
+    assert torch.equal(loaded.unet.conv_out.weight, pipe.unet.conv_out.weight)
+    with pytest.raises(SettingError, match="'conv_outt' is not a conv / linear layer"):
+        convert_pipeline(tiny_ddpm(), K=4, method="ours", weight_bits=8, layer_bits={"conv_outt": 16})
+    with pytest.raises(SettingError, match="give weight_bits too"):
+        convert_pipeline(tiny_ddpm(), K=4, method="ours", layer_bits={"conv_out": 16})

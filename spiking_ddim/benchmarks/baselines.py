@@ -12,8 +12,12 @@ to 32-bit-sized buffers (``memory_joules_per_image``), over the 32-bit ANN's
 
 from __future__ import annotations
 
-from ..energy.matched import ESTIMATES
+from typing import Optional
+
+from ..energy import CostReport, measure_cost
+from ..energy.matched import ESTIMATES, Widths, ann_energy
 from ..metrics import spread_cells
+from ..pipelines import generate
 from ..quantization import Precision, quantize_pipeline
 from .rows import OriginalRun, energy_fields, kid_fields, quality_fields, sample_metered
 
@@ -21,7 +25,8 @@ from .rows import OriginalRun, energy_fields, kid_fields, quality_fields, sample
 def ann_row(run: OriginalRun, precision: Precision, num_images: int, batch_size: int, seed: int,
             calibration_images: int = 16) -> dict:
     """The row of the original UNet quantised to ``precision`` (scales calibrated on
-    ``calibration_images`` images of the calibration stream), scored against ``run``."""
+    ``calibration_images`` images of the calibration stream), scored against ``run``; its
+    energy under every estimate comes from :func:`reprice`."""
     import copy
 
     pipe = quantize_pipeline(copy.deepcopy(run.pipe), precision, run.options, images=calibration_images)
@@ -29,8 +34,7 @@ def ann_row(run: OriginalRun, precision: Precision, num_images: int, batch_size:
     row = {"precision": precision.label, "weight_bits": precision.weight_bits,
            "activation_bits": precision.activation_bits, "calibration_images": calibration_images,
            **quality_fields(run.images, images), **kid_fields(run.real, images), **energy_fields(energy),
-           "joules_per_image": None, "memory_joules_per_image": None, "sample_seconds": round(seconds, 1),
-           **priced(precision.label, energy.ann_family)}
+           "joules_per_image": None, "memory_joules_per_image": None, "sample_seconds": round(seconds, 1)}
     if (precision.weight_bits, precision.activation_bits) == (8, 8):
         memory = energy.memory
         row.update(joules_per_image=energy.ann_int8_joules_per_image,
@@ -42,26 +46,37 @@ def ann_row(run: OriginalRun, precision: Precision, num_images: int, batch_size:
     return row
 
 
-def priced(label: str, family: dict) -> dict:
-    """``joules_per_image_E`` and ``vs_fp32_E`` of the ANN at ``label`` under every estimate
-    E, from an energy report's ``ann_family``."""
+def _joules(precision: Optional[Precision], cost: CostReport) -> dict[str, float]:
+    """The ANN of ``cost``'s counts (one image) at ``precision`` (None: float32), per estimate."""
+    if precision is None:
+        return ann_energy(cost.layers, cost.sites, 1, 32, Widths(ann_activation_bits=32))
+    return ann_energy(cost.layers, cost.sites, 1, precision.weight_bits,
+                      Widths(ann_activation_bits=precision.activation_bits), layer_bits=dict(precision.layer_bits))
+
+
+def priced(precision: Precision, cost: CostReport) -> dict:
+    """``joules_per_image_E`` and ``vs_fp32_E`` of the ANN at ``precision`` under every
+    estimate E, from the counts of one image (:func:`cost_of`)."""
+    mine, fp32 = _joules(precision, cost), _joules(None, cost)
     row = {}
     for estimate in ESTIMATES:
         key = estimate.replace("-", "_")
-        row[f"joules_per_image_{key}"] = family[label][estimate]
-        row[f"vs_fp32_{key}"] = family[label][estimate] / family["fp32"][estimate]
+        row[f"joules_per_image_{key}"] = mine[estimate]
+        row[f"vs_fp32_{key}"] = mine[estimate] / fp32[estimate]
     return row
 
 
-def family_of(pipe, options) -> dict:
-    """The ``ann_family`` of ``pipe`` (an ANN: its counts do not depend on the image), from one image."""
-    return sample_metered(pipe, options, 1, 1, 0)[1].ann_family
+def cost_of(pipe, options) -> CostReport:
+    """The counts of one image of ``pipe`` (an ANN: they do not depend on the image)."""
+    with measure_cost(pipe) as meter:
+        generate(pipe, [0], options)
+    return meter.report()
 
 
-def reprice(data: dict, family: dict) -> dict:
-    """``data`` (quantized_ann.json) with every row's and the float32 ANN's energy priced from ``family``."""
-    rows = [{**r, **priced(r["precision"], family)} for r in data["rows"]]
-    fp32 = {e.replace("-", "_"): j for e, j in family["fp32"].items()}
+def reprice(data: dict, cost: CostReport) -> dict:
+    """``data`` (quantized_ann.json) with every row's and the float32 ANN's energy priced from ``cost``."""
+    rows = [{**r, **priced(Precision.parse(r["precision"]), cost)} for r in data["rows"]]
+    fp32 = {e.replace("-", "_"): j for e, j in _joules(None, cost).items()}
     return {**data, "fp32_joules_per_image": fp32, "rows": rows}
 
 

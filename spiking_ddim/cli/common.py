@@ -131,6 +131,21 @@ def coding_of_flags(args: argparse.Namespace, name: str) -> Coding:
         raise flag_error(e) from None
 
 
+def layer_bits_of_flags(args: argparse.Namespace) -> Optional[tuple[tuple[str, int], ...]]:
+    """The (layer, bits) pairs of ``--layer-bits LAYER=BITS`` flags (None without any); a
+    malformed one exits naming the flag."""
+    items = getattr(args, "layer_bits", None)
+    if not items:
+        return None
+    pairs = []
+    for item in items:
+        name, sep, bits = item.partition("=")
+        if not sep or not name.strip() or not bits.strip().isdigit():
+            raise SystemExit(f"error: --layer-bits: give LAYER=BITS, e.g. conv_out=16, got {item!r}")
+        pairs.append((name.strip(), int(bits)))
+    return tuple(pairs)
+
+
 def spec_from_flags(args: argparse.Namespace, budget: Optional[SpikeBudget] = None,
                     fit_seed: Optional[int] = None) -> ConversionSpec:
     """The :class:`ConversionSpec` of a command's conversion flags (each flag that is given;
@@ -139,7 +154,8 @@ def spec_from_flags(args: argparse.Namespace, budget: Optional[SpikeBudget] = No
     given = {"components": conversion_names(args), "K": args.K, "method": args.method, "spiking": args.spiking,
              "calibrate": getattr(args, "calibrate", None),
              "calibration_images": getattr(args, "calibration_images", None), "budget": budget,
-             "seed": fit_seed, "weight_bits": args.weight_bits, "narrow_widths": args.narrow_widths}
+             "seed": fit_seed, "weight_bits": args.weight_bits, "layer_bits": layer_bits_of_flags(args),
+             "narrow_widths": args.narrow_widths}
     try:
         return ConversionSpec(coding=coding_from_flags(args), **{k: v for k, v in given.items() if v is not None})
     except SettingError as e:

@@ -54,6 +54,10 @@ def add_conversion_args(p: argparse.ArgumentParser) -> None:
                    help="quantise every conv / linear weight of the converted components symmetrically per output "
                         "channel to BITS bits (8: 8-bit synapses), before calibration and encoder fits (default: "
                         "float32 weights)")
+    p.add_argument("--layer-bits", action="append", metavar="LAYER=BITS",
+                   help="with --weight-bits: quantise this UNet layer to BITS instead (repeatable), e.g. "
+                        "conv_out=16: the output layer at 16 bits, as quantised networks commonly keep their last "
+                        "layer wider")
     p.add_argument("--narrow-widths", action="store_true", default=None,
                    help="once fitted, sample the calibration images and record for every spike-fed layer's "
                         "accumulator and every site's state the narrowest integer width (16 or 32 bits) that holds "

@@ -253,7 +253,7 @@ def _refuse_conversion_flags(args: argparse.Namespace) -> None:
     from .flags import flag_of
 
     given = [flag_of(dest) for dest in ("K", "method", "convert", "spiking", "coding", "weight_bits",
-                                                 "narrow_widths")
+                                                 "layer_bits", "narrow_widths")
              if getattr(args, dest) is not None]
     given += [flag_of(coding_class(name).setting(setting)) for name in coding_names()
               for setting in coding_flags_given(args, name)]

@@ -134,7 +134,7 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
         spec = pipe.unet.fs_config if "unet" in done else next(iter(done.values())).fs_config
         for flag, have in (("K", spec.K), ("method", spec.method), ("coding", spec.coding.name),
                            ("spiking", spec.spiking), ("weight_bits", spec.weight_bits),
-                           ("narrow_widths", bool(spec.widths))):
+                           ("narrow_widths", bool(spec.widths)), ("layer_bits", spec.layer_bits)):
             if getattr(args, flag) is not None and getattr(args, flag) != have:
                 raise SystemExit(f"error: conflicting flags: --{flag} {getattr(args, flag)} but {args.model} is already "
                                  f"converted with {flag}={have}")

@@ -232,13 +232,16 @@ def _checked(num_images: int) -> None:
 
 
 def ann_energy(layers: Sequence, sites: Sequence, num_images: int, weight_bits: Optional[int] = None,
-               widths: Widths = Widths(), c: MemoryConstants = MemoryConstants()) -> dict[str, float]:
+               widths: Widths = Widths(), c: MemoryConstants = MemoryConstants(),
+               layer_bits: Mapping[str, int] = {}) -> dict[str, float]:
     """Joules per image of the ANN under every estimate of :data:`ESTIMATES`, its conv /
-    linear weights ``weight_bits`` wide (None: each layer's own width) and its activations
-    ``widths.ann_activation_bits`` wide (float32 beside float32 weights)."""
+    linear weights ``weight_bits`` wide (the layers ``layer_bits`` names: theirs; None: each
+    layer's own width) and its activations ``widths.ann_activation_bits`` wide (float32
+    beside float32 weights)."""
     _checked(num_images)
     if weight_bits is not None:
-        layers = [lay if lay.kind == "matmul" else replace(lay, weight_bits=weight_bits) for lay in layers]
+        layers = [lay if lay.kind == "matmul" else replace(lay, weight_bits=layer_bits.get(lay.name, weight_bits))
+                  for lay in layers]
     return {e: sum(_price_ann(_Prices(e, c), layers, sites, widths).values()) * 1e-12 / num_images for e in ESTIMATES}
 
 
