@@ -38,6 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 POINTS = {  # the 8-bit points first: a long run that stops early leaves the ones the targets name
     "delta+all K=8, 8-bit": "--K 8 --coding delta --spiking all --calibrate --weight-bits 8 --narrow-widths",
     "delta K=8, 8-bit": "--K 8 --coding delta --weight-bits 8 --narrow-widths",
+    "delta+all K=8, 8-bit, conv_out 16": "--K 8 --coding delta --spiking all --calibrate --weight-bits 8 "
+                                         "--layer-bits conv_out=16 --narrow-widths",
+    "delta K=8, 8-bit, conv_out 16": "--K 8 --coding delta --weight-bits 8 --layer-bits conv_out=16 --narrow-widths",
     "graded+all K=8, 8-bit": "--K 8 --coding graded --spiking all --calibrate --weight-bits 8 --narrow-widths",
     "graded K=8, 8-bit": "--K 8 --coding graded --weight-bits 8 --narrow-widths",
     "delta+all K=8": "--K 8 --coding delta --spiking all --calibrate",
@@ -52,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="points to measure, each a label and the conversion flags of spiking-ddim sample, e.g. "
                         "'delta K=8=--K 8 --coding delta' (default: " + "; ".join(POINTS) + ")")
     add_run_args(p, RESULTS, "point")
+    p.add_argument("--add", action="store_true",
+                   help="measure --points with the existing .json's settings and add them to it (replacing points "
+                        "of the same label); the ANN rows are read again")
     args = p.parse_args(argv)
     points = POINTS
     if args.points is not None:
@@ -102,10 +108,14 @@ def main(argv=None) -> int:
     if args.replot:
         write(args.out_dir, json.loads(path.read_text()))
     else:
-        if any((args.out_dir / f"precision_plane.{x}").exists() for x in ("json", "md", "png")) and not args.overwrite:
-            print(f"error: {args.out_dir}/precision_plane.* exist; pass --overwrite to replace them", file=sys.stderr)
+        exists = any((args.out_dir / f"precision_plane.{x}").exists() for x in ("json", "md", "png"))
+        if exists and not (args.overwrite or args.add):
+            print(f"error: {args.out_dir}/precision_plane.* exist; pass --overwrite to replace them or --add to add "
+                  f"points", file=sys.stderr)
             return 2
-        data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
+        data = json.loads(path.read_text()) if args.add else \
+            {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
+        args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
         data["ann"] = ann_rows(args.out_dir, data)
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
         data["original_kid"] = run.kid_mean

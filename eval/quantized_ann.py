@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks.args import add_run_args
 from spiking_ddim.benchmarks.baselines import ann_row, cost_of, markdown, reprice
-from spiking_ddim.benchmarks.rows import original_run
+from spiking_ddim.benchmarks.rows import merge_rows, original_run
 from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.errors import SettingError
 from spiking_ddim.pipelines import SamplingOptions, load_pipeline
@@ -37,10 +37,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precisions", nargs="+", default=["W8A8", "W8A16", "W8A32", "W4A8"],
-                   help="precisions W<bits>A<bits> (A32: float activations) (default: %(default)s)")
+                   help="precisions W<bits>A<bits> (A32: float activations), each optionally with :LAYER=BITS "
+                        "for a layer at its own weight width (W8A8:conv_out=16) (default: %(default)s)")
     add_run_args(p, RESULTS, "row")
     p.add_argument("--reprice", action="store_true",
                    help="price the existing .json's rows again under every estimate and rewrite both files")
+    p.add_argument("--add", action="store_true",
+                   help="measure --precisions with the existing .json's settings and add them to it (replacing rows "
+                        "of the same precision)")
     args = p.parse_args(argv)
     out = args.out_dir / "quantized_ann.json"
     if args.replot:
@@ -54,14 +58,18 @@ def main(argv=None) -> int:
             precisions = [Precision.parse(t) for t in args.precisions]
         except SettingError as e:
             p.error(f"--precisions: {e}")
-        if out.exists() and not args.overwrite:
-            print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        if out.exists() and not (args.overwrite or args.add):
+            print(f"error: {out} exists; pass --overwrite to replace it or --add to add rows", file=sys.stderr)
             return 2
+        data = json.loads(out.read_text()) if args.add else None
+        if data:
+            args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
-        data = {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "original_kid": run.kid_mean,
-                "rows": []}
+        data = data or {"num_images": args.num_images, "steps": args.steps, "seed": args.seed,
+                        "original_kid": run.kid_mean, "rows": []}
         for precision in tqdm(precisions, desc="quantised ANNs", unit="row", dynamic_ncols=True):
-            data["rows"].append(ann_row(run, precision, args.num_images, args.batch_size, args.seed))
+            new = ann_row(run, precision, args.num_images, args.batch_size, args.seed)
+            data["rows"] = merge_rows(data["rows"], [new], lambda r: r["precision"], sort=False)
             data = reprice(data, cost_of(run.pipe, run.options))
             args.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, json.dumps(data, indent=1) + "\n")
