@@ -110,11 +110,17 @@ def plot(data: dict, path: Path) -> None:
                     name = r.get("label") or f"ANN {r['precision']}"
                     ax.scatter(x, r[metric], marker=marker, color=color)
                     ax.annotate(name, (x, r[metric]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            w8a8 = next((r for r in data["ann"] if r["precision"] == "W8A8"), None)
+            if w8a8 is not None:  # the baseline the targets name
+                ax.axvline(w8a8[f"joules_per_image_{key}"] * 1e6, color="tab:gray", linestyle=":", linewidth=1)
             ax.set_xscale("log")
+            if metric == "kid_mean":
+                ax.set_yscale("log")
             ax.set_xlabel(f"uJ per image, {TITLES[key]}")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-    fig.suptitle("ANN family (squares) and SNN points (circles) at matched weight widths")
+    fig.suptitle("ANN family (squares) and SNN points (circles) at matched weight widths; dotted: the W8A8 ANN's "
+                 "energy")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
