@@ -9,18 +9,22 @@ spikes and sigma-delta networks send (O'Connor & Welling 2016; DeltaCNN, Parger 
 2022). Error feedback is the state itself: what a step did not send stays in
 ``v - sent``. A value that did not change sends nothing. Each event costs the layer it
 feeds one multiply-accumulate per output it reaches (the value times the weight), not an
-accumulate per spike: the neuron says so per call (``carries_values``).
+accumulate per spike: the neuron keeps each call's per-element event counts as
+``last_events`` for the meter.
 
 Parameters, as an FS neuron of one step: ``T`` = (dead zone,), ``d`` = ``h`` = (step,);
 :meth:`set_params` marks the neuron fitted. A run's first call sends the full code of the
-site's FS neuron (binary spikes, given by :meth:`start`; ``carries_values`` False), and
-every later call graded events (``carries_values`` True). Spike hooks see the transmitted
-value and the per-element event (or, in a first call, spike) counts; ``updates_per_element``:
-2 per element (the graded activation, one compare-and-round), plus the full code's steps in
-a run's first call. Shapes: any; outputs in ``v``'s dtype, a new tensor each call.
+site's FS neuron (binary spikes, given by :meth:`start`) and, in the same step, the graded
+correction of its error; every later call graded events alone. Spike hooks see the
+transmitted value and the per-element counts of spikes and events together;
+``updates_per_element``: 2 per element (the graded activation, one compare-and-round), plus
+the full code's steps in a run's first call. Shapes: any; outputs in ``v``'s dtype, a new
+tensor each call.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -37,7 +41,7 @@ class GradedDeltaNeuron(DeltaFSNeuron):
             raise ValueError(f"a graded event's bits must be an integer from 2 to 16, got {bits!r}")
         super().__init__(1, **kwargs)
         self.bits = bits
-        self.carries_values = False
+        self.last_events: Optional[torch.Tensor] = None  # the last call's per-element graded events
         self._updates = 2
 
     @property
@@ -59,17 +63,21 @@ class GradedDeltaNeuron(DeltaFSNeuron):
             raise RuntimeError(f"GradedDeltaNeuron holds the state of a run with inputs of shape "
                                f"{tuple(self.sent.shape)}, got {tuple(v.shape)}; reset the model between runs "
                                f"(fs_neurons.reset_net)")
-        if self._first is not None:  # a run's first call: the full code alone
-            count, steps = self._first
-            self._first, self._updates, self.carries_values = None, steps + 1, False
-        else:
-            sent = self.quantize(v.detach().to(torch.float32) - self.sent)
-            self.sent = self.sent + sent
-            count, self._updates, self.carries_values = (sent != 0).to(torch.float32), 2, True
+        sent = self.quantize(v.detach().to(torch.float32) - self.sent)
+        self.sent = self.sent + sent
+        self.last_events = (sent != 0).to(torch.float32)
+        count, self._updates = self.last_events, 2
+        if self._first is not None:  # a run's first call: the full code's spikes too
+            first, steps = self._first
+            count, self._first, self._updates = count + first.to(count.dtype), None, 2 + steps
         out = self.sent.to(v.dtype, copy=True)
         for hook in list(self._spike_hooks.values()):
             hook(self, out, count)
         return out
+
+    def reset(self) -> None:
+        super().reset()
+        self.last_events = None
 
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, step={float(self.d.reshape(-1)[0]):.4g}, dead zone={float(self.T.reshape(-1)[0]):.4g}, "

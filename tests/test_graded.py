@@ -31,14 +31,20 @@ def test_a_change_is_sent_as_one_rounded_clipped_value_with_error_feedback_by_ha
     n = graded()  # step 0.1, dead zone 0.25, 4 bits: at most 7 steps (0.7) per event
     counts = []
     n.register_spike_hook(lambda _n, _out, count: counts.append(count.tolist()))
-    n.start(torch.tensor([1.0]), torch.tensor([3.0]), steps=4)
-    assert n(torch.tensor([1.04])).tolist() == [1.0] and counts[-1] == [3.0] and not n.carries_values  # the full code
-    assert n(torch.tensor([1.0])).tolist() == [1.0] and counts[-1] == [0.0] and n.carries_values  # no change: nothing
+    n.start(torch.tensor([1.0]), torch.tensor([3.0]), steps=4)  # the full code: 1.0 in 3 spikes
+    assert n(torch.tensor([1.04])).tolist() == [1.0] and counts[-1] == [3.0]  # its error is in the dead zone
+    assert n.last_events.tolist() == [0.0] and n.updates_per_element == 2 + 4
+    assert n(torch.tensor([1.0])).tolist() == [1.0] and counts[-1] == [0.0]  # no change: nothing
     assert n(torch.tensor([1.2])).tolist() == [1.0] and counts[-1] == [0.0]  # 0.2 inside the dead zone, kept...
     assert n(torch.tensor([1.26])).tolist() == pytest.approx([1.3]) and counts[-1] == [1.0]  # ...0.26 sent as 0.3
+    assert n.last_events.tolist() == [1.0] and n.updates_per_element == 2
     assert n(torch.tensor([3.0])).tolist() == pytest.approx([2.0]) and counts[-1] == [1.0]  # clipped at 0.7
     assert n(torch.tensor([1.0])).tolist() == pytest.approx([1.3]) and counts[-1] == [1.0]  # -1.0: clipped at -0.7
-    assert n.updates_per_element == 2
+    first = graded()
+    first.register_spike_hook(lambda _n, _out, count: counts.append(count.tolist()))
+    first.start(torch.tensor([1.0]), torch.tensor([3.0]), steps=4)
+    assert first(torch.tensor([1.5])).tolist() == [1.5] and counts[-1] == [4.0]  # the code's error corrected at once
+    assert first.last_events.tolist() == [1.0]
 
 
 def test_a_graded_site_costs_one_mac_per_event_output_and_fed_the_same_input_twice_sends_nothing():
@@ -50,18 +56,20 @@ def test_a_graded_site_costs_one_mac_per_event_output_and_fed_the_same_input_twi
     x = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
     y = x + 0.5 * torch.randn(3, 6, generator=torch.Generator().manual_seed(1))
     with measure_cost(model) as meter:
-        model(x)  # the run's first step: the full FS code, spikes (ACs)
+        model(x)  # the run's first step: the full FS code (spikes, ACs) and its correction (events)
         first = meter.report()
         enc = act.encoders[0]
+        first_events = int(enc.last_events.sum())
         before = enc.sent.clone()
         out = model(y)  # graded events: one MAC per event per output
         second = meter.report()
         model(y)  # the same input again: nothing sent
         third = meter.report()
-    assert first.layers[-1].snn_acs > 0 and first.layers[-1].event_macs == 0
+    assert first.layers[-1].snn_acs > 0 and first.layers[-1].event_macs == first_events * 5
     events = int(((enc.sent - before) != 0).sum())
     assert events > 0 and second.spikes - first.spikes == events
-    assert second.layers[-1].event_macs == events * 5 and second.layers[-1].event_bits == 8
+    assert second.layers[-1].event_macs - first.layers[-1].event_macs == events * 5
+    assert second.layers[-1].event_bits == 8
     assert second.layers[-1].snn_acs == first.layers[-1].snn_acs  # no accumulates for events
     assert third.spikes == second.spikes and third.layers[-1].event_macs == second.layers[-1].event_macs
     with torch.no_grad():
@@ -69,7 +77,7 @@ def test_a_graded_site_costs_one_mac_per_event_output_and_fed_the_same_input_twi
         change = enc.sent - before
         assert torch.allclose(out, layer(before) + change @ layer.weight.T, atol=1e-6)  # kept output + the events
     e = third.energy(3)
-    assert e.snn_event_macs_per_image == pytest.approx(events * 5 / 3)
+    assert e.snn_event_macs_per_image == pytest.approx((first_events + events) * 5 / 3)
 
 
 def test_the_dead_zone_minimises_error_plus_price_per_event():

@@ -2,8 +2,10 @@
 changes their sites see.
 
 Per site, from its |change| samples ``a`` (:class:`~spiking_ddim.calibration.delta.Job`):
-the step ``s`` spreads the encoder's ``2^(b-1) - 1`` levels over the 99.9th percentile of
-``a`` (a larger change is clipped; error feedback sends the rest later); the dead zone
+the step ``s`` spreads the encoder's ``2^(b-1) - 1`` levels over the largest change seen
+(a larger one is clipped and error feedback sends the rest later; spread over the 99.9th
+percentile instead, the early denoising steps' large changes lagged: 42.0 against 60.9 dB
+on 8 images, in a one-off comparison); the dead zone
 ``T`` minimises, over the samples, the single-step cost
 
     mean(a^2 [a < T] + (a - q(a))^2 [a >= T]) + price x P(a >= T),
@@ -50,7 +52,7 @@ def fit_graded_jobs(jobs: list[Job], coding: GradedCoding, progress: Progress = 
     results = []
     for i, job in enumerate(jobs):
         encoder, a = job.encoder, job.samples.double()
-        top = float(torch.quantile(a[:100_000], 0.999)) or float(a.max()) or 1.0
+        top = float(a.max()) or 1.0
         step = top / encoder.levels
         change = float((a * a).mean())
         scale = change if coding.price == "change" else job.mean_square_value

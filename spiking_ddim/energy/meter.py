@@ -55,8 +55,9 @@ class CostMeter:
         self._layer_event_macs: dict[tuple[str, str], torch.Tensor] = {}
         self._layer_events: dict[tuple[str, str], torch.Tensor] = {}
         self._site_acs: dict[str, torch.Tensor] = {}  # ACs each site's spikes cost downstream
-        # FS outputs -> (spike counts, site, whether a delta encoder's change, bits of its events' values: 0 spikes)
-        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, str, bool, int]] = {}
+        # FS outputs -> (spike counts, graded event counts or None, site, whether a delta encoder's change,
+        # bits of the events' values)
+        self._spiking: dict[int, tuple[weakref.ref, torch.Tensor, Optional[torch.Tensor], str, bool, int]] = {}
         self._stack: list[str] = []
         self._spy = MatmulSpy(self._on_matmul)
         self._handles: list = []
@@ -110,7 +111,8 @@ class CostMeter:
                 self._spy.__exit__(None, None, None)
                 self._spiking.clear()
 
-    def _tag(self, out: torch.Tensor, count: torch.Tensor, site: str, graded: bool, value_bits: int) -> None:
+    def _tag(self, out: torch.Tensor, count: torch.Tensor, events: Optional[torch.Tensor], site: str, graded: bool,
+             value_bits: int) -> None:
         key = id(out)
 
         def forget(ref: weakref.ref) -> None:
@@ -118,10 +120,11 @@ class CostMeter:
             if entry is not None and entry[0] is ref:
                 del self._spiking[key]
 
-        self._spiking[key] = (weakref.ref(out, forget), count, site, graded, value_bits)
+        self._spiking[key] = (weakref.ref(out, forget), count, events, site, graded, value_bits)
 
-    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, str, bool, int]]:
-        """(spike-count map, site name, graded, value bits) when ``x`` is an FS site's output, else None."""
+    def _spikes_of(self, x: Any) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], str, bool, int]]:
+        """(spike-count map, graded-event map or None, site name, graded, value bits) when ``x``
+        is an FS site's output, else None."""
         entry = self._spiking.get(id(x))
         return entry[1:] if entry is not None and entry[0]() is x else None
 
@@ -141,8 +144,11 @@ class CostMeter:
             site.graded += out.numel()
         self._site_spikes[name] += count.sum(dtype=torch.float64)
         self._state_range(site, neuron, out)
-        values = getattr(neuron, "carries_values", False)
-        self._tag(out, count, name, bool(neuron.graded), neuron.bits if values else 0)
+        events = getattr(neuron, "last_events", None)  # a graded-change neuron's events: a value each, not a spike
+        if events is not None:
+            events = events.sum(dim=0, dtype=torch.float32) if events.ndim > 1 else events
+            count = count - events
+        self._tag(out, count, events, name, bool(neuron.graded), neuron.bits if events is not None else 0)
 
     def _on_input(self, name: str, neuron: FSNeuron, args: tuple) -> None:
         if args and isinstance(args[0], torch.Tensor):
@@ -189,7 +195,7 @@ class CostMeter:
         if spikes is None:
             cost.snn_macs += macs
             return
-        count, site, graded, value_bits = spikes
+        count, events, site, graded, value_bits = spikes
         cost.spike_calls += 1
         if graded:
             cost.kept_outputs += out.numel()
@@ -198,11 +204,15 @@ class CostMeter:
             bits = self.widths["accumulators"].get(path)
             self._note(("layer", path), accumulator_lsbs(layer, out, lsb), bits, bits and top(bits))
         key = (path, cost.kind)
-        acs = layer_acs(layer, count)  # a graded event's value: one MAC per output it reaches
-        table = self._layer_event_macs if value_bits else self._layer_acs
-        table[key] = table.get(key, 0.0) + acs
-        cost.event_bits = max(cost.event_bits, value_bits)
-        self._layer_events[key] = self._layer_events.get(key, 0.0) + count.sum(dtype=torch.float64)
+        acs = layer_acs(layer, count)
+        self._layer_acs[key] = self._layer_acs.get(key, 0.0) + acs
+        if events is not None:  # a graded event's value: one MAC per output it reaches
+            macs = layer_acs(layer, events)
+            self._layer_event_macs[key] = self._layer_event_macs.get(key, 0.0) + macs
+            acs = acs + macs
+            cost.event_bits = max(cost.event_bits, value_bits)
+        arrivals = count.sum(dtype=torch.float64) + (0.0 if events is None else events.sum(dtype=torch.float64))
+        self._layer_events[key] = self._layer_events.get(key, 0.0) + arrivals
         self._site_acs[site] = self._site_acs.get(site, 0.0) + acs
 
     def _pass_through(self, module: nn.Module, args: tuple, out: Any) -> None:
