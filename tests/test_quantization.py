@@ -100,3 +100,18 @@ def test_a_layer_named_in_the_precision_keeps_its_own_weight_width():
     assert top.pop("conv_out") == pytest.approx(127) and all(v == pytest.approx(7) for v in top.values())
     with pytest.raises(SettingError, match="'conv_outt' is not a conv / linear layer"):
         quantize_pipeline(tiny_ddpm(), Precision.parse("W8A8:conv_outt=16"), OPTIONS, images=1)
+
+
+def test_the_plane_says_which_points_dominate_the_w8a8_ann_and_which_an_ann_dominates():
+    from spiking_ddim.benchmarks.plane import dominance
+
+    def ann(precision, psnr, uj):
+        return {"precision": precision, "psnr": psnr, **{f"joules_per_image_{k}": uj * 1e-6 for k in ("ops",)}}
+
+    data = {"ann": [ann("fp32", None, 100), ann("W8A8", 37.0, 10), ann("W8A16", 43.0, 15)],
+            "points": [{"label": "cheap and good", "psnr": 40.0, "joules_per_image_ops": 8e-6},
+                       {"label": "dear", "psnr": 41.0, "joules_per_image_ops": 20e-6},  # W8A16 is better and cheaper
+                       {"label": "poor", "psnr": 30.0, "joules_per_image_ops": 5e-6}]}  # nothing is cheaper
+    text = dominance(data, "ops")
+    assert text.startswith("cheap and good dominates the W8A8 ANN")
+    assert "; dear is dominated by an ANN of the family" in text
