@@ -229,6 +229,16 @@ def check_settings(K: int, method: str = UNET_METHOD, coding: Union[str, Coding]
     return as_coding(coding).resolve(K)
 
 
+def _check_synapses(model: nn.Module, weight_bits: Optional[int], layer_bits: Optional[dict[str, int]]) -> None:
+    """:class:`SettingError` for a bad ``weight_bits``, or ``layer_bits`` naming no layer, a bad
+    width, or given without ``weight_bits``."""
+    if weight_bits is not None:
+        check_weight_bits(weight_bits)
+        check_layer_bits(model, layer_bits or {})
+    elif layer_bits:
+        raise SettingError("layer_bits", "layer widths apply to quantised synapses: give weight_bits too")
+
+
 def convert_unet(
     model: nn.Module,
     K: int = 8,
@@ -269,11 +279,7 @@ def convert_unet(
     bad K, an unknown bank entry or scope, a model already converted, or nothing to convert.
     """
     coding = check_settings(K, method, coding, spiking, bank_path)
-    if weight_bits is not None:
-        check_weight_bits(weight_bits)
-        check_layer_bits(model, layer_bits or {})
-    elif layer_bits:
-        raise SettingError("layer_bits", "layer widths apply to quantised synapses: give weight_bits too")
+    _check_synapses(model, weight_bits, layer_bits)
     scope = _check_model(model, coding, spiking, scope)
     types = SWISH_TYPES + (GELU_TYPES if convert_gelu else ())
     found = _in_scope(find_activations(model, types), scope)

@@ -64,7 +64,7 @@ class ChangeCoding(Coding):
                 isinstance(self.spike_weight, (int, float)) and not isinstance(self.spike_weight, bool)
                 and 0 <= self.spike_weight < math.inf):
             raise SettingError(self.setting("spike_weight"),
-                               f"the price of an event must be a finite number >= 0, got {self.spike_weight!r}")
+                               f"the price of a {self.event} must be a finite number >= 0, got {self.spike_weight!r}")
         check_choice("price", self.price, PRICES, bad("price"))
         check_choice("cost", self.cost, COSTS, bad("cost"))
         if not _count(self.images, 1):
