@@ -113,5 +113,5 @@ def test_the_plane_says_which_points_dominate_the_w8a8_ann_and_which_an_ann_domi
                        {"label": "dear", "psnr": 41.0, "joules_per_image_ops": 20e-6},  # W8A16 is better and cheaper
                        {"label": "poor", "psnr": 30.0, "joules_per_image_ops": 5e-6}]}  # nothing is cheaper
     text = dominance(data, "ops")
-    assert text.startswith("cheap and good dominates the W8A8 ANN")
-    assert "; dear is dominated by an ANN of the family" in text
+    assert text.startswith("'cheap and good' dominates the W8A8 ANN")
+    assert "; 'dear' is dominated by an ANN of the family" in text

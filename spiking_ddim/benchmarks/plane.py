@@ -86,9 +86,11 @@ def dominance(data: dict, key: str) -> str:
     beats = [n for n, p, e in rows if not n.startswith("ANN") and w8a8 and p >= w8a8[1] and e <= w8a8[2]]
     beaten = sorted({s for s, ps, es in rows if not s.startswith("ANN") for a, pa, ea in rows
                      if a.startswith("ANN") and pa >= ps and ea <= es})
-    return (f"{', '.join(beats) or 'no SNN point'} {'dominate' if len(beats) > 1 else 'dominates'} the W8A8 ANN "
-            f"(at least its PSNR at no more energy); {', '.join(beaten) or 'no SNN point'} "
-            f"{'are' if len(beaten) > 1 else 'is'} dominated by an ANN of the family.")
+    def names(points: list[str]) -> str:
+        return "; ".join(f"'{n}'" for n in points) or "no SNN point"
+
+    return (f"{names(beats)} {'dominate' if len(beats) > 1 else 'dominates'} the W8A8 ANN (at least its PSNR at no "
+            f"more energy); {names(beaten)} {'are' if len(beaten) > 1 else 'is'} dominated by an ANN of the family.")
 
 
 def plot(data: dict, path: Path) -> None:
