@@ -14,8 +14,10 @@ settings (``step``: every neuron sends its whole K-step code at every denoising 
 replaced modules (:class:`SiteModule`; with ``spiking`` ``all``, also the conv / linear
 layers whose analog input a signed FS encoder codes, kind ``input``); ``source``, the model it was converted from (see
 :mod:`spiking_ddim.provenance`); ``history``, one dict per event, oldest first, with
-``event`` (``convert``, ``calibrate``, ``delta-fit``, ``finetune``), ``time`` (UTC), ``version`` (this
-package's) and the event's settings and outcome. Format 4; formats 1 to 3 still load (a
+``event`` (``convert``, ``calibrate``, ``delta-fit``, ``widths``, ``finetune``), ``time`` (UTC), ``version`` (this
+package's) and the event's settings and outcome; ``weight_bits`` and ``layer_bits``, the
+synapses' integer widths (:mod:`spiking_ddim.synapses`); ``widths``, the accumulator and
+state widths checked while sampling (:mod:`spiking_ddim.widths`). Format 4; formats 1 to 3 still load (a
 coding written as its name, with ``delta_K`` beside it and the rest of a delta coding's
 settings from its last fit; formats 1 and 2 without a history: one rebuilt from their
 flags, marked ``"inferred": true``).
