@@ -1,7 +1,7 @@
 """Graded changes: after a run's first step, each changed element sends one b-bit value.
 
 A run's first denoising step sends each site's full K-step FS code (binary spikes, as
-delta coding does); every later step sends, per element whose change since the value sent
+delta coding does) and the graded correction of its error; every later step sends, per element whose change since the value sent
 so far reaches the dead zone, one event carrying the change rounded to the encoder's step,
 ``bits`` wide (Loihi 2's graded spikes, sigma-delta networks; :mod:`fs_neurons.graded`).
 An event costs one multiply-accumulate per output it reaches instead of an accumulate per
