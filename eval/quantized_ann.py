@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     if args.replot:
         data = json.loads(out.read_text())
     elif args.reprice:
-        data = reprice(json.loads(out.read_text()),
-                       cost_of(load_pipeline(DEFAULT_MODEL), SamplingOptions(steps=json.loads(out.read_text())["steps"])))
+        data = json.loads(out.read_text())
+        data = reprice(data, cost_of(load_pipeline(DEFAULT_MODEL), SamplingOptions(steps=data["steps"])))
         atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     else:
         try:
@@ -67,10 +67,11 @@ def main(argv=None) -> int:
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
         data = data or {"num_images": args.num_images, "steps": args.steps, "seed": args.seed,
                         "original_kid": run.kid_mean, "rows": []}
+        cost = cost_of(run.pipe, run.options)  # the ANN's counts, the same at every precision
         for precision in tqdm(precisions, desc="quantised ANNs", unit="row", dynamic_ncols=True):
             new = ann_row(run, precision, args.num_images, args.batch_size, args.seed)
             data["rows"] = merge_rows(data["rows"], [new], lambda r: r["precision"], sort=False)
-            data = reprice(data, cost_of(run.pipe, run.options))
+            data = reprice(data, cost)
             args.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     atomic_write_text(args.out_dir / "quantized_ann.md", markdown(data))

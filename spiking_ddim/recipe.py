@@ -25,12 +25,11 @@ from typing import Any, Optional
 
 from diffusers import DiffusionPipeline
 
-from fs_neurons.utils.seeds import stream
-
 from .calibration import calibrate
 from .components import denoiser
 from .convert import ConversionReport, SiteReport
 from .energy import measure_cost
+from .held_out import calibration_seeds
 from .pipelines import Progress, SamplingOptions, convert_pipeline, generate
 from .record import add_event
 from .sampling import broadcast_conversion
@@ -85,12 +84,12 @@ def record_widths(pipe: DiffusionPipeline, options: SamplingOptions, images: int
     if not unet.fs_config.weight_bits:
         raise ValueError("accumulator widths are measured in units of the weights' integer steps: convert with "
                          "weight_bits (--weight-bits) first")
-    first = stream("calibration-inputs", seed)
+    seeds = calibration_seeds(images, seed)  # the calibration images: [[first, last + 1)]
     with measure_cost(unet) as meter:
-        generate(pipe, range(images), options, seed=first)
+        generate(pipe, range(images), options, seed=seeds[0][0])
     widths = choose_widths(meter.report())
     unet.fs_config = dataclasses.replace(unet.fs_config, widths=widths)
-    add_event(unet, "widths", images=images, seed=seed, image_seeds=[[first, first + images]],
+    add_event(unet, "widths", images=images, seed=seed, image_seeds=seeds,
               accumulators_16=sum(b == 16 for b in widths["accumulators"].values()),
               states_16=sum(b == 16 for b in widths["states"].values()))
     return widths

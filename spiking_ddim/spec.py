@@ -90,13 +90,11 @@ class ConversionSpec:
     def fit_seeds(self) -> list[tuple[str, int, int]]:
         """(what, first, end) of every image-seed range the recipe's fits draw from (to be
         held out of scoring, :func:`spiking_ddim.held_out.check_held_out`)."""
-        from fs_neurons.utils.seeds import seed_range
-
         from .held_out import FITS, calibration_seeds
 
         calibration = calibration_seeds(self.calibration_images, self.seed, self.budget is not None) \
             if self.calibrate else []
-        widths = [seed_range("calibration-inputs", self.seed, self.calibration_images)] if self.narrow_widths else []
+        widths = calibration_seeds(self.calibration_images, self.seed) if self.narrow_widths else []
         return [(FITS["calibrate"], lo, hi) for lo, hi in calibration] + [
             (FITS.get(self.coding.fit_event, "encoder fit"), lo, hi) for lo, hi in self.coding.fit_seeds(self.seed)] + [
             (FITS["widths"], lo, hi) for lo, hi in widths]
