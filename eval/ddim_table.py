@@ -36,8 +36,10 @@ from spiking_ddim.benchmarks.rows import settings_conflict
 from spiking_ddim.cli.common import coding_of_flags
 from spiking_ddim.cli.flags import add_coding_args
 from spiking_ddim.codings import coding_names
-from spiking_ddim.defaults import DEFAULT_MODEL
+from spiking_ddim.defaults import DEFAULT_MODEL, FEATURE_SPACES
+from spiking_ddim.embedded import embedded_model
 from spiking_ddim.energy import EnergyConstants
+from spiking_ddim.provenance import source_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FILES = ["table.json", "table.md", "table.png", "frontier.png", "firing_rates.png", "energy.png"]
@@ -46,7 +48,8 @@ FILES = ["table.json", "table.md", "table.png", "frontier.png", "firing_rates.pn
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="diffusers pipeline or UNet directory, or hub id (default: the embedded digits DDIM)")
+                   help="diffusers pipeline or UNet directory, hub id, or embedded:digits / embedded:photos "
+                        "(default: the embedded digits DDIM)")
     p.add_argument("--convert", default="unet", metavar="NAMES",
                    help="comma-separated components to convert: unet, vae / vqvae (default: %(default)s)")
     p.add_argument("--prompts", type=Path, metavar="FILE",
@@ -68,9 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
-    p.add_argument("--real", help="held-out real images: 'digits' or a folder (default: digits for the embedded "
-                                  "model, none otherwise: no FID, KID or x0-MAE)")
-    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
+    p.add_argument("--real", help="held-out real images: 'digits', 'photos' or a folder (default: an embedded model's "
+                                  "own set, none otherwise: no FID, KID or x0-MAE)")
+    p.add_argument("--feature-extractor", choices=FEATURE_SPACES, default="auto",
                    help="feature space of FID and KID (default: %(default)s)")
     p.add_argument("--inception-weights", help="Inception weights file for offline FID / KID")
     p.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
@@ -87,7 +90,8 @@ def write(args, rows: list[dict], constants: EnergyConstants) -> str:
     files = [args.out / f"ddim_{name}" for name in FILES]
     settings = rows[0].get("settings", {})
     model = settings.get("model", args.model)
-    words = "the embedded digits DDIM" if Path(model).resolve() == DEFAULT_MODEL else f"`{model}`"
+    embedded = embedded_model(model)
+    words = embedded.words if embedded is not None else f"`{model}`"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(files[0], json.dumps(rows, indent=1) + "\n")
     md = table.markdown(rows, words, settings.get("pipeline", "DDIMPipeline"), settings.get("convert", args.convert),
@@ -114,11 +118,12 @@ def plan(args, pipe, constants: EnergyConstants) -> table.Scoring:
     check_components(pipe, components)
     codings = {name: coding_of_flags(args, name) for name in coding_names()}
     args.jobs = [(m, table.job_spec(K, m, c, components, codings, args.seed)) for K, m, c in jobs]
-    settings = {"model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+    embedded = embedded_model(args.model)
+    settings = {"model": embedded.name if embedded else source_name(args.model),
                 "convert": args.convert, "num_images": args.num_images, "steps": args.steps, "seed": args.seed,
                 "real": args.real, "feature_extractor": args.feature_extractor,
                 "energy": [constants.mac_pj, constants.ac_pj], "pipeline": type(pipe).__name__}
-    real = args.real or ("digits" if Path(args.model).resolve() == DEFAULT_MODEL else None)
+    real = args.real or (embedded.real if embedded else None)
     return table.Scoring(args.options, settings, args.batch_size, constants, *table.real_images(
         pipe, real, args.feature_extractor, args.inception_weights), args.feature_extractor, args.inception_weights)
 

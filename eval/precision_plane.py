@@ -114,10 +114,12 @@ def main(argv=None) -> int:
                   f"points", file=sys.stderr)
             return 2
         data = json.loads(path.read_text()) if args.add else \
-            {"num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
+            {"model": args.model, "num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
         args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
+        args.model = data.get("model", "embedded:digits")
         data["ann"] = ann_rows(args.out_dir, data)
-        run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed)
+        run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed,
+                           args.model)
         data["original_kid"] = run.kid_mean
         for label, (flags, spec) in tqdm(args.parsed.items(), desc="points", unit="point", dynamic_ncols=True):
             row = plane.snn_row(run, label, flags, spec, args.num_images, args.batch_size, args.seed)

@@ -1,4 +1,5 @@
-"""Training and evaluation images: scikit-learn's bundled digits, or a folder of images.
+"""Training and evaluation images: scikit-learn's bundled digits, crops of the photographs
+installed packages ship (:mod:`.photos`), or a folder of images.
 
 Images are float tensors in [-1, 1], shape (N, C, H, W).
 """
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from fs_neurons.utils.choices import check_choice
 
+BUILT_IN_SETS = {"digits": 16, "photos": 32}  # names load_images takes besides a folder -> their models' image side
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -118,9 +120,14 @@ def load_image_folder(folder: Union[str, Path], size: int | None = None, channel
 
 
 def load_images(source: str, size: int, split: str = "train") -> torch.Tensor:
-    """``digits`` (the built-in set, ``split`` applies) or an image folder."""
+    """``digits`` or ``photos`` (built-in sets, ``split`` applies: ``test`` is the held-out
+    set) or an image folder."""
     if source == "digits":
         return digits(size, split)
+    if source == "photos":
+        from .photos import photo_set
+
+        return photo_set(split, size)
     return load_image_folder(source, size)
 
 

@@ -14,5 +14,6 @@ from pathlib import Path
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"  # the embedded digits DDIM
 DEFAULT_K = 16  # FS time steps of every command that converts (sample, convert, train snn)
 METRICS = ("fid", "kid", "isc", "prc")  # FID, KID, Inception Score, precision / recall
+FEATURE_SPACES = ("auto", "inception", "digits", "photos")  # --feature-extractor: Inception or a shipped CNN
 INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"  # a path to Inception weights, for offline metrics
 SPIKING = ("swish", "all")  # what spikes: the Swish sites, or also every conv / linear input but the first layer's

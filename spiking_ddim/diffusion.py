@@ -32,16 +32,21 @@ def load_scheduler(model_dir: Optional[Path]) -> tuple[DDIMScheduler, str]:
 
 
 def build_unet(image_size: int, channels: int, block_out_channels: Sequence[int], layers_per_block: int,
-               attention_level: int) -> UNet2DModel:
+               attention_level: int, norm_groups: Optional[int] = None) -> UNet2DModel:
     """A fresh diffusers UNet2DModel for ``channels``-channel images of ``image_size``
-    pixels: one level per width, self-attention at ``attention_level`` (-1: none)."""
+    pixels: one level per width, self-attention at ``attention_level`` (-1: none) and in
+    the middle block, GroupNorm with ``norm_groups`` groups (default: 8, or the narrowest
+    width if smaller)."""
+    groups = min(8, min(block_out_channels)) if norm_groups is None else norm_groups
+    if any(width % groups for width in block_out_channels):
+        raise ValueError(f"norm groups {groups} must divide every width, got {list(block_out_channels)}")
     levels = len(block_out_channels)
     down = ["AttnDownBlock2D" if i == attention_level else "DownBlock2D" for i in range(levels)]
     up = ["AttnUpBlock2D" if levels - 1 - i == attention_level else "UpBlock2D" for i in range(levels)]
     return UNet2DModel(sample_size=image_size, in_channels=channels, out_channels=channels,
                        layers_per_block=layers_per_block, block_out_channels=tuple(block_out_channels),
                        down_block_types=tuple(down), up_block_types=tuple(up),
-                       norm_num_groups=min(8, min(block_out_channels)))
+                       norm_num_groups=groups)
 
 
 def noisy_batch(images: torch.Tensor, scheduler, batch_size: int, g: torch.Generator, device: torch.device):

@@ -44,6 +44,8 @@ PHOTOS = {
 HELD_OUT = ("coffee", "flower")  # photographs whose crops are never trained on
 SPLITS = ("train", "held-out")
 WINDOWS = (1, 2, 4)  # window sides, in multiples of the crop size, shrunk to it
+SET_SIZES = {"train": 50_000, "test": 2_000}  # crops of the fixed sets: training, held-out (the real set of KID)
+SET_SEEDS = {"train": 0, "test": 1}
 
 
 def split_names(split: str) -> list[str]:
@@ -95,3 +97,11 @@ def random_crops(n: int, split: str = "train", size: int = 32, seed: int = 0,
         crops.append(F.adaptive_avg_pool2d(crop.unsqueeze(0), size)[0])
         sources.append(name)
     return (torch.stack(crops) * 2 - 1).clamp(-1, 1), sources
+
+
+def photo_set(split: str = "train", size: int = 32) -> torch.Tensor:
+    """The fixed set of ``split``: ``train`` (50,000 training crops, seed 0) or ``test``
+    (2,000 held-out crops, seed 1, the real images of KID); (N, 3, size, size) in [-1, 1]."""
+    check_choice("split", split, tuple(SET_SIZES))
+    crops, _ = random_crops(SET_SIZES[split], "train" if split == "train" else "held-out", size, SET_SEEDS[split])
+    return crops

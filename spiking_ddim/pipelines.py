@@ -32,6 +32,7 @@ from fs_neurons.utils.files import atomic_directory
 from .codings import Coding
 from .components import CONVERTIBLE, DECODERS, decoder, denoiser  # noqa: F401 - part of this module's API
 from .convert import ConversionReport, check_settings, convert_unet, revert_unet
+from .embedded import model_location
 from .errors import SettingError
 from .model_card import write_model_card
 from .modeling import load_model  # importing modeling also lets diffusers find the Spiking<Base> classes
@@ -107,7 +108,8 @@ def _call_parameters(pipe: DiffusionPipeline) -> set[str]:
 
 
 def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim") -> DiffusionPipeline:
-    """A diffusers pipeline from a local directory or hub id, FS components included; a bare
+    """A diffusers pipeline from a local directory, hub id or embedded model's name
+    (``embedded:photos``, :mod:`.embedded`), FS components included; a bare
     UNet directory becomes a DDIMPipeline. ``scheduler="ddim"`` swaps the pipeline's scheduler
     for a DDIMScheduler of the same configuration; ``"pipeline"`` keeps it. A safety checker
     is not loaded (it would blank images, not change the model under test).
@@ -115,7 +117,7 @@ def load_pipeline(name_or_path: Union[str, os.PathLike], scheduler: str = "ddim"
     Raises ``FileNotFoundError`` for a missing or non-diffusers directory and ``OSError``
     when a hub id cannot be fetched."""
     check_choice("scheduler", scheduler, ("ddim", "pipeline"))
-    text = str(name_or_path)
+    text = str(model_location(name_or_path))
     path = Path(text).expanduser()
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
         if not path.is_dir():

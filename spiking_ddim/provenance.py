@@ -19,7 +19,9 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-EMBEDDED = "embedded:digits-ddim"  # the source name of the shipped default model (its path moves with the install)
+from .embedded import EMBEDDED_MODELS
+
+EMBEDDED = EMBEDDED_MODELS["digits"].name  # the source name of the shipped default model (its path moves with the install)
 
 
 def package_version() -> str:
@@ -73,22 +75,22 @@ def unrelated(model: nn.Module, other: nn.Module) -> Optional[str]:
 
 
 def source_name(name_or_path: Union[str, os.PathLike]) -> str:
-    """How a record names a model: :data:`EMBEDDED` for the shipped default, the absolute
-    path of a local directory, a hub id as given."""
-    from .defaults import DEFAULT_MODEL
+    """How a record names a model: an embedded model's record name (e.g. :data:`EMBEDDED`
+    for the shipped default), the absolute path of a local directory, a hub id as given."""
+    from .embedded import embedded_model
 
+    model = embedded_model(name_or_path)
+    if model is not None:
+        return model.name
     path = Path(name_or_path).expanduser()
-    if path.exists():
-        path = path.resolve()
-        return EMBEDDED if path in (DEFAULT_MODEL, DEFAULT_MODEL / "unet") else str(path)
-    return str(name_or_path)
+    return str(path.resolve()) if path.exists() else str(name_or_path)
 
 
 def source_location(name: str) -> Union[str, Path]:
     """What :func:`source_name` wrote, as something ``load_pipeline`` takes."""
-    from .defaults import DEFAULT_MODEL
+    from .embedded import model_location
 
-    return DEFAULT_MODEL if name == EMBEDDED else name
+    return model_location(name)
 
 
 def recorded_source(path: Union[str, os.PathLike]) -> Optional[str]:
@@ -105,7 +107,10 @@ def recorded_source(path: Union[str, os.PathLike]) -> Optional[str]:
 
 
 def describe_source(name: Optional[str]) -> str:
-    return "the embedded digits DDIM" if name == EMBEDDED else (name or "an unrecorded model")
+    from .embedded import embedded_model
+
+    model = embedded_model(name) if name and name.startswith("embedded:") else None
+    return model.words if model is not None else (name or "an unrecorded model")
 
 
 def source_record(model: nn.Module, name_or_path: Optional[Union[str, os.PathLike]], component: str) -> dict:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def add_run_args(p: argparse.ArgumentParser, results: Path, what: str = "row") -> None:
-    """--num-images, --steps, --batch-size, --seed, --out-dir (default ``results``), --overwrite, --replot."""
+    """--model, --num-images, --steps, --batch-size, --seed, --out-dir (default ``results``), --overwrite, --replot."""
+    p.add_argument("--model", choices=["embedded:digits", "embedded:photos"], default="embedded:digits",
+                   help="the shipped model to measure (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help=f"images per {what} (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")

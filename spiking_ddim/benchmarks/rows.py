@@ -24,7 +24,7 @@ from typing import Any, Callable, Hashable, NamedTuple, Optional
 import torch
 from diffusers import DiffusionPipeline
 
-from ..defaults import DEFAULT_MODEL
+from ..embedded import embedded_model
 from ..energy import EnergyConstants, EnergyReport, measure_cost
 from ..held_out import check_pipeline_held_out
 from ..metrics import compare, extract_features, generation_metrics
@@ -43,8 +43,9 @@ def quality_fields(reference: Optional[torch.Tensor], images: torch.Tensor) -> d
     return {"psnr": m["mean_psnr"], "mse": m["mean_mse"], **{k: m[k] for k in SPREAD}}
 
 
-def kid_fields(real: Any, images: torch.Tensor, feature_extractor: str = "digits") -> dict:
-    """``kid_mean`` and ``kid_std`` of ``images`` against the real images' features ``real``."""
+def kid_fields(real: Any, images: torch.Tensor, feature_extractor: str = "auto") -> dict:
+    """``kid_mean`` and ``kid_std`` of ``images`` against the real images' features ``real``
+    (in their feature space unless ``feature_extractor`` names another)."""
     kid = generation_metrics(real, images, feature_extractor, metrics=("kid",))
     return {"kid_mean": kid.kid_mean, "kid_std": kid.kid_std}
 
@@ -109,11 +110,15 @@ class OriginalRun(NamedTuple):
     kid_mean: float
 
 
-def original_run(options: SamplingOptions, num_images: int, batch_size: int, seed: int) -> OriginalRun:
-    """The embedded digits DDIM's run: images ``seed ..`` and their KID (digits features)
-    against the held-out digits."""
-    pipe = load_pipeline(DEFAULT_MODEL)
-    real = extract_features("digits", "digits", metrics=("kid",), what="real")
+def original_run(options: SamplingOptions, num_images: int, batch_size: int, seed: int,
+                 model: str = "embedded:digits") -> OriginalRun:
+    """An embedded model's run (the digits DDIM by default): images ``seed ..`` and their KID
+    against its held-out real set, in that set's own feature space."""
+    embedded = embedded_model(model)
+    if embedded is None:
+        raise ValueError(f"benchmarks run on an embedded model (embedded:digits, embedded:photos), got {model!r}")
+    pipe = load_pipeline(embedded.directory)
+    real = extract_features(embedded.real, embedded.real, metrics=("kid",), what="real")
     images = generate_many(pipe, num_images, options, batch_size, seed)
     return OriginalRun(pipe, options, real, images, kid_fields(real, images)["kid_mean"])
 

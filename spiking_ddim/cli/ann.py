@@ -150,7 +150,9 @@ def add_ann_parser(sub: argparse._SubParsersAction) -> None:
                     "(accelerate launch / torchrun). Writes OUT/model in diffusers' DDIMPipeline layout.",
     )
     p.add_argument("--data", default="digits",
-                   help="'digits' (scikit-learn's bundled 8x8 digits, upscaled) or an image folder (default: %(default)s)")
+                   help="'digits' (scikit-learn's bundled 8x8 digits, upscaled), 'photos' (50,000 RGB crops of the "
+                        "photographs scikit-image and scikit-learn ship, spiking_ddim.photos) or an image folder "
+                        "(default: %(default)s)")
     add_unet_shape_args(p)
     p.add_argument("--samples", type=int, default=64, help="DDIM samples in OUT/samples.png at the end (default: %(default)s)")
     add_train_args(p, TrainConfig())
@@ -177,8 +179,11 @@ def _run_ann(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     torch.manual_seed(cfg.seed)
-    unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
-                      args.attention_level)
+    try:
+        unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
+                          args.attention_level, args.norm_groups)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     scheduler = train_scheduler()
 
     def loss_fn(model, g, _step):

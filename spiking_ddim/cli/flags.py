@@ -12,7 +12,7 @@ from fs_neurons.names import BANK_METHODS, UNET_METHOD
 from fs_neurons.search_config import OursConfig
 
 from ..codings import coding_class, coding_fields, coding_names
-from ..defaults import DEFAULT_MODEL, INCEPTION_ENV, METRICS, SPIKING
+from ..defaults import DEFAULT_MODEL, FEATURE_SPACES, INCEPTION_ENV, METRICS, SPIKING
 from ..spec import spec_default
 from ..train_config import LR_SCHEDULES, TrainConfig
 
@@ -32,8 +32,9 @@ def add_model_arg(p: argparse.ArgumentParser, required: bool = False, what: str 
                   default: str | None = str(DEFAULT_MODEL)) -> None:
     """--model: a pipeline or UNet directory, or a hub id."""
     p.add_argument("--model", required=required, default=None if required else default,
-                   help=what or "hub id or local diffusers pipeline (or UNet) directory, plain or already converted "
-                                "by this package (default: the embedded digits DDIM)")
+                   help=what or "hub id, local diffusers pipeline (or UNet) directory, plain or already converted "
+                                "by this package, or a shipped model: embedded:digits (the default, 16x16 digits) or "
+                                "embedded:photos (32x32 RGB photographic crops)")
 
 
 def add_conversion_args(p: argparse.ArgumentParser) -> None:
@@ -121,11 +122,12 @@ def add_reference_arg(p: argparse.ArgumentParser) -> None:
 def add_metric_args(p: argparse.ArgumentParser) -> None:
     """--metrics, --feature-extractor, --inception-weights, --kid-subset-size."""
     p.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid", "kid", "isc"],
-                   help="generation metrics: fid, kid, isc (Inception Score, or the digits classifier's), prc "
+                   help="generation metrics: fid, kid, isc (Inception Score, or the shipped classifier's), prc "
                         "(precision / recall) (default: fid kid isc)")
-    p.add_argument("--feature-extractor", choices=["auto", "inception", "digits"], default="auto",
-                   help="feature space of the metrics; auto = Inception if its weights are available locally, else "
-                        "digits (default: %(default)s)")
+    p.add_argument("--feature-extractor", choices=FEATURE_SPACES, default="auto",
+                   help="feature space of the metrics: Inception, or the package's digits or photos CNN; auto = "
+                        "Inception if its weights are available locally, else photos against --real photos and "
+                        "digits otherwise (default: %(default)s)")
     p.add_argument("--inception-weights", help=f"Inception weights file for offline metrics (or set {INCEPTION_ENV})")
     p.add_argument("--kid-subset-size", type=int, help="images per KID subset, 2 to the smaller set's size "
                                                        "(default: min(1000, smaller set))")
@@ -180,13 +182,15 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
 
 
 def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
-    """--image-size, --block-out-channels, --layers-per-block, --attention-level: a new UNet's shape."""
+    """--image-size, --block-out-channels, --layers-per-block, --attention-level, --norm-groups: a new UNet's shape."""
     p.add_argument("--image-size", type=int, default=16, help=f"{when}training resolution (default: %(default)s)")
     p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64],
                    help=f"{when}UNet widths per level (default: %(default)s)")
     p.add_argument("--layers-per-block", type=int, default=2, help=f"{when}resnets per level (default: %(default)s)")
     p.add_argument("--attention-level", type=int, default=1,
                    help=f"{when}level (0-based) with self-attention, -1 for none (default: %(default)s)")
+    p.add_argument("--norm-groups", type=int, default=None,
+                   help=f"{when}GroupNorm groups, dividing every width (default: 8, or the narrowest width if smaller)")
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:

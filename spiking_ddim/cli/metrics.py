@@ -1,6 +1,6 @@
 """``spiking-ddim metrics``: score folders of generated images.
 
-    spiking-ddim metrics --real DIR|digits --fake DIR [DIR ...] [--original DIR]
+    spiking-ddim metrics --real DIR|digits|photos --fake DIR [DIR ...] [--original DIR]
 
 Each --fake folder gets FID, KID (mean +- std over random subsets), IS and, on request,
 precision / recall against --real, through torch-fidelity (see
@@ -24,8 +24,8 @@ HELP = "FID / KID / IS of image folders against real images, and image loss agai
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("metrics", help=HELP, description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", help="folder of real images, or 'digits' (the held-out digits); 'none' or left out: no "
-                                  "FID / KID / IS")
+    p.add_argument("--real", help="folder of real images, 'digits' (the held-out digits) or 'photos' (the held-out "
+                                  "photographic crops); 'none' or left out: no FID / KID / IS")
     p.add_argument("--fake", required=True, nargs="+", type=Path, help="folder(s) of generated images, each scored")
     p.add_argument("--original", type=Path,
                    help="folder of the original network's images with the same file names: image MSE / PSNR")
@@ -72,7 +72,7 @@ def check_run_folder(folder: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import count_images
+    from ..data import BUILT_IN_SETS, count_images
     from ..metrics import check_metric_args, describe_psnr, extract_features, generation_metrics
     from .common import resolve_device
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if args.original is not None:
             check_run_folder(args.original)
         if args.real is not None:
-            n_real = None if args.real == "digits" else count_images(args.real)
+            n_real = None if args.real in BUILT_IN_SETS else count_images(args.real)
             for n_fake in counts.values():
                 check_metric_args(n_real, n_fake, args.metrics, args.kid_subset_size, args.kid_subsets)
         args.device = str(resolve_device(args.device))

@@ -75,9 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
     add_device_arg(p)
     add_reference_arg(p)
-    p.add_argument("--real", help="real images for FID / KID / IS: a folder, or 'digits' (the held-out digits; "
-                                  "default for the embedded model and models converted from it); 'none' skips these "
-                                  "metrics")
+    p.add_argument("--real", help="real images for FID / KID / IS: a folder, 'digits' (the held-out digits) or "
+                                  "'photos' (2,000 held-out photographic crops); default: the built-in set of an "
+                                  "embedded model and of models converted from it; 'none' skips these metrics")
     add_metric_args(p)
     add_energy_arg(p)
     p.add_argument("--out", type=Path, help="output directory (default: runs/sample-<date>-<time>)")
@@ -272,17 +272,20 @@ def _write_calibration(out: Path, sites: list) -> None:
 
 def _real_images(args: argparse.Namespace) -> Optional[str]:
     """The --real source (None: no generation metrics), checked with the metric flags before any work."""
-    from ..data import count_images
-    from ..defaults import DEFAULT_MODEL
+    from ..data import BUILT_IN_SETS, count_images
+    from ..embedded import embedded_model
     from ..metrics import check_metric_args
-    from ..provenance import EMBEDDED, recorded_source
+    from ..provenance import recorded_source
 
-    embedded = Path(args.model).expanduser().resolve() == DEFAULT_MODEL or recorded_source(args.model) == EMBEDDED
-    real = args.real or ("digits" if embedded else None)
+    try:
+        source = embedded_model(args.model) or embedded_model(recorded_source(args.model))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    real = args.real or (source.real if source is not None else None)
     if real is None or real == "none":
         return None
     try:
-        n_real = None if real == "digits" else count_images(real)
+        n_real = None if real in BUILT_IN_SETS else count_images(real)
         check_metric_args(n_real, args.num_images, args.metrics, args.kid_subset_size)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: generation metrics: {e}") from None

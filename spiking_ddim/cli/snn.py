@@ -170,7 +170,7 @@ def _from_scratch(args: argparse.Namespace, images):
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
-                      args.attention_level)
+                      args.attention_level, args.norm_groups)
     convert_unet(unet, K=args.conversion.K, method=args.conversion.method)
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
 

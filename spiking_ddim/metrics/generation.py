@@ -1,15 +1,18 @@
 """Generation metrics through torch-fidelity, from one feature pass per image set:
 FID, KID (mean +- std over random subsets), IS and, on request, precision / recall.
 
-    spiking-ddim metrics --real DIR|digits --fake DIR [DIR ...] [--feature-extractor auto|inception|digits]
+    spiking-ddim metrics --real DIR|digits|photos --fake DIR [DIR ...] [--feature-extractor auto|inception|digits|photos]
 
 Features come from torch-fidelity's ``inception-v3-compat`` extractor (2048-d pool
-features; IS from its logits) or, offline, from the project's digits CNN (``digits-cnn``,
-128-d features; IS from its 10 digit logits, see :mod:`spiking_ddim.metrics.digits_features`). Inception
-weights come from ``--inception-weights``, the ``SPIKING_DDIM_INCEPTION_WEIGHTS``
+features; IS from its logits) or, offline, from one of the project's own CNNs: the digits
+one (``digits-cnn``, 128-d features; IS from its 10 digit logits,
+:mod:`spiking_ddim.metrics.digits_features`) or the photos one (``photos-cnn``, 128-d
+features; IS from its nine photograph logits, :mod:`spiking_ddim.metrics.photos_features`).
+Inception weights come from ``--inception-weights``, the ``SPIKING_DDIM_INCEPTION_WEIGHTS``
 environment variable, torch's hub cache, or a download; offline without them ``auto``
-takes the digits CNN, and every result names its feature space, e.g. "FID (digits
-features)". The metric arithmetic is torch-fidelity's: FID from feature means and
+takes the photos CNN against the built-in ``photos`` set and the digits CNN otherwise and
+scores the fake set in the real set's space, and every result names its feature
+space, e.g. "FID (digits features)". The metric arithmetic is torch-fidelity's: FID from feature means and
 covariances; KID the unbiased MMD^2 with kernel (x.y/d + 1)^3 on random subsets; IS
 exp(E KL(p(y|x) || p(y))) over 10 splits; precision / recall by k-NN manifolds (k = 3).
 """
@@ -26,9 +29,9 @@ from torch.utils.data import Dataset
 
 from fs_neurons.utils.choices import check_choice
 
-from ..defaults import INCEPTION_ENV, METRICS
+from ..defaults import FEATURE_SPACES, INCEPTION_ENV, METRICS
 
-LABELS = {"inception-v3-compat": "Inception", "digits-cnn": "digits features"}
+LABELS = {"inception-v3-compat": "Inception", "digits-cnn": "digits features", "photos-cnn": "photos features"}
 ImagesLike = Union[str, Path, torch.Tensor]
 
 
@@ -46,12 +49,15 @@ class _UInt8Images(Dataset):
 
 
 def as_uint8_rgb(images: ImagesLike, what: str) -> torch.Tensor:
-    """A folder, ``digits`` (the held-out digits), or (N, C, H, W) tensor (float in [-1, 1]
-    or uint8) as uint8 (N, 3, H, W)."""
-    from ..data import digits, load_image_folder
+    """A folder, ``digits`` or ``photos`` (a built-in held-out set), or (N, C, H, W) tensor
+    (float in [-1, 1] or uint8) as uint8 (N, 3, H, W)."""
+    from ..data import BUILT_IN_SETS, load_image_folder, load_images
 
     if isinstance(images, (str, Path)):
-        images = digits(16, "test") if str(images) == "digits" else load_image_folder(images)
+        if str(images) in BUILT_IN_SETS:
+            images = load_images(str(images), BUILT_IN_SETS[str(images)], "test")
+        else:
+            images = load_image_folder(images)
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"{what} images must be a non-empty (N, C, H, W) batch")
     if images.shape[1] not in (1, 3):
@@ -99,25 +105,40 @@ def inception_weights_or_download(path: Optional[Union[str, Path]] = None) -> Pa
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def _register_digits() -> None:
+SHIPPED = {"digits": ("digits-cnn", "digits_features", "DigitsFeatureExtractor"),
+           "photos": ("photos-cnn", "photos_features", "PhotosFeatureExtractor")}  # choice -> (name, module, class)
+
+
+def _register(choice: str) -> str:
+    """Register the shipped feature network ``choice`` with torch-fidelity; its extractor name."""
+    import importlib
+
     import torch_fidelity
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    from .digits_features import NAME, DigitsFeatureExtractor
+    name, module, cls = SHIPPED[choice]
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(name, getattr(importlib.import_module(f".{module}", __package__), cls))
+    return name
 
-    if NAME not in FEATURE_EXTRACTORS_REGISTRY:
-        torch_fidelity.register_feature_extractor(NAME, DigitsFeatureExtractor)
+
+def choice_of(extractor: str) -> str:
+    """The ``--feature-extractor`` choice that gives torch-fidelity extractor ``extractor``."""
+    return next((c for c, (name, _, _) in SHIPPED.items() if name == extractor), "inception")
 
 
-def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]] = None) -> tuple[str, dict]:
-    """(torch-fidelity extractor name, its kwargs) for ``auto``, ``inception`` or ``digits``."""
-    check_choice("feature extractor", choice, ("auto", "inception", "digits"))
+def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]] = None,
+                      real: Optional[ImagesLike] = None) -> tuple[str, dict]:
+    """(torch-fidelity extractor name, its kwargs) for ``auto``, ``inception``, ``digits`` or
+    ``photos``. ``auto`` is Inception where its weights are local, else the network of the
+    built-in set ``real`` names (``photos``), else the digits one."""
+    check_choice("feature extractor", choice, FEATURE_SPACES)
     if choice == "auto":
-        choice = "inception" if find_inception_weights(inception_weights) is not None else "digits"
+        choice = ("inception" if find_inception_weights(inception_weights) is not None
+                  else "photos" if isinstance(real, str) and real == "photos" else "digits")
     if choice == "inception":
         return "inception-v3-compat", {"feature_extractor_weights_path": str(inception_weights_or_download(inception_weights))}
-    _register_digits()
-    return "digits-cnn", {}
+    return _register(choice), {}
 
 
 KID_MIN_SUBSET = 100  # below this many images per subset a KID is flagged as noise
@@ -192,7 +213,7 @@ def extract_features(
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
     data = as_uint8_rgb(images, what)
-    name, kwargs = resolve_extractor(feature_extractor, inception_weights)
+    name, kwargs = resolve_extractor(feature_extractor, inception_weights, images if isinstance(images, str) else None)
     cls = FEATURE_EXTRACTORS_REGISTRY[name]
     layers = sorted({cls.get_default_feature_layer_for_metric(m) for m in metrics})
     cuda = torch.device(device).type == "cuda"
@@ -227,7 +248,8 @@ class GenerationMetrics:
 
     def label(self, metric: str) -> str:
         """e.g. ``KID (digits features)``, ``IS (digits classifier)``: what every printed figure is called."""
-        space = "digits classifier" if metric == "IS" and self.feature_extractor == "digits-cnn" else self.space
+        shipped = {"digits-cnn": "digits classifier", "photos-cnn": "photograph classifier"}
+        space = shipped.get(self.feature_extractor, self.space) if metric == "IS" else self.space
         return f"{metric} ({space})"
 
     def lines(self) -> list[str]:
@@ -288,8 +310,9 @@ def generation_metrics(
     from torch_fidelity.metric_kid import kid_features_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
 
-    args = (feature_extractor, inception_weights, metrics, device, batch_size)
-    a, b = extract_features(real, *args, what="real"), extract_features(fake, *args, what="fake")
+    a = extract_features(real, feature_extractor, inception_weights, metrics, device, batch_size, what="real")
+    space = choice_of(a.extractor) if feature_extractor == "auto" else feature_extractor  # auto: the real set's
+    b = extract_features(fake, space, inception_weights, metrics, device, batch_size, what="fake")
     if a.extractor != b.extractor:
         raise ValueError(f"real and fake features come from different extractors: {a.extractor} vs {b.extractor}")
     check_metric_args(a.n, b.n, metrics, kid_subset_size, kid_subsets)
