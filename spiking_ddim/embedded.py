@@ -21,17 +21,21 @@ PREFIX = "embedded:"
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A shipped DDIMPipeline: its record name, directory, built-in real set and how reports name it."""
+    """A shipped DDIMPipeline: its record name, directory, built-in real set, how reports
+    name it and its real set."""
 
     name: str  # what records write, e.g. embedded:digits-ddim
     directory: Path
     real: str  # the built-in held-out images of its metrics (spiking_ddim.data.load_images)
     words: str
+    real_words: str
 
 
 EMBEDDED_MODELS = {
-    "digits": EmbeddedModel("embedded:digits-ddim", PACKAGE / "default_model", "digits", "the embedded digits DDIM"),
-    "photos": EmbeddedModel("embedded:photos-ddim", PACKAGE / "photos_model", "photos", "the embedded photos DDIM"),
+    "digits": EmbeddedModel("embedded:digits-ddim", PACKAGE / "default_model", "digits", "the embedded digits DDIM",
+                            "held-out digits"),
+    "photos": EmbeddedModel("embedded:photos-ddim", PACKAGE / "photos_model", "photos", "the embedded photos DDIM",
+                            "crops of two held-out photographs"),
 }
 
 
@@ -59,3 +63,9 @@ def model_location(name_or_path: Union[str, os.PathLike]) -> Union[str, os.PathL
     """The directory of an ``embedded:`` name; anything else as given."""
     text = str(name_or_path)
     return embedded_model(text).directory if text.startswith(PREFIX) else name_or_path
+
+
+def results_model(data: dict) -> EmbeddedModel:
+    """The embedded model a benchmark's results were measured on (``data["model"]``; the
+    digits DDIM for results that predate the field)."""
+    return embedded_model(data.get("model", PREFIX + "digits"))

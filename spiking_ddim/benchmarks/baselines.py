@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..embedded import results_model
 from ..energy import CostReport, measure_cost
 from ..energy.matched import ESTIMATES, Widths, ann_energy
 from ..metrics import spread_cells
@@ -82,13 +83,15 @@ def reprice(data: dict, cost: CostReport) -> dict:
 
 def markdown(data: dict) -> str:
     """quantized_ann.md: one row per precision."""
-    lines = ["# Quantised ANN baselines: the embedded digits DDIM at lower precision", "",
+    model = results_model(data)
+    lines = [f"# Quantised ANN baselines: {model.words} at lower precision", "",
              f"{data['num_images']} images per row, {data['steps']} DDIM steps, seeds {data['seed']}..; every conv / "
              "linear layer fake-quantised with brevitas (`spiking_ddim.quantization`): weights symmetric per output "
              "channel, layer inputs symmetric per tensor with scales calibrated on 16 images of the calibration "
              "stream; attention score matmuls, norms, Swish and residual additions in float. PSNR against the 32-bit "
              "original from the same noise (of the mean MSE; median / p5 per image; < 30 dB: share of images), KID "
-             f"(digits features) against held-out digits (original: {data['original_kid']:.5f}). Energy per image of "
+             f"({model.real} features) against {model.real_words} (original: {data['original_kid']:.5f}). Energy per "
+             "image of "
              "the quantised network, uJ, and its ratio to the float32 ANN's, under the three estimates of "
              "`spiking_ddim.energy.matched`: the 45 nm operation count (integer MAC = multiply scaled by the operand "
              "widths + 32-bit add), Lemaire's memory-aware estimate and the same with an output-stationary dataflow "

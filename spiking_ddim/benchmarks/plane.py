@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..embedded import results_model
 from ..energy.matched import ESTIMATES
 from ..spec import ConversionSpec
 from .rows import OriginalRun, measure
@@ -44,10 +45,12 @@ def snn_row(run: OriginalRun, label: str, flags: str, spec: ConversionSpec, num_
 
 def markdown(data: dict) -> str:
     """precision_plane.md: the ANN family and the SNN points per estimate, and who dominates whom."""
+    model = results_model(data)
     lines = ["# Quality against energy at matched precision", "",
-             f"The embedded digits DDIM, {data['num_images']} images per row, {data['steps']} DDIM steps, seeds "
-             f"{data['seed']}..; PSNR against the float32 original from the same noise, KID (digits features) against "
-             f"held-out digits (original {data['original_kid']:.5f}). Energy per image (uJ) under the three estimates "
+             f"{model.words[0].upper()}{model.words[1:]}, {data['num_images']} images per row, {data['steps']} DDIM steps, seeds "
+             f"{data['seed']}..; PSNR against the float32 original from the same noise, KID ({model.real} features) "
+             f"against {model.real_words} (original {data['original_kid']:.5f}). Energy per image (uJ) under the three "
+             "estimates "
              "of `spiking_ddim.energy.matched`, each network at its own weight widths (float32 or b-bit), the SNN's "
              "analog inputs at 16 bits, accumulators and state at their recorded widths (32 bits where none); the "
              "ANN rows are `eval/results/quantized_ann.json`'s. Break-even: spikes per neuron per call at which the "
