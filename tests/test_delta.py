@@ -471,3 +471,19 @@ def test_fully_spiking_with_delta_coding_runs_through_the_pipeline():
     a, b = generate(pipe, range(2), OPTIONS), generate(pipe, range(2), OPTIONS)
     assert torch.equal(a, b) and torch.isfinite(a).all()
     assert any(".input_encoder" in name for name, _ in encoders(pipe.unet))
+
+
+def test_delta_state_is_one_float32_value_per_site_input_element_and_reset_frees_it():
+    from spiking_ddim.speed import state_bytes
+
+    pipe = delta_pipe()
+    elements = []
+    hooks = [act.register_forward_pre_hook(lambda mod, args: elements.append(args[0].numel()))
+             for _, act in fs_activations(pipe.unet)]
+    with torch.no_grad():
+        pipe.unet(torch.zeros(3, 1, 8, 8), torch.tensor(999))  # one call of a run: every site once
+    for h in hooks:
+        h.remove()
+    assert elements and state_bytes(pipe.unet) == 4 * sum(elements)
+    reset_net(pipe.unet)
+    assert state_bytes(pipe.unet) == 0
