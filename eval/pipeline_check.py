@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from fs_neurons.utils.files import atomic_write_text
-from spiking_ddim.benchmarks.architectures import ddpm_cifar10, ldm_celebahq, stable_diffusion_v1_5
+from spiking_ddim.benchmarks.architectures import as_loaded, ddpm_cifar10, ldm_celebahq, stable_diffusion_v1_5
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.pipelines import (
     SamplingOptions,
@@ -38,7 +38,6 @@ from spiking_ddim.pipelines import (
     generate,
     load_pipeline,
     save_pipeline,
-    use_ddim_scheduler,
 )
 from spiking_ddim.recipe import ConversionSpec, prepare
 
@@ -47,10 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def check(name: str, pipe, options: SamplingOptions, K: int, save: bool) -> dict:
     """Convert, sample both from the same noise, count the cost, optionally round-trip."""
-    use_ddim_scheduler(pipe)  # as load_pipeline and sample.py do
-    for module in pipe.components.values():
-        if isinstance(module, torch.nn.Module):
-            module.eval()  # built here in training mode; loaded pipelines are in eval mode
+    as_loaded(pipe)  # a DDIM scheduler and eval mode, as load_pipeline and sample.py give
     components = ["unet"] + ([decoder(pipe)] if decoder(pipe) else [])
     row: dict = {"pipeline": type(pipe).__name__, "architecture": name, "K": K, "steps": options.steps,
                  "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in pipe.components.items()

@@ -24,8 +24,8 @@ import torch
 from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
-from spiking_ddim.benchmarks.architectures import ddpm_cifar10
-from spiking_ddim.pipelines import SamplingOptions, generate, load_pipeline, use_ddim_scheduler
+from spiking_ddim.benchmarks.architectures import as_loaded, ddpm_cifar10
+from spiking_ddim.pipelines import SamplingOptions, generate, load_pipeline
 from spiking_ddim.provenance import package_version
 from spiking_ddim.recipe import ConversionSpec, prepare
 from spiking_ddim.speed import StageClock, sampling_seconds, state_bytes
@@ -38,7 +38,7 @@ def pipeline(name: str):
     """The named model's pipeline with a DDIM scheduler; random weights seeded 0 for the CIFAR-10 architecture."""
     if name == "ddpm-cifar10-random":
         torch.manual_seed(0)
-        return use_ddim_scheduler(ddpm_cifar10()[0])
+        return as_loaded(ddpm_cifar10()[0])
     return load_pipeline(name)
 
 
@@ -47,11 +47,12 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     options = SamplingOptions(steps=args.steps)
     ann = pipeline(name)
     fs, delta = copy.deepcopy(ann), copy.deepcopy(ann)
-    clocks = {"fs": StageClock()}
-    prepare(fs, ConversionSpec(K=args.K), options, clocks["fs"])
-    clocks["delta"] = StageClock()
-    prepare(delta, ConversionSpec(K=args.K, coding="delta", calibrate=True), options, clocks["delta"])
-    prepared = {key: clock.seconds() for key, clock in clocks.items()}
+    prepared = {}
+    for key, net, spec in (("fs", fs, ConversionSpec(K=args.K)),
+                           ("delta", delta, ConversionSpec(K=args.K, coding="delta", calibrate=True))):
+        clock = StageClock()
+        prepare(net, spec, options, clock)
+        prepared[key] = clock.seconds()
     nets = {"ann": ann, "fs": fs, "delta": delta}
     runs = {key: (lambda p=p: generate(p, range(args.batch), options)) for key, p in nets.items()}
     seconds = sampling_seconds(runs, args.repeats, torch.device("cpu"))

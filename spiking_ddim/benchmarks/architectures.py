@@ -14,6 +14,20 @@ from pathlib import Path
 from ..pipelines import SamplingOptions
 
 _ENCODER = ("DownEncoderBlock2D",)
+
+
+def as_loaded(pipe):
+    """``pipe`` with a DDIM scheduler and every model in eval mode, as ``load_pipeline``
+    gives a pipeline (built here, its models start in training mode, where FS sites code
+    every call in full)."""
+    import torch
+
+    from ..pipelines import use_ddim_scheduler
+
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    return use_ddim_scheduler(pipe)
 _DECODER = ("UpDecoderBlock2D",)
 
 
