@@ -119,7 +119,7 @@ def plan(args, pipe, constants: EnergyConstants) -> table.Scoring:
     codings = {name: coding_of_flags(args, name) for name in coding_names()}
     args.jobs = [(m, table.job_spec(K, m, c, components, codings, args.seed)) for K, m, c in jobs]
     embedded = embedded_model(args.model)
-    settings = {"model": embedded.name if embedded else source_name(args.model),
+    settings = {"model": source_name(args.model),
                 "convert": args.convert, "num_images": args.num_images, "steps": args.steps, "seed": args.seed,
                 "real": args.real, "feature_extractor": args.feature_extractor,
                 "energy": [constants.mac_pj, constants.ac_pj], "pipeline": type(pipe).__name__}

@@ -31,6 +31,7 @@ from spiking_ddim.benchmarks.args import add_run_args
 from spiking_ddim.benchmarks.rows import merge_rows, original_run
 from spiking_ddim.cli.common import spec_from_flags
 from spiking_ddim.cli.flags import add_conversion_args
+from spiking_ddim.embedded import results_model
 from spiking_ddim.pipelines import SamplingOptions
 from spiking_ddim.spec import ConversionSpec
 
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
         data = json.loads(path.read_text()) if args.add else \
             {"model": args.model, "num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
         args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-        args.model = data.get("model", "embedded:digits")
+        args.model = results_model(data).name
         data["ann"] = ann_rows(args.out_dir, data)
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed,
                            args.model)

@@ -26,6 +26,7 @@ from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks.args import add_run_args
 from spiking_ddim.benchmarks.baselines import ann_row, cost_of, markdown, reprice
 from spiking_ddim.benchmarks.rows import merge_rows, original_run
+from spiking_ddim.embedded import results_model
 from spiking_ddim.errors import SettingError
 from spiking_ddim.pipelines import SamplingOptions, load_pipeline
 from spiking_ddim.quantization import Precision
@@ -50,8 +51,7 @@ def main(argv=None) -> int:
         data = json.loads(out.read_text())
     elif args.reprice:
         data = json.loads(out.read_text())
-        model = data.get("model", "embedded:digits")
-        data = reprice(data, cost_of(load_pipeline(model), SamplingOptions(steps=data["steps"])))
+        data = reprice(data, cost_of(load_pipeline(results_model(data).directory), SamplingOptions(steps=data["steps"])))
         atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     else:
         try:
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         data = json.loads(out.read_text()) if args.add else None
         if data:
             args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-            args.model = data.get("model", "embedded:digits")
+            args.model = results_model(data).name
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed,
                            args.model)
         data = data or {"model": args.model, "num_images": args.num_images, "steps": args.steps, "seed": args.seed,

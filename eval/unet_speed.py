@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,26 +26,21 @@ from spiking_ddim.defaults import DEFAULT_MODEL
 from spiking_ddim.energy import measure_cost
 from spiking_ddim.pipelines import SamplingOptions, generate, load_pipeline
 from spiking_ddim.recipe import ConversionSpec, prepare
-from spiking_ddim.speed import unet_forward_seconds
+from spiking_ddim.speed import sampling_seconds, unet_forward_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def sampling_overhead(pipe, batch: int, steps: int, repeats: int) -> tuple[float, float]:
+def sampling_overhead(pipe, batch: int, steps: int, repeats: int, device: torch.device) -> tuple[float, float]:
     """Median seconds of a DDIM sampling run, plain and inside ``measure_cost``, run alternately."""
     images, options = range(batch), SamplingOptions(steps=steps)
-    plain, metered = [], []
-    generate(pipe, images, options)  # warm-up
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        generate(pipe, images, options)
-        t1 = time.perf_counter()
+
+    def metered():
         with measure_cost(pipe):
             generate(pipe, images, options)
-        t2 = time.perf_counter()
-        plain.append(t1 - t0)
-        metered.append(t2 - t1)
-    return statistics.median(plain), statistics.median(metered)
+
+    seconds = sampling_seconds({"plain": lambda: generate(pipe, images, options), "metered": metered}, repeats, device)
+    return seconds["plain"], seconds["metered"]
 
 
 def main(argv=None) -> int:
@@ -73,7 +66,8 @@ def main(argv=None) -> int:
     times = unet_forward_seconds(pipe, fs_pipe, args.batch, args.repeats, torch.device(args.device),
                                  simulate_repeats=max(3, args.repeats // 3))
     ann, lookup, simulate = (times[k] for k in ("ann_seconds", "lookup_seconds", "simulate_seconds"))
-    plain, metered = sampling_overhead(fs_pipe, args.batch, args.sample_steps, args.sample_repeats)
+    plain, metered = sampling_overhead(fs_pipe, args.batch, args.sample_steps, args.sample_repeats,
+                                       torch.device(args.device))
     row = {"K": args.K, "batch": args.batch, "ann_seconds": ann, "snn_seconds": lookup, "ratio": lookup / ann,
            "simulate_seconds": simulate, "simulate_ratio": simulate / ann, "method": args.method,
            "sample_seconds": plain, "sample_metered_seconds": metered, "metering_overhead": metered / plain - 1,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from .defaults import DEFAULT_MODEL
+
 PACKAGE = Path(__file__).resolve().parent
 PREFIX = "embedded:"
 
@@ -32,7 +34,7 @@ class EmbeddedModel:
 
 
 EMBEDDED_MODELS = {
-    "digits": EmbeddedModel("embedded:digits-ddim", PACKAGE / "default_model", "digits", "the embedded digits DDIM",
+    "digits": EmbeddedModel("embedded:digits-ddim", DEFAULT_MODEL, "digits", "the embedded digits DDIM",
                             "held-out digits"),
     "photos": EmbeddedModel("embedded:photos-ddim", PACKAGE / "photos_model", "photos", "the embedded photos DDIM",
                             "crops of two held-out photographs"),

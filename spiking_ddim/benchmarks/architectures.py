@@ -14,6 +14,7 @@ from pathlib import Path
 from ..pipelines import SamplingOptions
 
 _ENCODER = ("DownEncoderBlock2D",)
+_DECODER = ("UpDecoderBlock2D",)
 
 
 def as_loaded(pipe):
@@ -28,7 +29,6 @@ def as_loaded(pipe):
         if isinstance(module, torch.nn.Module):
             module.eval()
     return use_ddim_scheduler(pipe)
-_DECODER = ("UpDecoderBlock2D",)
 
 
 def ddpm_cifar10():

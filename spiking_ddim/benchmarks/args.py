@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..embedded import EMBEDDED_MODELS, PREFIX
+
 
 def add_run_args(p: argparse.ArgumentParser, results: Path, what: str = "row") -> None:
     """--model, --num-images, --steps, --batch-size, --seed, --out-dir (default ``results``), --overwrite, --replot."""
-    p.add_argument("--model", choices=["embedded:digits", "embedded:photos"], default="embedded:digits",
+    p.add_argument("--model", choices=[PREFIX + key for key in EMBEDDED_MODELS], default=PREFIX + "digits",
                    help="the shipped model to measure (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=1000, help=f"images per {what} (default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")

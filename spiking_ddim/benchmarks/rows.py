@@ -24,7 +24,7 @@ from typing import Any, Callable, Hashable, NamedTuple, Optional
 import torch
 from diffusers import DiffusionPipeline
 
-from ..embedded import embedded_model
+from ..embedded import EMBEDDED_MODELS, PREFIX, embedded_model
 from ..energy import EnergyConstants, EnergyReport, measure_cost
 from ..held_out import check_pipeline_held_out
 from ..metrics import compare, extract_features, generation_metrics
@@ -116,7 +116,8 @@ def original_run(options: SamplingOptions, num_images: int, batch_size: int, see
     against its held-out real set, in that set's own feature space."""
     embedded = embedded_model(model)
     if embedded is None:
-        raise ValueError(f"benchmarks run on an embedded model (embedded:digits, embedded:photos), got {model!r}")
+        raise ValueError(f"benchmarks run on an embedded model "
+                         f"({', '.join(PREFIX + key for key in EMBEDDED_MODELS)}), got {model!r}")
     pipe = load_pipeline(embedded.directory)
     real = extract_features(embedded.real, embedded.real, metrics=("kid",), what="real")
     images = generate_many(pipe, num_images, options, batch_size, seed)

@@ -131,11 +131,11 @@ def resolve_extractor(choice: str, inception_weights: Optional[Union[str, Path]]
                       real: Optional[ImagesLike] = None) -> tuple[str, dict]:
     """(torch-fidelity extractor name, its kwargs) for ``auto``, ``inception``, ``digits`` or
     ``photos``. ``auto`` is Inception where its weights are local, else the network of the
-    built-in set ``real`` names (``photos``), else the digits one."""
+    built-in set ``real`` names (``digits``, ``photos``), else the digits one."""
     check_choice("feature extractor", choice, FEATURE_SPACES)
     if choice == "auto":
         choice = ("inception" if find_inception_weights(inception_weights) is not None
-                  else "photos" if isinstance(real, str) and real == "photos" else "digits")
+                  else real if isinstance(real, str) and real in SHIPPED else "digits")
     if choice == "inception":
         return "inception-v3-compat", {"feature_extractor_weights_path": str(inception_weights_or_download(inception_weights))}
     return _register(choice), {}
@@ -213,7 +213,7 @@ def extract_features(
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
     data = as_uint8_rgb(images, what)
-    name, kwargs = resolve_extractor(feature_extractor, inception_weights, images if isinstance(images, str) else None)
+    name, kwargs = resolve_extractor(feature_extractor, inception_weights, images)
     cls = FEATURE_EXTRACTORS_REGISTRY[name]
     layers = sorted({cls.get_default_feature_layer_for_metric(m) for m in metrics})
     cuda = torch.device(device).type == "cuda"
