@@ -38,8 +38,9 @@ def build_unet(image_size: int, channels: int, block_out_channels: Sequence[int]
     the middle block, GroupNorm with ``norm_groups`` groups (default: 8, or the narrowest
     width if smaller)."""
     groups = min(8, min(block_out_channels)) if norm_groups is None else norm_groups
-    if any(width % groups for width in block_out_channels):
-        raise ValueError(f"norm groups {groups} must divide every width, got {list(block_out_channels)}")
+    if groups < 1 or any(width % groups for width in block_out_channels):
+        raise ValueError(f"norm groups must be >= 1 and divide every width, got {groups} for widths "
+                         f"{list(block_out_channels)}")
     levels = len(block_out_channels)
     down = ["AttnDownBlock2D" if i == attention_level else "DownBlock2D" for i in range(levels)]
     up = ["AttnUpBlock2D" if levels - 1 - i == attention_level else "UpBlock2D" for i in range(levels)]

@@ -59,3 +59,11 @@ def test_the_photos_model_samples_by_name_and_its_fs_conversion_follows_it():
     psnr = 10 * torch.log10(4 / ((fs - ann) ** 2).mean())
     assert 15 < psnr < 80  # the FS network follows the ANN, and it is not the ANN
     assert pipe.unet.fs_config.source_model == PHOTOS.name
+
+
+@pytest.mark.parametrize("groups", [0, 5])
+def test_norm_groups_that_do_not_divide_every_width_are_a_one_line_error(groups):
+    from spiking_ddim.diffusion import build_unet
+
+    with pytest.raises(ValueError, match=f"norm groups must be >= 1 and divide every width, got {groups} for widths"):
+        build_unet(32, 3, [32, 64], 1, -1, groups)
