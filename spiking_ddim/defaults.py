@@ -16,4 +16,7 @@ DEFAULT_K = 16  # FS time steps of every command that converts (sample, convert,
 METRICS = ("fid", "kid", "isc", "prc")  # FID, KID, Inception Score, precision / recall
 FEATURE_SPACES = ("auto", "inception", "digits", "photos")  # --feature-extractor: Inception or a shipped CNN
 INCEPTION_ENV = "SPIKING_DDIM_INCEPTION_WEIGHTS"  # a path to Inception weights, for offline metrics
+# a new model's noise schedule (diffusers' beta_schedule): the cosine one, or DDPM's linear 1e-4..0.02, which
+# leaves no signal at DDIM's first step (t = 950) so that step does not read noise as the image's colour
+BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 SPIKING = ("swish", "all")  # what spikes: the Swish sites, or also every conv / linear input but the first layer's

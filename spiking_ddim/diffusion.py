@@ -16,7 +16,18 @@ TRAIN_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap
 
 
 def train_scheduler(**overrides) -> DDPMScheduler:
+    """The noise schedule a new model trains on: :data:`TRAIN_SCHEDULER` with ``overrides``."""
     return DDPMScheduler(**{**TRAIN_SCHEDULER, **overrides})
+
+
+def sampling_scheduler(**overrides) -> DDIMScheduler:
+    """The DDIM scheduler saved with a new model: :data:`TRAIN_SCHEDULER` with ``overrides``."""
+    return DDIMScheduler(**{**TRAIN_SCHEDULER, **overrides})
+
+
+def noise_schedule_of(scheduler) -> DDPMScheduler:
+    """The training noise schedule (betas, prediction type) of a pipeline's ``scheduler``."""
+    return DDPMScheduler.from_config(scheduler.config)
 
 
 def load_scheduler(model_dir: Optional[Path]) -> tuple[DDIMScheduler, str]:
@@ -27,7 +38,7 @@ def load_scheduler(model_dir: Optional[Path]) -> tuple[DDIMScheduler, str]:
         for candidate in (model_dir / "scheduler", model_dir.parent / "scheduler", model_dir):
             if (candidate / "scheduler_config.json").is_file():
                 return DDIMScheduler.from_pretrained(str(candidate)), str(candidate / "scheduler_config.json")
-    return DDIMScheduler(**TRAIN_SCHEDULER), (f"DEFAULT: no scheduler_config.json beside {model_dir}, so the training "
+    return sampling_scheduler(), (f"DEFAULT: no scheduler_config.json beside {model_dir}, so the training "
                                               f"default {TRAIN_SCHEDULER} (check it matches how the UNet was trained)")
 
 

@@ -33,17 +33,38 @@ def log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.parametrize("schedule", [[], ["--beta-schedule", "linear"]])
 @pytest.mark.integration
-def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path):
+def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path, schedule):
     out = tmp_path / "ann"
     r = train("ann", "--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8",
-              "--attention-level", "-1", "--batch-size", "8", "--steps", "3", "--samples", "2", "--out", str(out))
+              "--attention-level", "-1", "--batch-size", "8", "--steps", "3", "--samples", "2", "--out", str(out),
+              *schedule)
     assert r.returncode == 0, r.stderr[-3000:]
-    from diffusers import DDIMPipeline
+    from diffusers import DDIMPipeline, DDPMScheduler
 
     pipe = DDIMPipeline.from_pretrained(out / "model")  # loads with plain diffusers
     assert pipe.unet.config.sample_size == 8 and (out / "samples.png").is_file()
     assert len(list((out / "checkpoints").iterdir())) >= 1
+    # the saved scheduler carries the schedule the run trained on (linear: DDPM's 1e-4 .. 0.02)
+    expected = DDPMScheduler(beta_schedule=schedule[-1]) if schedule else DDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    assert torch.allclose(pipe.scheduler.alphas_cumprod, expected.alphas_cumprod)
+    assert json.loads((out / "train_config.json").read_text())["beta_schedule"] == (schedule[-1] if schedule
+                                                                                    else "squaredcos_cap_v2")
+
+
+def test_fine_tuning_noises_images_with_the_model_s_own_schedule():
+    from diffusers import DDIMScheduler
+
+    from spiking_ddim.diffusion import noise_schedule_of
+
+    for betas in ("linear", "squaredcos_cap_v2"):
+        sampler = DDIMScheduler(beta_schedule=betas, prediction_type="epsilon")
+        noise = noise_schedule_of(sampler)
+        assert torch.equal(noise.alphas_cumprod, sampler.alphas_cumprod)
+        assert noise.config.prediction_type == "epsilon"
+    assert not torch.allclose(noise_schedule_of(DDIMScheduler(beta_schedule="linear")).alphas_cumprod,
+                              noise_schedule_of(DDIMScheduler(beta_schedule="squaredcos_cap_v2")).alphas_cumprod)
 
 
 @pytest.mark.parametrize("inputs", [["--distill-on", "data"],

@@ -166,10 +166,10 @@ def run_ann(args: argparse.Namespace) -> int:
 
 def _run_ann(args: argparse.Namespace) -> int:
     import torch
-    from diffusers import DDIMPipeline, DDIMScheduler
+    from diffusers import DDIMPipeline
 
     from ..data import image_grid, load_images, save_png
-    from ..diffusion import TRAIN_SCHEDULER, build_unet, denoising_loss, train_scheduler
+    from ..diffusion import build_unet, denoising_loss, sampling_scheduler, train_scheduler
     from ..pipelines import SamplingOptions, generate, load_pipeline, save_pipeline
     from ..training import config_json, train
 
@@ -184,7 +184,7 @@ def _run_ann(args: argparse.Namespace) -> int:
                           args.attention_level, args.norm_groups)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    scheduler = train_scheduler()
+    scheduler = train_scheduler(beta_schedule=args.beta_schedule)
 
     def loss_fn(model, g, _step):
         return denoising_loss(model, images, scheduler, cfg.batch_size, g)
@@ -195,7 +195,8 @@ def _run_ann(args: argparse.Namespace) -> int:
         unet = result.model
         result.apply(list(unet.parameters()))
         unet = unet.to("cpu").eval()
-        save_pipeline(DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER)), args.out / MODEL_DIR)
+        save_pipeline(DDIMPipeline(unet=unet, scheduler=sampling_scheduler(beta_schedule=args.beta_schedule)),
+                      args.out / MODEL_DIR)
         if args.samples > 0:
             x = generate(load_pipeline(args.out / MODEL_DIR), range(args.samples), SamplingOptions(steps=50))
             save_png(image_grid(x), args.out / "samples.png")

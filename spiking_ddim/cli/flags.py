@@ -12,7 +12,7 @@ from fs_neurons.names import BANK_METHODS, UNET_METHOD
 from fs_neurons.search_config import OursConfig
 
 from ..codings import coding_class, coding_fields, coding_names
-from ..defaults import DEFAULT_MODEL, FEATURE_SPACES, INCEPTION_ENV, METRICS, SPIKING
+from ..defaults import BETA_SCHEDULES, DEFAULT_MODEL, FEATURE_SPACES, INCEPTION_ENV, METRICS, SPIKING
 from ..spec import spec_default
 from ..train_config import LR_SCHEDULES, TrainConfig
 
@@ -182,7 +182,8 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
 
 
 def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
-    """--image-size, --block-out-channels, --layers-per-block, --attention-level, --norm-groups: a new UNet's shape."""
+    """--image-size, --block-out-channels, --layers-per-block, --attention-level, --norm-groups: a new UNet's
+    shape; --beta-schedule: its noise schedule."""
     p.add_argument("--image-size", type=int, default=16, help=f"{when}training resolution (default: %(default)s)")
     p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64],
                    help=f"{when}UNet widths per level (default: %(default)s)")
@@ -191,6 +192,10 @@ def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
                    help=f"{when}level (0-based) with self-attention, -1 for none (default: %(default)s)")
     p.add_argument("--norm-groups", type=int, default=None,
                    help=f"{when}GroupNorm groups, dividing every width (default: 8, or the narrowest width if smaller)")
+    p.add_argument("--beta-schedule", choices=BETA_SCHEDULES, default=BETA_SCHEDULES[0],
+                   help=f"{when}noise schedule, recorded in the saved pipeline's scheduler: squaredcos_cap_v2 (cosine) "
+                        "or linear (DDPM's 1e-4 to 0.02, as google/ddpm-cifar10-32; no image left at DDIM's first "
+                        "step, so colour photographs keep their colours) (default: %(default)s)")
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:

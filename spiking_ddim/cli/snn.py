@@ -162,17 +162,17 @@ def _prepare_pipelines(args: argparse.Namespace, show_progress: bool):
 def _from_scratch(args: argparse.Namespace, images):
     """The paper's setting: a fresh UNet with FS activations, in a DDIMPipeline."""
     import torch
-    from diffusers import DDIMPipeline, DDIMScheduler
+    from diffusers import DDIMPipeline
 
     from ..convert import convert_unet
-    from ..diffusion import TRAIN_SCHEDULER, build_unet
+    from ..diffusion import build_unet, sampling_scheduler
 
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
                       args.attention_level, args.norm_groups)
     convert_unet(unet, K=args.conversion.K, method=args.conversion.method)
-    return DDIMPipeline(unet=unet, scheduler=DDIMScheduler(**TRAIN_SCHEDULER))
+    return DDIMPipeline(unet=unet, scheduler=sampling_scheduler(beta_schedule=args.beta_schedule))
 
 
 def run_snn(args: argparse.Namespace) -> int:
@@ -184,7 +184,7 @@ def run_snn(args: argparse.Namespace) -> int:
 
 
 def _run_snn(args: argparse.Namespace) -> int:
-    from ..diffusion import train_scheduler
+    from ..diffusion import noise_schedule_of
     from ..finetune import FinetuneLoss, trainable
     from ..pipelines import decoder
     from ..training import config_json, train
@@ -207,7 +207,8 @@ def _run_snn(args: argparse.Namespace) -> int:
     params = trainable(unet, args.train_unet or args.from_scratch, not args.freeze_neurons)
     calls, weights, validate = _teacher_inputs(args, student, teacher, options, accelerator)
     unet.train()
-    loss_fn = FinetuneLoss(args.loss, cfg.batch_size, accelerator.device, train_scheduler(), images, calls, weights,
+    loss_fn = FinetuneLoss(args.loss, cfg.batch_size, accelerator.device,
+                           noise_schedule_of(student.scheduler), images, calls, weights,
                            teacher.unet if teacher is not None else None)
     on_start = record_writer(accelerator, args, "snn", resume, previous,
                              {"train": config_json(cfg), "trainable_parameters": sum(p.numel() for p in params),
