@@ -27,11 +27,10 @@ from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks import plane
-from spiking_ddim.benchmarks.args import add_run_args
+from spiking_ddim.benchmarks.args import add_run_args, existing_results
 from spiking_ddim.benchmarks.rows import merge_rows, original_run
 from spiking_ddim.cli.common import spec_from_flags
 from spiking_ddim.cli.flags import add_conversion_args
-from spiking_ddim.embedded import results_model
 from spiking_ddim.pipelines import SamplingOptions
 from spiking_ddim.spec import ConversionSpec
 
@@ -69,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.parsed = {label: (flags, point_spec(flags)) for label, flags in points.items()}
     except ValueError as e:
         p.error(str(e))
+    args.existing = existing_results(p, args, args.out_dir / "precision_plane.json")
     return args
 
 
@@ -114,10 +114,8 @@ def main(argv=None) -> int:
             print(f"error: {args.out_dir}/precision_plane.* exist; pass --overwrite to replace them or --add to add "
                   f"points", file=sys.stderr)
             return 2
-        data = json.loads(path.read_text()) if args.add else \
-            {"model": args.model, "num_images": args.num_images, "steps": args.steps, "seed": args.seed, "points": []}
-        args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-        args.model = results_model(data).name
+        data = args.existing or {"model": args.model, "num_images": args.num_images, "steps": args.steps,
+                                 "seed": args.seed, "points": []}
         data["ann"] = ann_rows(args.out_dir, data)
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed,
                            args.model)

@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
-from spiking_ddim.benchmarks.args import add_run_args
+from spiking_ddim.benchmarks.args import add_run_args, existing_results
 from spiking_ddim.benchmarks.baselines import ann_row, cost_of, markdown, reprice
 from spiking_ddim.benchmarks.rows import merge_rows, original_run
 from spiking_ddim.embedded import results_model
@@ -61,10 +61,7 @@ def main(argv=None) -> int:
         if out.exists() and not (args.overwrite or args.add):
             print(f"error: {out} exists; pass --overwrite to replace it or --add to add rows", file=sys.stderr)
             return 2
-        data = json.loads(out.read_text()) if args.add else None
-        if data:
-            args.num_images, args.steps, args.seed = data["num_images"], data["steps"], data["seed"]
-            args.model = results_model(data).name
+        data = existing_results(p, args, out)
         run = original_run(SamplingOptions(steps=args.steps), args.num_images, args.batch_size, args.seed,
                            args.model)
         data = data or {"model": args.model, "num_images": args.num_images, "steps": args.steps, "seed": args.seed,

@@ -187,6 +187,37 @@ def test_table_update_refuses_rows_of_other_settings(tmp_path, monkeypatch, caps
     assert json.loads((tmp_path / "ddim_table.json").read_text())[0]["num_images"] == 1000
 
 
+
+@pytest.mark.parametrize("flags, refused", [([], None), (["--steps", "7"], None),
+                                            (["--model", "embedded:digits"], "--model"),
+                                            (["--num-images", "10"], "--num-images"), (["--seed", "3"], "--seed")])
+def test_added_rows_are_measured_as_the_existing_ones(tmp_path, capsys, flags, refused):
+    import argparse
+
+    from spiking_ddim.benchmarks.args import add_run_args, existing_results
+    from spiking_ddim.embedded import embedded_model
+
+    p = argparse.ArgumentParser()
+    add_run_args(p, tmp_path)
+    p.add_argument("--add", action="store_true")
+    path = tmp_path / "results.json"
+    with pytest.raises(SystemExit):  # nothing to add to
+        existing_results(p, p.parse_args(["--add"]), path)
+    assert "there is no" in capsys.readouterr().err
+    path.write_text(json.dumps({"model": "embedded:photos-ddim", "num_images": 50, "steps": 7, "seed": 2, "rows": []}))
+    args = p.parse_args(["--add", *flags])
+    if refused:
+        with pytest.raises(SystemExit):
+            existing_results(p, args, path)
+        assert f"was measured with {refused}" in capsys.readouterr().err
+    else:  # defaults, and flags that agree with the file, take the file's settings
+        assert existing_results(p, args, path)["rows"] == []
+        assert embedded_model(args.model).name == "embedded:photos-ddim"
+        assert (args.num_images, args.steps, args.seed) == (50, 7, 2)
+    fresh = p.parse_args(flags)
+    assert existing_results(p, fresh, path) is None  # without --add: a new table, with the defaults where not given
+    assert (fresh.model, fresh.num_images) == ("embedded:digits", 10 if "--num-images" in flags else 1000)
+
 # --- 5: metrics that cannot mean anything ----------------------------------------------------------------------------
 
 
