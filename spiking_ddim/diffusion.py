@@ -42,16 +42,23 @@ def load_scheduler(model_dir: Optional[Path]) -> tuple[DDIMScheduler, str]:
                                               f"default {TRAIN_SCHEDULER} (check it matches how the UNet was trained)")
 
 
+def group_count(block_out_channels: Sequence[int], norm_groups: Optional[int] = None) -> int:
+    """GroupNorm groups of a UNet with these widths: ``norm_groups``, or 8 (the narrowest
+    width if smaller); ``ValueError`` unless they divide every width."""
+    groups = min(8, min(block_out_channels)) if norm_groups is None else norm_groups
+    if groups < 1 or any(width % groups for width in block_out_channels):
+        raise ValueError(f"norm groups must be >= 1 and divide every width, got {groups} for widths "
+                         f"{list(block_out_channels)}")
+    return groups
+
+
 def build_unet(image_size: int, channels: int, block_out_channels: Sequence[int], layers_per_block: int,
                attention_level: int, norm_groups: Optional[int] = None) -> UNet2DModel:
     """A fresh diffusers UNet2DModel for ``channels``-channel images of ``image_size``
     pixels: one level per width, self-attention at ``attention_level`` (-1: none) and in
     the middle block, GroupNorm with ``norm_groups`` groups (default: 8, or the narrowest
     width if smaller)."""
-    groups = min(8, min(block_out_channels)) if norm_groups is None else norm_groups
-    if groups < 1 or any(width % groups for width in block_out_channels):
-        raise ValueError(f"norm groups must be >= 1 and divide every width, got {groups} for widths "
-                         f"{list(block_out_channels)}")
+    groups = group_count(block_out_channels, norm_groups)
     levels = len(block_out_channels)
     down = ["AttnDownBlock2D" if i == attention_level else "DownBlock2D" for i in range(levels)]
     up = ["AttnUpBlock2D" if levels - 1 - i == attention_level else "UpBlock2D" for i in range(levels)]

@@ -62,8 +62,20 @@ def test_the_photos_model_samples_by_name_and_its_fs_conversion_follows_it():
 
 
 @pytest.mark.parametrize("groups", [0, 5])
-def test_norm_groups_that_do_not_divide_every_width_are_a_one_line_error(groups):
+def test_norm_groups_that_do_not_divide_every_width_are_a_one_line_error(groups, tmp_path, cli, monkeypatch):
+    from spiking_ddim import data
     from spiking_ddim.diffusion import build_unet
 
-    with pytest.raises(ValueError, match=f"norm groups must be >= 1 and divide every width, got {groups} for widths"):
+    message = f"norm groups must be >= 1 and divide every width, got {groups} for widths"
+    with pytest.raises(ValueError, match=message):
         build_unet(32, 3, [32, 64], 1, -1, groups)
+
+    def no_data(*_):
+        raise AssertionError("training images loaded before the flags were checked")
+
+    monkeypatch.setattr(data, "load_images", no_data)
+    for command in (["ann"], ["snn", "--from-scratch"]):
+        code, _, err = cli("train", *command, "--data", "photos", "--image-size", "32", "--block-out-channels", "32",
+                           "64", "--norm-groups", groups, "--steps", "1", "--out", tmp_path / command[0])
+        assert code != 0 and f"error: --norm-groups: {message}" in err and err.count("\n") <= 1
+        assert not (tmp_path / command[0]).exists()

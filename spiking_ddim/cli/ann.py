@@ -159,8 +159,19 @@ def add_ann_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_ann)
 
 
+def check_unet_shape(args: argparse.Namespace) -> None:
+    """A new UNet's shape flags checked before any work (--norm-groups against the widths)."""
+    from ..diffusion import group_count
+
+    try:
+        group_count(args.block_out_channels, args.norm_groups)
+    except ValueError as e:
+        raise SystemExit(f"error: --norm-groups: {e}") from None
+
+
 def run_ann(args: argparse.Namespace) -> int:
     train_config(args)  # flag errors before any work
+    check_unet_shape(args)
     return locked_run(args, _run_ann)
 
 

@@ -82,11 +82,12 @@ def add_snn_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    from .ann import check_tracker
+    from .ann import check_tracker, check_unet_shape
     from .common import budget_from_flags, check_flags, coding_from_flags, require_positive
 
     budget = budget_from_flags(args)  # flag errors before any work
     if args.from_scratch:
+        check_unet_shape(args)
         if coding_from_flags(args).needs_denoiser or args.spiking == "all":
             raise SystemExit(f"error: --coding {args.coding} and --spiking all fit their encoders to a trained "
                              "model's sampling runs; train from scratch with the defaults, then convert or fine-tune "
