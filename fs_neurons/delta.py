@@ -91,15 +91,13 @@ class DeltaFSNeuron(FSNeuron, Stateful):
         if v.shape != self.sent.shape:
             raise RuntimeError(f"DeltaFSNeuron holds the state of a run with inputs of shape {tuple(self.sent.shape)}, "
                                f"got {tuple(v.shape)}; reset the model between runs (fs_neurons.reset_net)")
-        delta = v.detach().to(torch.float32) - self.sent
-        magnitude, count = self.table().evaluate(delta.abs(), None, want_count=bool(self._spike_hooks))
-        self.sent = self.sent + torch.sign(delta) * magnitude.to(torch.float32)
+        out, count = self.table().send_change(self.sent, v.detach().to(torch.float32), bool(self._spike_hooks))
         self._updates = self.K + 1
         if self._first is not None:
             first, steps = self._first
             count = None if count is None else count + first.to(count.dtype)
             self._first, self._updates = None, self._updates + steps
-        out = self.sent.to(v.dtype, copy=True)
+        out = out.to(v.dtype)
         for hook in list(self._spike_hooks.values()):
             hook(self, out, count)
         return out

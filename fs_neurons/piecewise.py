@@ -75,6 +75,23 @@ class PiecewiseFS:
         out = torch.where(torch.isnan(xw), xw, back(out).to(work))
         return out.to(x.dtype), (back(count) if want_count else None)
 
+    def send_change(self, sent: torch.Tensor, v: torch.Tensor, want_count: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One sigma-delta step of a single neuron: ``sent += sign(v - sent) * out(|v - sent|)``
+        in place (``sent``, ``v``: float32, one shape); a copy of the new ``sent`` and (with
+        ``want_count``) the spike count of each change. Contiguous CPU inputs run the fused
+        kernel of :mod:`fs_neurons.kernels` (the same values)."""
+        grid = self._grid() if sent.device.type == "cpu" and kernels.available() else None
+        if grid is not None and sent.is_contiguous():
+            _, lv, sp = self._on(sent.device, torch.float32)
+            out, count = kernels.grid_delta(v.contiguous().reshape(-1), sent.view(-1), grid.cast(torch.float32),
+                                            lv[0], sp[0], want_count)
+            return out.view(sent.shape), (count.view(sent.shape) if want_count else None)
+        delta = v - sent
+        magnitude, count = self.evaluate(delta.abs(), None, want_count=want_count)
+        sent.add_(torch.sign(delta) * magnitude)
+        return sent.clone(), count
+
     def _grid(self) -> "_Grid | None":
         if "grid" not in self._copies:
             self._copies["grid"] = _Grid.build(self.breakpoints[0]) if self.breakpoints.shape[0] == 1 else None

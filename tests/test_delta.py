@@ -57,6 +57,44 @@ def test_a_change_is_sent_as_a_signed_code_with_error_feedback_by_hand():
     assert n(torch.tensor([9.0])).tolist() == [9.0] and counts[-1] == [2.0]  # the rest follows next step
 
 
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_fused_delta_step_sends_what_the_torch_path_sends(monkeypatch, threads):
+    from fs_neurons import kernels
+
+    if not kernels.available():
+        pytest.skip("numba is not installed: there is no fused kernel to compare")
+    g = torch.Generator().manual_seed(0)
+    h, d, T = (torch.tensor(t) for t in binary(4, 0.05))
+    T = T + 0.01 * torch.rand(4, generator=g)  # thresholds off the grid of levels
+    first = torch.randn(2, 3, 17, 19, generator=g)
+    values = [first + 0.3 * torch.randn(first.shape, generator=g) * k for k in range(1, 6)]
+    values[2][0, 0, :4, 0] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    values[3] = values[3].to(torch.float16)  # the state stays float32; the output takes the input's dtype
+
+    def run():
+        n = DeltaFSNeuron(4)
+        n.set_params(h, d, T)
+        counts = []
+        n.register_spike_hook(lambda _n, _out, count: counts.append(count))
+        n.start(first, torch.zeros_like(first), steps=4)
+        return [n(v) for v in values], counts, n.sent
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fused = run()
+        monkeypatch.setattr(kernels, "available", lambda: False)
+        plain = run()
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip([*fused[0], fused[2]], [*plain[0], plain[2]]):  # outputs and state, bit for bit
+        assert a.dtype == b.dtype and torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)) and torch.equal(a.isnan(), b.isnan())
+    finite = ~fused[2].isnan()  # spikes of a NaN change mean nothing (the torch lookup's and the kernel's differ)
+    assert all(torch.equal(a[finite], b[finite]) for a, b in zip(fused[1], plain[1]))
+    assert fused[0][3].dtype == torch.float16 and fused[2].dtype == torch.float32
+    assert fused[1][1].sum() > 0 and fused[0][2].isnan().sum() == 1  # spikes were sent; NaN propagates
+
 def test_the_layer_fed_by_a_delta_site_accumulates_exactly_what_it_would_compute_from_the_sent_value():
     # by hand: a linear layer y = 0.5 x + 1 keeps its output and adds 0.5 x change
     n = DeltaFSNeuron(2)
