@@ -78,17 +78,31 @@ def noisy_batch(images: torch.Tensor, scheduler, batch_size: int, g: torch.Gener
     return x0.to(device), noise.to(device), t.to(device), xt.to(device)
 
 
+def denoising_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What a model of ``scheduler``'s prediction type should output for ``x0`` noised with
+    ``noise`` at timesteps ``t`` (shapes (N, C, H, W), (N,)): the noise (epsilon), the
+    velocity sqrt(a) noise - sqrt(1 - a) x0 (v_prediction) or the clean image (sample)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction type {kind!r} (epsilon, v_prediction or sample)")
+
+
 def denoising_loss(model: torch.nn.Module, images: torch.Tensor, scheduler, batch_size: int, g: torch.Generator) -> torch.Tensor:
-    """DDPM epsilon-prediction MSE on a random batch."""
+    """DDPM denoising MSE on a random batch, against the target of the scheduler's prediction type."""
     device = next(model.parameters()).device
-    _, noise, t, xt = noisy_batch(images, scheduler, batch_size, g, device)
-    return F.mse_loss(model(xt, t).sample.float(), noise.float())
+    x0, noise, t, xt = noisy_batch(images, scheduler, batch_size, g, device)
+    return F.mse_loss(model(xt, t).sample.float(), denoising_target(scheduler, x0, noise, t).float())
 
 
 def ddim_noise_gain(scheduler: DDIMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
-    """d x_prev / d eps of a deterministic DDIM step at each timestep (shape of ``timesteps``):
-    how much an error in the predicted noise moves that step's output. The step is affine in
-    eps away from sample clipping, so a small finite difference through ``scheduler.step``
+    """d x_prev / d (model output) of a deterministic DDIM step at each timestep (shape of
+    ``timesteps``): how much an error in the predicted noise (or velocity) moves that step's
+    output. The step is affine in the output away from sample clipping, so a small finite difference through ``scheduler.step``
     gives it exactly; uses the scheduler's current ``set_timesteps``."""
     h, x = 1e-3, torch.zeros(1, 1, 1, 1)
     gain = {int(t): float((scheduler.step(torch.full_like(x, h), t, x).prev_sample
@@ -97,9 +111,16 @@ def ddim_noise_gain(scheduler: DDIMScheduler, timesteps: torch.Tensor) -> torch.
 
 
 def predicted_x0(unet: torch.nn.Module, scheduler, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The model's estimate of the clean image from a noisy one (epsilon prediction); a
-    delta-coded model codes the call in full (it is not a step of one run)."""
+    """The model's estimate of the clean image from a noisy one, by the scheduler's prediction
+    type; a delta-coded model codes the call in full (it is not a step of one run)."""
     alphas = scheduler.alphas_cumprod.to(xt.device)[t].float().view(-1, 1, 1, 1)
     with step_coding(unet):
-        eps = unet(xt, t).sample.float()
-    return (xt.float() - (1 - alphas).sqrt() * eps) / alphas.sqrt()
+        out = unet(xt, t).sample.float()
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (xt.float() - (1 - alphas).sqrt() * out) / alphas.sqrt()
+    if kind == "v_prediction":
+        return alphas.sqrt() * xt.float() - (1 - alphas).sqrt() * out
+    if kind == "sample":
+        return out
+    raise ValueError(f"unknown prediction type {kind!r} (epsilon, v_prediction or sample)")

@@ -20,7 +20,7 @@ from diffusers import DiffusionPipeline
 
 from fs_neurons.utils.seeds import stream
 
-from .diffusion import ddim_noise_gain, noisy_batch
+from .diffusion import ddim_noise_gain, denoising_target, noisy_batch
 from .pipelines import DenoiserCalls, Progress, SamplingOptions, generate, record_denoiser_calls
 from .sites import fs_activations
 
@@ -60,7 +60,7 @@ def image_error(pipe: DiffusionPipeline, indices: Sequence[int], options: Sampli
 @dataclass
 class FinetuneLoss:
     """The fine-tuning objective of one batch, ``loss(model, generator, step)`` -> a scalar on
-    ``device``: ``kind`` ``denoise`` (the model's noise prediction against the noise, on
+    ``device``: ``kind`` ``denoise`` (the model's output against its prediction type's target, on
     noisy ``images``: (N, C, H, W) in [-1, 1]), ``distill`` (its output against the
     reference's: on the reference's recorded ``calls`` weighted by ``weights`` when given,
     else on noisy ``images`` against ``teacher``) or ``both`` (their sum). ``batch_size``
@@ -78,9 +78,10 @@ class FinetuneLoss:
     def __call__(self, model: torch.nn.Module, g: torch.Generator, _step: int) -> torch.Tensor:
         loss = torch.zeros((), device=self.device)
         if self.images is not None:
-            _, noise, t, xt = noisy_batch(self.images, self.noise_scheduler, self.batch_size, g, self.device)
+            x0, noise, t, xt = noisy_batch(self.images, self.noise_scheduler, self.batch_size, g, self.device)
         if self.kind in ("denoise", "both"):
-            loss = loss + F.mse_loss(model(xt, t).sample.float(), noise.float())
+            target = denoising_target(self.noise_scheduler, x0, noise, t)
+            loss = loss + F.mse_loss(model(xt, t).sample.float(), target.float())
         if self.kind in ("distill", "both"):
             if self.calls is not None:
                 idx = torch.randint(0, len(self.calls), (self.batch_size,), generator=g)

@@ -53,6 +53,50 @@ def test_ann_trains_and_saves_a_native_ddim_pipeline(tmp_path, schedule):
                                                                                     else "squaredcos_cap_v2")
 
 
+@pytest.mark.integration
+def test_init_from_starts_a_run_from_a_trained_unet_and_refuses_another_shape(tmp_path):
+    tiny = ["--block-out-channels", "8", "16", "--layers-per-block", "1", "--image-size", "8", "--attention-level", "-1",
+            "--batch-size", "8", "--samples", "0"]
+    assert train("ann", *tiny, "--steps", "3", "--out", str(tmp_path / "a")).returncode == 0
+    r = train("ann", *tiny, "--steps", "1", "--lr", "1e-12", "--lr-warmup-steps", "0", "--prediction-type", "v_prediction",
+              "--init-from", str(tmp_path / "a" / "model"), "--out", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-9) for k in a)  # lr 1e-12: where it started
+    record = json.loads((tmp_path / "b" / "train_config.json").read_text())
+    assert record["init_from"] == str(tmp_path / "a" / "model") and record["prediction_type"] == "v_prediction"
+    wider = [*tiny[:1], "8", "32", *tiny[3:]]
+    r = train("ann", *wider, "--steps", "1", "--init-from", str(tmp_path / "a" / "model"), "--out", str(tmp_path / "c"))
+    assert r.returncode != 0 and "its UNet is not the shape the flags build" in r.stderr
+    assert "Traceback" not in r.stderr and len([line for line in r.stderr.splitlines() if "error" in line]) == 1
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_a_perfect_output_of_each_prediction_type_gives_back_the_clean_image(kind):
+    from diffusers import DDPMScheduler
+
+    from spiking_ddim.diffusion import denoising_target, predicted_x0
+
+    scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=kind)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 300, 700, 990])
+    xt = scheduler.add_noise(x0, noise, t)
+    target = denoising_target(scheduler, x0, noise, t)
+
+    class Perfect(torch.nn.Module):  # outputs the target for exactly these inputs
+        def forward(self, x, timestep):
+            assert torch.equal(x, xt) and torch.equal(timestep, t)
+            return type("Out", (), {"sample": target})()
+
+    assert torch.allclose(predicted_x0(Perfect(), scheduler, xt, t), x0, atol=1e-3 if kind == "epsilon" else 1e-5)
+    expected = {"epsilon": noise, "sample": x0}.get(kind)
+    if expected is not None:
+        assert torch.equal(target, expected)
+    else:  # the velocity: sqrt(a) noise - sqrt(1 - a) x0
+        a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+        assert torch.allclose(target, a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)
+
 def test_fine_tuning_noises_images_with_the_model_s_own_schedule():
     from diffusers import DDIMScheduler
 

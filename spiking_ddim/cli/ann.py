@@ -154,6 +154,11 @@ def add_ann_parser(sub: argparse._SubParsersAction) -> None:
                         "photographs scikit-image and scikit-learn ship, spiking_ddim.photos) or an image folder "
                         "(default: %(default)s)")
     add_unet_shape_args(p)
+    p.add_argument("--init-from", metavar="MODEL", default=None,
+                   help="start from this trained UNet's weights (a pipeline folder, its unet/ folder or an embedded: "
+                        "name) instead of random ones; its shape must be the one the flags above build, its "
+                        "prediction type may differ (fine-tuning an epsilon model into a v_prediction one) "
+                        "(default: random weights)")
     p.add_argument("--samples", type=int, default=64, help="DDIM samples in OUT/samples.png at the end (default: %(default)s)")
     add_train_args(p, TrainConfig())
     p.set_defaults(run=run_ann)
@@ -167,6 +172,31 @@ def check_unet_shape(args: argparse.Namespace) -> None:
         group_count(args.block_out_channels, args.norm_groups)
     except ValueError as e:
         raise SystemExit(f"error: --norm-groups: {e}") from None
+
+
+def diffusion_settings(args: argparse.Namespace) -> dict:
+    """A new model's scheduler settings from --beta-schedule, --prediction-type and
+    --timestep-spacing (for its training noise and its saved DDIM scheduler alike)."""
+    return {"beta_schedule": args.beta_schedule, "prediction_type": args.prediction_type,
+            "timestep_spacing": args.timestep_spacing}
+
+
+def initial_weights(unet, source: str) -> None:
+    """Load the UNet of ``source`` (a pipeline, UNet folder or embedded: name) into ``unet``;
+    a one-line error when it is missing or shaped otherwise."""
+    from ..pipelines import load_pipeline
+
+    try:
+        state = load_pipeline(source).unet.state_dict()
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --init-from {source}: {str(e).splitlines()[0]}") from None
+    mine = unet.state_dict()
+    differ = sorted(set(mine) ^ set(state)) + [k for k in mine if k in state and mine[k].shape != state[k].shape]
+    if differ:
+        raise SystemExit(f"error: --init-from {source}: its UNet is not the shape the flags build ({len(differ)} "
+                         f"weights missing, extra or shaped otherwise, e.g. {differ[0]}); pass the flags it was "
+                         "trained with")
+    unet.load_state_dict(state)
 
 
 def run_ann(args: argparse.Namespace) -> int:
@@ -195,7 +225,9 @@ def _run_ann(args: argparse.Namespace) -> int:
                           args.attention_level, args.norm_groups)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    scheduler = train_scheduler(beta_schedule=args.beta_schedule)
+    if args.init_from:
+        initial_weights(unet, args.init_from)
+    scheduler = train_scheduler(**diffusion_settings(args))
 
     def loss_fn(model, g, _step):
         return denoising_loss(model, images, scheduler, cfg.batch_size, g)
@@ -206,7 +238,7 @@ def _run_ann(args: argparse.Namespace) -> int:
         unet = result.model
         result.apply(list(unet.parameters()))
         unet = unet.to("cpu").eval()
-        save_pipeline(DDIMPipeline(unet=unet, scheduler=sampling_scheduler(beta_schedule=args.beta_schedule)),
+        save_pipeline(DDIMPipeline(unet=unet, scheduler=sampling_scheduler(**diffusion_settings(args))),
                       args.out / MODEL_DIR)
         if args.samples > 0:
             x = generate(load_pipeline(args.out / MODEL_DIR), range(args.samples), SamplingOptions(steps=50))

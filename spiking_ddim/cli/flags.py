@@ -12,7 +12,16 @@ from fs_neurons.names import BANK_METHODS, UNET_METHOD
 from fs_neurons.search_config import OursConfig
 
 from ..codings import coding_class, coding_fields, coding_names
-from ..defaults import BETA_SCHEDULES, DEFAULT_MODEL, FEATURE_SPACES, INCEPTION_ENV, METRICS, SPIKING
+from ..defaults import (
+    BETA_SCHEDULES,
+    DEFAULT_MODEL,
+    FEATURE_SPACES,
+    INCEPTION_ENV,
+    METRICS,
+    PREDICTION_TYPES,
+    SPIKING,
+    TIMESTEP_SPACINGS,
+)
 from ..spec import spec_default
 from ..train_config import LR_SCHEDULES, TrainConfig
 
@@ -183,7 +192,7 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
 
 def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
     """--image-size, --block-out-channels, --layers-per-block, --attention-level, --norm-groups: a new UNet's
-    shape; --beta-schedule: its noise schedule."""
+    shape; --beta-schedule, --prediction-type, --timestep-spacing: its diffusion."""
     p.add_argument("--image-size", type=int, default=16, help=f"{when}training resolution (default: %(default)s)")
     p.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64],
                    help=f"{when}UNet widths per level (default: %(default)s)")
@@ -195,7 +204,15 @@ def add_unet_shape_args(p: argparse.ArgumentParser, when: str = "") -> None:
     p.add_argument("--beta-schedule", choices=BETA_SCHEDULES, default=BETA_SCHEDULES[0],
                    help=f"{when}noise schedule, recorded in the saved pipeline's scheduler: squaredcos_cap_v2 (cosine) "
                         "or linear (DDPM's 1e-4 to 0.02, as google/ddpm-cifar10-32; no image left at DDIM's first "
-                        "step, so colour photographs keep their colours) (default: %(default)s)")
+                        "step) (default: %(default)s)")
+    p.add_argument("--prediction-type", choices=PREDICTION_TYPES, default=PREDICTION_TYPES[0],
+                   help=f"{when}what the UNet outputs: epsilon (the noise) or v_prediction (the velocity; at the "
+                        "noisiest timestep it is the clean image, so the first sampling step sets an image's "
+                        "colours; use with --timestep-spacing trailing) (default: %(default)s)")
+    p.add_argument("--timestep-spacing", choices=TIMESTEP_SPACINGS, default=TIMESTEP_SPACINGS[0],
+                   help=f"{when}DDIM timesteps of the saved scheduler: leading (20 steps: 950, 900, ..., 0) or "
+                        "trailing (999, 949, ..., 49: sampling starts where no image is left, as the noise it "
+                        "starts from has none) (default: %(default)s)")
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:

@@ -167,13 +167,14 @@ def _from_scratch(args: argparse.Namespace, images):
 
     from ..convert import convert_unet
     from ..diffusion import build_unet, sampling_scheduler
+    from .ann import diffusion_settings
 
     torch.manual_seed(args.seed)
     args.image_size = images.shape[-1]
     unet = build_unet(args.image_size, images.shape[1], args.block_out_channels, args.layers_per_block,
                       args.attention_level, args.norm_groups)
     convert_unet(unet, K=args.conversion.K, method=args.conversion.method)
-    return DDIMPipeline(unet=unet, scheduler=sampling_scheduler(beta_schedule=args.beta_schedule))
+    return DDIMPipeline(unet=unet, scheduler=sampling_scheduler(**diffusion_settings(args)))
 
 
 def run_snn(args: argparse.Namespace) -> int:
