@@ -26,6 +26,22 @@ except ImportError:  # pragma: no cover - numba is a dependency, but stay usable
 
 if numba is not None:
 
+    @njit(inline="always", cache=True)
+    def _piece(v, lo, inv_width, cells, first, padded, m):
+        """The index of v's piece, #{breakpoints < v}: its grid cell's count, then m comparisons."""
+        p = (v - lo) * inv_width
+        c = 0
+        if p >= cells - 1:
+            c = cells - 1
+        elif p > 0:
+            c = int(p)
+        base = first[c]
+        idx = base
+        for j in range(m):
+            if v > padded[base + j]:
+                idx += 1
+        return idx
+
     @njit(parallel=True, cache=True)
     def _grid_lookup(x, lo, inv_width, cells, first, padded, m, levels, spikes, out, count, want_count):
         for i in prange(x.shape[0]):
@@ -35,17 +51,7 @@ if numba is not None:
                 if want_count:
                     count[i] = 0.0
                 continue
-            p = (v - lo) * inv_width
-            c = 0
-            if p >= cells - 1:
-                c = cells - 1
-            elif p > 0:
-                c = int(p)
-            base = first[c]
-            idx = base
-            for j in range(m):
-                if v > padded[base + j]:
-                    idx += 1
+            idx = _piece(v, lo, inv_width, cells, first, padded, m)
             out[i] = levels[idx]
             if want_count:
                 count[i] = spikes[idx]
@@ -61,18 +67,7 @@ if numba is not None:
                 if want_count:
                     count[i] = 0.0
                 continue
-            a = abs(d)
-            p = (a - lo) * inv_width
-            c = 0
-            if p >= cells - 1:
-                c = cells - 1
-            elif p > 0:
-                c = int(p)
-            base = first[c]
-            idx = base
-            for j in range(m):
-                if a > padded[base + j]:
-                    idx += 1
+            idx = _piece(abs(d), lo, inv_width, cells, first, padded, m)
             if d > 0:
                 sent[i] = sent[i] + levels[idx]
             elif d < 0:
