@@ -1,17 +1,18 @@
 #!/usr/bin/env python
-"""Per-step against delta coding on the embedded digits DDIM: quality, spikes and energy.
+"""Per-step against delta coding on an embedded DDIM: quality, spikes and energy.
 
-Each point converts the embedded DDIM (``ours-unet`` bank, no calibration) with one coding
-at one K: ``step:K`` (every site sends its full K-step code at every denoising step) or
-``delta:K:W`` (a run's first step sends the K-step code and its correction, later steps
-signed codes of the change in min(K, 8) steps, the encoders fitted to 16 images' changes
-with spike weight W), or ``if:K``, the rate-coded IF baseline (every site an
-integrate-and-fire neuron of T = K steps, thresholds balanced on 16 images). The grammar
-is :mod:`spiking_ddim.benchmarks.points`'; every model is made by the package's recipe
-(:func:`spiking_ddim.recipe.prepare`: convert, calibrate, fit encoders). It samples
+Each point converts the embedded digits DDIM (or ``--model embedded:photos``; ``ours-unet``
+bank, no calibration) with one coding at one K: ``step:K`` (every site sends its full K-step
+code at every denoising step) or ``delta:K:W`` (a run's first step sends the K-step code and
+its correction, later steps signed codes of the change in min(K, 8) steps, the encoders
+fitted to 16 images' changes with spike weight W), or ``if:K``, the rate-coded IF baseline
+(every site an integrate-and-fire neuron of T = K steps, thresholds balanced on 16 images).
+The grammar is :mod:`spiking_ddim.benchmarks.points`'; every model is made by the package's
+recipe (:func:`spiking_ddim.recipe.prepare`: convert, calibrate, fit encoders). It samples
 ``--num-images`` images (``--steps`` DDIM steps, seeds SEED..SEED+N-1) and records the PSNR
-against the original from the same noise with its per-image spread, the KID (digits
-features) against the held-out digits, spikes per neuron, and the energy per image and per
+against the original from the same noise with its per-image spread, the KID (in the model's
+own feature space) against its held-out real images, spikes per neuron, and the energy per
+image and per
 step (:mod:`spiking_ddim.benchmarks.rows`' keys): SNN / ANN (45 nm operation count, the
 headline), SNN / INT8 ANN, and both under the memory-aware estimate. ``--scan-steps`` then
 prices one image at each number of denoising steps for the ANN and the scanned points
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from fs_neurons.utils.files import atomic_write_text
 from spiking_ddim.benchmarks import frontier
+from spiking_ddim.benchmarks.args import add_run_args, existing_results
 from spiking_ddim.benchmarks.noise import floor_line, load_floor
 from spiking_ddim.benchmarks.points import GRAMMAR, parse_point, point_key, point_name, point_text
 from spiking_ddim.benchmarks.rows import measure, merge_rows, original_run, sample_metered
@@ -53,10 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"points to measure: {GRAMMAR} (W's price and what it counts, default change, spikes; DK: "
                         "steps of a change's code, default min(K, 8)); +all: fully spiking, calibrated; +cal: Swish "
                         "sites only, calibrated (default: %(default)s)")
-    p.add_argument("--num-images", type=int, default=1000, help="images per point (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=100, help="sampling batch size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (default: %(default)s)")
+    add_run_args(p, RESULTS, "point")
     p.add_argument("--eta", type=float, default=0.0,
                    help="DDIM eta of every run, the original's included: above 0 each step adds fresh noise, "
                         "so consecutive steps differ more (default: %(default)s)")
@@ -65,9 +64,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scan-points", nargs="*", default=["step:16", "delta:16:0.01"], metavar="CODING:K[:W]",
                    help="points priced at every --scan-steps (default: %(default)s)")
     p.add_argument("--scan-images", type=int, default=100, help="images per scan point (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
-    p.add_argument("--replot", action="store_true", help="rewrite the .md and .png from the existing .json")
     p.add_argument("--add", action="store_true",
                    help="measure --points and add them to the existing .json (replacing points of the same coding, "
                         "spiking, K and W) with its settings; then the steps scan, unless --scan-steps is given empty")
@@ -82,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.scan_parsed = [parse_point(s) for s in args.scan_points]
     except ValueError as e:
         p.error(str(e))
+    args.existing = None if args.replot else existing_results(p, args, args.out_dir / "delta_frontier.json")
     return args
 
 
@@ -128,16 +125,17 @@ def main(argv=None) -> int:
         write(args, json.loads(path.read_text()))
     else:
         if args.add:
-            data = json.loads(path.read_text())
-            args.num_images, args.steps, args.seed, args.eta = data["num_images"], data["steps"], data["seed"], data["eta"]
+            data = args.existing
+            args.eta = data["eta"]
             if args.remeasure:
                 args.parsed = [parse_point(point_text(p)) for p in data["points"]]
         elif any((args.out_dir / f"delta_frontier.{x}").exists() for x in ("json", "md", "png")) and not args.overwrite:
             print(f"error: {args.out_dir}/delta_frontier.* exist; pass --overwrite to replace them", file=sys.stderr)
             return 2
-        run = original_run(SamplingOptions(steps=args.steps, eta=args.eta), args.num_images, args.batch_size, args.seed)
+        run = original_run(SamplingOptions(steps=args.steps, eta=args.eta), args.num_images, args.batch_size, args.seed,
+                           args.model)
         if not args.add:
-            data = {"num_images": args.num_images, "steps": args.steps, "eta": args.eta, "seed": args.seed,
+            data = {"model": args.model, "num_images": args.num_images, "steps": args.steps, "eta": args.eta, "seed": args.seed,
                     "original_kid": run.kid_mean, "scan_images": args.scan_images, "points": []}
         models = frontier.PointModels(run.pipe)
         measure_points(args, models, run, data)

@@ -770,6 +770,24 @@ def test_a_card_drops_figures_that_a_later_change_made_stale():
     assert "calibration: 10000..10015" in card_text({"unet": stale}, True)  # its seeds, from images and seed
 
 
+def test_a_delta_frontier_of_the_photos_model_adds_to_it_and_names_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
+    import delta_frontier
+
+    from spiking_ddim.benchmarks import frontier
+
+    data = {"model": "embedded:photos-ddim", "num_images": 4, "steps": 2, "eta": 0.0, "seed": 3,
+            "original_kid": 3.5, "points": []}
+    (tmp_path / "delta_frontier.json").write_text(json.dumps(data))
+    args = delta_frontier.parse_args(["--add", "--out-dir", str(tmp_path), "--points", "if:8"])
+    assert (args.model, args.num_images, args.steps, args.seed) == ("embedded:photos-ddim", 4, 2, 3)
+    with pytest.raises(SystemExit):  # the digits model's points never join the photos model's
+        delta_frontier.parse_args(["--add", "--out-dir", str(tmp_path), "--model", "embedded:digits"])
+    assert "was measured with --model" in capsys.readouterr().err
+    page = frontier.markdown(data, delta_frontier.TARGETS, "floor")
+    assert "the embedded photos DDIM" in page and "held-out photographs" in page and "digits" not in page
+
+
 def test_the_delta_frontier_plot_draws_one_curve_per_coding_family_and_labels_the_named_points(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(DEFAULT_MODEL.parents[1] / "eval"))
     import delta_frontier

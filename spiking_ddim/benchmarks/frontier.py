@@ -18,6 +18,7 @@ from diffusers import DiffusionPipeline
 
 from ..calibration import rate_coded_if
 from ..codings.delta import MOST_STEPS
+from ..embedded import results_model
 from ..metrics import spread_cells
 from ..pipelines import SamplingOptions
 from ..recipe import prepare
@@ -103,11 +104,12 @@ def markdown(data: dict, targets: list[Target], floor: str) -> str:
     """delta_frontier.md: the settings, the noise ``floor`` sentence, one row per point, the
     ``targets`` met or missed, and the steps scan when there is one."""
     points, ann_kid = data["points"], data["original_kid"]
-    lines = ["# Per-step against delta coding: the embedded digits DDIM", "",
+    model = results_model(data)
+    lines = [f"# Per-step against delta coding: {model.words}", "",
              f"{data['num_images']} images per point, {data['steps']} DDIM steps (eta {data['eta']:g}), seeds "
              f"{data['seed']}..; PSNR "
              f"against the original from the same noise (of the mean MSE; median / p5: the median and "
-             f"5th-percentile per-image PSNR; < 30 dB: the share of images below 30 dB); KID (digits features) against held-out digits (original: "
+             f"5th-percentile per-image PSNR; < 30 dB: the share of images below 30 dB); KID ({model.real} features) against {model.real_words} (original: "
              f"{ann_kid:.5f}). Energy per image, SNN over ANN: the 45 nm operation count (4.6 pJ / MAC, 0.9 pJ / AC; "
              "the headline), against an INT8 ANN (0.23 pJ / MAC), and the memory-aware estimate (Lemaire et al., "
              "`spiking_ddim.memory`) against the 32-bit and the INT8 ANN. Spiking the Swish sites only (every other "
