@@ -71,3 +71,10 @@ def results_model(data: dict) -> EmbeddedModel:
     """The embedded model a benchmark's results were measured on (``data["model"]``; the
     digits DDIM for results that predate the field)."""
     return embedded_model(data.get("model", PREFIX + "digits"))
+
+
+def model_flag(model: EmbeddedModel) -> str:
+    """The flag that names ``model`` on a benchmark's or ``spiking-ddim sample``'s command
+    line, with a leading space (``" --model embedded:photos"``); empty for the default."""
+    key = next(k for k, m in EMBEDDED_MODELS.items() if m == model)
+    return "" if model.directory == DEFAULT_MODEL else f" --model {PREFIX}{key}"

@@ -115,3 +115,23 @@ def test_the_plane_says_which_points_dominate_the_w8a8_ann_and_which_an_ann_domi
     text = dominance(data, "ops")
     assert text.startswith("'cheap and good' dominates the W8A8 ANN")
     assert "; 'dear' is dominated by an ANN of the family" in text
+
+
+@pytest.mark.parametrize("model", ["embedded:digits", "embedded:photos"])
+def test_the_plane_prints_commands_that_sample_the_model_it_measured(model):
+    import re
+    import shlex
+
+    from spiking_ddim.benchmarks.plane import KEYS, markdown
+    from spiking_ddim.cli import build_parser
+    from spiking_ddim.embedded import embedded_model
+
+    prices = {f"joules_per_image_{k}": 1e-5 for k in KEYS}
+    data = {"model": embedded_model(model).name, "num_images": 4, "steps": 2, "seed": 0, "original_kid": 1.0,
+            "ann": [{"precision": "fp32", "psnr": None, "kid_mean": 1.0, **prices}],
+            "points": [{"label": "delta K=8", "flags": "--K 8 --coding delta", "psnr": 40.0, "kid_mean": 1.0,
+                        "spikes_per_neuron": 1.0, **prices, **{f"break_even_{k}": 2.0 for k in KEYS}}]}
+    commands = re.findall(r"`spiking-ddim (sample[^`]*)`", markdown(data))
+    assert len(commands) == 1
+    args = build_parser().parse_args(shlex.split(commands[0]))
+    assert embedded_model(args.model or "embedded:digits") == embedded_model(model) and args.K == 8

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..embedded import results_model
+from ..embedded import model_flag, results_model
 from ..energy import CostReport, measure_cost
 from ..energy.matched import ESTIMATES, Widths, ann_energy
 from ..metrics import spread_cells
@@ -95,7 +95,7 @@ def markdown(data: dict) -> str:
              "the quantised network, uJ, and its ratio to the float32 ANN's, under the three estimates of "
              "`spiking_ddim.energy.matched`: the 45 nm operation count (integer MAC = multiply scaled by the operand "
              "widths + 32-bit add), Lemaire's memory-aware estimate and the same with an output-stationary dataflow "
-             "(accesses at the values' widths). Written by `python eval/quantized_ann.py`.",
+             f"(accesses at the values' widths). Written by `python eval/quantized_ann.py{model_flag(model)}`.",
              "", "| precision | PSNR (dB) | median / p5 (dB) | < 30 dB | KID | ops (uJ) | vs fp32 | Lemaire (uJ) | "
              "vs fp32 | output-stationary (uJ) | vs fp32 | sample s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fp32 = data["fp32_joules_per_image"]

@@ -18,7 +18,7 @@ from diffusers import DiffusionPipeline
 
 from ..calibration import rate_coded_if
 from ..codings.delta import MOST_STEPS
-from ..embedded import results_model
+from ..embedded import model_flag, results_model
 from ..metrics import spread_cells
 from ..pipelines import SamplingOptions
 from ..recipe import prepare
@@ -118,7 +118,7 @@ def markdown(data: dict, targets: list[Target], floor: str) -> str:
              f"{MOST_STEPS}) steps (K/DK: DK steps) fitted to 16 images' changes with spike weight W, the price "
              "of a spike relative to the site's mean squared change or, marked value price, to its mean squared activation; marked by ACs: "
              "each site's spikes priced by the accumulates they cause downstream. Written by "
-             "`python eval/delta_frontier.py`.", "", floor, "",
+             f"`python eval/delta_frontier.py{model_flag(model)}`.", "", floor, "",
              "| coding | K | W | PSNR (dB) | median / p5 (dB) | < 30 dB | KID | spikes/neuron/call | energy SNN/ANN | vs INT8 ANN "
              "| memory-aware SNN/ANN | memory-aware vs INT8 ANN | fit (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

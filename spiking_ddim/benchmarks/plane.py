@@ -4,9 +4,9 @@ SNN points, each priced at matched weight widths (:mod:`spiking_ddim.energy.matc
 
 A point is a :class:`~spiking_ddim.spec.ConversionSpec` with the conversion flags of
 ``spiking-ddim sample`` that name it (``--K 8 --coding delta --weight-bits 8``; the driver
-parses them with the command line's parser), so a row's ``command`` reproduces it. A row holds
-:mod:`.rows`' keys (PSNR and its spread, KID, the matched-precision ratios and break-evens)
-and ``joules_per_image_E`` under every estimate E. :func:`dominance` says, per estimate,
+parses them with the command line's parser); :func:`markdown` prints the command that
+reproduces it. A row holds :mod:`.rows`' keys (PSNR and its spread, KID, the
+matched-precision ratios and break-evens) and ``joules_per_image_E`` under every estimate E. :func:`dominance` says, per estimate,
 which points dominate which (no worse in PSNR and energy, better in one).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..embedded import results_model
+from ..embedded import model_flag, results_model
 from ..energy.matched import ESTIMATES
 from ..spec import ConversionSpec
 from .rows import OriginalRun, measure
@@ -38,7 +38,7 @@ def snn_row(run: OriginalRun, label: str, flags: str, spec: ConversionSpec, num_
     t0 = time.perf_counter()
     prepare(fs, spec, run.options)
     fit = round(time.perf_counter() - t0, 1)
-    row = {"label": label, "flags": flags, "command": f"spiking-ddim sample {flags}", "fit_seconds": fit,
+    row = {"label": label, "flags": flags, "fit_seconds": fit,
            **measure(fs, run.images, run.real, run.options, num_images, batch_size, seed)}
     return {**row, **{f"joules_per_image_{k}": row[f"matched_snn_joules_{k}"] for k in KEYS}}
 
@@ -55,18 +55,19 @@ def markdown(data: dict) -> str:
              "analog inputs at 16 bits, accumulators and state at their recorded widths (32 bits where none); the "
              "ANN rows are `eval/results/quantized_ann.json`'s. Break-even: spikes per neuron per call at which the "
              "point would cost what the ANN of its weight width costs (W8A8 for 8-bit synapses). Written by "
-             "`python eval/precision_plane.py`.", "",
+             f"`python eval/precision_plane.py{model_flag(model)}`.", "",
              "| network | PSNR (dB) | KID | spikes / neuron | " + " | ".join(
                  f"{TITLES[k]} (uJ) | break-even" for k in KEYS) + " | command |",
              "|---|---|---|---|" + "---|---|" * len(KEYS) + "---|"]
+    named = model_flag(model)
     for r in data["ann"]:
         psnr = "∞ (reference)" if r["psnr"] is None else f"{r['psnr']:.2f}"
         lines.append(f"| ANN {r['precision']} | {psnr} | {r['kid_mean']:.5f} | - | " + " | ".join(
-            f"{r[f'joules_per_image_{k}'] * 1e6:.0f} | -" for k in KEYS) + " | `python eval/quantized_ann.py` |")
+            f"{r[f'joules_per_image_{k}'] * 1e6:.0f} | -" for k in KEYS) + f" | `python eval/quantized_ann.py{named}` |")
     for r in data["points"]:
         lines.append(f"| {r['label']} | {r['psnr']:.2f} | {r['kid_mean']:.5f} | {r['spikes_per_neuron']:.3f} | "
                      + " | ".join(f"{r[f'joules_per_image_{k}'] * 1e6:.0f} | {_even(r[f'break_even_{k}'])}"
-                                  for k in KEYS) + f" | `{r['command']}` |")
+                                  for k in KEYS) + f" | `spiking-ddim sample{named} {r['flags']}` |")
     lines += ["", "## Who dominates whom", ""] + [f"- {TITLES[k]}: {dominance(data, k)}" for k in KEYS]
     return "\n".join(lines) + "\n"
 
