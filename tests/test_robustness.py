@@ -784,7 +784,7 @@ def test_a_delta_frontier_of_the_photos_model_adds_to_it_and_names_it(monkeypatc
     with pytest.raises(SystemExit):  # the digits model's points never join the photos model's
         delta_frontier.parse_args(["--add", "--out-dir", str(tmp_path), "--model", "embedded:digits"])
     assert "was measured with --model" in capsys.readouterr().err
-    page = frontier.markdown(data, delta_frontier.TARGETS, "floor")
+    page = frontier.markdown(data, delta_frontier.TARGETS["embedded:photos-ddim"], "floor")
     assert "the embedded photos DDIM" in page and "held-out photographs" in page and "digits" not in page
 
 
@@ -806,7 +806,8 @@ def test_the_delta_frontier_plot_draws_one_curve_per_coding_family_and_labels_th
               at("delta:8:0.01", 41.9, 0.37), at("delta:4:0.003:value:acs:8", 38.2, 0.33),
               at("delta:16:0.1", 33.4, 0.35), at("delta+all:8:0.001:value:acs", 41.4, 0.16),
               at("delta+all:8:0.03", 33.4, 0.16), at("if:8", 14.9, 0.33)]
-    frontier.plot({"points": points}, tmp_path / "frontier.png", delta_frontier.NAMED, delta_frontier.TARGETS)
+    frontier.plot({"points": points}, tmp_path / "frontier.png", delta_frontier.NAMED,
+                  delta_frontier.TARGETS["embedded:digits-ddim"])
     ax = figures[0].axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     families = {grammar.family(p) for p in points}
