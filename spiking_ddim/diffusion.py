@@ -78,18 +78,22 @@ def noisy_batch(images: torch.Tensor, scheduler, batch_size: int, g: torch.Gener
     return x0.to(device), noise.to(device), t.to(device), xt.to(device)
 
 
+def prediction_type(scheduler) -> str:
+    """``scheduler``'s prediction type (epsilon, v_prediction or sample); a ``ValueError`` for another."""
+    kind = scheduler.config.prediction_type
+    if kind not in ("epsilon", "v_prediction", "sample"):
+        raise ValueError(f"unknown prediction type {kind!r} (epsilon, v_prediction or sample)")
+    return kind
+
+
 def denoising_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """What a model of ``scheduler``'s prediction type should output for ``x0`` noised with
     ``noise`` at timesteps ``t`` (shapes (N, C, H, W), (N,)): the noise (epsilon), the
     velocity sqrt(a) noise - sqrt(1 - a) x0 (v_prediction) or the clean image (sample)."""
-    kind = scheduler.config.prediction_type
+    kind = prediction_type(scheduler)
     if kind == "epsilon":
         return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(x0, noise, t)
-    if kind == "sample":
-        return x0
-    raise ValueError(f"unknown prediction type {kind!r} (epsilon, v_prediction or sample)")
+    return scheduler.get_velocity(x0, noise, t) if kind == "v_prediction" else x0
 
 
 def denoising_loss(model: torch.nn.Module, images: torch.Tensor, scheduler, batch_size: int, g: torch.Generator) -> torch.Tensor:
@@ -102,8 +106,9 @@ def denoising_loss(model: torch.nn.Module, images: torch.Tensor, scheduler, batc
 def ddim_noise_gain(scheduler: DDIMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
     """d x_prev / d (model output) of a deterministic DDIM step at each timestep (shape of
     ``timesteps``): how much an error in the predicted noise (or velocity) moves that step's
-    output. The step is affine in the output away from sample clipping, so a small finite difference through ``scheduler.step``
-    gives it exactly; uses the scheduler's current ``set_timesteps``."""
+    output. The step is affine in the output away from sample clipping, so a small finite
+    difference through ``scheduler.step`` gives it exactly; uses the scheduler's current
+    ``set_timesteps``."""
     h, x = 1e-3, torch.zeros(1, 1, 1, 1)
     gain = {int(t): float((scheduler.step(torch.full_like(x, h), t, x).prev_sample
                            - scheduler.step(torch.zeros_like(x), t, x).prev_sample) / h) for t in timesteps.unique()}
@@ -116,11 +121,7 @@ def predicted_x0(unet: torch.nn.Module, scheduler, xt: torch.Tensor, t: torch.Te
     alphas = scheduler.alphas_cumprod.to(xt.device)[t].float().view(-1, 1, 1, 1)
     with step_coding(unet):
         out = unet(xt, t).sample.float()
-    kind = scheduler.config.prediction_type
+    kind = prediction_type(scheduler)
     if kind == "epsilon":
         return (xt.float() - (1 - alphas).sqrt() * out) / alphas.sqrt()
-    if kind == "v_prediction":
-        return alphas.sqrt() * xt.float() - (1 - alphas).sqrt() * out
-    if kind == "sample":
-        return out
-    raise ValueError(f"unknown prediction type {kind!r} (epsilon, v_prediction or sample)")
+    return alphas.sqrt() * xt.float() - (1 - alphas).sqrt() * out if kind == "v_prediction" else out
