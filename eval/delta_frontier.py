@@ -12,15 +12,14 @@ recipe (:func:`spiking_ddim.recipe.prepare`: convert, calibrate, fit encoders). 
 ``--num-images`` images (``--steps`` DDIM steps, seeds SEED..SEED+N-1) and records the PSNR
 against the original from the same noise with its per-image spread, the KID (in the model's
 own feature space) against its held-out real images, spikes per neuron, and the energy per
-image and per
-step (:mod:`spiking_ddim.benchmarks.rows`' keys): SNN / ANN (45 nm operation count, the
-headline), SNN / INT8 ANN, and both under the memory-aware estimate. ``--scan-steps`` then
+image and per step (:mod:`spiking_ddim.benchmarks.rows`' keys): SNN / ANN (45 nm operation
+count, the headline), SNN / INT8 ANN, and both under the memory-aware estimate. ``--scan-steps`` then
 prices one image at each number of denoising steps for the ANN and the scanned points
 (PSNR on ``--scan-images`` images; delta encoders refitted at each number of steps, a fully
 spiking model's calibration kept from ``--steps``).
 
-Writes eval/results/delta_frontier.{json,md,png}, the JSON after every point, so a long run
-leaves what it measured.
+Writes delta_frontier.{json,md,png} in ``--out-dir`` (eval/results), the JSON after every
+point, so a long run leaves what it measured.
 """
 
 from __future__ import annotations

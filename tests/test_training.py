@@ -97,6 +97,7 @@ def test_a_perfect_output_of_each_prediction_type_gives_back_the_clean_image(kin
         a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
         assert torch.allclose(target, a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)
 
+
 def test_fine_tuning_noises_images_with_the_model_s_own_schedule():
     from diffusers import DDIMScheduler
 

@@ -6,8 +6,9 @@ A point is a :class:`~spiking_ddim.spec.ConversionSpec` with the conversion flag
 ``spiking-ddim sample`` that name it (``--K 8 --coding delta --weight-bits 8``; the driver
 parses them with the command line's parser); :func:`markdown` prints the command that
 reproduces it. A row holds :mod:`.rows`' keys (PSNR and its spread, KID, the
-matched-precision ratios and break-evens) and ``joules_per_image_E`` under every estimate E. :func:`dominance` says, per estimate,
-which points dominate which (no worse in PSNR and energy, better in one).
+matched-precision ratios and break-evens) and ``joules_per_image_E`` under every estimate E.
+:func:`dominance` says, per estimate, which points dominate which (no worse in PSNR and
+energy, better in one).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def snn_row(run: OriginalRun, label: str, flags: str, spec: ConversionSpec, num_
 def markdown(data: dict) -> str:
     """precision_plane.md: the ANN family and the SNN points per estimate, and who dominates whom."""
     model = results_model(data)
+    named = model_flag(model)
     lines = ["# Quality against energy at matched precision", "",
              f"{model.words[0].upper()}{model.words[1:]}, {data['num_images']} images per row, {data['steps']} DDIM steps, seeds "
              f"{data['seed']}..; PSNR against the float32 original from the same noise, KID ({model.real} features) "
@@ -55,11 +57,10 @@ def markdown(data: dict) -> str:
              "analog inputs at 16 bits, accumulators and state at their recorded widths (32 bits where none); the "
              "ANN rows are `eval/results/quantized_ann.json`'s. Break-even: spikes per neuron per call at which the "
              "point would cost what the ANN of its weight width costs (W8A8 for 8-bit synapses). Written by "
-             f"`python eval/precision_plane.py{model_flag(model)}`.", "",
+             f"`python eval/precision_plane.py{named}`.", "",
              "| network | PSNR (dB) | KID | spikes / neuron | " + " | ".join(
                  f"{TITLES[k]} (uJ) | break-even" for k in KEYS) + " | command |",
              "|---|---|---|---|" + "---|---|" * len(KEYS) + "---|"]
-    named = model_flag(model)
     for r in data["ann"]:
         psnr = "∞ (reference)" if r["psnr"] is None else f"{r['psnr']:.2f}"
         lines.append(f"| ANN {r['precision']} | {psnr} | {r['kid_mean']:.5f} | - | " + " | ".join(
